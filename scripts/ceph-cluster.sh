@@ -130,6 +130,7 @@ fsid = $fsid
 mon_host = v2:127.0.0.1:$port
 mon_initial_members = a
 public_addr = 127.0.0.1
+cluster_addr = 127.0.0.1
 ms_bind_msgr1 = false
 ms_bind_ipv6 = false
 auth_cluster_required = none
