@@ -1,0 +1,94 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+)
+
+// Env is what a command's Run methods receive: the root context and the
+// standard streams, so packages never touch os.Stdout directly and tests can
+// run commands in-process.
+type Env struct {
+	Ctx    context.Context
+	Stdin  *os.File
+	Stdout *os.File
+	Stderr io.Writer
+	Name   string
+}
+
+// VersionFlag prints the version and exits 0.
+type VersionFlag bool
+
+// BeforeReset prints the version as soon as kong sees the flag.
+func (v VersionFlag) BeforeReset(app *kong.Kong, vars kong.Vars) error {
+	fmt.Fprintf(app.Stdout, "%s %s\n", app.Model.Name, VersionString())
+	app.Exit(0)
+	return nil
+}
+
+// Run parses args into cmd (a kong grammar whose commands have
+// Run(*Env) error methods), runs the selected command under a context that
+// is cancelled by SIGINT or SIGTERM, prints any error as
+// "NAME: error: ..." and returns the exit code.
+func Run(name, description string, cmd any, args []string, binds ...any) int {
+	exit := -1
+	parser, err := kong.New(cmd, kong.Name(name), kong.Description(description),
+		kong.UsageOnError(), kong.Writers(os.Stdout, os.Stderr),
+		kong.Exit(func(code int) { exit = code; panic(exitPanic{}) }),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: error: %v\n", name, err)
+		return Failure
+	}
+	kctx, code, done := parse(parser, args, &exit)
+	if done {
+		return code
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	env := &Env{Ctx: ctx, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Name: name}
+	err = kctx.Run(append([]any{env}, binds...)...)
+	if err != nil {
+		if ctx.Err() != nil && !errors.Is(err, context.Canceled) {
+			err = fmt.Errorf("%w: %w", context.Canceled, err)
+		}
+		fmt.Fprintf(os.Stderr, "%s: error: %s\n", name, Message(err))
+	}
+	return ExitCode(err)
+}
+
+type exitPanic struct{}
+
+// parse runs kong's parser, turning its exits (help, version) and parse
+// errors into exit codes.
+func parse(p *kong.Kong, args []string, exit *int) (kctx *kong.Context, code int, done bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			if _, ok := r.(exitPanic); !ok {
+				panic(r)
+			}
+			kctx, code, done = nil, *exit, true
+		}
+	}()
+	kctx, err := p.Parse(args)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: error: %v\n", p.Model.Name, err)
+		return nil, Usage, true
+	}
+	return kctx, 0, false
+}
+
+// Message renders an error for the one-line diagnostic.
+func Message(err error) string {
+	if errors.Is(err, context.Canceled) {
+		return "interrupted"
+	}
+	return err.Error()
+}

@@ -1,0 +1,72 @@
+package repo
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/zeebo/blake3"
+)
+
+// Chunks are stored as one zstd frame each, so an operator can inspect one
+// with the zstd command. The frame carries no checksum of its own: the
+// BLAKE3 name of the chunk is checked on every read.
+
+var encoders = sync.Pool{New: func() any {
+	e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest),
+		zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false),
+		zstd.WithWindowSize(1<<20))
+	if err != nil {
+		panic(err) // only for invalid options
+	}
+	return e
+}}
+
+var decoders = sync.Pool{New: func() any {
+	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderMaxMemory(ChunkSize+(1<<20)), zstd.IgnoreChecksum(true))
+	if err != nil {
+		panic(err)
+	}
+	return d
+}}
+
+// Compress appends the stored form of chunk p to dst.
+func Compress(dst, p []byte) []byte {
+	e := encoders.Get().(*zstd.Encoder)
+	defer encoders.Put(e)
+	return e.EncodeAll(p, dst[:0])
+}
+
+// Decompress turns stored bytes back into the chunk named h, writing into
+// dst (which must have room for ChunkSize bytes), and verifies the content.
+func Decompress(dst []byte, h Hash, stored []byte) ([]byte, error) {
+	d := decoders.Get().(*zstd.Decoder)
+	out, err := d.DecodeAll(stored, dst[:0])
+	decoders.Put(d)
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: %v", ErrCorruptChunk, h, err)
+	}
+	if len(out) != ChunkSize {
+		return nil, fmt.Errorf("%w %s: %d bytes, want %d", ErrCorruptChunk, h, len(out), ChunkSize)
+	}
+	if Hash(blake3.Sum256(out)) != h {
+		return nil, fmt.Errorf("%w %s: content does not match its hash", ErrCorruptChunk, h)
+	}
+	return out, nil
+}
+
+// ReadChunk fetches, decompresses and verifies chunk h into dst. A zero
+// hash yields zeros without touching the store.
+func (r *Repo) ReadChunk(dst []byte, h Hash) ([]byte, error) {
+	if h.IsZero() {
+		dst = dst[:ChunkSize]
+		clear(dst)
+		return dst, nil
+	}
+	stored, err := r.Chunks.Get(h)
+	if err != nil {
+		return nil, err
+	}
+	return Decompress(dst, h, stored)
+}

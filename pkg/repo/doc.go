@@ -1,0 +1,30 @@
+// Package repo is the backy repository: one self-contained directory per
+// job holding content-addressed chunks, and revisions made of a metadata
+// file and a chunk index. The on-disk format is specified in
+// docs/repository.md.
+//
+// Every chunk read is verified against its BLAKE3 hash; every file is
+// published with write-temp, fsync, rename, fsync-directory, so a crash at
+// any instant leaves the previous revisions intact and no half revision.
+package repo
+
+import "errors"
+
+// ChunkSize is the fixed chunk size of format 1 (aligned with RBD objects).
+const ChunkSize = 4 << 20
+
+// FormatVersion is the repository format this package reads and writes.
+const FormatVersion = 1
+
+// Errors of this package; details are wrapped around them.
+var (
+	ErrNotRepository = errors.New("repo: not a backy repository")
+	ErrFormat        = errors.New("repo: unsupported repository format")
+	ErrBusy          = errors.New("repo: locked by another process")
+	ErrNoRevision    = errors.New("repo: no such revision")
+	ErrAmbiguous     = errors.New("repo: ambiguous revision spec")
+	ErrCorruptChunk  = errors.New("repo: corrupt chunk")
+	ErrMissingChunk  = errors.New("repo: missing chunk")
+	ErrCorruptIndex  = errors.New("repo: corrupt index")
+	ErrCorruptMeta   = errors.New("repo: corrupt metadata")
+)

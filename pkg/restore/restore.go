@@ -1,0 +1,169 @@
+package restore
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"unsafe"
+
+	"github.com/backy/backy/pkg/extent"
+	"github.com/backy/backy/pkg/repo"
+	"golang.org/x/sys/unix"
+)
+
+// ErrTargetTooSmall is returned when a block device cannot hold the image.
+var ErrTargetTooSmall = errors.New("restore: target device is smaller than the image")
+
+// Options tune a restore.
+type Options struct {
+	Workers int // readers and decompressors; default GOMAXPROCS
+}
+
+var zeros = make([]byte, repo.ChunkSize)
+
+// Raw writes the image to w as a plain byte stream.
+func Raw(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Index, w io.Writer, opt Options) error {
+	return each(ctx, r, rev, ix, opt.Workers, func(off, length int64, data []byte) error {
+		if data == nil {
+			data = zeros[:length]
+		}
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// ToPath restores into a file (written beside it and renamed over it when
+// complete, with holes where the image has zero chunks) or onto a block
+// device (written in place; it is never read).
+func ToPath(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Index, path string, opt Options) error {
+	st, err := os.Stat(path)
+	if err == nil && st.Mode()&os.ModeDevice != 0 {
+		return toDevice(ctx, r, rev, ix, path, opt)
+	}
+	if err == nil && !st.Mode().IsRegular() {
+		return fmt.Errorf("restore: %s is neither a regular file nor a block device", path)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".backy-*")
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err := f.Truncate(ix.Size); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	err = each(ctx, r, rev, ix, opt.Workers, func(off, length int64, data []byte) error {
+		if data == nil || repo.IsZeroData(data) {
+			return nil // leave a hole
+		}
+		_, err := f.WriteAt(data, off)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	ok = true
+	return nil
+}
+
+func toDevice(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Index, path string, opt Options) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	defer f.Close()
+	var size uint64
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.BLKGETSIZE64, uintptr(unsafe.Pointer(&size))); e != 0 {
+		return fmt.Errorf("restore: %s: BLKGETSIZE64: %w", path, e)
+	}
+	if int64(size) < ix.Size {
+		return fmt.Errorf("%w: %s has %d bytes, the image %d", ErrTargetTooSmall, path, size, ix.Size)
+	}
+	err = each(ctx, r, rev, ix, opt.Workers, func(off, length int64, data []byte) error {
+		if data == nil {
+			if zeroOut(f, off, length) == nil {
+				return nil
+			}
+			data = zeros[:length]
+		}
+		_, err := f.WriteAt(data, off)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+// zeroOut asks the device to zero a range without sending the zeros.
+func zeroOut(f *os.File, off, length int64) error {
+	rng := [2]uint64{uint64(off), uint64(length)}
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.BLKZEROOUT, uintptr(unsafe.Pointer(&rng[0]))); e != 0 {
+		return e
+	}
+	return nil
+}
+
+// Extents writes the revision as a full extent stream.
+func Extents(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Index, w io.Writer, opt Options) error {
+	bw := bufio.NewWriterSize(w, 256<<10)
+	ew, err := extent.NewWriter(bw, extent.Header{Kind: extent.Full, Size: ix.Size,
+		Source: rev.Source, Snapshot: rev.Snapshot})
+	if err != nil {
+		return err
+	}
+	var zfrom, zto int64
+	flush := func() error {
+		if zto > zfrom {
+			if err := ew.WriteZero(zfrom, zto-zfrom); err != nil {
+				return err
+			}
+		}
+		zfrom, zto = 0, 0
+		return nil
+	}
+	err = each(ctx, r, rev, ix, opt.Workers, func(off, length int64, data []byte) error {
+		if data == nil {
+			if zto != off {
+				if err := flush(); err != nil {
+					return err
+				}
+				zfrom = off
+			}
+			zto = off + length
+			return nil
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+		return ew.WriteData(off, data)
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err == nil {
+		err = ew.Close()
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	return err
+}

@@ -1,0 +1,22 @@
+// Package source turns image files and block devices into extent streams
+// (docs/extent-stream.md): full streams for backups and sample streams for
+// checking a backup against its source.
+//
+// Holes are found with SEEK_DATA/SEEK_HOLE and never read; all-zero blocks
+// become zero records; records are aligned to the 4 MiB chunks of the
+// repository so that backy-store never has to split them.
+package source
+
+import "errors"
+
+// BlockSize is the unit in which data is read, checked for zeros and
+// sampled. It equals the repository chunk size.
+const BlockSize = 4 << 20
+
+// Errors of this package.
+var (
+	ErrNotImage     = errors.New("source: not an image file or block device")
+	ErrShrunk       = errors.New("source: image shrank while it was read")
+	ErrSizeNeeded   = errors.New("source: a pipe needs --size")
+	ErrSizeMismatch = errors.New("source: input size does not match --size")
+)

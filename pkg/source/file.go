@@ -1,0 +1,139 @@
+package source
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"os"
+
+	"github.com/backy/backy/pkg/extent"
+)
+
+// Options tune File.
+type Options struct {
+	// Size is the image size; required when the input is a pipe.
+	Size int64
+	// Sample selects a sample stream: 0 means a full stream, a value in
+	// (0, 100] the percentage of 4 MiB blocks to send.
+	Sample float64
+	// Seed makes the choice of sampled blocks repeatable; 0 picks one.
+	Seed uint64
+	// Stdin is read for the path "-".
+	Stdin *os.File
+	// Snapshot is recorded in the stream header.
+	Snapshot string
+}
+
+// block is one piece of the image read ahead by the reader goroutine.
+type block struct {
+	off int64
+	buf []byte
+	err error
+}
+
+var zeroBlock = make([]byte, BlockSize)
+
+// File writes an extent stream of the image at path to out. On any error it
+// returns without writing the END record, so nothing downstream can mistake
+// the output for a complete stream.
+func File(ctx context.Context, path string, out io.Writer, opt Options) (extent.Summary, error) {
+	img, err := openImage(path, opt.Stdin, opt.Size)
+	if err != nil {
+		return extent.Summary{}, err
+	}
+	if path != "-" {
+		defer img.f.Close()
+	}
+	hdr := extent.Header{Kind: extent.Full, Size: img.size, Source: "file:" + img.name, Snapshot: opt.Snapshot}
+	if opt.Sample > 0 {
+		hdr.Kind = extent.Sample
+	}
+	bw := bufio.NewWriterSize(out, 256<<10)
+	w, err := extent.NewWriter(bw, hdr)
+	if err != nil {
+		return extent.Summary{}, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	blocks := make(chan block, 4)
+	if opt.Sample > 0 {
+		go img.readSample(ctx, blocks, opt)
+	} else {
+		go img.readAll(ctx, blocks)
+	}
+	if err := emit(w, blocks, img.size, opt.Sample == 0); err != nil {
+		return w.Summary(), err
+	}
+	if err := img.checkUnchangedSize(); err != nil {
+		return w.Summary(), err
+	}
+	if err := w.Close(); err != nil {
+		return w.Summary(), err
+	}
+	return w.Summary(), bw.Flush()
+}
+
+// emit turns blocks into records, merging neighbouring zero ranges (holes
+// and all-zero blocks) into one zero record. With fillGaps (full streams)
+// the ranges between blocks are holes and become zero records too; in a
+// sample stream they are simply not checked.
+func emit(w *extent.Writer, blocks <-chan block, size int64, fillGaps bool) error {
+	z := zeroRun{w: w}
+	pos := int64(0)
+	for b := range blocks {
+		if b.err != nil {
+			return b.err
+		}
+		if fillGaps && b.off > pos {
+			if err := z.add(pos, b.off); err != nil {
+				return err
+			}
+		}
+		end := b.off + int64(len(b.buf))
+		var err error
+		if bytes.Equal(b.buf, zeroBlock[:len(b.buf)]) {
+			err = z.add(b.off, end)
+		} else if err = z.flush(); err == nil {
+			err = w.WriteData(b.off, b.buf)
+		}
+		putBuf(b.buf)
+		if err != nil {
+			return err
+		}
+		pos = end
+	}
+	if fillGaps && size > pos {
+		if err := z.add(pos, size); err != nil {
+			return err
+		}
+	}
+	return z.flush()
+}
+
+// zeroRun collects adjacent zero ranges so they leave as one record.
+type zeroRun struct {
+	w        *extent.Writer
+	from, to int64
+}
+
+func (z *zeroRun) add(from, to int64) error {
+	if z.to != from || z.to == z.from {
+		if err := z.flush(); err != nil {
+			return err
+		}
+		z.from = from
+	}
+	z.to = to
+	return nil
+}
+
+func (z *zeroRun) flush() error {
+	if z.to > z.from {
+		if err := z.w.WriteZero(z.from, z.to-z.from); err != nil {
+			return err
+		}
+	}
+	z.from, z.to = 0, 0
+	return nil
+}

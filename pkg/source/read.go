@@ -1,0 +1,120 @@
+package source
+
+import (
+	"context"
+	"math/rand/v2"
+	"sort"
+	"sync"
+)
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, BlockSize); return &b }}
+
+func getBuf(n int) []byte { return (*bufPool.Get().(*[]byte))[:n] }
+
+func putBuf(b []byte) {
+	b = b[:cap(b)]
+	bufPool.Put(&b)
+}
+
+// send delivers one block unless the consumer has gone away.
+func send(ctx context.Context, out chan<- block, b block) bool {
+	select {
+	case out <- b:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// readAll reads every data region in blocks aligned to BlockSize and closes
+// out when done; holes are never read.
+func (img *image) readAll(ctx context.Context, out chan<- block) {
+	defer close(out)
+	err := img.dataRegions(func(from, to int64) error {
+		for off := from; off < to; {
+			end := min((off/BlockSize+1)*BlockSize, to)
+			if !img.readBlock(ctx, out, off, end) {
+				return context.Canceled
+			}
+			off = end
+		}
+		return nil
+	})
+	if err != nil && err != context.Canceled {
+		send(ctx, out, block{err: err})
+	}
+}
+
+// readBlock reads [off, end) and sends it; it reports whether to go on.
+func (img *image) readBlock(ctx context.Context, out chan<- block, off, end int64) bool {
+	buf := getBuf(int(end - off))
+	if err := img.readFull(buf, off); err != nil {
+		send(ctx, out, block{err: err})
+		return false
+	}
+	return send(ctx, out, block{off: off, buf: buf})
+}
+
+// readSample reads a random selection of whole blocks, in ascending order.
+func (img *image) readSample(ctx context.Context, out chan<- block, opt Options) {
+	defer close(out)
+	for _, n := range sampleBlocks(img.size, opt.Sample, opt.Seed) {
+		off := n * BlockSize
+		end := min(off+BlockSize, img.size)
+		if !img.seekable {
+			if !img.skip(ctx, out, off) {
+				return
+			}
+		}
+		if !img.readBlock(ctx, out, off, end) {
+			return
+		}
+		img.pos = end
+	}
+	if !img.seekable {
+		img.skip(ctx, out, img.size)
+	}
+}
+
+// sampleBlocks picks ceil(percent% of the blocks) distinct block numbers.
+func sampleBlocks(size int64, percent float64, seed uint64) []int64 {
+	nblocks := (size + BlockSize - 1) / BlockSize
+	if percent >= 100 {
+		all := make([]int64, nblocks)
+		for i := range all {
+			all[i] = int64(i)
+		}
+		return all
+	}
+	k := int64(float64(nblocks)*percent/100 + 0.999999)
+	k = min(k, nblocks)
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	chosen := make(map[int64]bool, k)
+	for int64(len(chosen)) < k {
+		chosen[r.Int64N(nblocks)] = true
+	}
+	list := make([]int64, 0, k)
+	for n := range chosen {
+		list = append(list, n)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i] < list[j] })
+	return list
+}
+
+// skip reads and discards a pipe's bytes up to off.
+func (img *image) skip(ctx context.Context, out chan<- block, off int64) bool {
+	for img.pos < off {
+		buf := getBuf(int(min(BlockSize, off-img.pos)))
+		err := img.readFull(buf, img.pos)
+		putBuf(buf)
+		if err != nil {
+			send(ctx, out, block{err: err})
+			return false
+		}
+		img.pos += int64(len(buf))
+	}
+	return true
+}

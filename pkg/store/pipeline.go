@@ -1,0 +1,206 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/backy/backy/pkg/repo"
+)
+
+// Counters are live figures of a running store, safe to read concurrently.
+type Counters struct {
+	ChunksNew    atomic.Int64
+	ChunksReused atomic.Int64
+	ChunksZero   atomic.Int64
+	BytesWritten atomic.Int64
+	StreamBytes  atomic.Int64
+}
+
+// pipeline runs the workers that hash, check and compress chunks.
+type pipeline struct {
+	ctx          context.Context
+	r            *repo.Repo
+	batch        repo.Batch
+	index        *repo.Index
+	base         *repo.Index // differential: the parent's index as it was
+	baseSize     int64
+	size         int64
+	differential bool
+	reverify     bool               // a distrusted revision exists: check chunks before reuse
+	known        map[repo.Hash]bool // chunks of the parent, known to exist
+	counters     *Counters
+
+	jobs     chan *job
+	bufs     chan []byte // free chunk buffers; its capacity bounds memory
+	wg       sync.WaitGroup
+	errOnce  sync.Once
+	err      error
+	cancel   context.CancelFunc
+	verified sync.Map // chunks re-verified in this run
+}
+
+func (p *pipeline) start(workers int) {
+	p.jobs = make(chan *job, workers)
+	p.bufs = make(chan []byte, 2*workers+2)
+	for range cap(p.bufs) {
+		p.bufs <- nil // allocated on first use
+	}
+	for range workers {
+		p.wg.Add(1)
+		go p.work()
+	}
+}
+
+func (p *pipeline) fail(err error) {
+	p.errOnce.Do(func() {
+		p.err = err
+		p.cancel()
+	})
+}
+
+// chunkLen is how many bytes of chunk n lie inside the image.
+func (p *pipeline) chunkLen(n int64) int64 {
+	return min(repo.ChunkSize, p.size-n*repo.ChunkSize)
+}
+
+func (p *pipeline) setZero(n int64) {
+	p.index.Hashes[n] = repo.ZeroHash
+	p.counters.ChunksZero.Add(1)
+}
+
+func (p *pipeline) getBuf() ([]byte, error) {
+	select {
+	case b := <-p.bufs:
+		if b == nil {
+			return make([]byte, repo.ChunkSize), nil
+		}
+		clear(b)
+		return b, nil
+	case <-p.ctx.Done():
+		return nil, p.stopErr()
+	}
+}
+
+func (p *pipeline) submit(j *job) error {
+	select {
+	case p.jobs <- j:
+		return nil
+	case <-p.ctx.Done():
+		return p.stopErr()
+	}
+}
+
+func (p *pipeline) stopErr() error {
+	if p.err != nil {
+		return p.err
+	}
+	return p.ctx.Err()
+}
+
+// wait closes the job queue and waits for the workers.
+func (p *pipeline) wait() error {
+	close(p.jobs)
+	p.wg.Wait()
+	return p.err
+}
+
+func (p *pipeline) work() {
+	defer p.wg.Done()
+	var scratch, out []byte
+	for j := range p.jobs {
+		if p.ctx.Err() != nil {
+			p.bufs <- j.buf
+			continue
+		}
+		var err error
+		scratch, out, err = p.finish(j, scratch, out)
+		p.bufs <- j.buf
+		if err != nil {
+			p.fail(err)
+		}
+	}
+}
+
+// finish completes one chunk: fill from the base, hash, store if new.
+func (p *pipeline) finish(j *job, scratch, out []byte) ([]byte, []byte, error) {
+	if j.partial {
+		var err error
+		if scratch, err = p.fillFromBase(j, scratch); err != nil {
+			return scratch, out, err
+		}
+	}
+	if l := p.chunkLen(j.n); l < repo.ChunkSize {
+		clear(j.buf[l:]) // bytes past the image end are always zero
+	}
+	h := repo.HashChunk(j.buf)
+	p.index.Hashes[j.n] = h
+	if h.IsZero() {
+		p.counters.ChunksZero.Add(1)
+		return scratch, out, nil
+	}
+	reuse, err := p.canReuse(h, &scratch)
+	if err != nil || reuse {
+		if reuse {
+			p.counters.ChunksReused.Add(1)
+		}
+		return scratch, out, err
+	}
+	out = repo.Compress(out, j.buf)
+	if err := p.batch.Put(h, out); err != nil {
+		return scratch, out, err
+	}
+	p.counters.ChunksNew.Add(1)
+	p.counters.BytesWritten.Add(int64(len(out)))
+	return scratch, out, nil
+}
+
+// fillFromBase copies the bytes the stream did not write from the base
+// chunk, which is read and verified first.
+func (p *pipeline) fillFromBase(j *job, scratch []byte) ([]byte, error) {
+	if j.n >= int64(len(p.base.Hashes)) || p.base.Hashes[j.n].IsZero() {
+		return scratch, nil // beyond the old end or zero: the buffer is zero already
+	}
+	if scratch == nil {
+		scratch = make([]byte, repo.ChunkSize)
+	}
+	h := p.base.Hashes[j.n]
+	data, err := p.r.ReadChunk(scratch, h)
+	if err != nil {
+		return scratch, fmt.Errorf("%w (base chunk %d at offset %d)", err, j.n, j.n*repo.ChunkSize)
+	}
+	pos := int64(0)
+	for _, s := range j.covered {
+		copy(j.buf[pos:s.lo], data[pos:s.lo])
+		pos = s.hi
+	}
+	copy(j.buf[pos:], data[pos:])
+	return data, nil
+}
+
+// canReuse reports whether chunk h is already stored (and, while the
+// repository has distrusted revisions, whether it is still intact).
+func (p *pipeline) canReuse(h repo.Hash, scratch *[]byte) (bool, error) {
+	if !p.reverify && p.known[h] {
+		return true, nil
+	}
+	has, err := p.r.Chunks.Has(h)
+	if err != nil || !has {
+		return false, err
+	}
+	if !p.reverify {
+		return true, nil
+	}
+	if _, done := p.verified.Load(h); done {
+		return true, nil
+	}
+	if *scratch == nil {
+		*scratch = make([]byte, repo.ChunkSize)
+	}
+	if _, err := p.r.ReadChunk(*scratch, h); err != nil {
+		return false, nil // damaged: store it again, which repairs it
+	}
+	p.verified.Store(h, true)
+	return true, nil
+}

@@ -1,0 +1,198 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"time"
+
+	"github.com/backy/backy/pkg/extent"
+	"github.com/backy/backy/pkg/repo"
+)
+
+// Options tune Store.
+type Options struct {
+	Tags     []string
+	Workers  int       // default: GOMAXPROCS
+	Counters *Counters // optional live figures for a progress line
+	Now      func() time.Time
+}
+
+// Store reads one extent stream from in and commits it as a new revision of
+// r. Nothing in the repository changes unless the whole stream, END record
+// included, was read and verified.
+func Store(ctx context.Context, r *repo.Repo, in io.Reader, opt Options) (*repo.Revision, error) {
+	storeLock, err := r.TryLock(repo.LockStore, false)
+	if err != nil {
+		return nil, err
+	}
+	defer storeLock.Unlock()
+	chunkLock, err := r.TryLock(repo.LockChunks, true)
+	if err != nil {
+		return nil, err
+	}
+	defer chunkLock.Unlock()
+	return storeLocked(ctx, r, in, opt)
+}
+
+func storeLocked(ctx context.Context, r *repo.Repo, in io.Reader, opt Options) (*repo.Revision, error) {
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Counters == nil {
+		opt.Counters = new(Counters)
+	}
+	started := opt.Now()
+	sr, err := extent.NewReader(in)
+	if err != nil {
+		return nil, err
+	}
+	hdr := sr.Header()
+	revs, err := r.Revisions()
+	if err != nil {
+		return nil, err
+	}
+	p, parent, err := plan(ctx, r, hdr, revs)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	p.ctx, p.cancel, p.counters = ctx, cancel, opt.Counters
+	if p.batch, err = r.Chunks.Begin(); err != nil {
+		return nil, err
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			p.batch.Abort()
+		}
+	}()
+	workers := opt.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	p.start(workers)
+	err = feed(p, sr)
+	if werr := p.wait(); err == nil {
+		err = werr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := p.batch.Commit(); err != nil {
+		return nil, err
+	}
+	committed = true
+	rev := newRevision(hdr, parent, opt, started, p, sr)
+	meta, err := r.WaitLock(repo.LockMeta, false, time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	defer meta.Unlock()
+	if err := r.Commit(rev, p.index); err != nil {
+		return nil, err
+	}
+	return rev, nil
+}
+
+// feed reads every record into the assembler. It stops at the first error,
+// including a cancelled context or a failed worker.
+func feed(p *pipeline, sr *extent.Reader) error {
+	a := &assembler{p: p, last: -1}
+	for {
+		if err := p.ctx.Err(); err != nil {
+			return p.stopErr()
+		}
+		rec, err := sr.Next()
+		p.counters.StreamBytes.Store(sr.BytesRead())
+		if errors.Is(err, io.EOF) {
+			return a.finish()
+		}
+		if err != nil {
+			return err
+		}
+		if err := a.apply(rec); err != nil {
+			return err
+		}
+	}
+}
+
+// plan checks the stream against the repository and sets up the index:
+// empty for a full stream, the parent's for a differential one.
+func plan(ctx context.Context, r *repo.Repo, hdr extent.Header, revs []*repo.Revision) (*pipeline, *repo.Revision, error) {
+	p := &pipeline{r: r, size: hdr.Size}
+	var parent *repo.Revision
+	if len(revs) > 0 {
+		parent = revs[len(revs)-1]
+	}
+	for _, rev := range revs {
+		if rev.IsDistrusted() {
+			p.reverify = true
+		}
+	}
+	switch hdr.Kind {
+	case extent.Sample:
+		return nil, nil, ErrSampleStream
+	case extent.Full:
+		p.index = repo.NewIndex(hdr.Size)
+	case extent.Differential:
+		if err := checkBase(hdr, parent); err != nil {
+			return nil, nil, err
+		}
+		base, err := r.Index(parent.ID)
+		if err != nil {
+			return nil, nil, err
+		}
+		p.differential, p.base, p.baseSize = true, base, base.Size
+		p.index = &repo.Index{Size: base.Size, Hashes: append([]repo.Hash(nil), base.Hashes...)}
+		p.index.Resize(hdr.Size)
+	}
+	if parent != nil && !parent.IsDistrusted() {
+		ix := p.base
+		if ix == nil {
+			var err error
+			if ix, err = r.Index(parent.ID); err != nil {
+				ix = &repo.Index{} // a damaged parent only costs dedup hints
+			}
+		}
+		p.known = make(map[repo.Hash]bool, len(ix.Hashes))
+		for _, h := range ix.Hashes {
+			p.known[h] = true
+		}
+	}
+	return p, parent, nil
+}
+
+func checkBase(hdr extent.Header, parent *repo.Revision) error {
+	switch {
+	case parent == nil:
+		return ErrNoParent
+	case parent.IsDistrusted():
+		return fmt.Errorf("%w (%s)", ErrDistrusted, parent.ID)
+	case parent.Snapshot == "" || parent.Snapshot != hdr.Base:
+		return fmt.Errorf("%w: stream is relative to %q, newest revision %s was taken from %q",
+			ErrWrongBase, hdr.Base, parent.ID, parent.Snapshot)
+	}
+	return nil
+}
+
+func newRevision(hdr extent.Header, parent *repo.Revision, opt Options, started time.Time, p *pipeline, sr *extent.Reader) *repo.Revision {
+	c := opt.Counters
+	rev := &repo.Revision{
+		ID: repo.NewRevisionID(), Time: started.UTC(), Kind: hdr.Kind.String(),
+		Tags: append([]string{}, opt.Tags...), Trust: repo.Trusted,
+		Source: hdr.Source, Snapshot: hdr.Snapshot, Base: hdr.Base, Size: hdr.Size,
+		Stats: repo.Stats{
+			StreamBytes: sr.BytesRead(), BytesWritten: c.BytesWritten.Load(),
+			ChunksNew: c.ChunksNew.Load(), ChunksReused: c.ChunksReused.Load(),
+			ChunksZero: c.ChunksZero.Load(), Duration: opt.Now().Sub(started).Seconds(),
+		},
+	}
+	if parent != nil {
+		rev.Parent = parent.ID
+	}
+	return rev
+}

@@ -1,0 +1,325 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/backy/backy/pkg/extent"
+	"github.com/backy/backy/pkg/repo"
+	"github.com/backy/backy/pkg/restore"
+	"github.com/backy/backy/pkg/source"
+	"github.com/backy/backy/pkg/store"
+)
+
+const MiB = 1 << 20
+
+// image writes a test image: random data where fill says, holes elsewhere.
+func image(t *testing.T, size int64, fills ...[2]int64) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "img")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(uint64(size), 7))
+	for _, fl := range fills {
+		b := make([]byte, fl[1])
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		if _, err := f.WriteAt(b, fl[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p
+}
+
+// extract returns a full extent stream of the file at path.
+func extract(t *testing.T, path string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := source.File(context.Background(), path, &buf, source.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func storeStream(t *testing.T, r *repo.Repo, stream []byte) (*repo.Revision, error) {
+	t.Helper()
+	return store.Store(context.Background(), r, bytes.NewReader(stream), store.Options{})
+}
+
+// restored returns the raw image of a revision.
+func restored(t *testing.T, r *repo.Repo, rev *repo.Revision) []byte {
+	t.Helper()
+	ix, err := r.Index(rev.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := restore.Raw(context.Background(), r, rev, ix, &buf, restore.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func newRepo(t *testing.T) *repo.Repo {
+	t.Helper()
+	r, err := repo.OpenOrCreate(filepath.Join(t.TempDir(), "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestRoundTripImageKinds(t *testing.T) {
+	cases := map[string]struct {
+		size  int64
+		fills [][2]int64
+	}{
+		"empty":           {0, nil},
+		"all zeros":       {9 * MiB, nil},
+		"random":          {12 * MiB, [][2]int64{{0, 12 * MiB}}},
+		"sparse":          {64 * MiB, [][2]int64{{5 * MiB, 3}, {40*MiB - 7, 8 * MiB}}},
+		"odd size":        {4*MiB + 4097, [][2]int64{{0, 4*MiB + 4097}}},
+		"tiny":            {1, [][2]int64{{0, 1}}},
+		"not 4k multiple": {1000003, [][2]int64{{1000, 5000}}},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			img := image(t, c.size, c.fills...)
+			want, _ := os.ReadFile(img)
+			r := newRepo(t)
+			rev, err := storeStream(t, r, extract(t, img))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := restored(t, r, rev); !bytes.Equal(got, want) {
+				t.Fatalf("restore differs from source (%d vs %d bytes)", len(got), len(want))
+			}
+		})
+	}
+}
+
+func TestRebackupReusesChunks(t *testing.T) {
+	img := image(t, 20*MiB, [2]int64{0, 20 * MiB})
+	r := newRepo(t)
+	first, err := storeStream(t, r, extract(t, img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := storeStream(t, r, extract(t, img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Stats.ChunksNew != 5 || second.Stats.ChunksNew != 0 || second.Stats.ChunksReused != 5 {
+		t.Fatalf("stats: first %+v second %+v", first.Stats, second.Stats)
+	}
+	if second.Parent != first.ID {
+		t.Fatalf("parent %q, want %q", second.Parent, first.ID)
+	}
+}
+
+// diffStream builds a differential stream by hand.
+func diffStream(t *testing.T, size int64, base, snap string, recs func(w *extent.Writer)) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := extent.NewWriter(&buf, extent.Header{Kind: extent.Differential, Size: size, Base: base, Snapshot: snap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs(w)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func fullWithSnapshot(t *testing.T, data []byte, snap string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := extent.NewWriter(&buf, extent.Header{Kind: extent.Full, Size: int64(len(data)), Snapshot: snap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) > 0 {
+		if err := w.WriteData(0, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func randomBytes(n int, seed uint64) []byte {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
+}
+
+func TestDifferential(t *testing.T) {
+	base := randomBytes(10*MiB+123, 1)
+	patch := randomBytes(5*MiB, 2)
+	cases := map[string]struct {
+		size int64
+		recs func(w *extent.Writer)
+		want func() []byte
+	}{
+		"patch inside chunks": {int64(len(base)), func(w *extent.Writer) {
+			w.WriteData(100, patch[:1000])
+			w.WriteZero(3*MiB, 2*MiB)
+			w.WriteData(9*MiB, patch[:MiB])
+		}, func() []byte {
+			b := append([]byte(nil), base...)
+			copy(b[100:], patch[:1000])
+			clear(b[3*MiB : 5*MiB])
+			copy(b[9*MiB:], patch[:MiB])
+			return b
+		}},
+		"grow": {20 * MiB, func(w *extent.Writer) {
+			w.WriteData(15*MiB, patch[:10])
+		}, func() []byte {
+			b := make([]byte, 20*MiB)
+			copy(b, base)
+			copy(b[15*MiB:], patch[:10])
+			return b
+		}},
+		"shrink mid chunk": {5*MiB + 77, func(w *extent.Writer) {
+			w.WriteData(0, patch[:10])
+		}, func() []byte {
+			b := append([]byte(nil), base[:5*MiB+77]...)
+			copy(b, patch[:10])
+			return b
+		}},
+		"nothing changed": {int64(len(base)), func(w *extent.Writer) {}, func() []byte { return base }},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			r := newRepo(t)
+			if _, err := storeStream(t, r, fullWithSnapshot(t, base, "snap1")); err != nil {
+				t.Fatal(err)
+			}
+			rev, err := storeStream(t, r, diffStream(t, c.size, "snap1", "snap2", c.recs))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := restored(t, r, rev); !bytes.Equal(got, c.want()) {
+				t.Fatal("differential restore differs")
+			}
+		})
+	}
+	t.Run("shrink then grow gives zeros", func(t *testing.T) {
+		r := newRepo(t)
+		storeStream(t, r, fullWithSnapshot(t, base, "s1"))
+		if _, err := storeStream(t, r, diffStream(t, 5*MiB+77, "s1", "s2", func(*extent.Writer) {})); err != nil {
+			t.Fatal(err)
+		}
+		rev, err := storeStream(t, r, diffStream(t, 10*MiB, "s2", "s3", func(*extent.Writer) {}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := make([]byte, 10*MiB)
+		copy(want, base[:5*MiB+77])
+		if !bytes.Equal(restored(t, r, rev), want) {
+			t.Fatal("bytes past an old shrink came back")
+		}
+	})
+}
+
+// snapshotRepo returns the names and contents of every file under dir.
+func snapshotRepo(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() && filepath.Base(filepath.Dir(p)) != "locks" {
+			b, _ := os.ReadFile(p)
+			m[p] = string(b)
+		}
+		return nil
+	})
+	return m
+}
+
+func TestBadInputChangesNothing(t *testing.T) {
+	base := randomBytes(6*MiB, 3)
+	good := fullWithSnapshot(t, base, "snap1")
+	corrupt := append([]byte(nil), good...)
+	corrupt[len(corrupt)/2] ^= 1
+	cases := map[string]struct {
+		stream []byte
+		want   error
+	}{
+		"truncated":          {good[:len(good)-10], io.ErrUnexpectedEOF},
+		"bad checksum":       {corrupt, extent.ErrChecksum},
+		"no parent for diff": {diffStream(t, 10, "snapX", "snapY", func(*extent.Writer) {}), store.ErrWrongBase},
+		"wrong base":         {diffStream(t, 10, "other", "snapY", func(*extent.Writer) {}), store.ErrWrongBase},
+		"trailing":           {append(append([]byte(nil), good...), 0), extent.ErrTrailingData},
+		"sample":             {sampleStream(t), store.ErrSampleStream},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			r := newRepo(t)
+			if _, err := storeStream(t, r, good); err != nil {
+				t.Fatal(err)
+			}
+			before := snapshotRepo(t, r.Dir)
+			_, err := storeStream(t, r, c.stream)
+			if !errors.Is(err, c.want) {
+				t.Fatalf("error %v, want %v", err, c.want)
+			}
+			after := snapshotRepo(t, r.Dir)
+			if len(before) != len(after) {
+				t.Fatalf("repository changed: %d files before, %d after", len(before), len(after))
+			}
+			for k, v := range before {
+				if after[k] != v {
+					t.Fatalf("%s changed", k)
+				}
+			}
+		})
+	}
+	t.Run("diff on empty repository", func(t *testing.T) {
+		r := newRepo(t)
+		_, err := storeStream(t, r, diffStream(t, 10, "snapX", "snapY", func(*extent.Writer) {}))
+		if !errors.Is(err, store.ErrNoParent) {
+			t.Fatalf("error %v", err)
+		}
+	})
+}
+
+func sampleStream(t *testing.T) []byte {
+	var buf bytes.Buffer
+	w, _ := extent.NewWriter(&buf, extent.Header{Kind: extent.Sample, Size: 10})
+	w.Close()
+	return buf.Bytes()
+}
+
+func TestSecondStoreIsRefusedWhileLocked(t *testing.T) {
+	r := newRepo(t)
+	l, err := r.TryLock(repo.LockStore, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	// flock locks belong to the open file, so a second open in the same
+	// process conflicts just as another process would.
+	_, err = storeStream(t, r, fullWithSnapshot(t, []byte("x"), ""))
+	if !errors.Is(err, repo.ErrBusy) {
+		t.Fatalf("error %v, want ErrBusy", err)
+	}
+}
