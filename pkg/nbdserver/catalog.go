@@ -1,0 +1,47 @@
+package nbdserver
+
+import (
+	"errors"
+	"io"
+)
+
+// ErrNotFound is what Catalog.Open wraps when no export has the requested
+// name; the client is told the export is unknown.
+var ErrNotFound = errors.New("nbdserver: no such export")
+
+// ExportInfo names one export in the list a client asks for with
+// NBD_OPT_LIST (nbdinfo --list).
+type ExportInfo struct {
+	Name        string // the canonical name, a revision id
+	Description string // free text, shown by nbdinfo
+}
+
+// Catalog resolves export names to exports. The server calls it from many
+// connections at once, so it must be safe for concurrent use.
+type Catalog interface {
+	// List returns every export, for NBD_OPT_LIST.
+	List() ([]ExportInfo, error)
+	// Open resolves a name as a client typed it (a revision spec such as
+	// "latest", a tag or an id prefix; the empty string is the client's
+	// default export) and opens it. An unknown name returns an error
+	// wrapping ErrNotFound. The server opens an export once per connection
+	// and closes it when the connection ends.
+	Open(name string) (Export, error)
+}
+
+// Export is one opened revision image.
+type Export interface {
+	// ReadAt returns verified data: a corrupt or missing chunk must be an
+	// error, never wrong bytes. It is called by one goroutine at a time per
+	// Open.
+	io.ReaderAt
+	// Size is the image size in bytes.
+	Size() int64
+	Close() error
+}
+
+// Describer is optionally implemented by an Export to give the description
+// sent in reply to NBD_OPT_INFO and NBD_OPT_GO.
+type Describer interface {
+	Description() string
+}

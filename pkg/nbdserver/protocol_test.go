@@ -1,0 +1,203 @@
+package nbdserver
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+func protoSetup(t *testing.T, opts Options) (*fileCatalog, string, []byte) {
+	dir := t.TempDir()
+	cat := newFileCatalog()
+	p1, d1 := makeImage(t, dir, "r1", 3<<20+123, 1)
+	p2, _ := makeImage(t, dir, "r2", 1<<20, 2)
+	cat.add("aaaa1111", p1, "first revision")
+	cat.add("bbbb2222", p2, "second revision")
+	return cat, startServer(t, cat, opts), d1
+}
+
+func TestProtocolFlags(t *testing.T) {
+	for _, tc := range []struct {
+		cow  bool
+		want uint16
+	}{
+		{false, flagHasFlags | flagReadOnly | flagCanMultiConn},
+		{true, flagHasFlags | flagSendFlush},
+	} {
+		_, addr, d1 := protoSetup(t, Options{COW: tc.cow})
+		rc := dialRaw(t, addr)
+		typ, msg, err := rc.goExport("aaaa")
+		if err != nil || typ != repAck {
+			t.Fatalf("cow=%v: GO: type %#x %q %v", tc.cow, typ, msg, err)
+		}
+		if rc.flags != tc.want || rc.size != uint64(len(d1)) {
+			t.Errorf("cow=%v: flags %#x size %d, want %#x %d", tc.cow, rc.flags, rc.size, tc.want, len(d1))
+		}
+	}
+}
+
+func TestProtocolList(t *testing.T) {
+	_, addr, _ := protoSetup(t, Options{})
+	rc := dialRaw(t, addr)
+	rs, err := rc.opt(optList, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range rs {
+		if r.typ == repServer {
+			n := binary.BigEndian.Uint32(r.data)
+			got = append(got, string(r.data[4:4+n])+"="+string(r.data[4+n:]))
+		}
+	}
+	want := []string{"aaaa1111=first revision", "bbbb2222=second revision"}
+	if strings.Join(got, ",") != strings.Join(want, ",") || rs[len(rs)-1].typ != repAck {
+		t.Errorf("list: %q (last reply %#x), want %q", got, rs[len(rs)-1].typ, want)
+	}
+}
+
+func TestProtocolUnknownExport(t *testing.T) {
+	cat, addr, d1 := protoSetup(t, Options{})
+	rc := dialRaw(t, addr)
+	// go-nbd remembers the export of an earlier INFO; a later GO for an
+	// unknown name must still be refused.
+	if rs, err := rc.opt(optInfo, goData("aaaa1111")); err != nil || rs[len(rs)-1].typ != repAck {
+		t.Fatalf("INFO: %v %v", rs, err)
+	}
+	typ, msg, err := rc.goExport("nope")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if typ != repErrUnknown || !strings.Contains(msg, "no such export") {
+		t.Fatalf("GO nope: type %#x message %q", typ, msg)
+	}
+	if typ, msg, err := rc.goExport("aaaa1111"); err != nil || typ != repAck {
+		t.Fatalf("GO after refusal: %#x %q %v", typ, msg, err)
+	}
+	got, errno, err := rc.read(0, 4096)
+	if err != nil || errno != 0 || !bytes.Equal(got, d1[:4096]) {
+		t.Fatalf("read: errno %d err %v", errno, err)
+	}
+	if n := cat.opens.Load(); n != 1 {
+		t.Errorf("export opened %d times for INFO+GO of one name, want 1", n)
+	}
+}
+
+func TestProtocolReadOnly(t *testing.T) {
+	_, addr, d1 := protoSetup(t, Options{})
+	rc := dialRaw(t, addr)
+	if typ, _, err := rc.goExport("aaaa1111"); err != nil || typ != repAck {
+		t.Fatal(typ, err)
+	}
+	if errno, err := rc.cmd(cmdWrite, 0, 4096, make([]byte, 4096)); err != nil || errno != errnoEPERM {
+		t.Fatalf("write: errno %d, err %v; want EPERM", errno, err)
+	}
+	if errno, err := rc.cmd(cmdFlush, 0, 0, nil); err != nil || errno != 0 {
+		t.Fatalf("flush: errno %d, err %v", errno, err)
+	}
+	// TRIM has a length but no payload; go-nbd alone would lose the
+	// framing here.
+	if errno, err := rc.cmd(4, 0, 1<<20, nil); err != nil || errno != errnoEINVAL {
+		t.Fatalf("trim: errno %d, err %v; want EINVAL", errno, err)
+	}
+	if _, errno, err := rc.read(uint64(len(d1))-10, 20); err != nil || errno != errnoEINVAL {
+		t.Fatalf("read past the end: errno %d, err %v; want EINVAL", errno, err)
+	}
+	got, errno, err := rc.read(5000, 70000)
+	if err != nil || errno != 0 || !bytes.Equal(got, d1[5000:75000]) {
+		t.Fatalf("read after refused requests: errno %d err %v", errno, err)
+	}
+	if _, err := rc.send(cmdDisc, 0, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rc.r.ReadByte(); err != io.EOF {
+		t.Errorf("after NBD_CMD_DISC: %v, want EOF", err)
+	}
+}
+
+func TestProtocolReadError(t *testing.T) {
+	cat, addr, d1 := protoSetup(t, Options{})
+	cat.fault("aaaa1111", 1<<20+100, 1)
+	rc := dialRaw(t, addr)
+	if typ, _, err := rc.goExport("aaaa1111"); err != nil || typ != repAck {
+		t.Fatal(typ, err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, errno, err := rc.read(1<<20, 4096); err != nil || errno != errnoEIO {
+			t.Fatalf("read over the fault: errno %d, err %v; want EIO", errno, err)
+		}
+		got, errno, err := rc.read(2<<20, 4096)
+		if err != nil || errno != 0 || !bytes.Equal(got, d1[2<<20:2<<20+4096]) {
+			t.Fatalf("read beside the fault: errno %d, err %v", errno, err)
+		}
+	}
+}
+
+func TestProtocolHostileOption(t *testing.T) {
+	_, addr, _ := protoSetup(t, Options{})
+	rc := dialRaw(t, addr)
+	// A name length of 1 GiB: go-nbd alone would allocate it.
+	if err := rc.sendOpt(optGo, binary.BigEndian.AppendUint32(nil, 1<<30)); err != nil {
+		t.Fatal(err)
+	}
+	h := binary.BigEndian.AppendUint64(nil, optMagic)
+	h = binary.BigEndian.AppendUint32(h, optInfo)
+	h = binary.BigEndian.AppendUint32(h, 1<<30)
+	rc = dialRaw(t, addr)
+	rc.c.Write(h)
+	if _, err := rc.r.ReadByte(); err == nil {
+		t.Fatal("server answered an option of 1 GiB")
+	}
+	rc = dialRaw(t, addr)
+	if typ, _, err := rc.goExport("bbbb"); err != nil || typ != repAck {
+		t.Fatalf("server unusable after hostile client: %#x %v", typ, err)
+	}
+}
+
+func TestServeStopsWithClients(t *testing.T) {
+	dir := t.TempDir()
+	cat := newFileCatalog()
+	p, _ := makeImage(t, dir, "r1", 1<<20, 1)
+	cat.add("r1", p, "")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	srv := New(cat, Options{Logger: startLogger(t)})
+	go func() { done <- srv.Serve(ctx, ln) }()
+	idle := dialRaw(t, ln.Addr().String()) // still negotiating
+	busy := dialRaw(t, ln.Addr().String())
+	if typ, _, err := busy.goExport("r1"); err != nil || typ != repAck {
+		t.Fatal(typ, err)
+	}
+	if _, errno, err := busy.read(0, 512); err != nil || errno != 0 {
+		t.Fatal(errno, err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after cancel")
+	}
+	if n := cat.open.Load(); n != 0 {
+		t.Errorf("%d exports open after Serve returned", n)
+	}
+	for _, rc := range []*rawClient{idle, busy} {
+		if _, err := rc.r.ReadByte(); err == nil {
+			t.Error("connection still open after Serve returned")
+		}
+	}
+	if _, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+		t.Error("listener still accepting after Serve returned")
+	}
+}

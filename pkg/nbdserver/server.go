@@ -1,0 +1,178 @@
+package nbdserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/pojntfx/go-nbd/pkg/server"
+)
+
+// DefaultAddr is where backy-nbd listens unless told otherwise: loopback
+// only, the port the original backy used.
+const DefaultAddr = "127.0.0.1:9000"
+
+// Options configure a Server. The zero value serves read-only exports on
+// DefaultAddr and logs to stderr.
+type Options struct {
+	// Addr is the TCP address ListenAndServe listens on; "" means
+	// DefaultAddr.
+	Addr string
+	// COW lets clients write: writes go to a per-connection overlay that
+	// is discarded at disconnect. Without it writes fail with EPERM and
+	// exports are advertised read-only.
+	COW bool
+	// TempDir holds the COW overlays (unlinked at once); "" means
+	// os.TempDir().
+	TempDir string
+	// Logger receives diagnostics; nil means text on stderr.
+	Logger *slog.Logger
+}
+
+// Server serves the exports of a Catalog over NBD.
+type Server struct {
+	cat    Catalog
+	opts   Options
+	log    *slog.Logger
+	nextID atomic.Uint64
+}
+
+// New returns a Server for cat.
+func New(cat Catalog, opts Options) *Server {
+	if opts.Addr == "" {
+		opts.Addr = DefaultAddr
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return &Server{cat: cat, opts: opts, log: opts.Logger}
+}
+
+// ListenAndServe listens on Options.Addr and serves until ctx is cancelled.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.opts.Addr)
+	if err != nil {
+		return fmt.Errorf("nbdserver: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve accepts connections on ln until ctx is cancelled, then closes ln and
+// every connection, waits for their handlers to finish and returns nil. It
+// returns an error if ln fails for another reason (after the same cleanup).
+// Serve closes ln in every case.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.log.Info("listening", "addr", ln.Addr().String(), "cow", s.opts.COW)
+	var (
+		mu    sync.Mutex
+		conns = make(map[net.Conn]struct{})
+		wg    sync.WaitGroup
+	)
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(ctx, func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for c := range conns {
+			c.Close()
+		}
+	})
+	defer func() {
+		cancel()
+		stop()
+		wg.Wait()
+	}()
+
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				// Wait for the AfterFunc so every connection is closed.
+				wg.Wait()
+				s.log.Info("stopped")
+				return nil
+			}
+			if temporary(err) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept", "err", err, "retry_in", delay)
+				select {
+				case <-time.After(delay):
+				case <-ctx.Done():
+				}
+				continue
+			}
+			ln.Close()
+			return fmt.Errorf("nbdserver: accept: %w", err)
+		}
+		delay = 0
+		mu.Lock()
+		if ctx.Err() != nil {
+			c.Close()
+		} else {
+			conns[c] = struct{}{}
+		}
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.handle(c)
+			mu.Lock()
+			delete(conns, c)
+			mu.Unlock()
+		}()
+	}
+}
+
+func temporary(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// handle runs one connection through go-nbd behind a session.
+func (s *Server) handle(c net.Conn) {
+	log := s.log.With("conn", s.nextID.Add(1), "remote", c.RemoteAddr().String())
+	sess := newSession(s, c, log)
+	start := time.Now()
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("connection handler panicked", "panic", r)
+		}
+		sess.close()
+		if sess.serving != nil {
+			st := sess.stats
+			log.Info("client done", "export", sess.serving.name, "reads", st.reads, "read_bytes", st.readBytes,
+				"writes", st.writes, "write_bytes", st.writeBytes, "errors", st.errors, "duration", time.Since(start).Round(time.Millisecond))
+		}
+	}()
+	err := server.Handle(sess, sess.slot, &server.Options{
+		ReadOnly:           !s.opts.COW,
+		MinimumBlockSize:   1,
+		PreferredBlockSize: overlayBlock,
+		MaximumBlockSize:   maxRequest,
+		MaximumRequestSize: maxRequest,
+		SupportsMultiConn:  !s.opts.COW,
+	})
+	switch {
+	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		log.Debug("connection closed", "err", err)
+	default:
+		log.Warn("connection ended", "err", err)
+	}
+}
