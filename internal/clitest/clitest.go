@@ -1,0 +1,208 @@
+// Package clitest helps the testscript tests of the commands: it builds the
+// other backy commands once per test binary so scripts can run real
+// pipelines (backy-extract | backy-store | backy-restore), and sets up the
+// script environment.
+package clitest
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+// BuildCommands builds every ./cmd/backy-* command except skip into a new
+// temporary directory and returns it. It is called from TestMain, before
+// testscript takes over.
+func BuildCommands(skip string) (string, error) {
+	dir, err := os.MkdirTemp("", "backy-bin-")
+	if err != nil {
+		return "", err
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	matches, _ := filepath.Glob(filepath.Join(root, "cmd", "backy-*"))
+	var pkgs []string
+	for _, m := range matches {
+		if filepath.Base(m) != skip {
+			pkgs = append(pkgs, "./cmd/"+filepath.Base(m))
+		}
+	}
+	args := append([]string{"build", "-o", dir + "/"}, pkgs...)
+	if tags := os.Getenv("BACKY_BUILD_TAGS"); tags != "" {
+		args = append([]string{"build", "-tags", tags, "-o", dir + "/"}, pkgs...)
+	}
+	cmd := exec.Command("go", args...)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return dir, nil
+}
+
+func moduleRoot() (string, error) {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", fmt.Errorf("clitest: cannot find module root")
+	}
+	return filepath.Join(filepath.Dir(file), "..", ".."), nil
+}
+
+// Params returns testscript parameters for the scripts in dir, with binDir
+// on PATH and the helper commands scripts share.
+func Params(dir, binDir string) testscript.Params {
+	return testscript.Params{
+		Dir: dir,
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("PATH", binDir+string(os.PathListSeparator)+env.Getenv("PATH"))
+			env.Setenv("HOME", env.WorkDir)
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"mkimage":      mkimage,
+			"exits":        exits,
+			"corruptchunk": corruptchunk,
+			"treehash":     treehash,
+		},
+		RequireExplicitExec: true,
+	}
+}
+
+// mkimage FILE SIZE [OFFSET:LENGTH[:BYTE]]...: make a sparse test image of
+// SIZE bytes with the given ranges filled with a pseudo-random pattern (or
+// a fixed BYTE), so scripts need no binary fixtures.
+func mkimage(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: mkimage FILE SIZE [OFFSET:LENGTH[:BYTE]]...")
+	}
+	f, err := os.Create(ts.MkAbs(args[0]))
+	ts.Check(err)
+	defer f.Close()
+	size := parseSize(ts, args[1])
+	ts.Check(f.Truncate(size))
+	seed := uint32(size) | 1
+	for _, r := range args[2:] {
+		parts := strings.Split(r, ":")
+		off, length := parseSize(ts, parts[0]), parseSize(ts, parts[1])
+		b := make([]byte, length)
+		for i := range b {
+			if len(parts) == 3 {
+				b[i] = byte(parseSize(ts, parts[2]))
+				continue
+			}
+			seed ^= seed << 13
+			seed ^= seed >> 17
+			seed ^= seed << 5
+			b[i] = byte(seed)
+		}
+		_, err := f.WriteAt(b, off)
+		ts.Check(err)
+	}
+}
+
+// parseSize reads a byte count with an optional K, M or G suffix.
+func parseSize(ts *testscript.TestScript, s string) int64 {
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(s, "K"):
+		mult, s = 1<<10, strings.TrimSuffix(s, "K")
+	case strings.HasSuffix(s, "M"):
+		mult, s = 1<<20, strings.TrimSuffix(s, "M")
+	case strings.HasSuffix(s, "G"):
+		mult, s = 1<<30, strings.TrimSuffix(s, "G")
+	}
+	var n int64
+	if _, err := fmt.Sscan(s, &n); err != nil {
+		ts.Fatalf("bad size %q", s)
+	}
+	return n * mult
+}
+
+// exits N CMD [ARGS...]: run CMD like exec and check that it exits with
+// status N; its stdout and stderr can be matched afterwards.
+func exits(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: exits N CMD [ARGS...]")
+	}
+	var want int
+	if _, err := fmt.Sscan(args[0], &want); err != nil {
+		ts.Fatalf("bad exit status %q", args[0])
+	}
+	err := ts.Exec(args[1], args[2:]...)
+	got := 0
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		got = ee.ExitCode()
+	case err != nil:
+		ts.Fatalf("%s: %v", args[1], err)
+	}
+	if got != want {
+		ts.Fatalf("%s exited %d, want %d", args[1], got, want)
+	}
+}
+
+// corruptchunk REPO [N]: flip one byte in the middle of the N-th chunk
+// file (in name order, default the first) of a repository.
+func corruptchunk(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 1 {
+		ts.Fatalf("usage: corruptchunk REPO [N]")
+	}
+	files, _ := filepath.Glob(filepath.Join(ts.MkAbs(args[0]), "chunks", "*", "*"))
+	sort.Strings(files)
+	n := 0
+	if len(args) > 1 {
+		fmt.Sscan(args[1], &n)
+	}
+	if n >= len(files) {
+		ts.Fatalf("repository has %d chunk files", len(files))
+	}
+	b, err := os.ReadFile(files[n])
+	ts.Check(err)
+	b[len(b)/2] ^= 0x40
+	ts.Check(os.Chmod(files[n], 0o644))
+	ts.Check(os.WriteFile(files[n], b, 0o444))
+}
+
+// treehash DIR FILE: write a digest of every file name and content under
+// DIR (lock files excepted, their content is a pid) to FILE, so a script
+// can prove with cmp that a failed command changed nothing.
+func treehash(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: treehash DIR FILE")
+	}
+	root := ts.MkAbs(args[0])
+	var lines []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if rel == "locks" {
+			return filepath.SkipDir // lock files come and go with every command
+		}
+		if d.IsDir() {
+			lines = append(lines, rel+"/")
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		lines = append(lines, fmt.Sprintf("%s %x", rel, sha256.Sum256(b)))
+		return nil
+	})
+	ts.Check(err)
+	sort.Strings(lines)
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(strings.Join(lines, "\n")+"\n"), 0o644))
+}

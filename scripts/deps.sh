@@ -1,0 +1,55 @@
+#!/bin/bash
+# deps.sh: make sure every tool the test suite needs is installed.
+# As root on Debian it installs the missing packages with apt-get; otherwise
+# it names exactly what is missing and fails, so no test is skipped silently.
+set -euo pipefail
+
+# command-or-file  debian-package
+NEEDS=(
+	"rbd ceph-common"
+	"ceph-mon ceph-mon"
+	"ceph-osd ceph-osd"
+	"/usr/include/rbd/librbd.h librbd-dev"
+	"/usr/include/rados/librados.h librados-dev"
+	"nbdinfo libnbd-bin"
+	"nbdcopy libnbd-bin"
+	"nbdfuse nbdfuse"
+	"fusermount3 fuse3"
+	"qemu-img qemu-utils"
+	"qemu-io qemu-utils"
+	"qemu-nbd qemu-utils"
+	"mke2fs e2fsprogs"
+	"debugfs e2fsprogs"
+	"go-md2man go-md2man"
+	"/usr/bin/time time"
+	"gcc gcc"
+	"pkg-config pkg-config"
+)
+if [ "${1:-}" = "--bench" ]; then
+	NEEDS+=("borg borgbackup" "restic restic" "hyperfine hyperfine")
+fi
+
+missing=()
+for need in "${NEEDS[@]}"; do
+	what=${need% *} pkg=${need#* }
+	if [[ $what == /* ]]; then
+		[ -e "$what" ] && continue
+	else
+		command -v "$what" >/dev/null 2>&1 && continue
+		[ -x "/usr/sbin/$what" ] && continue
+	fi
+	missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+	echo "deps: installing ${missing[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+	exit 0
+fi
+echo "deps: missing Debian packages: ${missing[*]}" >&2
+echo "deps: install them (apt-get install ${missing[*]}) or run make test as root" >&2
+exit 1
