@@ -7,6 +7,7 @@ set -euo pipefail
 # command-or-file  debian-package
 NEEDS=(
 	"rbd ceph-common"
+	"monmaptool ceph-base"
 	"ceph-mon ceph-mon"
 	"ceph-osd ceph-osd"
 	"/usr/include/rbd/librbd.h librbd-dev"
