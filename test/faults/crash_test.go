@@ -1,0 +1,258 @@
+package faults
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// crashRig keeps what a crash test knows: the image, the checksum of every
+// version of it (each revision is tagged with its version), and which
+// revisions and chunk files were already checked.
+type crashRig struct {
+	t        *testing.T
+	tmp, dir string
+	im       *image
+	rng      *rand.Rand
+	ver      int
+	sums     map[string]string // version tag -> SHA-256 of that image version
+	copies   map[string]string // version tag -> a copy of it (diff bases)
+	restored map[string]bool   // revision ids restored bit-exactly
+	chunks   map[string]bool   // chunk files found intact
+	window   time.Duration     // how long an uninterrupted store takes
+}
+
+func newCrashRig(t *testing.T, seed uint64, size int64) *crashRig {
+	tmp := t.TempDir()
+	c := &crashRig{t: t, tmp: tmp, dir: filepath.Join(tmp, "repo"),
+		rng:  rand.New(rand.NewPCG(seed, 99)),
+		sums: map[string]string{}, copies: map[string]string{},
+		restored: map[string]bool{}, chunks: map[string]bool{}}
+	c.im = newImage(t, filepath.Join(tmp, "vm.img"), size, seed)
+	return c
+}
+
+// version records the image as it is now under a new tag.
+func (c *crashRig) version() string {
+	c.ver++
+	tag := fmt.Sprintf("v%d", c.ver)
+	c.sums[tag] = fileSum(c.t, c.im.path)
+	cp := filepath.Join(c.tmp, tag+".img")
+	copyFile(c.t, c.im.path, cp)
+	c.copies[tag] = cp
+	return tag
+}
+
+// dropCopies keeps only the copies of the given versions.
+func (c *crashRig) dropCopies(keep ...string) {
+	for tag, p := range c.copies {
+		if !strings.Contains(" "+strings.Join(keep, " ")+" ", " "+tag+" ") {
+			os.Remove(p)
+			delete(c.copies, tag)
+		}
+	}
+}
+
+// newestTag is the version of the newest revision.
+func (c *crashRig) newestTag() string {
+	revs := mustStatus(c.t, c.dir)
+	if len(revs) == 0 {
+		return ""
+	}
+	return firstTag(revs[len(revs)-1], "v")
+}
+
+// startStore starts storing the current image as version tag: through
+// backy-extract (a full stream) or, with diff, as a differential stream
+// against the newest revision. It returns the store process and a wait
+// function giving the store's result.
+func (c *crashRig) startStore(tag string, diff bool) (*exec.Cmd, func() result) {
+	t := c.t
+	if !diff {
+		p := startBackup(t, c.dir, c.im.path, tag, tag)
+		return p.store, func() result {
+			sc, _ := p.wait(t)
+			return result{sc, p.out.String(), p.errb.String()}
+		}
+	}
+	base := c.newestTag()
+	stream := diffStream(t, c.copies[base], c.im.path, base, tag)
+	cmd := command("backy-store", "-b", c.dir, "--tags", tag)
+	var out, errb bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(stream), &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, func() result {
+		return result{exitCode(t, cmd.Wait()), out.String(), errb.String()}
+	}
+}
+
+// completeStore stores the current image as tag and checks the result.
+func (c *crashRig) completeStore(tag string, diff bool) string {
+	t := c.t
+	t.Helper()
+	start := time.Now()
+	_, wait := c.startStore(tag, diff)
+	r := wait()
+	if r.code != 0 {
+		t.Fatalf("the backup after a crash failed (diff=%v): %v", diff, r)
+	}
+	c.window = time.Since(start)
+	id := strings.TrimSpace(r.stdout)
+	c.checkRestore(id, tag, false)
+	return id
+}
+
+func (c *crashRig) checkRestore(id, tag string, toFile bool) {
+	t := c.t
+	t.Helper()
+	var sum string
+	var r result
+	if toFile {
+		target := filepath.Join(c.tmp, "restored.img")
+		sum, r = restoreFile(t, c.dir, id, target)
+		os.Remove(target)
+	} else {
+		sum, r = restoreSum(t, c.dir, id)
+	}
+	if r.code != 0 {
+		t.Fatalf("revision %s (%s) does not restore: %v", id, tag, r)
+	}
+	if sum != c.sums[tag] {
+		t.Fatalf("revision %s restores to bytes that differ from image version %s", id, tag)
+	}
+	c.restored[id] = true
+}
+
+// check is what must hold after any crash: the repository reads, every
+// revision is whole and restores bit-exactly to the image version it was
+// made from, every chunk file is intact.
+func (c *crashRig) check() (orphans, tmp int) {
+	t := c.t
+	t.Helper()
+	revs, r := statusOf(t, c.dir)
+	if r.code != 0 {
+		t.Fatalf("after a crash the repository does not read: %v", r)
+	}
+	orphans = len(revisionFiles(t, c.dir))
+	for _, rev := range revs {
+		tag := firstTag(rev, "v")
+		if _, ok := c.sums[tag]; !ok {
+			t.Fatalf("revision %s has no version tag: %v", rev.ID, rev.Tags)
+		}
+		if !c.restored[rev.ID] {
+			c.checkRestore(rev.ID, tag, false)
+		}
+	}
+	checkChunkFiles(t, c.dir, c.chunks)
+	return orphans, len(tmpLeft(c.dir))
+}
+
+// TestCrashStore kills backy-store with SIGKILL at random moments of a
+// backup (full streams through backy-extract, and differential streams),
+// then checks the repository and makes the next backup, which must succeed.
+func TestCrashStore(t *testing.T) {
+	want := scale(30, 200)
+	c := newCrashRig(t, 1, 40<<20+12345)
+	tag := c.version()
+	c.completeStore(tag, false)
+
+	kills, hits, committed, extractKills := 0, map[string]int{}, 0, 0
+	var orphans, tmps int
+	for attempt := 1; kills < want; attempt++ {
+		if attempt > 4*want {
+			t.Fatalf("only %d of %d kills hit a running backy-store", kills, want)
+		}
+		c.im.mutate(t, 1+c.rng.IntN(4), true)
+		prev := c.newestTag()
+		tag := c.version()
+		diff := c.rng.IntN(2) == 0
+		// Half the kills anywhere in the run, half late, where the commit is.
+		w := int64(c.window) * 12 / 10
+		delay := time.Duration(c.rng.Int64N(w))
+		if c.rng.IntN(2) == 0 {
+			delay = time.Duration(w/2 + c.rng.Int64N(w/2))
+		}
+		if !diff && attempt%7 == 0 {
+			// Kill the producer instead: the store sees a truncated stream
+			// and must not make a revision of it.
+			before := len(mustStatus(t, c.dir))
+			p := startBackup(t, c.dir, c.im.path, tag, tag)
+			time.Sleep(delay / 2)
+			p.extract.Process.Signal(syscall.SIGKILL)
+			sc, ec := p.wait(t)
+			if ec == killed {
+				extractKills++
+				if sc == 0 {
+					t.Fatalf("backy-store made revision %s from a stream whose producer was killed", p.out.String())
+				}
+				if n := len(mustStatus(t, c.dir)); n != before {
+					t.Fatalf("a failed store changed the number of revisions from %d to %d", before, n)
+				}
+			}
+		} else {
+			cmd, wait := c.startStore(tag, diff)
+			time.Sleep(delay)
+			cmd.Process.Signal(syscall.SIGKILL)
+			r := wait()
+			switch r.code {
+			case killed:
+				kills++
+				if c.newestTag() == tag {
+					committed++ // killed after the revision was published
+				}
+				if diff {
+					hits["diff"]++
+				} else {
+					hits["full"]++
+				}
+			case 0:
+			default:
+				t.Fatalf("backy-store, not killed, failed: %v", r)
+			}
+		}
+		o, tm := c.check()
+		orphans, tmps = o, tm
+		// The next backup succeeds, full or differential.
+		c.completeStore(tag, c.rng.IntN(2) == 0)
+		c.dropCopies(tag, prev)
+	}
+	revs := mustStatus(t, c.dir)
+	for i, rev := range revs {
+		c.checkRestore(rev.ID, firstTag(rev, "v"), i%2 == 0)
+	}
+	t.Logf("%d SIGKILLs hit backy-store (%d full, %d differential; %d after the revision was published), %d hit backy-extract; %d revisions, all restored bit-exactly",
+		kills, hits["full"], hits["diff"], committed, extractKills, len(revs))
+	t.Logf("left behind by the kills: %d index files without metadata, %d entries in tmp/", orphans, tmps)
+	upkeepAfterCrashes(t, c)
+}
+
+// upkeepAfterCrashes runs verify and purge over a repository that saw
+// crashes, once those commands exist: verify must pass, purge must succeed
+// and leave every revision restorable.
+func upkeepAfterCrashes(t *testing.T, c *crashRig) {
+	if upkeep["verify"] {
+		if r := backy(t, nil, "backy-store", "-b", c.dir, "verify"); r.code != 0 {
+			t.Errorf("verify after crashes: %v", r)
+		}
+	}
+	if upkeep["purge"] {
+		if r := backy(t, nil, "backy-store", "-b", c.dir, "purge"); r.code != 0 {
+			t.Errorf("purge after crashes: %v", r)
+		}
+		if left := tmpLeft(c.dir); len(left) > 0 {
+			t.Logf("after purge, tmp/ still holds %d entries left by killed processes", len(left))
+		}
+		for _, rev := range mustStatus(t, c.dir) {
+			c.checkRestore(rev.ID, firstTag(rev, "v"), false)
+		}
+	}
+}
