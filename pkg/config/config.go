@@ -1,0 +1,116 @@
+package config
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/backy/backy/pkg/schedule"
+)
+
+// DefaultPath is where backy-schedule looks for its configuration.
+const DefaultPath = "/etc/backy.conf"
+
+// Defaults of the [global] table.
+const (
+	DefaultBaseDir        = "/srv/backy"
+	DefaultWorkerLimit    = 1
+	DefaultStatusInterval = 30 * time.Second
+	DefaultConsolePort    = 6023
+	DefaultVerifySample   = 1.0 // percent
+)
+
+// DefaultConsoleAddresses keeps the console on loopback unless told otherwise.
+var DefaultConsoleAddresses = []string{"127.0.0.1"}
+
+// maxFileSize bounds what Load reads; a configuration is a few hundred
+// kilobytes even with thousands of jobs.
+const maxFileSize = 64 << 20
+
+// Config is a parsed and validated configuration.
+type Config struct {
+	File      string // where it was read from
+	Global    Global
+	Schedules map[string]schedule.Schedule
+	Jobs      map[string]Job
+}
+
+// Global holds the daemon-wide settings.
+type Global struct {
+	BaseDir          string        // absolute; jobs' repositories live below it
+	WorkerLimit      int           // jobs running at once
+	StatusFile       string        // absolute
+	StatusInterval   time.Duration // how often the status file is rewritten
+	ConsoleAddresses []string      // IP addresses; empty means no console
+	ConsolePort      int
+	Backoff          schedule.Backoff
+}
+
+// SourceType names where a job's data comes from.
+type SourceType string
+
+// The source types a job can have.
+const (
+	SourceFile    SourceType = "file"    // an image file or block device: Path
+	SourceRBD     SourceType = "rbd"     // a Ceph RBD image: Pool and Image
+	SourceCommand SourceType = "command" // a shell command writing an extent stream: Command
+)
+
+// Source says where a job's data comes from; only the fields of its Type are
+// set.
+type Source struct {
+	Type    SourceType
+	Path    string
+	Pool    string
+	Image   string
+	Command string
+}
+
+// Job is one thing to back up.
+type Job struct {
+	Name         string
+	ScheduleName string
+	Schedule     schedule.Schedule
+	Source       Source
+	FullAlways   bool    // never store differential revisions
+	VerifySample float64 // percent of the image compared with the source after a backup
+	Directory    string  // absolute path of the job's repository
+}
+
+// JobNames returns the job names in order.
+func (c *Config) JobNames() []string {
+	names := make([]string, 0, len(c.Jobs))
+	for name := range c.Jobs {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Load reads and parses the configuration file at path.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: read %s: %w", path, err)
+	}
+	if len(data) > maxFileSize {
+		return nil, List{{File: path, Kind: ErrBadValue, Msg: fmt.Sprintf("larger than %d MiB", maxFileSize>>20)}}
+	}
+	return Parse(path, data)
+}
+
+// Parse parses and validates a configuration; name is used in errors. The
+// error, if any, is a List of every problem found.
+func Parse(name string, data []byte) (*Config, error) {
+	if name == "" {
+		name = "<input>"
+	}
+	return decode(name, data)
+}

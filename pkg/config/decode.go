@@ -1,0 +1,533 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/backy/backy/pkg/schedule"
+)
+
+// maxPositioned bounds how many problems get a line number; each costs a
+// parse of the file, and an operator fixes the first few before the rest.
+const maxPositioned = 10
+
+// decoder walks the decoded TOML document and collects every problem
+// instead of stopping at the first.
+type decoder struct {
+	file     string
+	doc      string
+	root     map[string]any
+	md       toml.MetaData
+	problems []problem
+}
+
+type problem struct {
+	err *Error
+	key []string
+}
+
+func decode(file string, data []byte) (*Config, error) {
+	d := &decoder{file: file, doc: string(data)}
+	md, err := toml.Decode(d.doc, &d.root)
+	if err != nil {
+		return nil, List{d.syntaxError(err)}
+	}
+	d.md = md
+	c := d.config()
+	if len(d.problems) > 0 {
+		return nil, d.list()
+	}
+	return c, nil
+}
+
+func (d *decoder) fail(kind error, key []string, format string, args ...any) {
+	d.problems = append(d.problems, problem{
+		err: &Error{File: d.file, Key: toml.Key(key).String(), Kind: kind, Msg: fmt.Sprintf(format, args...)},
+		key: slices.Clone(key),
+	})
+}
+
+// list positions the problems and orders them by line; problems beyond
+// maxPositioned come last, without a line.
+func (d *decoder) list() List {
+	l := make(List, len(d.problems))
+	for i, p := range d.problems {
+		if i < maxPositioned {
+			p.err.Line = lineOf(d.doc, d.root, d.md, p.key)
+		}
+		l[i] = p.err
+	}
+	slices.SortStableFunc(l, func(a, b *Error) int {
+		if (a.Line == 0) != (b.Line == 0) {
+			if a.Line == 0 {
+				return 1
+			}
+			return -1
+		}
+		return a.Line - b.Line
+	})
+	return l
+}
+
+var redefined = regexp.MustCompile(`^Key '(.*)' (has already been defined|was already created)`)
+
+// syntaxError turns the TOML parser's complaint into a problem. Tables
+// defined twice are the common case (a job pasted twice), so they get a
+// message of their own.
+func (d *decoder) syntaxError(err error) *Error {
+	e := &Error{File: d.file, Kind: ErrSyntax, Msg: "syntax error: " + err.Error()}
+	var pe toml.ParseError
+	if !errors.As(err, &pe) {
+		return e
+	}
+	e.Line = pe.Position.Line
+	e.Msg = "syntax error: " + strings.TrimSuffix(pe.Message, ".")
+	if m := redefined.FindStringSubmatch(pe.Message); m != nil {
+		e.Kind, e.Key = ErrDuplicate, m[1]
+		switch parts := strings.Split(m[1], "."); {
+		case strings.ContainsAny(m[1], `"'`):
+			e.Msg = fmt.Sprintf("key %s is defined twice", m[1])
+		case len(parts) == 2 && parts[0] == "jobs":
+			e.Msg = fmt.Sprintf("job %q is defined twice", parts[1])
+		case len(parts) == 2 && parts[0] == "schedules":
+			e.Msg = fmt.Sprintf("schedule %q is defined twice", parts[1])
+		default:
+			e.Msg = fmt.Sprintf("key %q is defined twice", m[1])
+		}
+	}
+	return e
+}
+
+func (d *decoder) config() *Config {
+	c := &Config{File: d.file, Schedules: map[string]schedule.Schedule{}, Jobs: map[string]Job{}}
+	d.only(nil, d.root, topKeys)
+	c.Global = d.global(d.table(d.root, nil, "global"))
+
+	schedules := d.table(d.root, nil, "schedules")
+	for _, name := range sortedKeys(schedules) {
+		if s, ok := d.schedule(name, schedules[name]); ok {
+			c.Schedules[name] = s
+		}
+	}
+
+	jobs := d.table(d.root, nil, "jobs")
+	dirs := map[string]string{}
+	for _, name := range sortedKeys(jobs) {
+		j, ok := d.job(c, schedules, name, jobs[name])
+		if !ok {
+			continue
+		}
+		if other, taken := dirs[j.Directory]; taken {
+			d.fail(ErrDuplicate, []string{"jobs", name}, "job %q uses directory %s of job %q", name, j.Directory, other)
+			continue
+		}
+		dirs[j.Directory] = name
+		c.Jobs[name] = j
+	}
+	return c
+}
+
+func (d *decoder) global(m map[string]any) Global {
+	g := Global{
+		BaseDir:          DefaultBaseDir,
+		WorkerLimit:      DefaultWorkerLimit,
+		StatusInterval:   DefaultStatusInterval,
+		ConsoleAddresses: slices.Clone(DefaultConsoleAddresses),
+		ConsolePort:      DefaultConsolePort,
+		Backoff:          schedule.DefaultBackoff,
+	}
+	path := []string{"global"}
+	d.only(path, m, globalKeys)
+	if s, ok := d.str(m, path, "base-dir"); ok {
+		if filepath.IsAbs(s) {
+			g.BaseDir = filepath.Clean(s)
+		} else {
+			k := key(path, "base-dir")
+			d.fail(ErrBadValue, k, "key %q: %q is not an absolute path", toml.Key(k).String(), s)
+		}
+	}
+	if n, ok := d.integer(m, path, "worker-limit", 1, 10000); ok {
+		g.WorkerLimit = n
+	}
+	g.StatusFile = filepath.Join(g.BaseDir, "status")
+	if s, ok := d.str(m, path, "status-file"); ok {
+		g.StatusFile = under(g.BaseDir, s)
+	}
+	if v, ok := d.duration(m, path, "status-interval", time.Second, 24*time.Hour); ok {
+		g.StatusInterval = v
+	}
+	if a, ok := d.addresses(m, path, "console-addresses"); ok {
+		g.ConsoleAddresses = a
+	}
+	if n, ok := d.integer(m, path, "console-port", 1, 65535); ok {
+		g.ConsolePort = n
+	}
+	if v, ok := d.duration(m, path, "backoff-initial", time.Second, schedule.MaxInterval); ok {
+		g.Backoff.Initial = v
+	}
+	if v, ok := d.duration(m, path, "backoff-max", time.Second, schedule.MaxInterval); ok {
+		g.Backoff.Max = v
+	}
+	if g.Backoff.Max < g.Backoff.Initial {
+		k := key(path, "backoff-max")
+		d.fail(ErrBadValue, k, "key %q: %s is shorter than backoff-initial %s", toml.Key(k).String(),
+			schedule.FormatDuration(g.Backoff.Max), schedule.FormatDuration(g.Backoff.Initial))
+	}
+	return g
+}
+
+func (d *decoder) schedule(name string, v any) (schedule.Schedule, bool) {
+	path := []string{"schedules", name}
+	m, ok := d.asTable(path, v)
+	if !ok {
+		return schedule.Schedule{}, false
+	}
+	before := len(d.problems)
+	if err := checkName(name); err != nil {
+		d.fail(ErrBadValue, path, "schedule name %q %v", name, err)
+	}
+	if len(m) == 0 {
+		d.fail(ErrMissingKey, path, "schedule %q has no tags", name)
+	}
+	var rules []schedule.Rule
+	for _, tag := range sortedKeys(m) {
+		tpath := key(path, tag)
+		if err := schedule.CheckTag(tag); err != nil {
+			d.fail(ErrBadValue, tpath, "key %q: a tag must be a letter followed by up to 63 letters, digits, '.', '_' or '-'", toml.Key(tpath).String())
+		}
+		tm, ok := d.asTable(tpath, m[tag])
+		if !ok {
+			continue
+		}
+		d.only(tpath, tm, ruleKeys)
+		interval, iok := d.duration(tm, tpath, "interval", schedule.MinInterval, schedule.MaxInterval)
+		keep, kok := d.integer(tm, tpath, "keep", 1, 1000000)
+		d.require(tm, tpath, "interval", "keep")
+		if iok && kok {
+			rules = append(rules, schedule.Rule{Tag: tag, Interval: interval, Keep: keep})
+		}
+	}
+	if len(d.problems) > before {
+		return schedule.Schedule{}, false
+	}
+	s, err := schedule.New(rules...)
+	if err != nil {
+		// The checks above should have caught whatever New refuses.
+		d.fail(ErrBadValue, path, "schedule %q: %v", name, err)
+		return schedule.Schedule{}, false
+	}
+	return s, true
+}
+
+func (d *decoder) job(c *Config, schedules map[string]any, name string, v any) (Job, bool) {
+	path := []string{"jobs", name}
+	m, ok := d.asTable(path, v)
+	if !ok {
+		return Job{}, false
+	}
+	before := len(d.problems)
+	if err := checkName(name); err != nil {
+		d.fail(ErrBadValue, path, "job name %q %v", name, err)
+	}
+	d.only(path, m, jobKeys)
+	d.require(m, path, "schedule", "source")
+	j := Job{Name: name, VerifySample: DefaultVerifySample, Directory: filepath.Join(c.Global.BaseDir, name)}
+	if s, ok := d.str(m, path, "schedule"); ok {
+		j.ScheduleName = s
+		if _, defined := schedules[s]; !defined {
+			k := key(path, "schedule")
+			d.fail(ErrNoSuchSchedule, k, "key %q: no schedule named %q", toml.Key(k).String(), s)
+		}
+		j.Schedule = c.Schedules[s]
+	}
+	if sm := d.table(m, path, "source"); sm != nil {
+		j.Source = d.source(key(path, "source"), sm)
+	}
+	if b, ok := d.boolean(m, path, "full-always"); ok {
+		j.FullAlways = b
+	}
+	if f, ok := d.number(m, path, "verify-sample", 0, 100); ok {
+		j.VerifySample = f
+	}
+	if s, ok := d.str(m, path, "directory"); ok {
+		j.Directory = under(c.Global.BaseDir, s)
+	}
+	return j, len(d.problems) == before
+}
+
+func (d *decoder) source(path []string, m map[string]any) Source {
+	d.require(m, path, "type")
+	typ, ok := d.str(m, path, "type")
+	if !ok {
+		return Source{}
+	}
+	src := Source{Type: SourceType(typ)}
+	allowed, known := sourceKeys[src.Type]
+	if !known {
+		k := key(path, "type")
+		d.fail(ErrBadValue, k, "key %q: unknown source type %q; want \"file\", \"rbd\" or \"command\"", toml.Key(k).String(), typ)
+		return src
+	}
+	for _, k := range sortedKeys(m) {
+		if !slices.Contains(allowed, k) {
+			kk := key(path, k)
+			if slices.Contains(knownKeys(), "jobs.NAME.source."+k) {
+				d.fail(ErrUnknownKey, kk, "key %q does not belong to a %q source", toml.Key(kk).String(), typ)
+			} else {
+				d.fail(ErrUnknownKey, kk, "unknown key %q", toml.Key(kk).String())
+			}
+		}
+	}
+	for _, k := range allowed {
+		if k != "type" {
+			d.require(m, path, k)
+		}
+	}
+	switch src.Type {
+	case SourceFile:
+		if s, ok := d.str(m, path, "path"); ok {
+			if filepath.IsAbs(s) {
+				src.Path = filepath.Clean(s)
+			} else {
+				d.fail(ErrBadValue, key(path, "path"), "key %q: %q is not an absolute path", toml.Key(key(path, "path")).String(), s)
+			}
+		}
+	case SourceRBD:
+		src.Pool, _ = d.rbdName(m, path, "pool")
+		src.Image, _ = d.rbdName(m, path, "image")
+	case SourceCommand:
+		src.Command, _ = d.str(m, path, "command")
+	}
+	return src
+}
+
+// rbdName reads a pool or image name. '@' would name a snapshot and '/' a
+// namespace, both of which backy manages itself.
+func (d *decoder) rbdName(m map[string]any, path []string, k string) (string, bool) {
+	s, ok := d.str(m, path, k)
+	if ok && strings.ContainsAny(s, "@/ \t\n") {
+		kk := key(path, k)
+		d.fail(ErrBadValue, kk, "key %q: %q must not contain '@', '/' or spaces", toml.Key(kk).String(), s)
+		return "", false
+	}
+	return s, ok
+}
+
+// only reports the keys of m that are not in allowed.
+func (d *decoder) only(path []string, m map[string]any, allowed []string) {
+	for _, k := range sortedKeys(m) {
+		if !slices.Contains(allowed, k) {
+			d.fail(ErrUnknownKey, key(path, k), "unknown key %q", toml.Key(key(path, k)).String())
+		}
+	}
+}
+
+// require reports the keys that m lacks.
+func (d *decoder) require(m map[string]any, path []string, keys ...string) {
+	for _, k := range keys {
+		if _, ok := m[k]; !ok {
+			d.fail(ErrMissingKey, key(path, k), "missing key %q", toml.Key(key(path, k)).String())
+		}
+	}
+}
+
+// table returns the table under k, nil if there is none or it is not a table.
+func (d *decoder) table(m map[string]any, path []string, k string) map[string]any {
+	v, ok := m[k]
+	if !ok {
+		return nil
+	}
+	t, _ := d.asTable(key(path, k), v)
+	return t
+}
+
+func (d *decoder) asTable(path []string, v any) (map[string]any, bool) {
+	t, ok := v.(map[string]any)
+	if !ok {
+		d.fail(ErrBadValue, path, "key %q must be a table, not %s", toml.Key(path).String(), typeName(v))
+	}
+	return t, ok
+}
+
+func (d *decoder) str(m map[string]any, path []string, k string) (string, bool) {
+	v, ok := m[k]
+	if !ok {
+		return "", false
+	}
+	s, ok := v.(string)
+	switch {
+	case !ok:
+		d.wrongType(path, k, "a string", v)
+	case s == "":
+		d.fail(ErrBadValue, key(path, k), "key %q must not be empty", toml.Key(key(path, k)).String())
+		ok = false
+	}
+	return s, ok
+}
+
+func (d *decoder) boolean(m map[string]any, path []string, k string) (bool, bool) {
+	v, ok := m[k]
+	if !ok {
+		return false, false
+	}
+	b, ok := v.(bool)
+	if !ok {
+		d.wrongType(path, k, "true or false", v)
+	}
+	return b, ok
+}
+
+func (d *decoder) integer(m map[string]any, path []string, k string, lo, hi int) (int, bool) {
+	v, ok := m[k]
+	if !ok {
+		return 0, false
+	}
+	n, ok := v.(int64)
+	if !ok {
+		d.wrongType(path, k, "an integer", v)
+		return 0, false
+	}
+	if n < int64(lo) || n > int64(hi) {
+		d.fail(ErrBadValue, key(path, k), "key %q must be between %d and %d, not %d", toml.Key(key(path, k)).String(), lo, hi, n)
+		return 0, false
+	}
+	return int(n), true
+}
+
+func (d *decoder) number(m map[string]any, path []string, k string, lo, hi float64) (float64, bool) {
+	v, ok := m[k]
+	if !ok {
+		return 0, false
+	}
+	var f float64
+	switch n := v.(type) {
+	case int64:
+		f = float64(n)
+	case float64:
+		f = n
+	default:
+		d.wrongType(path, k, "a number", v)
+		return 0, false
+	}
+	if math.IsNaN(f) || f < lo || f > hi {
+		d.fail(ErrBadValue, key(path, k), "key %q must be between %g and %g, not %g", toml.Key(key(path, k)).String(), lo, hi, f)
+		return 0, false
+	}
+	return f, true
+}
+
+func (d *decoder) duration(m map[string]any, path []string, k string, lo, hi time.Duration) (time.Duration, bool) {
+	s, ok := d.str(m, path, k)
+	if !ok {
+		return 0, false
+	}
+	kk := toml.Key(key(path, k)).String()
+	v, err := schedule.ParseDuration(s)
+	if err != nil {
+		d.fail(ErrBadValue, key(path, k), "key %q: %q is not a duration such as \"30m\", \"6h\", \"1d\" or \"1w\"", kk, s)
+		return 0, false
+	}
+	if v < lo || v > hi {
+		d.fail(ErrBadValue, key(path, k), "key %q: %s is not between %s and %s", kk,
+			schedule.FormatDuration(v), schedule.FormatDuration(lo), schedule.FormatDuration(hi))
+		return 0, false
+	}
+	return v, true
+}
+
+func (d *decoder) addresses(m map[string]any, path []string, k string) ([]string, bool) {
+	v, ok := m[k]
+	if !ok {
+		return nil, false
+	}
+	list, ok := v.([]any)
+	if !ok {
+		d.wrongType(path, k, "a list of IP addresses", v)
+		return nil, false
+	}
+	addrs := make([]string, 0, len(list))
+	for _, item := range list {
+		s, isString := item.(string)
+		a, err := netip.ParseAddr(s)
+		if !isString || err != nil {
+			d.fail(ErrBadValue, key(path, k), "key %q: %v is not an IP address", toml.Key(key(path, k)).String(), tomlValue(item))
+			return nil, false
+		}
+		addrs = append(addrs, a.String())
+	}
+	return addrs, true
+}
+
+func (d *decoder) wrongType(path []string, k, want string, v any) {
+	d.fail(ErrBadValue, key(path, k), "key %q must be %s, not %s", toml.Key(key(path, k)).String(), want, typeName(v))
+}
+
+// under resolves p relative to base unless it is absolute.
+func under(base, p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(base, p)
+}
+
+// checkName accepts names that are safe as one directory name and as a
+// command-line argument: letters, digits, '.', '_' and '-', starting with a
+// letter or digit (so never "." or ".." and never an option), at most 128
+// bytes.
+func checkName(name string) error {
+	if !namePattern.MatchString(name) {
+		return errors.New("must be letters, digits, '.', '_' or '-', start with a letter or digit and be at most 128 bytes long")
+	}
+	return nil
+}
+
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+func key(path []string, k string) []string {
+	return append(slices.Clone(path), k)
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func typeName(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case int64:
+		return "an integer"
+	case float64:
+		return "a float"
+	case bool:
+		return "a boolean"
+	case []any:
+		return "an array"
+	case []map[string]any:
+		return "an array of tables"
+	case map[string]any:
+		return "a table"
+	}
+	return "a date or time"
+}
+
+func tomlValue(v any) string {
+	if s, ok := v.(string); ok {
+		return fmt.Sprintf("%q", s)
+	}
+	return typeName(v)
+}

@@ -1,0 +1,47 @@
+package config
+
+import "slices"
+
+// The keys each table may have. The decoder rejects any other key, and the
+// man page test checks that each of them is documented.
+var (
+	topKeys    = []string{"global", "schedules", "jobs"}
+	globalKeys = []string{
+		"base-dir", "worker-limit", "status-file", "status-interval",
+		"console-addresses", "console-port", "backoff-initial", "backoff-max",
+	}
+	ruleKeys   = []string{"interval", "keep"}
+	jobKeys    = []string{"schedule", "source", "full-always", "verify-sample", "directory"}
+	sourceKeys = map[SourceType][]string{
+		SourceFile:    {"type", "path"},
+		SourceRBD:     {"type", "pool", "image"},
+		SourceCommand: {"type", "command"},
+	}
+)
+
+// knownKeys lists every key path the decoder understands, with NAME and TAG
+// standing for the names an operator chooses.
+func knownKeys() []string {
+	var keys []string
+	for _, k := range globalKeys {
+		keys = append(keys, "global."+k)
+	}
+	for _, k := range ruleKeys {
+		keys = append(keys, "schedules.NAME.TAG."+k)
+	}
+	for _, k := range jobKeys {
+		keys = append(keys, "jobs.NAME."+k)
+	}
+	for _, typ := range sourceTypes() {
+		for _, k := range sourceKeys[typ] {
+			if key := "jobs.NAME.source." + k; !slices.Contains(keys, key) {
+				keys = append(keys, key)
+			}
+		}
+	}
+	return keys
+}
+
+func sourceTypes() []SourceType {
+	return []SourceType{SourceFile, SourceRBD, SourceCommand}
+}
