@@ -59,6 +59,7 @@ func (b *badStoreRig) refuse(t *testing.T, what string, stream []byte, wantCode 
 // to backy-store: exit 3 (bad input), one line on stderr, nothing on stdout,
 // the repository unchanged.
 func TestBadStreamVectors(t *testing.T) {
+	t.Parallel()
 	b := newBadStoreRig(t)
 	files, err := filepath.Glob(filepath.Join(vectorDir, "invalid-*.bxs"))
 	if err != nil || len(files) == 0 {
@@ -97,6 +98,7 @@ func TestBadStreamVectors(t *testing.T) {
 // 3 and an unchanged repository; a mutation that happens to stay valid may
 // be stored, and must then restore to what the stream says.
 func TestBadStreamMutations(t *testing.T) {
+	t.Parallel()
 	b := newBadStoreRig(t)
 	var seeds [][]byte
 	full, err := exec.Command(filepath.Join(binDir, "backy-extract"), "file", "--snapshot", "s9", b.img).Output()

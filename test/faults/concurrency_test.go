@@ -47,6 +47,7 @@ func (l *opLog) String() string {
 // and every restore that exits 0 must give the exact bytes of its image
 // version. Afterwards every revision restores and verify passes.
 func TestConcurrency(t *testing.T) {
+	t.Parallel()
 	dur := time.Duration(scale(20, 120)) * time.Second
 	tmp := t.TempDir()
 	dir := filepath.Join(tmp, "repo")

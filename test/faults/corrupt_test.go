@@ -151,6 +151,7 @@ func mentions(s string, names []string) bool {
 // need them with a non-zero exit naming the damage, that nothing ever exits
 // 0 with wrong bytes, and that verify (once it exists) finds every one.
 func TestCorruption(t *testing.T) {
+	t.Parallel()
 	c := newCorruptRig(t)
 	rng := rand.New(rand.NewPCG(3, 3))
 	for _, tg := range c.targets() {
@@ -218,6 +219,7 @@ func (c *corruptRig) checkDamaged(t *testing.T, dir string, tg target) {
 // with the same id and sane values may pass unnoticed; the promise that
 // holds for every flip is that no restore exits 0 with wrong bytes.
 func TestCorruptMetadataBits(t *testing.T) {
+	t.Parallel()
 	c := newCorruptRig(t)
 	rng := rand.New(rand.NewPCG(4, 4))
 	meta := func(d string) string { return filepath.Join(d, "revisions", c.ids[1]+".rev") }

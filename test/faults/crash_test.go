@@ -160,8 +160,9 @@ func (c *crashRig) check() (orphans, tmp int) {
 // backup (full streams through backy-extract, and differential streams),
 // then checks the repository and makes the next backup, which must succeed.
 func TestCrashStore(t *testing.T) {
+	t.Parallel()
 	want := scale(30, 200)
-	c := newCrashRig(t, 1, 40<<20+12345)
+	c := newCrashRig(t, 1, 24<<20+12345)
 	tag := c.version()
 	c.completeStore(tag, false)
 
@@ -255,4 +256,71 @@ func upkeepAfterCrashes(t *testing.T, c *crashRig) {
 			c.checkRestore(rev.ID, firstTag(rev, "v"), false)
 		}
 	}
+}
+
+// TestCrashPurge kills backy-store purge with SIGKILL at random moments
+// while it removes the chunks of forgotten revisions; afterwards every
+// remaining revision restores bit-exactly, verify passes, and the next purge
+// and the next backup succeed.
+func TestCrashPurge(t *testing.T) {
+	t.Parallel()
+	if !upkeep["purge"] || !upkeep["forget"] {
+		t.Skip("backy-store has no purge or forget command yet")
+	}
+	want := scale(30, 150)
+	c := newCrashRig(t, 11, 20<<20+8191)
+	for range 4 {
+		c.im.mutate(t, 4, false)
+		c.completeStore(c.version(), false)
+	}
+	window := time.Second
+	kills, misses := 0, 0
+	for attempt := 1; kills < want; attempt++ {
+		if attempt > 4*want {
+			t.Fatalf("only %d of %d kills hit a running purge", kills, want)
+		}
+		// New garbage: a much changed image stored, the oldest revision forgotten.
+		c.im.mutate(t, 6, true)
+		tag := c.version()
+		c.completeStore(tag, false)
+		c.dropCopies(tag)
+		revs := mustStatus(t, c.dir)
+		if r := backy(t, nil, "backy-store", "-b", c.dir, "forget", revs[0].ID); r.code != 0 {
+			t.Fatalf("forget %s: %v", revs[0].ID, r)
+		}
+		delete(c.restored, revs[0].ID)
+		cmd := command("backy-store", "-b", c.dir, "purge")
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(c.rng.Int64N(int64(window) * 12 / 10)))
+		cmd.Process.Signal(syscall.SIGKILL)
+		switch code := exitCode(t, cmd.Wait()); code {
+		case killed:
+			kills++
+		case 0:
+			misses++
+		default:
+			t.Fatalf("purge, not killed, failed: exit %d: %s", code, errb.String())
+		}
+		for id := range c.restored { // every remaining revision, again
+			delete(c.restored, id)
+		}
+		c.check()
+		if upkeep["verify"] {
+			if r := backy(t, nil, "backy-store", "-b", c.dir, "verify"); r.code != 0 {
+				t.Fatalf("verify after a killed purge: %v", r)
+			}
+		}
+		start := time.Now()
+		if r := backy(t, nil, "backy-store", "-b", c.dir, "purge"); r.code != 0 {
+			t.Fatalf("the purge after a killed purge: %v", r)
+		}
+		window = time.Since(start)
+	}
+	c.im.mutate(t, 2, false)
+	c.completeStore(c.version(), true)
+	t.Logf("%d SIGKILLs hit purge (%d purges finished first); every remaining revision restored bit-exactly after each", kills, misses)
 }

@@ -26,6 +26,7 @@ func TestDiskFull(t *testing.T) {
 		diskFullInner(t)
 		return
 	}
+	t.Parallel()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
