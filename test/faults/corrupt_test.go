@@ -254,3 +254,63 @@ func TestCorruptMetadataBits(t *testing.T) {
 	}
 	t.Logf("%d of %d single-bit flips in %s went unnoticed by restore (no checksum on metadata); none gave wrong bytes", undetected, n, filepath.Base(meta(dir)))
 }
+
+// knownBug reports a reproduced bug that was reported but is not fixed yet:
+// a failure with BACKY_FAULTS_STRICT=1, otherwise a loud skip, so that the
+// suite stays usable for everyone meanwhile. Once fixed, the test passes.
+func knownBug(t *testing.T, format string, a ...any) {
+	t.Helper()
+	if os.Getenv("BACKY_FAULTS_STRICT") == "1" {
+		t.Fatalf("KNOWN BUG: "+format, a...)
+	}
+	t.Skipf("KNOWN BUG (reported; BACKY_FAULTS_STRICT=1 fails on it): "+format, a...)
+}
+
+// TestBackupAfterDamage makes a new full backup of an image whose chunks
+// are damaged in the repository. The new backup has every byte in hand, so
+// it must either fail or give a revision that restores bit-exactly — never
+// report success for a revision that cannot be restored. Once verify exists,
+// it must distrust the damaged revision so that the next backup re-checks
+// and repairs the chunk, after which the old revision restores again too.
+func TestBackupAfterDamage(t *testing.T) {
+	t.Parallel()
+	c := newCorruptRig(t)
+	t.Run("deleted-chunk", func(t *testing.T) {
+		dir := filepath.Join(c.tmp, "deleted")
+		copyTree(t, c.clean, dir)
+		os.Remove(chunkPath(dir, c.onlyNew))
+		r := backup(t, dir, c.img, "s3", "v3")
+		if r.code != 0 {
+			return // refusing is fine
+		}
+		id := strings.TrimSpace(r.stdout)
+		if sum, rr := restoreSum(t, dir, id); rr.code != 0 || sum != c.sums[c.ids[1]] {
+			knownBug(t, "backy-store exits 0 for revision %s, which does not restore (%v): it reuses chunk %s of the parent's index without checking that it is still there",
+				id, rr, c.onlyNew.Short())
+		}
+	})
+	t.Run("flipped-chunk", func(t *testing.T) {
+		if !upkeep["verify"] {
+			t.Skip("backy-store has no verify command yet")
+		}
+		dir := filepath.Join(c.tmp, "flipped")
+		copyTree(t, c.clean, dir)
+		p := chunkPath(dir, c.onlyNew)
+		st, _ := os.Stat(p)
+		flipBit(t, p, st.Size()/2, 3)
+		if r := backy(t, nil, "backy-store", "-b", dir, "verify"); r.code != exitDamaged {
+			t.Fatalf("verify of a flipped chunk: %v, want exit %d", r, exitDamaged)
+		}
+		for _, rev := range mustStatus(t, dir) {
+			if rev.ID == c.ids[1] && rev.Trust != "distrusted" {
+				t.Fatalf("verify found damage in %s but left it %q", rev.ID, rev.Trust)
+			}
+		}
+		id := mustBackup(t, dir, c.img, "s3", "v3")
+		for _, x := range [][2]string{{id, c.sums[c.ids[1]]}, {c.ids[1], c.sums[c.ids[1]]}} {
+			if sum, r := restoreSum(t, dir, x[0]); r.code != 0 || sum != x[1] {
+				t.Fatalf("after a backup over a distrusted revision, %s does not restore: %v", x[0], r)
+			}
+		}
+	})
+}
