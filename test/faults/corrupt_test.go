@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/backy/backy/pkg/extent"
 	"github.com/backy/backy/pkg/repo"
 )
 
@@ -287,6 +288,41 @@ func TestBackupAfterDamage(t *testing.T) {
 		if sum, rr := restoreSum(t, dir, id); rr.code != 0 || sum != c.sums[c.ids[1]] {
 			knownBug(t, "backy-store exits 0 for revision %s, which does not restore (%v): it reuses chunk %s of the parent's index without checking that it is still there",
 				id, rr, c.onlyNew.Short())
+		}
+	})
+	t.Run("differential-over-damaged-base", func(t *testing.T) {
+		// A differential stream that rewrites part of a damaged chunk must
+		// fail naming it: the rest of the chunk would come from bad bytes.
+		dir := filepath.Join(c.tmp, "diffbase")
+		copyTree(t, c.clean, dir)
+		r, err := repo.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ix, err := r.Index(c.ids[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := slices.Index(ix.Hashes, c.onlyNew)
+		p := chunkPath(dir, c.onlyNew)
+		st, _ := os.Stat(p)
+		flipBit(t, p, st.Size()/2, 5)
+		before := snapshotRepo(t, dir)
+		var buf bytes.Buffer
+		w, err := extent.NewWriter(&buf, extent.Header{Kind: extent.Differential, Size: ix.Size, Source: "file:x", Snapshot: "s3", Base: "s2"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.WriteData(int64(n)*chunk+100, []byte("patched")); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		res := storeStream(t, dir, buf.Bytes(), "v3")
+		if res.code != exitDamaged || !strings.Contains(res.stderr, c.onlyNew.String()) {
+			t.Fatalf("a differential stream over a damaged base chunk: %v, want exit %d naming chunk %s", res, exitDamaged, c.onlyNew.Short())
+		}
+		if d := diffSnapshots(before, snapshotRepo(t, dir)); len(d) > 0 {
+			t.Fatalf("the refused stream changed the repository: %v", d)
 		}
 	})
 	t.Run("flipped-chunk", func(t *testing.T) {
