@@ -1,0 +1,131 @@
+package upkeep
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/backy/backy/pkg/repo"
+)
+
+// PurgeOptions tune Purge.
+type PurgeOptions struct {
+	Options
+	// Wait is how long to wait for the store and chunks locks; 0 fails at
+	// once (repo.ErrBusy) when another process holds them.
+	Wait   time.Duration
+	DryRun bool // count, but remove nothing
+}
+
+// PurgeResult says what Purge found and removed.
+type PurgeResult struct {
+	Revisions  int // revisions whose chunks were kept
+	Chunks     int // chunk files found
+	Referenced int // distinct chunks the revisions use
+	Removed    int // chunk files no revision uses (removed unless DryRun)
+	Missing    int // chunks revisions use that are not stored: run verify
+	Tmp        int // entries of tmp/ left by interrupted stores
+	Indexes    int // index files without metadata
+	Duration   time.Duration
+}
+
+// Purge removes chunks no revision references and what interrupted stores
+// left behind. It holds the store and chunks locks exclusively, so no
+// store, restore or verify runs meanwhile. Every revision's index is read
+// once before anything is removed; if any metadata or index file cannot be
+// read, Purge refuses (ErrPurgeUnsafe), since it cannot know which chunks
+// that revision needs.
+func Purge(ctx context.Context, r *repo.Repo, opt PurgeOptions) (*PurgeResult, error) {
+	opt.defaults()
+	started := opt.Now()
+	storeLock, err := r.WaitLock(repo.LockStore, false, opt.Wait)
+	if err != nil {
+		return nil, err
+	}
+	defer storeLock.Unlock()
+	chunkLock, err := r.WaitLock(repo.LockChunks, false, opt.Wait)
+	if err != nil {
+		return nil, err
+	}
+	defer chunkLock.Unlock()
+
+	res := &PurgeResult{}
+	used, err := referenced(ctx, r, res)
+	if err != nil {
+		return nil, err
+	}
+	var garbage []repo.Hash
+	err = r.Chunks.Walk(func(h repo.Hash) error {
+		res.Chunks++
+		if _, ok := used[h]; !ok {
+			garbage = append(garbage, h)
+		}
+		return ctx.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.Removed = len(garbage)
+	res.Missing = res.Referenced - (res.Chunks - res.Removed)
+	if !opt.DryRun {
+		if err := r.Chunks.Remove(garbage); err != nil {
+			return nil, err
+		}
+	}
+	if err := removeLeftovers(r, res, opt.DryRun); err != nil {
+		return nil, err
+	}
+	res.Duration = opt.Now().Sub(started)
+	return res, nil
+}
+
+// referenced reads every revision's index once and returns the set of
+// chunks they use. It holds the meta lock so that a forget cannot remove
+// an index between listing a revision and reading it.
+func referenced(ctx context.Context, r *repo.Repo, res *PurgeResult) (map[repo.Hash]struct{}, error) {
+	meta, err := lockMeta(r)
+	if err != nil {
+		return nil, err
+	}
+	defer meta.Unlock()
+	revs, err := r.Revisions()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrPurgeUnsafe, err)
+	}
+	used := map[repo.Hash]struct{}{}
+	for _, rev := range revs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		ix, err := r.Index(rev.ID)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrPurgeUnsafe, err)
+		}
+		for _, h := range ix.Hashes {
+			if !h.IsZero() {
+				used[h] = struct{}{}
+			}
+		}
+	}
+	res.Revisions, res.Referenced = len(revs), len(used)
+	return used, nil
+}
+
+// removeLeftovers deletes tmp/ entries and index files without metadata.
+// It takes the meta lock too: metadata changes stage their files in tmp/.
+func removeLeftovers(r *repo.Repo, res *PurgeResult, dryRun bool) error {
+	meta, err := lockMeta(r)
+	if err != nil {
+		return err
+	}
+	defer meta.Unlock()
+	l, err := r.FindLeftovers()
+	if err != nil {
+		return err
+	}
+	res.Tmp, res.Indexes = len(l.Tmp), len(l.Indexes)
+	if dryRun {
+		return nil
+	}
+	return r.RemoveLeftovers(l)
+}

@@ -1,0 +1,92 @@
+package upkeep
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/backy/backy/pkg/repo"
+	"github.com/backy/backy/pkg/schedule"
+)
+
+// Tag actions.
+const (
+	TagAdd    = "add"
+	TagRemove = "remove"
+	TagSet    = "set"
+)
+
+// TagsResult says what Tags did.
+type TagsResult struct {
+	Revision *repo.Revision // with its new tags
+	Removed  bool           // it lost its last tag and was removed
+}
+
+// Tags adds, removes or sets the tags of the revision spec names. A
+// revision that loses its last tag is removed, as expiry would, except the
+// newest revision, which is never removed this way.
+func Tags(r *repo.Repo, spec, action string, tags []string) (*TagsResult, error) {
+	if action != TagRemove {
+		for _, t := range tags {
+			if err := schedule.CheckTag(t); err != nil {
+				return nil, err
+			}
+		}
+	}
+	meta, err := lockMeta(r)
+	if err != nil {
+		return nil, err
+	}
+	defer meta.Unlock()
+	revs, err := r.Revisions()
+	if err != nil {
+		return nil, err
+	}
+	rev, err := repo.Resolve(revs, spec)
+	if err != nil {
+		return nil, err
+	}
+	had := len(rev.Tags) > 0
+	switch action {
+	case TagAdd:
+		for _, t := range tags {
+			if !slices.Contains(rev.Tags, t) {
+				rev.Tags = append(rev.Tags, t)
+			}
+		}
+	case TagRemove:
+		rev.Tags = slices.DeleteFunc(rev.Tags, func(t string) bool { return slices.Contains(tags, t) })
+	case TagSet:
+		rev.Tags = slices.Compact(slices.Clone(tags))
+	default:
+		return nil, fmt.Errorf("%w: tag action %q (want add, remove or set)", ErrSelection, action)
+	}
+	res := &TagsResult{Revision: rev}
+	if had && len(rev.Tags) == 0 && rev != revs[len(revs)-1] {
+		res.Removed = true
+		return res, r.RemoveRevision(rev.ID)
+	}
+	return res, r.SaveRevision(rev)
+}
+
+// Forget removes the revision spec names; its chunks go at the next purge.
+// The newest revision is the base of the next differential backup, so
+// forgetting it needs force.
+func Forget(r *repo.Repo, spec string, force bool) (*repo.Revision, error) {
+	meta, err := lockMeta(r)
+	if err != nil {
+		return nil, err
+	}
+	defer meta.Unlock()
+	revs, err := r.Revisions()
+	if err != nil {
+		return nil, err
+	}
+	rev, err := repo.Resolve(revs, spec)
+	if err != nil {
+		return nil, err
+	}
+	if rev == revs[len(revs)-1] && !force {
+		return nil, fmt.Errorf("%w %s without --force", ErrNewest, rev.ID)
+	}
+	return rev, r.RemoveRevision(rev.ID)
+}
