@@ -75,6 +75,12 @@ func Params(dir, binDir string) testscript.Params {
 			"treehash":     treehash,
 		},
 		RequireExplicitExec: true,
+		Condition: func(cond string) (bool, error) {
+			if cond == "root" {
+				return os.Getuid() == 0, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
 	}
 }
 
@@ -205,4 +211,31 @@ func treehash(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	sort.Strings(lines)
 	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(strings.Join(lines, "\n")+"\n"), 0o644))
+}
+
+// BinDir is where Main put the other commands, for Params.
+var BinDir string
+
+// cleanupM removes the built commands after the tests ran.
+type cleanupM struct{ m testscript.TestingM }
+
+func (c cleanupM) Run() int {
+	defer os.RemoveAll(BinDir)
+	return c.m.Run()
+}
+
+// Main is the TestMain of a command's package: run is the command itself,
+// registered with testscript under name; every other command is built into
+// BinDir first. When the test binary is re-executed as the command, nothing
+// is built.
+func Main(m testscript.TestingM, name string, run func() int) {
+	if filepath.Base(os.Args[0]) != name {
+		var err error
+		if BinDir, err = BuildCommands(name); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		m = cleanupM{m}
+	}
+	testscript.Main(m, map[string]func(){name: func() { os.Exit(run()) }})
 }
