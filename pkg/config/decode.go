@@ -130,6 +130,12 @@ func (d *decoder) config() *Config {
 			d.fail(ErrDuplicate, []string{"jobs", name}, "job %q uses directory %s of job %q", name, j.Directory, other)
 			continue
 		}
+		if j.Directory == c.Global.StatusFile {
+			// A job named "status" would otherwise fight the daemon for
+			// base-dir/status: one writes a file, the other a repository.
+			d.fail(ErrDuplicate, []string{"jobs", name}, "job %q uses the status file %s as its directory", name, j.Directory)
+			continue
+		}
 		dirs[j.Directory] = name
 		c.Jobs[name] = j
 	}
@@ -209,7 +215,7 @@ func (d *decoder) schedule(name string, v any) (schedule.Schedule, bool) {
 			continue
 		}
 		d.only(tpath, tm, ruleKeys)
-		interval, iok := d.duration(tm, tpath, "interval", schedule.MinInterval, schedule.MaxInterval)
+		interval, iok := d.duration(tm, tpath, "interval", schedule.MinimumInterval(), schedule.MaxInterval)
 		keep, kok := d.integer(tm, tpath, "keep", 1, 1000000)
 		d.require(tm, tpath, "interval", "keep")
 		if iok && kok {

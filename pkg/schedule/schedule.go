@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -15,6 +16,26 @@ const (
 	MinInterval = time.Minute
 	MaxInterval = 10 * 365 * 24 * time.Hour
 )
+
+// TestMinIntervalEnv names the environment variable that lowers
+// MinimumInterval, so that an end-to-end test can watch the daemon make and
+// expire revisions seconds apart. It is for tests only: no operator needs
+// backups more often than every minute.
+const TestMinIntervalEnv = "BACKY_TEST_MIN_INTERVAL"
+
+// MinimumInterval is the shortest interval a rule may have: MinInterval, or
+// the duration in $BACKY_TEST_MIN_INTERVAL when that is a valid duration of
+// at least one second. The variable is read on every call so that tests can
+// set it; child processes (backy-store expire) inherit it with the daemon's
+// environment.
+func MinimumInterval() time.Duration {
+	if v := os.Getenv(TestMinIntervalEnv); v != "" {
+		if d, err := ParseDuration(v); err == nil && d >= time.Second && d < MinInterval {
+			return d
+		}
+	}
+	return MinInterval
+}
 
 // Errors returned when a schedule or one of its parts is not acceptable.
 var (
@@ -63,9 +84,9 @@ func New(rules ...Rule) (Schedule, error) {
 			return Schedule{}, fmt.Errorf("%w: tag %q appears twice", ErrBadRule, r.Tag)
 		}
 		seen[r.Tag] = true
-		if r.Interval < MinInterval || r.Interval > MaxInterval {
+		if lo := MinimumInterval(); r.Interval < lo || r.Interval > MaxInterval {
 			return Schedule{}, fmt.Errorf("%w: tag %q: interval %s is not between %s and %s",
-				ErrBadRule, r.Tag, FormatDuration(r.Interval), FormatDuration(MinInterval), FormatDuration(MaxInterval))
+				ErrBadRule, r.Tag, FormatDuration(r.Interval), FormatDuration(lo), FormatDuration(MaxInterval))
 		}
 		if r.Keep < 1 {
 			return Schedule{}, fmt.Errorf("%w: tag %q: keep %d is less than 1", ErrBadRule, r.Tag, r.Keep)

@@ -86,3 +86,24 @@ func TestCheckTag(t *testing.T) {
 		}
 	}
 }
+
+func TestMinimumIntervalTestOverride(t *testing.T) {
+	if got := MinimumInterval(); got != MinInterval {
+		t.Fatalf("MinimumInterval() = %s without %s", got, TestMinIntervalEnv)
+	}
+	for v, want := range map[string]time.Duration{
+		"2s": 2 * time.Second, "500ms": MinInterval, "1h": MinInterval, "junk": MinInterval,
+	} {
+		t.Setenv(TestMinIntervalEnv, v)
+		if got := MinimumInterval(); got != want {
+			t.Errorf("%s=%s: MinimumInterval() = %s, want %s", TestMinIntervalEnv, v, got, want)
+		}
+	}
+	t.Setenv(TestMinIntervalEnv, "2s")
+	if _, err := New(Rule{Tag: "fast", Interval: 2 * time.Second, Keep: 1}); err != nil {
+		t.Errorf("New with a 2s interval under the override: %v", err)
+	}
+	if _, err := New(Rule{Tag: "fast", Interval: time.Second, Keep: 1}); err == nil {
+		t.Error("New accepted 1s below a 2s override")
+	}
+}
