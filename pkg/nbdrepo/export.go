@@ -1,0 +1,93 @@
+package nbdrepo
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+
+	"github.com/backy/backy/pkg/nbdserver"
+	"github.com/backy/backy/pkg/repo"
+)
+
+// readAhead is how many chunks past the current one a sequential reader has
+// loaded in the background: two keep a core busy decompressing while the
+// client is sent the current chunk.
+const readAhead = 2
+
+var errNegativeOffset = errors.New("nbdrepo: negative offset")
+
+// export is one opened revision. It keeps the index it was opened with, so
+// a revision forgotten meanwhile stays readable (purge cannot run while the
+// Catalog holds the chunks lock).
+type export struct {
+	c    *Catalog
+	rev  *repo.Revision
+	ix   *repo.Index
+	desc string
+	last atomic.Int64 // chunk of the previous read, for read-ahead
+}
+
+var (
+	_ nbdserver.Export    = (*export)(nil)
+	_ nbdserver.Describer = (*export)(nil)
+)
+
+func newExport(c *Catalog, rev *repo.Revision, ix *repo.Index) *export {
+	e := &export{c: c, rev: rev, ix: ix, desc: describe(rev)}
+	e.last.Store(-1)
+	return e
+}
+
+func (e *export) Size() int64         { return e.ix.Size }
+func (e *export) Description() string { return e.desc }
+func (e *export) Close() error        { return nil }
+
+// ReadAt copies verified bytes of the image into p. Zero chunks are
+// zeros without a look at the store; every other chunk comes from the cache
+// or is loaded and verified by repo.ReadChunk. On error p holds no byte of
+// the failing chunk, and the error names the chunk, revision and offset.
+func (e *export) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errNegativeOffset
+	}
+	if off >= e.ix.Size {
+		return 0, io.EOF
+	}
+	var eof error
+	if int64(len(p)) > e.ix.Size-off {
+		p, eof = p[:e.ix.Size-off], io.EOF
+	}
+	for done := 0; done < len(p); {
+		pos := off + int64(done)
+		k := pos / repo.ChunkSize
+		in := int(pos % repo.ChunkSize)
+		n := min(len(p)-done, repo.ChunkSize-in)
+		h := e.ix.Hashes[k]
+		if h.IsZero() {
+			clear(p[done : done+n])
+		} else {
+			ent, hint, err := e.c.cache.get(h)
+			if err != nil {
+				return done, fmt.Errorf("%w (revision %s, chunk %d at offset %d)", err, e.rev.ID, k, k*repo.ChunkSize)
+			}
+			copy(p[done:done+n], ent.data[in:in+n])
+			e.c.cache.release(ent)
+			if prev := e.last.Load(); hint && (prev == k || prev == k-1) {
+				e.prefetch(k)
+			}
+		}
+		e.last.Store(k)
+		done += n
+	}
+	return len(p), eof
+}
+
+// prefetch loads the chunks after k that hold data.
+func (e *export) prefetch(k int64) {
+	for i := k + 1; i <= k+readAhead && i < int64(len(e.ix.Hashes)); i++ {
+		if h := e.ix.Hashes[i]; !h.IsZero() {
+			e.c.cache.prefetch(h)
+		}
+	}
+}
