@@ -136,12 +136,12 @@ func TestConcurrency(t *testing.T) {
 					t.Errorf("forget: %v", r)
 				}
 			}
-			r := backy(t, nil, "backy-store", "-b", dir, "purge")
+			r := backy(t, nil, "backy-store", "-b", dir, "purge", "--wait", "5s")
 			log.add("purge", r.code)
 			if r.code != 0 && r.code != exitBusy {
 				t.Errorf("purge: %v", r)
 			}
-			time.Sleep(200 * time.Millisecond)
+			time.Sleep(time.Second)
 		})
 	}
 	wg.Wait()
