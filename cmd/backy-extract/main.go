@@ -3,10 +3,15 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/backy/backy/pkg/cli"
 	"github.com/backy/backy/pkg/extent"
+	"github.com/backy/backy/pkg/rbd"
+	"github.com/backy/backy/pkg/rbd/librbd"
 	"github.com/backy/backy/pkg/source"
 )
 
@@ -45,9 +50,110 @@ func (c *dumpCmd) Run(env *cli.Env) error {
 	return extent.Dump(env.Stdout, in, c.JSON)
 }
 
+type rbdCmd struct {
+	Image       string      `arg:"" help:"The image, POOL/IMAGE; POOL/IMAGE@SNAP reads that existing snapshot instead of making one." placeholder:"POOL/IMAGE[@SNAP]"`
+	BaseFrom    string      `xor:"base" help:"Repository whose newest revision's snapshot is the base of a differential stream." placeholder:"DIR"`
+	FromSnap    string      `xor:"base" help:"Base snapshot of a differential stream, by name." placeholder:"NAME"`
+	Full        bool        `help:"Write a full stream whatever the base."`
+	WholeObject bool        `help:"Diff whole changed objects, as rbd export-diff --whole-object."`
+	Engine      string      `enum:"auto,librbd,cli" default:"auto" help:"How to read Ceph: librbd, cli (the rbd command) or auto (librbd when built in)."`
+	ID          string      `help:"Name the new snapshot backy-ID (default: a fresh revision id)." placeholder:"ID"`
+	Sample      cli.Percent `help:"Write a sample stream of N% of the 4 MiB blocks of POOL/IMAGE@SNAP (or \"all\") for verify --against." placeholder:"N%"`
+	Seed        uint64      `help:"Seed for choosing sampled blocks (default: random)." placeholder:"N"`
+	CephConf    string      `help:"Ceph configuration file (default: $CEPH_CONF, /etc/ceph/ceph.conf)." placeholder:"FILE"`
+	CephUser    string      `help:"Ceph client name, without \"client.\" (default: Ceph's, admin)." placeholder:"NAME"`
+}
+
+func (c *rbdCmd) Run(env *cli.Env) error {
+	if err := cli.RefuseTerminal(env.Stdout); err != nil {
+		return err
+	}
+	img, err := rbd.ParseImage(c.Image)
+	if err != nil {
+		return err
+	}
+	switch {
+	case c.Sample > 0 && img.Snap == "":
+		return fmt.Errorf("%w: --sample reads an existing snapshot: give POOL/IMAGE@SNAP", cli.ErrUsage)
+	case c.Sample > 0 && (c.BaseFrom != "" || c.FromSnap != "" || c.Full || c.WholeObject):
+		return fmt.Errorf("%w: --sample reads whole blocks: no base, --full or --whole-object", cli.ErrUsage)
+	case img.Snap != "" && c.ID != "":
+		return fmt.Errorf("%w: --id names a new snapshot, but %s names an existing one", cli.ErrUsage, img)
+	}
+	// A write to a closed pipe must fail like any error, so the new
+	// snapshot is removed, instead of killing the process on the spot.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	eng, err := openEngine(c.Engine, rbd.Conn{Conf: c.CephConf, User: c.CephUser})
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(env.Stderr, "%s: %s\n", env.Name, fmt.Sprintf(format, args...))
+	}
+	res, err := rbd.Backup(env.Ctx, eng, env.Stdout, rbd.Options{
+		Image: img, BaseFrom: c.BaseFrom, FromSnap: c.FromSnap, Full: c.Full,
+		WholeObject: c.WholeObject, ID: c.ID, Sample: float64(c.Sample), Seed: c.Seed, Logf: logf})
+	if res != nil {
+		h, s := res.Header, res.Summary
+		from := ""
+		if h.Base != "" {
+			from = " from " + h.Base
+		}
+		logf("%s stream of %s@%s%s: %d records, %d data bytes (%s engine)",
+			h.Kind, img.Spec(), h.Snapshot, from, s.Records, s.DataBytes, eng.Name())
+	}
+	return err
+}
+
+func openEngine(name string, conn rbd.Conn) (rbd.Engine, error) {
+	if name == "cli" || name == "auto" && !librbd.Available {
+		return rbd.NewCLI(conn), nil
+	}
+	return librbd.New(conn)
+}
+
+type rbdDiffCmd struct {
+	Diff  string `arg:"" help:"File holding an rbd export-diff stream, or - for stdin." placeholder:"FILE"`
+	Image string `help:"The image the diff was exported from, recorded as the source rbd:POOL/IMAGE." placeholder:"POOL/IMAGE"`
+}
+
+func (c *rbdDiffCmd) Run(env *cli.Env) error {
+	if err := cli.RefuseTerminal(env.Stdout); err != nil {
+		return err
+	}
+	opt := rbd.ConvertOptions{Source: "rbd-diff:stdin"}
+	if c.Image != "" {
+		img, err := rbd.ParseImage(c.Image)
+		if err != nil {
+			return err
+		}
+		if img.Snap != "" {
+			return fmt.Errorf("%w: --image %s: the snapshots come from the diff", cli.ErrUsage, c.Image)
+		}
+		opt.Source = img.Source()
+	}
+	in := env.Stdin
+	if c.Diff != "-" {
+		f, err := os.Open(c.Diff)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in = f
+		if c.Image == "" {
+			opt.Source = "rbd-diff:" + c.Diff
+		}
+	}
+	_, err := rbd.Convert(env.Ctx, in, env.Stdout, opt)
+	return err
+}
+
 type extractCLI struct {
 	Version cli.VersionFlag `help:"Print the version and exit."`
 	File    fileCmd         `cmd:"" help:"Write a full (or sample) stream of an image file or block device."`
+	Rbd     rbdCmd          `cmd:"" name:"rbd" help:"Snapshot a Ceph RBD image and write a full or differential stream (or a sample of a snapshot)."`
+	RbdDiff rbdDiffCmd      `cmd:"" name:"rbd-diff" help:"Convert an rbd export-diff stream into an extent stream."`
 	Dump    dumpCmd         `cmd:"" help:"Print an extent stream's header and records as text or JSON."`
 }
 
@@ -56,4 +162,3 @@ func run() int {
 }
 
 func main() { os.Exit(run()) }
-

@@ -15,7 +15,7 @@ type restoreCLI struct {
 	Version  cli.VersionFlag `help:"Print the version and exit."`
 	Base     string          `short:"b" default:"." help:"Repository directory." placeholder:"DIR"`
 	Revision string          `short:"r" default:"latest" help:"Revision: latest, a tag, an id or unique id prefix, or N for the N-th newest (0 = newest)." placeholder:"SPEC"`
-	Format   string          `short:"f" enum:"raw,extents" default:"raw" help:"Output format: raw (image bytes) or extents (an extent stream for backy-store)."`
+	Format   string          `short:"f" enum:"raw,extents,rbd-diff" default:"raw" help:"Output format: raw (image bytes), extents (an extent stream for backy-store) or rbd-diff (for rbd import-diff)."`
 	Target   string          `arg:"" help:"File or block device to write, or - for stdout."`
 }
 
@@ -59,8 +59,11 @@ func (c *restoreCLI) toStream(env *cli.Env, r *repo.Repo, rev *repo.Revision, ix
 		defer f.Close()
 		out = f
 	}
-	if c.Format == "extents" {
+	switch c.Format {
+	case "extents":
 		return restore.Extents(env.Ctx, r, rev, ix, out, restore.Options{})
+	case "rbd-diff":
+		return restore.RBDDiff(env.Ctx, r, rev, ix, out, restore.Options{})
 	}
 	bw := bufio.NewWriterSize(out, 1<<20)
 	if err := restore.Raw(env.Ctx, r, rev, ix, bw, restore.Options{}); err != nil {

@@ -7,10 +7,14 @@ import (
 	"syscall"
 
 	"github.com/backy/backy/pkg/extent"
+	"github.com/backy/backy/pkg/rbd"
+	"github.com/backy/backy/pkg/rbddiff"
 	"github.com/backy/backy/pkg/repo"
 	"github.com/backy/backy/pkg/restore"
+	"github.com/backy/backy/pkg/schedule"
 	"github.com/backy/backy/pkg/source"
 	"github.com/backy/backy/pkg/store"
+	"github.com/backy/backy/pkg/upkeep"
 )
 
 // Exit codes shared by every backy command (docs/HACKING.md, man pages).
@@ -61,6 +65,29 @@ var codeOf = []struct {
 	{source.ErrSizeNeeded, Usage},
 	{source.ErrSizeMismatch, BadInput},
 	{restore.ErrTargetTooSmall, BadInput},
+	{rbd.ErrNotFound, NotFound},
+	{rbd.ErrBadName, Usage},
+	{rbd.ErrNoLibrbd, Usage},
+	{rbd.ErrDiffMismatch, BadInput},
+	{rbddiff.ErrBadMagic, BadInput},
+	{rbddiff.ErrBadTag, BadInput},
+	{rbddiff.ErrBadRecord, BadInput},
+	{rbddiff.ErrTooLong, BadInput},
+	{rbddiff.ErrOutOfRange, BadInput},
+	{rbddiff.ErrOrder, BadInput},
+	{rbddiff.ErrTrailing, BadInput},
+	{upkeep.ErrDamaged, Damaged},
+	{upkeep.ErrMismatch, Damaged},
+	{upkeep.ErrNoMatch, NotFound},
+	{upkeep.ErrBadDate, Usage},
+	{upkeep.ErrBadSchedule, Usage},
+	{upkeep.ErrNewest, Usage},
+	{upkeep.ErrSelection, Usage},
+	{upkeep.ErrStreamKind, BadInput},
+	{upkeep.ErrTimeout, Failure}, // nothing was shown damaged, but nothing passed
+	{schedule.ErrBadTag, Usage},
+	{schedule.ErrBadRule, Usage},
+	{schedule.ErrBadDuration, Usage},
 	{os.ErrNotExist, NotFound},
 }
 
