@@ -171,7 +171,7 @@ disk=$(df -h "$W" | awk 'NR == 2 { print $1 ", " $2 " (" $5 " used), mounted on 
 fstype=$(df -T "$W" | awk 'NR == 2 { print $2 }')
 kernel=$(uname -r)
 v_borg=$(borg --version) v_restic=$(restic version | cut -d' ' -f1-2) v_cp=$(cp --version | head -1)
-v_backy=$(backy-store --version 2>/dev/null || echo "backy (unknown version)")
+v_backy="backy $(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)"
 v_go=$(go version 2>/dev/null | cut -d' ' -f3 || true)
 
 {

@@ -256,7 +256,10 @@ func upkeepAfterCrashes(t *testing.T, c *crashRig) {
 			t.Errorf("purge after crashes: %v", r)
 		}
 		if left := tmpLeft(c.dir); len(left) > 0 {
-			t.Logf("after purge, tmp/ still holds %d entries left by killed processes", len(left))
+			t.Errorf("after purge, tmp/ still holds %d entries left by killed processes", len(left))
+		}
+		if o := revisionFiles(t, c.dir); len(o) > 0 {
+			t.Errorf("after purge, %d index files without metadata are left", len(o))
 		}
 		for _, rev := range mustStatus(t, c.dir) {
 			c.checkRestore(rev.ID, firstTag(rev, "v"), false)
