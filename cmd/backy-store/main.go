@@ -82,9 +82,15 @@ func (c *statusCmd) Run(env *cli.Env, g *globals) error {
 
 type storeCLI struct {
 	globals
-	Version cli.VersionFlag `help:"Print the version and exit."`
-	Store   storeCmd        `cmd:"" default:"withargs" help:"Read an extent stream on stdin and commit it as a new revision (the default)."`
-	Status  statusCmd       `cmd:"" help:"List the revisions: date, id, size, duration, tags, trust."`
+	Version  cli.VersionFlag `help:"Print the version and exit."`
+	Store    storeCmd        `cmd:"" default:"withargs" help:"Read an extent stream on stdin and commit it as a new revision (the default)."`
+	Status   statusCmd       `cmd:"" help:"List the revisions: date, id, size, duration, tags, trust."`
+	Verify   verifyCmd       `cmd:"" help:"Re-read and re-hash chunks, or compare a revision with an extent stream (--against)."`
+	Distrust distrustCmd     `cmd:"" help:"Mark revisions distrusted: no differential backup builds on them, reused chunks are re-verified."`
+	Tags     tagsCmd         `cmd:"" help:"Add, remove or set the tags of a revision."`
+	Forget   forgetCmd       `cmd:"" help:"Remove a revision (its chunks go at the next purge)."`
+	Expire   expireCmd       `cmd:"" help:"Apply a schedule's retention: untag old revisions, remove those left without tags."`
+	Purge    purgeCmd        `cmd:"" help:"Remove chunks no revision uses and leftovers of interrupted stores."`
 }
 
 func run() int {
@@ -93,4 +99,3 @@ func run() int {
 }
 
 func main() { os.Exit(run()) }
-

@@ -102,6 +102,9 @@ func (r *Repo) Revisions() ([]*Revision, error) {
 			continue
 		}
 		rev, err := readRevisionFile(filepath.Join(r.Dir, "revisions", e.Name()), id)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // forgotten since the directory was read
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -120,6 +123,10 @@ func (r *Repo) Revisions() ([]*Revision, error) {
 func (r *Repo) Index(id string) (*Index, error) {
 	ix, err := readIndexFile(r.revPath(id, ".idx"))
 	if err != nil {
+		if _, serr := os.Stat(r.revPath(id, ".rev")); errors.Is(serr, os.ErrNotExist) {
+			// Forgotten since it was listed: gone, not damaged.
+			return nil, fmt.Errorf("%w %q: it was removed", ErrNoRevision, id)
+		}
 		return nil, fmt.Errorf("revision %s: %w", id, err)
 	}
 	return ix, nil

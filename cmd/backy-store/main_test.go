@@ -1,0 +1,76 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/backy/backy/internal/clitest"
+	"github.com/backy/backy/pkg/repo"
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	var err error
+	if binDir, err = clitest.BuildCommands("backy-store"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	defer os.RemoveAll(binDir)
+	testscript.Main(m, map[string]func(){"backy-store": func() { os.Exit(run()) }})
+}
+
+func TestScripts(t *testing.T) {
+	p := clitest.Params("testdata/script", binDir)
+	p.Cmds["holdlock"] = holdlock
+	p.Cmds["setid"] = setid
+	p.Cmds["clonerev"] = clonerev
+	testscript.Run(t, p)
+}
+
+// holdlock REPO NAME [shared]: take a repository lock in the test process,
+// which is another process for the backy-store the script runs next, and
+// hold it until the script ends.
+func holdlock(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: holdlock REPO NAME [shared]")
+	}
+	r, err := repo.Open(ts.MkAbs(args[0]))
+	ts.Check(err)
+	l, err := r.TryLock(args[1], len(args) > 2 && args[2] == "shared")
+	ts.Check(err)
+	ts.Defer(func() { l.Unlock() })
+}
+
+// setid VAR: set VAR to the first line of the last command's stdout (the
+// revision id backy-store prints), for exact stderr matches.
+func setid(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: setid VAR")
+	}
+	out := strings.TrimSpace(ts.ReadFile("stdout"))
+	if out == "" {
+		ts.Fatalf("stdout is empty")
+	}
+	ts.Setenv(args[0], strings.SplitN(out, "\n", 2)[0])
+}
+
+// clonerev REPO ID NEWID: copy a revision under another id, so a script
+// can have two ids that share a prefix.
+func clonerev(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: clonerev REPO ID NEWID")
+	}
+	dir := filepath.Join(ts.MkAbs(args[0]), "revisions")
+	idx, err := os.ReadFile(filepath.Join(dir, args[1]+".idx"))
+	ts.Check(err)
+	ts.Check(os.WriteFile(filepath.Join(dir, args[2]+".idx"), idx, 0o644))
+	rev, err := os.ReadFile(filepath.Join(dir, args[1]+".rev"))
+	ts.Check(err)
+	text := strings.Replace(string(rev), `"id": "`+args[1]+`"`, `"id": "`+args[2]+`"`, 1)
+	ts.Check(os.WriteFile(filepath.Join(dir, args[2]+".rev"), []byte(text), 0o644))
+}
