@@ -79,6 +79,7 @@ var codeOf = []struct {
 	{upkeep.ErrDamaged, Damaged},
 	{upkeep.ErrMismatch, Damaged},
 	{upkeep.ErrNoMatch, NotFound},
+	{upkeep.ErrNoJob, NotFound},
 	{upkeep.ErrBadDate, Usage},
 	{upkeep.ErrBadSchedule, Usage},
 	{upkeep.ErrNewest, Usage},

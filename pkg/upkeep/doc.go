@@ -16,6 +16,7 @@ var (
 	ErrMismatch    = errors.New("upkeep: revision does not match the stream")
 	ErrTimeout     = errors.New("upkeep: time budget exceeded")
 	ErrNoMatch     = errors.New("upkeep: no revision matches")
+	ErrNoJob       = errors.New("upkeep: no such job")
 	ErrBadDate     = errors.New("upkeep: bad date")
 	ErrBadSchedule = errors.New("upkeep: bad schedule")
 	ErrNewest      = errors.New("upkeep: refusing to forget the newest revision")
