@@ -57,10 +57,14 @@ var shared struct {
 	err    error
 }
 
+// TestingM is what Main runs: a *testing.M, or a wrapper around one such
+// as testscript's.
+type TestingM interface{ Run() int }
+
 // Main runs the package's tests, then stops the shared cluster if Start
 // started one. It also stops it on SIGINT and SIGTERM. It returns the exit
 // code for os.Exit.
-func Main(m *testing.M) int {
+func Main(m TestingM) int {
 	shared.Lock()
 	shared.inMain = true
 	shared.Unlock()
@@ -134,6 +138,22 @@ func Start(t testing.TB) string {
 		t.Fatal(shared.err)
 	}
 	return shared.conf
+}
+
+// Shared returns the path of the ceph.conf of the shared cluster, starting
+// it if needed, for callers without a testing.TB (testscript commands).
+// It works only under Main, which stops the cluster, and does not check
+// for the binaries (see Missing).
+func Shared() (string, error) {
+	shared.Lock()
+	defer shared.Unlock()
+	if !shared.inMain {
+		return "", errors.New("cephtest: Shared needs the tests to run through cephtest.Main")
+	}
+	if shared.conf == "" && shared.err == nil {
+		shared.dir, shared.conf, shared.err = start()
+	}
+	return shared.conf, shared.err
 }
 
 // Missing returns the names of the Binaries not found in $PATH.
