@@ -45,6 +45,7 @@ export BORG_BASE_DIR=$W/borg-base BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
 export RESTIC_PASSWORD=bench RESTIC_CACHE_DIR=$W/restic-cache
 
 log() { echo "bench: $*" >&2; }
+v_backy="backy $(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)"
 fsub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -162,6 +163,10 @@ med() { # med TOOL STEP COLUMN
 	awk -F'\t' -v t="$1" -v s="$2" -v c="$3" '$1 == t && $2 == s { print $c }' "$res" | sort -g |
 		awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
+spread() { # spread TOOL STEP: "median (min–max)" of the seconds
+	awk -F'\t' -v t="$1" -v s="$2" '$1 == t && $2 == s { print $4 }' "$res" | sort -g |
+		awk -v m="$(med "$1" "$2" 4)" '{ a[NR] = $1 } END { if (NR > 1) printf "%.2f (%.2f–%.2f)", m, a[1], a[NR]; else printf "%.2f", m }'
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f×", a / b; else print "-" }'; }
 
 cpu=$(lscpu | awk -F: '/^Model name/ { gsub(/^ +/, "", $2); print $2; exit }')
@@ -171,7 +176,6 @@ disk=$(df -h "$W" | awk 'NR == 2 { print $1 ", " $2 " (" $5 " used), mounted on 
 fstype=$(df -T "$W" | awk 'NR == 2 { print $2 }')
 kernel=$(uname -r)
 v_borg=$(borg --version) v_restic=$(restic version | cut -d' ' -f1-2) v_cp=$(cp --version | head -1)
-v_backy="backy $(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)"
 v_go=$(go version 2>/dev/null | cut -d' ' -f3 || true)
 
 {
@@ -207,15 +211,15 @@ on the same disk, taking turns within each run.
     format and compression); restore \`restic dump latest vm.img > out.img\`
   - cp: \`cp --sparse=always vm.img REPO/NAME.img\`, restore the same way back.
 
-## Results (seconds, median of $runs)
+## Results (seconds: median of $runs, with the fastest and slowest run)
 
 | tool | full | unchanged | 1% changed | restore | peak RSS backup | peak RSS restore | repository after 3 backups |
 | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 EOF
 	for tool in $tools; do
 		rb=$(for s in full unchanged changed; do med "$tool" "$s" 5; done | sort -n | tail -1)
-		printf '| %s | %.2f | %.2f | %.2f | %.2f | %d MiB | %d MiB | %s MiB |\n' "$tool" \
-			"$(med "$tool" full 4)" "$(med "$tool" unchanged 4)" "$(med "$tool" changed 4)" "$(med "$tool" restore 4)" \
+		printf '| %s | %s | %s | %s | %s | %d MiB | %d MiB | %s MiB |\n' "$tool" \
+			"$(spread "$tool" full)" "$(spread "$tool" unchanged)" "$(spread "$tool" changed)" "$(spread "$tool" restore)" \
 			$((${rb%.*} / 1024)) $(($(med "$tool" restore 5 | cut -d. -f1) / 1024)) "${reposize[$tool]:-?}"
 	done
 	cat <<EOF
