@@ -3,20 +3,94 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
 
 	"github.com/backy/backy/pkg/cli"
+	"github.com/backy/backy/pkg/config"
+	"github.com/backy/backy/pkg/daemon"
 )
 
+func init() {
+	cli.Register(cli.BadInput, config.ErrInvalid)
+	cli.Register(cli.Busy, daemon.ErrRunning)
+	cli.Register(cli.NotFound, daemon.ErrNoProgram, config.ErrSourceMissing)
+}
+
 type scheduleCLI struct {
-	Version cli.VersionFlag `help:"Print the version and exit."`
-	Config  string          `short:"c" default:"/etc/backy.conf" help:"Configuration file."`
-	Logfile string          `short:"l" help:"Log file (default: stderr)."`
+	Version     cli.VersionFlag `help:"Print the version and exit."`
+	Config      string          `short:"c" default:"/etc/backy.conf" placeholder:"FILE" help:"Configuration file."`
+	Logfile     string          `short:"l" placeholder:"FILE" help:"Log file (default: stderr); reopened on SIGHUP."`
+	Grace       time.Duration   `default:"60s" placeholder:"DURATION" help:"How long running jobs may go on after SIGTERM before they are stopped."`
+	CheckConfig bool            `help:"Check the configuration and that every file source exists, then exit."`
 }
 
 func (c *scheduleCLI) Run(env *cli.Env) error {
-	return errors.New("not implemented yet")
+	// Signals are taken over before anything else, so that a SIGHUP during
+	// start-up cannot end the daemon. The daemon gets them all on its own
+	// channel (not env.Ctx): a second SIGTERM must be told from the first.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+
+	// The absolute path goes into the status file and the log, and reloads
+	// read the same file whatever the working directory.
+	if abs, err := filepath.Abs(c.Config); err == nil {
+		c.Config = abs
+	}
+	cfg, err := config.Load(c.Config)
+	if err != nil {
+		return problems(env, err)
+	}
+	if c.CheckConfig {
+		return checkConfig(env, cfg)
+	}
+	if c.Grace < 0 {
+		return fmt.Errorf("%w: --grace must not be negative", cli.ErrUsage)
+	}
+	log, err := daemon.OpenLog(c.Logfile, env.Stderr)
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	return daemon.Run(context.Background(), daemon.Options{
+		ConfigPath: c.Config, Config: cfg, Log: log, Signals: sigs, Grace: c.Grace, Version: cli.VersionString(),
+	})
+}
+
+// problems prints every problem of a configuration, one a line, and
+// returns an error that says how many there were.
+func problems(env *cli.Env, err error) error {
+	var list config.List
+	if !errors.As(err, &list) || len(list) < 2 {
+		return err
+	}
+	for _, e := range list {
+		fmt.Fprintf(env.Stderr, "%s: error: %v\n", env.Name, e)
+	}
+	return fmt.Errorf("%w: %d problems in %s", config.ErrInvalid, len(list), list[0].File)
+}
+
+// checkConfig reports the jobs whose file source is missing.
+func checkConfig(env *cli.Env, cfg *config.Config) error {
+	missing := 0
+	for _, name := range cfg.JobNames() {
+		if err := cfg.Jobs[name].CheckSource(); err != nil {
+			fmt.Fprintf(env.Stderr, "%s: error: %v\n", env.Name, err)
+			missing++
+		}
+	}
+	if missing > 0 {
+		return fmt.Errorf("%w: %d of %d jobs", config.ErrSourceMissing, missing, len(cfg.Jobs))
+	}
+	fmt.Fprintf(env.Stderr, "%s: %s is fine: %d jobs, %d schedules\n", env.Name, cfg.File, len(cfg.Jobs), len(cfg.Schedules))
+	return nil
 }
 
 func run() int {

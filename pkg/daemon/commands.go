@@ -1,0 +1,100 @@
+package daemon
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/backy/backy/pkg/config"
+	"github.com/backy/backy/pkg/schedule"
+)
+
+// Bins are the programs a run starts.
+type Bins struct {
+	Extract string // backy-extract
+	Store   string // backy-store
+	Shell   string // /bin/sh, for command sources
+}
+
+// A pipeline is one or more commands, each one's stdout feeding the next
+// one's stdin.
+type pipeline [][]string
+
+// String renders the pipeline as a person would type it, for the job log.
+func (p pipeline) String() string {
+	parts := make([]string, len(p))
+	for i, argv := range p {
+		words := make([]string, len(argv))
+		for j, w := range argv {
+			words[j] = shellQuote(w)
+		}
+		parts[i] = strings.Join(words, " ")
+	}
+	return strings.Join(parts, " | ")
+}
+
+// shellQuote quotes w for sh when it holds anything but safe characters.
+func shellQuote(w string) string {
+	if w != "" && strings.Trim(w, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./_-") == "" {
+		return w
+	}
+	return "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+}
+
+// backupPipeline reads the job's source and stores a revision with tags.
+func backupPipeline(b Bins, j config.Job, tags []string) pipeline {
+	var src []string
+	switch j.Source.Type {
+	case config.SourceFile:
+		src = []string{b.Extract, "file", j.Source.Path}
+	case config.SourceRBD:
+		src = []string{b.Extract, "rbd", j.Source.Pool + "/" + j.Source.Image, "--base-from", j.Directory}
+		if j.FullAlways {
+			src = append(src, "--full")
+		}
+	case config.SourceCommand:
+		src = []string{b.Shell, "-c", j.Source.Command}
+	}
+	return pipeline{src, {b.Store, "-b", j.Directory, "--tags", strings.Join(tags, ",")}}
+}
+
+// verifyPipeline compares revision id with a fresh sample of the source.
+// snapshot is the revision's source snapshot (RBD). A command source cannot
+// be sampled, so its revision's chunks are re-read and re-hashed instead;
+// the same happens to an RBD revision that names no snapshot.
+func verifyPipeline(b Bins, j config.Job, id, snapshot string) pipeline {
+	sample := percent(j.VerifySample)
+	against := []string{b.Store, "-b", j.Directory, "verify", "-r", id, "--against", "-"}
+	switch {
+	case j.Source.Type == config.SourceFile:
+		return pipeline{{b.Extract, "file", j.Source.Path, "--sample", sample}, against}
+	case j.Source.Type == config.SourceRBD && snapshot != "":
+		img := j.Source.Pool + "/" + j.Source.Image + "@" + snapshot
+		return pipeline{{b.Extract, "rbd", img, "--sample", sample}, against}
+	}
+	return pipeline{{b.Store, "-b", j.Directory, "verify", "-r", id, "--sample", sample}}
+}
+
+// expirePipeline applies the job's schedule as the daemon has it, spelt out
+// with --schedule: the configuration file may have changed on disk since
+// it was loaded, even to something that does not parse.
+func expirePipeline(b Bins, j config.Job) pipeline {
+	return pipeline{{b.Store, "-b", j.Directory, "expire", "--schedule", scheduleRules(j.Schedule)}}
+}
+
+func purgePipeline(b Bins, j config.Job) pipeline {
+	return pipeline{{b.Store, "-b", j.Directory, "purge"}}
+}
+
+// scheduleRules writes s in backy-store expire's TAG=INTERVAL:KEEP form.
+func scheduleRules(s schedule.Schedule) string {
+	var parts []string
+	for _, r := range s.Rules() {
+		parts = append(parts, fmt.Sprintf("%s=%s:%d", r.Tag, schedule.FormatDuration(r.Interval), r.Keep))
+	}
+	return strings.Join(parts, ",")
+}
+
+func percent(v float64) string {
+	return strconv.FormatFloat(v, 'g', -1, 64) + "%"
+}

@@ -1,0 +1,65 @@
+package daemon
+
+import (
+	"testing"
+
+	"github.com/backy/backy/pkg/config"
+)
+
+var testBins = Bins{Extract: "/usr/bin/backy-extract", Store: "/usr/bin/backy-store", Shell: "/bin/sh"}
+
+func jobWith(t *testing.T, src string, extra string) config.Job {
+	t.Helper()
+	c, err := config.Parse("t", []byte(`[global]
+base-dir = "/srv/backy"
+[schedules.s]
+daily = { interval = "1d", keep = 9 }
+weekly = { interval = "1w", keep = 5 }
+[jobs.vm1]
+schedule = "s"
+source = `+src+"\n"+extra))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Jobs["vm1"]
+}
+
+func TestPipelinesAreWhatAPersonWouldType(t *testing.T) {
+	file := jobWith(t, `{ type = "file", path = "/dev/vg0/vm 1" }`, "verify-sample = 2.5")
+	rbd := jobWith(t, `{ type = "rbd", pool = "ssd", image = "vm1" }`, "full-always = true")
+	cmd := jobWith(t, `{ type = "command", command = "ssh h backy-extract file /dev/sda" }`, "")
+	tags := []string{"daily", "weekly"}
+	for _, tc := range []struct {
+		got  pipeline
+		want string
+	}{
+		{backupPipeline(testBins, file, tags),
+			"/usr/bin/backy-extract file '/dev/vg0/vm 1' | /usr/bin/backy-store -b /srv/backy/vm1 --tags daily,weekly"},
+		{backupPipeline(testBins, rbd, tags[:1]),
+			"/usr/bin/backy-extract rbd ssd/vm1 --base-from /srv/backy/vm1 --full | /usr/bin/backy-store -b /srv/backy/vm1 --tags daily"},
+		{backupPipeline(testBins, cmd, tags[:1]),
+			"/bin/sh -c 'ssh h backy-extract file /dev/sda' | /usr/bin/backy-store -b /srv/backy/vm1 --tags daily"},
+		{verifyPipeline(testBins, file, "abcdefghijklmnop", ""),
+			"/usr/bin/backy-extract file '/dev/vg0/vm 1' --sample 2.5% | /usr/bin/backy-store -b /srv/backy/vm1 verify -r abcdefghijklmnop --against -"},
+		{verifyPipeline(testBins, rbd, "abcdefghijklmnop", "backy-abcdefghijklmnop"),
+			"/usr/bin/backy-extract rbd ssd/vm1@backy-abcdefghijklmnop --sample 1% | /usr/bin/backy-store -b /srv/backy/vm1 verify -r abcdefghijklmnop --against -"},
+		{verifyPipeline(testBins, cmd, "abcdefghijklmnop", ""),
+			"/usr/bin/backy-store -b /srv/backy/vm1 verify -r abcdefghijklmnop --sample 1%"},
+		{expirePipeline(testBins, file), "/usr/bin/backy-store -b /srv/backy/vm1 expire --schedule daily=1d:9,weekly=7d:5"},
+		{purgePipeline(testBins, file), "/usr/bin/backy-store -b /srv/backy/vm1 purge"},
+	} {
+		if got := tc.got.String(); got != tc.want {
+			t.Errorf("got  %s\nwant %s", got, tc.want)
+		}
+	}
+}
+
+func TestShellQuote(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain/path-1.img": "plain/path-1.img", "": "''", "it's": `'it'\''s'`, "a b": "'a b'", "$HOME": "'$HOME'",
+	} {
+		if got := shellQuote(in); got != want {
+			t.Errorf("shellQuote(%q) = %s, want %s", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,103 @@
+package daemon
+
+import (
+	"errors"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/backy/backy/pkg/repo"
+	"github.com/backy/backy/pkg/schedule"
+)
+
+// RepoInfo is what the daemon and backy-check need to know about a job's
+// repository.
+type RepoInfo struct {
+	// Last is the newest revision time per tag, counting only revisions
+	// that are not distrusted: a revision whose verification failed must not
+	// count for its slot, or the job would not be retried.
+	Last          map[string]time.Time
+	Revisions     int
+	Distrusted    int
+	Newest        time.Time // newest revision of any trust
+	NewestTrusted time.Time // newest trusted or verified revision
+	// Damage is what the newest verification that found damage reported,
+	// with the revision id, and DamagedMeta counts metadata files that
+	// cannot be read.
+	Damage      []string
+	DamagedMeta int
+	// Err says why the repository could not be read at all; a repository
+	// that does not exist yet is not an error, just empty.
+	Err string
+}
+
+// ScanRepo summarises the repository in dir.
+func ScanRepo(dir string) RepoInfo {
+	info := RepoInfo{Last: map[string]time.Time{}}
+	r, err := repo.Open(dir)
+	if err != nil {
+		if errors.Is(err, repo.ErrNotRepository) && dirMissingOrEmpty(dir) {
+			return info
+		}
+		info.Err = err.Error()
+		return info
+	}
+	revs, bad, err := r.ScanRevisions()
+	if err != nil {
+		info.Err = err.Error()
+		return info
+	}
+	info.DamagedMeta = len(bad)
+	var damagedAt time.Time
+	var good []schedule.RevisionInfo
+	for _, rev := range revs {
+		info.Revisions++
+		if rev.Time.After(info.Newest) {
+			info.Newest = rev.Time
+		}
+		if len(rev.Damage) > 0 && !rev.Time.Before(damagedAt) {
+			damagedAt = rev.Time
+			info.Damage = append([]string{"revision " + rev.ID}, rev.Damage...)
+		}
+		if rev.IsDistrusted() {
+			info.Distrusted++
+			continue
+		}
+		if rev.Time.After(info.NewestTrusted) {
+			info.NewestTrusted = rev.Time
+		}
+		good = append(good, schedule.RevisionInfo{ID: rev.ID, Time: rev.Time, Tags: rev.Tags})
+	}
+	info.Last = schedule.LastByTag(good)
+	return info
+}
+
+// dirMissingOrEmpty tells a job that never ran (no directory, or one
+// backy-store has not filled yet) from a directory that holds something
+// other than a repository.
+func dirMissingOrEmpty(dir string) bool {
+	entries, err := os.ReadDir(dir)
+	return errors.Is(err, os.ErrNotExist) || err == nil && len(entries) == 0
+}
+
+// ScanRepos scans many repositories with a few goroutines: the work is
+// mostly waiting for small reads, and ten thousand of them one after the
+// other take seconds.
+func ScanRepos(dirs []string, workers int) []RepoInfo {
+	out := make([]RepoInfo, len(dirs))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range max(1, workers) {
+		wg.Go(func() {
+			for i := range next {
+				out[i] = ScanRepo(dirs[i])
+			}
+		})
+	}
+	for i := range dirs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return out
+}

@@ -1,0 +1,71 @@
+package daemon
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/backy/backy/pkg/repo"
+)
+
+// addRevision commits an empty (all-zero) revision, as backy-store would.
+func addRevision(t *testing.T, dir string, at time.Time, trust string, tags ...string) string {
+	t.Helper()
+	r, err := repo.OpenOrCreate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := &repo.Revision{ID: repo.NewRevisionID(), Time: at, Kind: "full", Tags: tags, Trust: trust, Size: 1 << 20}
+	if trust == repo.Distrusted {
+		rev.Damage = []string{"chunk abc: corrupt"}
+	}
+	if err := r.Commit(rev, repo.NewIndex(rev.Size)); err != nil {
+		t.Fatal(err)
+	}
+	return rev.ID
+}
+
+func TestScanRepo(t *testing.T) {
+	dir := t.TempDir()
+	if info := ScanRepo(filepath.Join(dir, "missing")); info.Err != "" || info.Revisions != 0 {
+		t.Errorf("missing directory: %+v", info)
+	}
+	if info := ScanRepo(dir); info.Err != "" {
+		t.Errorf("empty directory: %+v", info)
+	}
+	junk := filepath.Join(dir, "junk")
+	os.MkdirAll(junk, 0o755)
+	os.WriteFile(filepath.Join(junk, "file"), nil, 0o644)
+	if info := ScanRepo(junk); info.Err == "" {
+		t.Error("a directory holding something else is not reported")
+	}
+
+	r := filepath.Join(dir, "vm1")
+	addRevision(t, r, t0.Add(-48*time.Hour), repo.Trusted, "daily", "weekly")
+	addRevision(t, r, t0.Add(-24*time.Hour), repo.Verified, "daily")
+	bad := addRevision(t, r, t0, repo.Distrusted, "daily")
+	info := ScanRepo(r)
+	if info.Err != "" || info.Revisions != 3 || info.Distrusted != 1 {
+		t.Fatalf("%+v", info)
+	}
+	if !info.Newest.Equal(t0) || !info.NewestTrusted.Equal(t0.Add(-24*time.Hour)) {
+		t.Errorf("newest %s, newest trusted %s", info.Newest, info.NewestTrusted)
+	}
+	// The distrusted revision does not count for its slot: the daily tag
+	// is still due for a retry.
+	if !info.Last["daily"].Equal(t0.Add(-24*time.Hour)) || !info.Last["weekly"].Equal(t0.Add(-48*time.Hour)) {
+		t.Errorf("last by tag %v", info.Last)
+	}
+	if len(info.Damage) != 2 || info.Damage[0] != "revision "+bad {
+		t.Errorf("damage %v", info.Damage)
+	}
+	os.WriteFile(filepath.Join(r, "revisions", "aaaaaaaaaaaaaaaa.rev"), []byte("{"), 0o644)
+	if info := ScanRepo(r); info.DamagedMeta != 1 || info.Revisions != 3 {
+		t.Errorf("unreadable metadata: %+v", info)
+	}
+	infos := ScanRepos([]string{r, filepath.Join(dir, "missing"), r}, 2)
+	if infos[0].Revisions != 3 || infos[1].Revisions != 0 || infos[2].Revisions != 3 {
+		t.Errorf("ScanRepos: %+v", infos)
+	}
+}

@@ -1,0 +1,156 @@
+package daemon
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+)
+
+// StatusFormat is the version of the status file layout.
+const StatusFormat = 1
+
+// ErrBadStatus is returned for a status file that cannot be understood.
+var ErrBadStatus = errors.New("daemon: bad status file")
+
+// Status is the status file: what the daemon knows, written atomically every
+// status-interval for backy-check and for people (one job per line, so grep
+// works as well as jq).
+type Status struct {
+	Format  int       `json:"format"`
+	Written time.Time `json:"written"`
+	// Stopped is set in the last status a daemon writes when it shuts down
+	// cleanly: the file then tells monitoring that nobody is scheduling.
+	Stopped        time.Time            `json:"stopped,omitzero"`
+	Started        time.Time            `json:"started"`
+	PID            int                  `json:"pid"`
+	Version        string               `json:"version"`
+	Config         string               `json:"config"`
+	StatusInterval float64              `json:"status_interval_seconds"`
+	WorkerLimit    int                  `json:"worker_limit"`
+	Running        int                  `json:"running"`
+	Jobs           map[string]JobStatus `json:"jobs"`
+}
+
+// JobStatus is one job's line in the status file.
+type JobStatus struct {
+	Schedule     string    `json:"schedule"`
+	Directory    string    `json:"directory"`
+	FirstSeen    time.Time `json:"first_seen"`
+	Running      bool      `json:"running"`
+	RunningSince time.Time `json:"running_since,omitzero"`
+	Stage        string    `json:"stage,omitempty"`
+	Queued       bool      `json:"queued,omitempty"`
+	LastRun      time.Time `json:"last_run,omitzero"`
+	LastEnd      time.Time `json:"last_end,omitzero"`
+	LastResult   string    `json:"last_result,omitempty"` // "ok" or "failed"
+	LastError    string    `json:"last_error,omitempty"`
+	LastRevision string    `json:"last_revision,omitempty"`
+	LastSuccess  time.Time `json:"last_success,omitzero"`
+	Failures     int       `json:"failures"`
+	LastFailure  time.Time `json:"last_failure,omitzero"`
+	NextDue      time.Time `json:"next_due,omitzero"`
+	NextTags     []string  `json:"next_tags,omitempty"`
+	// Revisions, Distrusted, NewestRevision and NewestTrusted describe the
+	// repository as the daemon last read it.
+	Revisions      int       `json:"revisions"`
+	Distrusted     int       `json:"distrusted"`
+	NewestRevision time.Time `json:"newest_revision,omitzero"`
+	NewestTrusted  time.Time `json:"newest_trusted,omitzero"`
+	RepoError      string    `json:"repository_error,omitempty"`
+	SLA            string    `json:"sla"`
+}
+
+// MarshalStatus renders s with one job per line, in name order.
+func MarshalStatus(s *Status) ([]byte, error) {
+	head := *s
+	head.Jobs = nil
+	b, err := json.Marshal(head)
+	if err != nil {
+		return nil, err
+	}
+	// Replace the trailing `"jobs":null}` with the jobs, one a line.
+	b = bytes.TrimSuffix(b, []byte(`"jobs":null}`))
+	var buf bytes.Buffer
+	buf.Grow(len(b) + 512*len(s.Jobs))
+	buf.Write(b)
+	buf.WriteString(`"jobs":{`)
+	names := make([]string, 0, len(s.Jobs))
+	for name := range s.Jobs {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for i, name := range names {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.WriteString("\n")
+		k, _ := json.Marshal(name)
+		v, err := json.Marshal(s.Jobs[name])
+		if err != nil {
+			return nil, err
+		}
+		buf.Write(k)
+		buf.WriteByte(':')
+		buf.Write(v)
+	}
+	buf.WriteString("\n}}\n")
+	return buf.Bytes(), nil
+}
+
+// WriteStatus replaces the status file at path atomically: readers see the
+// old file or the new one, never a part. The file is synced before the
+// rename so that a crash cannot leave an empty file behind; the directory
+// is not, since losing the newest status to a crash costs nothing.
+func WriteStatus(path string, s *Status) error {
+	b, err := MarshalStatus(s)
+	if err != nil {
+		return fmt.Errorf("daemon: status file: %w", err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("daemon: status file: %w", err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("daemon: status file: %w", err)
+	}
+	return nil
+}
+
+// ReadStatus reads a status file. A missing file is an error wrapping
+// os.ErrNotExist.
+func ReadStatus(path string) (*Status, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("daemon: status file: %w", err)
+	}
+	var s Status
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrBadStatus, path, err)
+	}
+	if s.Format != StatusFormat {
+		return nil, fmt.Errorf("%w: %s has format %d, want %d", ErrBadStatus, path, s.Format, StatusFormat)
+	}
+	if s.Jobs == nil {
+		s.Jobs = map[string]JobStatus{}
+	}
+	return &s, nil
+}

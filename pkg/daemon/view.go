@@ -1,0 +1,107 @@
+package daemon
+
+import (
+	"fmt"
+	"io"
+	"regexp"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// jobStatus renders a job as the status file and the console show it.
+func (s *scheduler) jobStatus(j *jobState, now time.Time) JobStatus {
+	js := JobStatus{
+		Schedule:       j.job.ScheduleName,
+		Directory:      j.job.Directory,
+		FirstSeen:      j.firstSeen,
+		Running:        j.running,
+		Queued:         j.ready(now),
+		LastRun:        j.lastRun,
+		LastEnd:        j.lastEnd,
+		LastResult:     j.lastResult,
+		LastError:      j.lastError,
+		LastRevision:   j.lastRevision,
+		LastSuccess:    j.lastSuccess,
+		Failures:       j.retry.Failures,
+		LastFailure:    j.retry.LastFailure,
+		Revisions:      j.repo.Revisions,
+		Distrusted:     j.repo.Distrusted,
+		NewestRevision: j.repo.Newest,
+		NewestTrusted:  j.repo.NewestTrusted,
+		RepoError:      j.repo.Err,
+		SLA:            SLAState(j.repo.NewestTrusted, j.job.Schedule, now),
+	}
+	if j.running {
+		js.RunningSince = j.started
+		js.Stage, _ = j.stage.Load().(string)
+		js.NextTags = j.runTags
+	} else {
+		js.NextDue, js.NextTags = j.next, j.nextTags
+	}
+	return js
+}
+
+func (s *scheduler) jobStatuses(now time.Time) map[string]JobStatus {
+	m := make(map[string]JobStatus, len(s.jobs))
+	for name, j := range s.jobs {
+		if !j.removed {
+			m[name] = s.jobStatus(j, now)
+		}
+	}
+	return m
+}
+
+// state is the one word the console's job table shows.
+func (js JobStatus) state() string {
+	switch {
+	case js.Running:
+		return "running:" + js.Stage
+	case js.Queued:
+		return "queued"
+	case js.Failures > 0:
+		return "failing"
+	}
+	return "idle"
+}
+
+// writeJobs writes the console's job table for jobs whose name matches re
+// (nil: all).
+func (s *scheduler) writeJobs(w io.Writer, re *regexp.Regexp, now time.Time) int {
+	names := make([]string, 0, len(s.jobs))
+	for name, j := range s.jobs {
+		if !j.removed && (re == nil || re.MatchString(name)) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB\tSTATE\tSLA\tLAST RUN\tRESULT\tLAST SUCCESS\tNEXT\tTAGS\tFAILURES\tNEWEST TRUSTED")
+	for _, name := range names {
+		js := s.jobStatus(s.jobs[name], now)
+		next := when(js.NextDue)
+		if js.Running {
+			next = "since " + when(js.RunningSince)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", name, js.state(), js.SLA, when(js.LastRun),
+			orDash(js.LastResult), when(js.LastSuccess), next, orDash(strings.Join(js.NextTags, ",")),
+			js.Failures, when(js.NewestTrusted))
+	}
+	tw.Flush()
+	return len(names)
+}
+
+func when(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format(logTime)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
