@@ -3,26 +3,46 @@
 package main
 
 import (
-	"errors"
+	"fmt"
+	"log/slog"
 	"os"
+	"syscall"
 
 	"github.com/backy/backy/pkg/cli"
+	"github.com/backy/backy/pkg/nbdrepo"
 )
 
 type nbdCLI struct {
-	Version cli.VersionFlag `help:"Print the version and exit."`
-	Base    string          `short:"b" default:"." help:"Repository directory."`
-	Host    string          `short:"H" default:"127.0.0.1" help:"Address to listen on."`
-	Port    int             `short:"p" default:"9000" help:"Port to listen on."`
-	Cow     bool            `help:"Let clients write into a throw-away overlay."`
+	Version     cli.VersionFlag `help:"Print the version and exit."`
+	Base        string          `short:"b" default:"." help:"Repository directory." placeholder:"DIR"`
+	Host        string          `short:"H" default:"127.0.0.1" help:"Address to listen on (NBD has no authentication: keep it on loopback)." placeholder:"ADDR"`
+	Port        int             `short:"p" default:"9000" help:"TCP port to listen on (0 = any free port, logged)."`
+	Cow         bool            `help:"Let clients write into a per-connection overlay in $TMPDIR, discarded at disconnect."`
+	CacheChunks int             `default:"32" help:"Decompressed 4 MiB chunks kept in memory, shared by all clients." placeholder:"N"`
+}
+
+func init() {
+	// A port someone else listens on is a busy resource; an address that
+	// is not this host's is a bad command line.
+	cli.Register(cli.Busy, syscall.EADDRINUSE)
+	cli.Register(cli.Usage, syscall.EADDRNOTAVAIL, nbdrepo.ErrCacheSize)
 }
 
 func (c *nbdCLI) Run(env *cli.Env) error {
-	return errors.New("not implemented yet")
+	if c.Port < 0 || c.Port > 65535 {
+		return fmt.Errorf("%w: --port %d is not a TCP port", cli.ErrUsage, c.Port)
+	}
+	if c.CacheChunks < 1 {
+		return nbdrepo.ErrCacheSize // 0 would mean the default to the package
+	}
+	log := slog.New(slog.NewTextHandler(env.Stderr, nil))
+	return nbdrepo.Serve(env.Ctx, nbdrepo.ServeOptions{
+		Dir: c.Base, Host: c.Host, Port: c.Port, COW: c.Cow, CacheChunks: c.CacheChunks, Logger: log,
+	})
 }
 
 func run() int {
-	return cli.Run("backy-nbd", "Serve backup revisions as network block devices.", &nbdCLI{}, os.Args[1:])
+	return cli.Run("backy-nbd", "Serve the revisions of a backy repository as network block devices.", &nbdCLI{}, os.Args[1:])
 }
 
 func main() { os.Exit(run()) }

@@ -16,7 +16,7 @@ import (
 const DefaultCacheChunks = 32
 
 // ErrCacheSize is returned for a cache of fewer than one chunk.
-var ErrCacheSize = errors.New("nbdrepo: the cache must hold at least 1 chunk")
+var ErrCacheSize = errors.New("nbdrepo: --cache-chunks must be at least 1")
 
 // Options tune a Catalog.
 type Options struct {

@@ -1,0 +1,432 @@
+package main
+
+// Real NBD clients against backy-nbd serving a repository made by
+// backy-extract | backy-store: libnbd's nbdinfo, nbdcopy and nbdfuse
+// (Debian libnbd-bin, nbdfuse), qemu-img and qemu-io (qemu-utils),
+// e2fsprogs' mke2fs and debugfs. A missing client skips the test naming its
+// package, or fails it when BACKY_REQUIRE_TOOLS=1.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/backy/backy/pkg/repo"
+)
+
+func fileSize(t *testing.T, p string) int64 {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+func TestNbdinfo(t *testing.T) {
+	nbdinfo := needTool(t, "nbdinfo")
+	f := getFixture(t)
+	s := startServer(t, f.repo)
+	size := strconv.FormatInt(fileSize(t, f.img["new"]), 10)
+	for _, name := range []string{"", "latest", "0", "1", "daily", f.id["old"], f.id["new"][:5]} {
+		if got := strings.TrimSpace(mustRun(t, nbdinfo, "--size", s.uri(name))); got != size {
+			t.Errorf("nbdinfo --size %q: %s, want %s", name, got, size)
+		}
+	}
+
+	var info struct {
+		Exports []struct {
+			Name     string `json:"export-name"`
+			Desc     string `json:"description"`
+			Size     int64  `json:"export-size"`
+			ReadOnly bool   `json:"is_read_only"`
+		} `json:"exports"`
+	}
+	out := mustRun(t, nbdinfo, "--list", "--json", "nbd://"+s.addr)
+	if err := json.Unmarshal([]byte(out), &info); err != nil {
+		t.Fatalf("nbdinfo --list --json: %v\n%s", err, out)
+	}
+	if len(info.Exports) != 2 {
+		t.Fatalf("nbdinfo --list shows %d exports, want 2:\n%s", len(info.Exports), out)
+	}
+	for i, rev := range []string{"old", "new"} {
+		e := info.Exports[i]
+		tags := "no tags"
+		if rev == "old" {
+			tags = "tags daily"
+		}
+		desc := regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+, ` + tags + `, trusted, 40.0 MiB$`)
+		if e.Name != f.id[rev] || !desc.MatchString(e.Desc) || e.Size != 40<<20 || !e.ReadOnly {
+			t.Errorf("export %d: %+v, want %s %q", i, e, f.id[rev], desc)
+		}
+	}
+
+	// A backup made while the server runs is listed without a restart.
+	repoDir := copyRepo(t, f)
+	s2 := startServer(t, repoDir)
+	id, err := pipeline(f.img["old"], repoDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := mustRun(t, nbdinfo, "--list", "nbd://"+s2.addr); !strings.Contains(out, `export="`+id+`"`) {
+		t.Errorf("new revision %s not listed:\n%s", id, out)
+	}
+}
+
+func TestNbdcopyEqualsRestore(t *testing.T) {
+	nbdcopy := needTool(t, "nbdcopy")
+	f := getFixture(t)
+	s := startServer(t, f.repo)
+	dir := t.TempDir()
+	for rev, spec := range map[string]string{"old": "daily", "new": ""} {
+		out := filepath.Join(dir, rev+".img")
+		mustRun(t, nbdcopy, s.uri(spec), out)
+		sameFiles(t, out, f.restored[rev])
+		sameFiles(t, out, f.img[rev])
+	}
+	// One connection, small requests.
+	out := filepath.Join(dir, "small.img")
+	mustRun(t, nbdcopy, "--connections=1", "--request-size=4096", s.uri(f.id["old"]), out)
+	sameFiles(t, out, f.img["old"])
+}
+
+func TestQemuImgCompare(t *testing.T) {
+	qemuImg := needTool(t, "qemu-img")
+	f := getFixture(t)
+	s := startServer(t, f.repo)
+	for rev, img := range f.img {
+		if _, err := client(t, qemuImg, "compare", "-f", "raw", "-F", "raw", img, s.uri(f.id[rev])); err != nil {
+			t.Errorf("qemu-img compare %s: %v", rev, err)
+		}
+	}
+	_, err := client(t, qemuImg, "compare", "-f", "raw", "-F", "raw", f.img["old"], s.uri("latest"))
+	if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Errorf("qemu-img compare of different revisions: %v, want exit 1", err)
+	}
+}
+
+// dumpLine matches the hex dump of qemu-io "read -v".
+var dumpLine = regexp.MustCompile(`(?m)^([0-9a-f]{8}):  ((?:[0-9a-f]{2} )+) `)
+
+func qemuIODump(out string) map[int64]byte {
+	got := map[int64]byte{}
+	for _, m := range dumpLine.FindAllStringSubmatch(out, -1) {
+		off, _ := strconv.ParseInt(m[1], 16, 64)
+		for i, h := range strings.Fields(m[2]) {
+			b, _ := strconv.ParseUint(h, 16, 8)
+			got[off+int64(i)] = byte(b)
+		}
+	}
+	return got
+}
+
+func checkDump(t *testing.T, what string, got map[int64]byte, off, n int64, want []byte) {
+	t.Helper()
+	for i := off; i < off+n; i++ {
+		b, ok := got[i]
+		if !ok {
+			t.Fatalf("%s: byte %d missing from qemu-io output", what, i)
+		}
+		if b != want[i] {
+			t.Fatalf("%s: byte %d is %#x, want %#x", what, i, b, want[i])
+		}
+	}
+}
+
+func TestQemuIORandomReads(t *testing.T) {
+	qemuIO := needTool(t, "qemu-io")
+	f := getFixture(t)
+	s := startServer(t, f.repo, "--cache-chunks", "2")
+	data, err := os.ReadFile(f.img["new"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	args := []string{"-r", "-f", "raw", s.uri("latest")}
+	type span struct{ off, n int64 }
+	var spans []span
+	for range 40 {
+		n := 1 + r.Int64N(20000)
+		off := r.Int64N(int64(len(data)) - n)
+		spans = append(spans, span{off, n})
+		args = append(args, "-c", fmt.Sprintf("read -v %d %d", off, n))
+	}
+	got := qemuIODump(mustRun(t, qemuIO, args...))
+	for _, sp := range spans {
+		checkDump(t, fmt.Sprintf("read %d+%d", sp.off, sp.n), got, sp.off, sp.n, data)
+	}
+	if _, err := client(t, qemuIO, "-f", "raw", "-c", "write 0 512", s.uri("latest")); err == nil {
+		t.Error("qemu-io opened a read-only export for writing")
+	}
+}
+
+func TestManyClients(t *testing.T) {
+	nbdcopy := needTool(t, "nbdcopy")
+	qemuImg := needTool(t, "qemu-img")
+	f := getFixture(t)
+	// A cache smaller than the clients' working set: entries are evicted
+	// while other connections read them.
+	s := startServer(t, f.repo, "--cache-chunks", "4")
+	dir := t.TempDir()
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	specs := map[string]string{"daily": "old", "latest": "new", f.id["old"]: "old", f.id["new"][:4]: "new", "1": "old"}
+	i := 0
+	for spec, rev := range specs {
+		i++
+		out := filepath.Join(dir, strconv.Itoa(i))
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if _, err := client(t, nbdcopy, s.uri(spec), out); err != nil {
+				errs <- err
+				return
+			}
+			a, _ := os.ReadFile(out)
+			b, _ := os.ReadFile(f.img[rev])
+			if !bytes.Equal(a, b) {
+				errs <- fmt.Errorf("nbdcopy of %q differs from revision %s", spec, rev)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if _, err := client(t, qemuImg, "compare", "-f", "raw", "-F", "raw", f.img[rev], s.uri(spec)); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestUnknownExport(t *testing.T) {
+	nbdinfo := needTool(t, "nbdinfo")
+	qemuImg := needTool(t, "qemu-img")
+	f := getFixture(t)
+	s := startServer(t, f.repo)
+	_, err := client(t, nbdinfo, s.uri("nosuch"))
+	if err == nil || !strings.Contains(err.Error(), "No such file or directory for export: nosuch") {
+		t.Errorf("nbdinfo of an unknown export: %v", err)
+	}
+	_, err = client(t, qemuImg, "info", s.uri("weekly"))
+	if err == nil || !strings.Contains(err.Error(), `server reported: nbdserver: no such export: repo: no such revision "weekly"`) {
+		t.Errorf("qemu-img info of an unknown export: %v", err)
+	}
+	_, err = client(t, qemuImg, "info", s.uri("7"))
+	if err == nil || !strings.Contains(err.Error(), `no such revision "7": there are 2 revisions`) {
+		t.Errorf("qemu-img info of revision 7 of 2: %v", err)
+	}
+	// The server carries on.
+	mustRun(t, nbdinfo, "--size", s.uri("latest"))
+}
+
+// TestCorruptChunk flips a byte in a chunk file: every client gets an I/O
+// error for the reads that touch it, never its bytes, and the rest of the
+// image stays readable.
+func TestCorruptChunk(t *testing.T) {
+	nbdcopy := needTool(t, "nbdcopy")
+	qemuIO := needTool(t, "qemu-io")
+	qemuImg := needTool(t, "qemu-img")
+	f := getFixture(t)
+	repoDir := copyRepo(t, f)
+	r, err := repo.Open(repoDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := r.Index(f.id["new"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := ix.Hashes[0] // the superblock's chunk
+	good := int64(-1)   // a chunk with other data
+	for k, h := range ix.Hashes {
+		if !h.IsZero() && h != bad {
+			good = int64(k)
+			break
+		}
+	}
+	p := filepath.Join(repoDir, "chunks", bad.String()[:2], bad.String())
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x40
+	os.Chmod(p, 0o644)
+	if err := os.WriteFile(p, b, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, repoDir)
+	uri := s.uri(f.id["new"])
+
+	if _, err := client(t, nbdcopy, uri, filepath.Join(t.TempDir(), "out")); err == nil || !strings.Contains(err.Error(), "Input/output error") {
+		t.Errorf("nbdcopy over a corrupt chunk: %v, want an I/O error", err)
+	}
+	if _, err := client(t, qemuImg, "compare", "-f", "raw", "-F", "raw", f.img["new"], uri); err == nil {
+		t.Error("qemu-img compare over a corrupt chunk succeeded")
+	}
+	data, _ := os.ReadFile(f.img["new"])
+	goodOff := good*repo.ChunkSize + 1000
+	stdout, err := client(t, qemuIO, "-r", "-f", "raw", uri,
+		"-c", "read -v 1024 4096",
+		"-c", fmt.Sprintf("read -v %d 4096", goodOff))
+	if err == nil {
+		t.Error("qemu-io exited 0 after a failed read")
+	}
+	if !strings.Contains(stdout, "read failed: Input/output error") {
+		t.Errorf("qemu-io read of the corrupt chunk did not fail:\n%s", stdout)
+	}
+	got := qemuIODump(stdout)
+	for i := int64(1024); i < 1024+4096; i++ {
+		if _, ok := got[i]; ok {
+			t.Fatalf("qemu-io printed byte %d of a failed read", i)
+		}
+	}
+	checkDump(t, "good chunk", got, goodOff, 4096, data)
+	want := regexp.MustCompile(`level=ERROR msg="request failed" .*err=".*repo: corrupt chunk ` + bad.String() + `: .*\(revision ` + f.id["new"] + `, chunk 0 at offset 0\)"`)
+	if !want.MatchString(s.logText()) {
+		t.Errorf("the log does not name the chunk, revision and offset:\n%s", s.logText())
+	}
+}
+
+// TestCOW: with --cow a client writes into its own overlay: it reads its
+// writes back, the next connection sees the revision unchanged, and the
+// repository is not touched.
+func TestCOW(t *testing.T) {
+	qemuIO := needTool(t, "qemu-io")
+	f := getFixture(t)
+	repoDir := copyRepo(t, f)
+	before := treeHash(t, repoDir)
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	s := startServer(t, repoDir, "--cow")
+	uri := s.uri("daily")
+	orig, _ := os.ReadFile(f.img["old"])
+	size := int64(len(orig))
+	model := bytes.Clone(orig)
+	writes := []struct {
+		off, n int64
+		pat    byte
+	}{{100, 5000, 0xab}, {repo.ChunkSize - 300, 600, 0xcd}, {size - 512, 512, 0xef}}
+	args := []string{"-f", "raw", uri}
+	for _, w := range writes {
+		args = append(args, "-c", fmt.Sprintf("write -P %#x %d %d", w.pat, w.off, w.n))
+		for i := w.off; i < w.off+w.n; i++ {
+			model[i] = w.pat
+		}
+	}
+	args = append(args, "-c", "flush", "-c", "read -v 0 8192",
+		"-c", fmt.Sprintf("read -v %d 4096", repo.ChunkSize-2048), "-c", fmt.Sprintf("read -v %d 4096", size-4096))
+	got := qemuIODump(mustRun(t, qemuIO, args...))
+	checkDump(t, "after writes", got, 0, 8192, model)
+	checkDump(t, "after writes, across chunks", got, repo.ChunkSize-2048, 4096, model)
+	checkDump(t, "after writes, tail", got, size-4096, 4096, model)
+
+	got = qemuIODump(mustRun(t, qemuIO, "-r", "-f", "raw", uri, "-c", "read -v 0 8192", "-c", fmt.Sprintf("read -v %d 4096", size-4096)))
+	checkDump(t, "next connection", got, 0, 8192, orig)
+	checkDump(t, "next connection, tail", got, size-4096, 4096, orig)
+
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if after := treeHash(t, repoDir); after != before {
+		t.Errorf("the repository changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+		t.Errorf("overlay files left in TMPDIR: %v", ents)
+	}
+}
+
+// TestFileRestore is the file-restore recipe without a kernel NBD module:
+// nbdfuse presents a revision as a file, debugfs pulls a file out of the
+// ext4 file system in it.
+func TestFileRestore(t *testing.T) {
+	debugfs := needTool(t, "debugfs")
+	nbdfuse := needTool(t, "nbdfuse")
+	fusermount := needTool(t, "fusermount3")
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skipf("nbdfuse needs /dev/fuse: %v", err)
+	}
+	f := getFixture(t)
+	s := startServer(t, f.repo)
+	dir := t.TempDir()
+	mnt := filepath.Join(dir, "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(nbdfuse, mnt, s.uri("daily"))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	// Registered after startServer's cleanup, so it runs first.
+	t.Cleanup(func() {
+		client(t, fusermount, "-u", mnt)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+			t.Error("nbdfuse did not exit after fusermount3 -u")
+		}
+	})
+	dev := filepath.Join(mnt, "nbd")
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if fi, err := os.Stat(dev); err == nil && fi.Size() == 40<<20 {
+			break
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("nbdfuse exited: %v: %s", err, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nbdfuse did not mount %s: %s", dev, stderr.String())
+		}
+	}
+	for _, name := range []string{"etc/app/data.bin", "srv/big.bin", "home/a.txt"} {
+		out := filepath.Join(dir, filepath.Base(name))
+		mustRun(t, debugfs, "-R", "dump /"+name+" "+out, dev)
+		want := f.files[name]
+		if name == "home/a.txt" {
+			want = f.files["old:home/a.txt"] // as it was at the daily backup
+		}
+		if got, _ := os.ReadFile(out); !bytes.Equal(got, want) {
+			t.Errorf("/%s restored from the daily revision: %d bytes, differs from the original (%d bytes)", name, len(got), len(want))
+		}
+	}
+}
+
+// TestSIGTERM: the server stops at once with exit 0 and says so.
+func TestSIGTERM(t *testing.T) {
+	nbdinfo := needTool(t, "nbdinfo")
+	f := getFixture(t)
+	s := startServer(t, f.repo)
+	mustRun(t, nbdinfo, "--size", s.uri(""))
+	start := time.Now()
+	if err := s.stop(); err != nil {
+		t.Fatalf("backy-nbd after SIGTERM: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("backy-nbd took %v to stop", d)
+	}
+	if !strings.Contains(s.logText(), "msg=stopped") {
+		t.Errorf("no stop message in the log:\n%s", s.logText())
+	}
+}

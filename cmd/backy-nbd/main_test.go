@@ -1,0 +1,124 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backy/backy/internal/clitest"
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+func TestMain(m *testing.M) { clitest.Main(cleanFixture{m}, "backy-nbd", run) }
+
+// cleanFixture removes the shared fixture after the tests ran.
+type cleanFixture struct{ m testscript.TestingM }
+
+func (c cleanFixture) Run() int {
+	defer func() {
+		if fixDir != "" {
+			os.RemoveAll(fixDir)
+		}
+	}()
+	return c.m.Run()
+}
+
+func TestScripts(t *testing.T) {
+	p := clitest.Params("testdata/script", clitest.BinDir)
+	p.Cmds["freeport"] = freeport
+	p.Cmds["waitport"] = waitport
+	cond := p.Condition
+	p.Condition = func(c string) (bool, error) {
+		if name, ok := strings.CutPrefix(c, "tool:"); ok {
+			return haveTool(name)
+		}
+		return cond(c)
+	}
+	testscript.Run(t, p)
+}
+
+// packages names the Debian package of every client the tests use.
+var packages = map[string]string{
+	"nbdinfo": "libnbd-bin", "nbdcopy": "libnbd-bin", "nbdfuse": "nbdfuse",
+	"qemu-img": "qemu-utils", "qemu-io": "qemu-utils", "qemu-nbd": "qemu-utils",
+	"mke2fs": "e2fsprogs", "debugfs": "e2fsprogs", "fusermount3": "fuse3",
+}
+
+// lookTool finds a client, also in the sbin directories a non-root PATH
+// lacks (e2fsprogs).
+func lookTool(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin"} {
+		if p, err := exec.LookPath(filepath.Join(dir, name)); err == nil {
+			return p, nil
+		}
+	}
+	msg := fmt.Sprintf("%s not found: install the Debian package %s", name, packages[name])
+	if os.Getenv("BACKY_REQUIRE_TOOLS") == "1" {
+		return "", fmt.Errorf("%s (BACKY_REQUIRE_TOOLS=1)", msg)
+	}
+	return "", fmt.Errorf("%s", msg)
+}
+
+// haveTool is the script condition [tool:NAME]: false when the client is
+// missing, so the script can skip naming the package, and an error (a
+// failed script) when BACKY_REQUIRE_TOOLS=1.
+func haveTool(name string) (bool, error) {
+	if _, err := lookTool(name); err != nil {
+		if os.Getenv("BACKY_REQUIRE_TOOLS") == "1" {
+			return false, err
+		}
+		return false, nil
+	}
+	return true, nil
+}
+
+// needTool returns a client's path, skipping the test when it is missing
+// or failing it when BACKY_REQUIRE_TOOLS=1.
+func needTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := lookTool(name)
+	if err != nil {
+		if os.Getenv("BACKY_REQUIRE_TOOLS") == "1" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	return p
+}
+
+// freeport VAR: set VAR to a TCP port on loopback that is free right now.
+func freeport(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: freeport VAR")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	ts.Setenv(args[0], strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+	ln.Close()
+}
+
+// waitport HOST:PORT: wait up to 20 s until something accepts connections
+// there.
+func waitport(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: waitport HOST:PORT")
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", args[0]); err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("nothing listens on %s", args[0])
+		}
+	}
+}

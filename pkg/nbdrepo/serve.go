@@ -1,0 +1,77 @@
+package nbdrepo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"syscall"
+
+	"github.com/backy/backy/pkg/nbdserver"
+	"github.com/backy/backy/pkg/repo"
+)
+
+// ServeOptions are what backy-nbd is told on its command line.
+type ServeOptions struct {
+	Dir         string // the repository
+	Host        string // address to listen on
+	Port        int    // 0 picks a free port
+	COW         bool   // writable per-connection overlays (nbdserver.Options.COW)
+	CacheChunks int
+	Logger      *slog.Logger
+}
+
+// Serve opens the repository, takes its chunks lock shared, listens and
+// serves its revisions until ctx is cancelled, which is a clean stop (nil).
+func Serve(ctx context.Context, opt ServeOptions) error {
+	log := opt.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r, err := repo.Open(opt.Dir)
+	if err != nil {
+		return err
+	}
+	cat, err := New(r, Options{CacheChunks: opt.CacheChunks, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer cat.Close()
+	revs, err := r.Revisions()
+	if err != nil {
+		return err
+	}
+	addr := net.JoinHostPort(opt.Host, strconv.Itoa(opt.Port))
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
+	if err != nil {
+		return listenError(addr, err)
+	}
+	if ip := net.ParseIP(opt.Host); ip == nil || !ip.IsLoopback() {
+		log.Warn("listening beyond loopback: NBD has no authentication or encryption, whoever reaches this address can read every revision", "addr", ln.Addr().String())
+	}
+	cache := opt.CacheChunks
+	if cache == 0 {
+		cache = DefaultCacheChunks
+	}
+	log.Info("serving repository", "dir", r.Dir, "revisions", len(revs), "cache_mib", cache*repo.ChunkSize>>20)
+	err = nbdserver.New(cat, nbdserver.Options{COW: opt.COW, Logger: log}).Serve(ctx, ln)
+	st, held := cat.Stats()
+	log.Info("chunk cache", "hits", st.Hits, "misses", st.Misses, "read_ahead", st.ReadAhead,
+		"errors", st.Errors, "evictions", st.Evictions, "held", held)
+	return err
+}
+
+// listenError says plainly why the port cannot be had.
+func listenError(addr string, err error) error {
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Errorf("nbdrepo: cannot listen on %s: %w (is another backy-nbd or NBD server running? choose another port with -p)", addr, syscall.EADDRINUSE)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return fmt.Errorf("nbdrepo: cannot listen on %s: %w (not an address of this host)", addr, syscall.EADDRNOTAVAIL)
+	case errors.Is(err, syscall.EACCES):
+		return fmt.Errorf("nbdrepo: cannot listen on %s: %w (ports below 1024 need privileges)", addr, syscall.EACCES)
+	}
+	return fmt.Errorf("nbdrepo: cannot listen on %s: %w", addr, err)
+}
