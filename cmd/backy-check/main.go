@@ -3,23 +3,53 @@
 package main
 
 import (
-	"errors"
+	"fmt"
 	"os"
+	"time"
 
+	"github.com/backy/backy/pkg/check"
 	"github.com/backy/backy/pkg/cli"
 )
 
 type checkCLI struct {
 	Version cli.VersionFlag `help:"Print the version and exit."`
-	Config  string          `short:"c" default:"/etc/backy.conf" help:"Configuration file."`
+	Config  string          `short:"c" default:"/etc/backy.conf" placeholder:"FILE" help:"Configuration file."`
+	Timeout time.Duration   `short:"t" default:"50s" placeholder:"DURATION" help:"Give up with UNKNOWN after this long."`
+
+	state int
 }
 
+// Run prints the report on stdout, where Nagios reads it, and keeps the
+// state for the exit code; nothing goes to stderr.
 func (c *checkCLI) Run(env *cli.Env) error {
-	return errors.New("not implemented yet")
+	if c.Timeout <= 0 {
+		return fmt.Errorf("%w: --timeout must be positive", cli.ErrUsage)
+	}
+	done := make(chan *check.Report, 1)
+	go func() { done <- check.Check(c.Config, time.Now()) }()
+	var r *check.Report
+	select {
+	case r = <-done:
+	case <-time.After(c.Timeout):
+		r = check.Unknowable(fmt.Errorf("backy-check timed out after %s", c.Timeout))
+	}
+	c.state = r.State
+	return r.Write(env.Stdout)
 }
 
 func run() int {
-	return cli.Run("backy-check", "Nagios/Icinga plugin: are all backup jobs within their SLA?", &checkCLI{}, os.Args[1:])
+	c := &checkCLI{}
+	code := cli.Run("backy-check", "Nagios/Icinga plugin: are all backup jobs within their SLA?", c, os.Args[1:])
+	switch code {
+	case cli.OK:
+		return c.state
+	case cli.Usage:
+		// The plugin guidelines want UNKNOWN for a bad command line; 2
+		// would read as CRITICAL. Monitoring reads stdout only.
+		fmt.Println("UNKNOWN: bad command line; see backy-check --help")
+		return check.Unknown
+	}
+	return code
 }
 
 func main() { os.Exit(run()) }

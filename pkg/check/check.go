@@ -1,0 +1,212 @@
+package check
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/backy/backy/pkg/config"
+	"github.com/backy/backy/pkg/daemon"
+	"github.com/backy/backy/pkg/schedule"
+)
+
+// Plugin states, which are also the exit codes.
+const (
+	OK       = 0
+	Warning  = 1
+	Critical = 2
+	Unknown  = 3
+)
+
+var stateNames = [...]string{"OK", "WARNING", "CRITICAL", "UNKNOWN"}
+
+// StateName is the word the status line starts with.
+func StateName(s int) string { return stateNames[s] }
+
+// MinStale is the least age at which a status file counts as stale, however
+// short the status interval: writing it can be delayed by a reload that
+// reads thousands of repositories.
+const MinStale = time.Minute
+
+// staleFactor times the status interval is how old the status file may get.
+const staleFactor = 3
+
+// maxNamed is how many job names the status line lists; the lines below
+// name them all.
+const maxNamed = 10
+
+// Input is everything a check looks at.
+type Input struct {
+	Config    *config.Config
+	Status    *daemon.Status // nil when StatusErr is set
+	StatusErr error
+	Repos     map[string]daemon.RepoInfo // by job name
+	Now       time.Time
+}
+
+// Job is the verdict on one job.
+type Job struct {
+	Name    string
+	State   int
+	Reasons []string
+	// Age is the age of the newest trusted revision; HasTrusted is false
+	// when there is none.
+	Age        time.Duration
+	HasTrusted bool
+}
+
+// Evaluate judges every job and the daemon.
+func Evaluate(in Input) *Report {
+	var jobs []Job
+	for _, name := range in.Config.JobNames() {
+		jobs = append(jobs, judge(in, in.Config.Jobs[name]))
+	}
+	daemonState, daemonMsg := judgeDaemon(in)
+	return report(in, jobs, daemonState, daemonMsg)
+}
+
+// judge decides one job.
+func judge(in Input, j config.Job) Job {
+	info := in.Repos[j.Name]
+	v := Job{Name: j.Name}
+	crit := func(format string, a ...any) {
+		v.State = max(v.State, Critical)
+		v.Reasons = append(v.Reasons, fmt.Sprintf(format, a...))
+	}
+	warn := func(format string, a ...any) {
+		v.State = max(v.State, Warning)
+		v.Reasons = append(v.Reasons, fmt.Sprintf(format, a...))
+	}
+	var st daemon.JobStatus
+	known := false
+	if in.Status != nil {
+		st, known = in.Status.Jobs[j.Name]
+	}
+	limit := daemon.SLALimit(j.Schedule)
+
+	switch {
+	case info.Err != "":
+		crit("repository cannot be read: %s", info.Err)
+	case info.NewestTrusted.IsZero():
+		what := "never backed up"
+		if info.Revisions > 0 {
+			what = fmt.Sprintf("no trusted revision (all %d distrusted)", info.Revisions)
+		}
+		if known && st.Running {
+			what += fmt.Sprintf(", first run in progress since %s", stamp(st.RunningSince))
+		}
+		crit("%s", what)
+	default:
+		v.HasTrusted = true
+		v.Age = in.Now.Sub(info.NewestTrusted)
+		if daemon.SLAState(info.NewestTrusted, j.Schedule, in.Now) != daemon.SLAOK {
+			crit("newest trusted revision is %s old, SLA %s", age(v.Age), age(limit))
+		}
+	}
+	if info.Distrusted > 0 && info.Distrusted < info.Revisions {
+		warn("%d distrusted %s", info.Distrusted, plural(info.Distrusted, "revision", "revisions"))
+	}
+	if len(info.Damage) > 0 {
+		warn("verification found damage: %s", strings.Join(info.Damage[:min(2, len(info.Damage))], ": "))
+	}
+	if info.DamagedMeta > 0 {
+		warn("%d revision metadata %s cannot be read", info.DamagedMeta, plural(info.DamagedMeta, "file", "files"))
+	}
+	switch {
+	case in.Status == nil:
+	case !known:
+		warn("not scheduled by the running backy-schedule (reload it)")
+	case st.Failures > 0:
+		warn("%d failed %s in a row, last: %s", st.Failures, plural(st.Failures, "run", "runs"), st.LastError)
+	}
+	return v
+}
+
+// judgeDaemon decides whether a daemon is running, from its status file.
+func judgeDaemon(in Input) (int, string) {
+	file := in.Config.Global.StatusFile
+	switch {
+	case errors.Is(in.StatusErr, os.ErrNotExist):
+		return Critical, fmt.Sprintf("backy-schedule is not running: no status file %s", file)
+	case in.StatusErr != nil:
+		return Critical, fmt.Sprintf("status file unusable: %v", in.StatusErr)
+	case !in.Status.Stopped.IsZero():
+		return Critical, fmt.Sprintf("backy-schedule is not running: it stopped at %s", stamp(in.Status.Stopped))
+	}
+	if a := in.Now.Sub(in.Status.Written); a > StaleAfter(in) {
+		return Critical, fmt.Sprintf("backy-schedule is not running or hangs: status file %s is %s old", file, age(a))
+	}
+	return OK, ""
+}
+
+// StaleAfter is the age at which the status file counts as stale: three
+// status intervals of the daemon that wrote it, at least MinStale.
+func StaleAfter(in Input) time.Duration {
+	interval := in.Config.Global.StatusInterval
+	if in.Status != nil && in.Status.StatusInterval > 0 {
+		interval = time.Duration(in.Status.StatusInterval * float64(time.Second))
+	}
+	return max(MinStale, staleFactor*interval)
+}
+
+// names lists up to maxNamed job names.
+func names(jobs []Job) string {
+	var n []string
+	for _, j := range jobs[:min(maxNamed, len(jobs))] {
+		n = append(n, j.Name)
+	}
+	s := strings.Join(n, ", ")
+	if len(jobs) > maxNamed {
+		s += fmt.Sprintf(" and %d more", len(jobs)-maxNamed)
+	}
+	return s
+}
+
+func byState(jobs []Job, state int) []Job {
+	var out []Job
+	for _, j := range jobs {
+		if j.State == state {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+// age writes a duration for people: whole seconds, whole minutes past an
+// hour.
+func age(d time.Duration) string {
+	if d >= time.Hour {
+		d = d.Round(time.Minute)
+	} else {
+		d = d.Round(time.Second)
+	}
+	if d <= 0 {
+		return "0s"
+	}
+	return schedule.FormatDuration(d)
+}
+
+func stamp(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05") }
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// sortedProblems lists the jobs with problems: critical ones first, each
+// group by name.
+func sortedProblems(jobs []Job) []Job {
+	var out []Job
+	for _, j := range jobs {
+		if j.State != OK {
+			out = append(out, j)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b Job) int { return b.State - a.State })
+	return out
+}
