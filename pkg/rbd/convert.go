@@ -44,7 +44,7 @@ func Convert(ctx context.Context, in io.Reader, out io.Writer, opt ConvertOption
 
 // copyDiff hands the records of an rbd diff to sink: zero records as they
 // are, write records in pieces that end at chunk boundaries, read into one
-// reused 4 MiB buffer (a write record may be up to 64 MiB long).
+// reused buffer of at most 4 MiB (a write record may be up to 64 MiB long).
 func copyDiff(ctx context.Context, r *rbddiff.Reader, h *rbddiff.Header, sink Sink) error {
 	if h.Size > math.MaxInt64 {
 		return fmt.Errorf("%w: image size %d", rbddiff.ErrOutOfRange, h.Size)
@@ -80,8 +80,8 @@ func copyDiff(ctx context.Context, r *rbddiff.Reader, h *rbddiff.Header, sink Si
 				off += n
 				continue
 			}
-			if buf == nil {
-				buf = make([]byte, ChunkSize)
+			if int64(len(buf)) < n {
+				buf = make([]byte, n)
 			}
 			if _, err := io.ReadFull(r, buf[:n]); err != nil {
 				return err
