@@ -161,6 +161,18 @@ func (h *harness) waitStarted(want string) {
 	}
 }
 
+// waitIdle waits until no job runs.
+func (h *harness) waitIdle() {
+	h.t.Helper()
+	for i := 0; i < 500; i++ {
+		if strings.Contains(h.console("status"), "workers:     0 of") {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.t.Fatal("jobs still running")
+}
+
 // console sends commands over a real TCP connection and returns everything
 // the daemon answered after its greeting, up to the end of the connection.
 func (h *harness) console(cmds ...string) string {
@@ -226,12 +238,12 @@ func TestConsole(t *testing.T) {
 
 	h.runner.hold["vm1"] <- nil
 	h.waitStarted("vm2")
-	time.Sleep(100 * time.Millisecond)
+	h.waitIdle()
 	expect(t, h.console("runall"), "runall: 1 started, 1 queued, 0 already running")
 	h.waitStarted("vm1")
 	h.runner.hold["vm1"] <- errors.New("backy-extract exited 6")
 	h.waitStarted("vm2")
-	time.Sleep(100 * time.Millisecond)
+	h.waitIdle()
 	jobs = h.console("jobs")
 	expect(t, squeeze(jobs), "vm1 failing ok", "vm2 idle ok")
 	expect(t, h.logText(), "vm1: run started by hand with tags daily", "vm1: run failed after", "failure 1, next try")

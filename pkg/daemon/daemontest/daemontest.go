@@ -47,7 +47,7 @@ func Jobs(dir string, n int, port int, revTime time.Time) (*Setup, error) {
 	for range 8 {
 		wg.Go(func() {
 			for i := range next {
-				if err := oneRepo(filepath.Join(s.Base, name(i)), revTime); err != nil {
+				if err := oneRepo(filepath.Join(s.Base, JobName(i)), revTime); err != nil {
 					errs <- err
 				}
 			}
@@ -65,7 +65,8 @@ func Jobs(dir string, n int, port int, revTime time.Time) (*Setup, error) {
 	return s, os.WriteFile(marker, nil, 0o644)
 }
 
-func name(i int) string { return fmt.Sprintf("job%05d", i) }
+// JobName is the name of the i-th job of a setup.
+func JobName(i int) string { return fmt.Sprintf("job%05d", i) }
 
 func writeConfig(s *Setup, port int) error {
 	var b strings.Builder
@@ -77,7 +78,7 @@ func writeConfig(s *Setup, port int) error {
 	b.WriteString("[schedules.default]\ndaily = { interval = \"1d\", keep = 9 }\nweekly = { interval = \"7d\", keep = 5 }\n\n")
 	img := filepath.Join(s.Dir, "source.img")
 	for i := range s.Jobs {
-		fmt.Fprintf(&b, "[jobs.%s]\nschedule = \"default\"\nsource = { type = \"file\", path = %q }\n", name(i), img)
+		fmt.Fprintf(&b, "[jobs.%s]\nschedule = \"default\"\nsource = { type = \"file\", path = %q }\n", JobName(i), img)
 	}
 	if err := os.MkdirAll(s.Base, 0o755); err != nil {
 		return err
