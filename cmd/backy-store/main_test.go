@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,20 +11,10 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
-var binDir string
-
-func TestMain(m *testing.M) {
-	var err error
-	if binDir, err = clitest.BuildCommands("backy-store"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	defer os.RemoveAll(binDir)
-	testscript.Main(m, map[string]func(){"backy-store": func() { os.Exit(run()) }})
-}
+func TestMain(m *testing.M) { clitest.Main(m, "backy-store", run) }
 
 func TestScripts(t *testing.T) {
-	p := clitest.Params("testdata/script", binDir)
+	p := clitest.Params("testdata/script", clitest.BinDir)
 	p.Cmds["holdlock"] = holdlock
 	p.Cmds["setid"] = setid
 	p.Cmds["clonerev"] = clonerev
