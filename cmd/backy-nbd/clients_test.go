@@ -430,3 +430,46 @@ func TestSIGTERM(t *testing.T) {
 		t.Errorf("no stop message in the log:\n%s", s.logText())
 	}
 }
+
+// TestMap: clients learn where the zero chunks are without reading them
+// (NBD_CMD_BLOCK_STATUS, base:allocation).
+func TestMap(t *testing.T) {
+	nbdinfo := needTool(t, "nbdinfo")
+	f := getFixture(t)
+	s := startServer(t, f.repo)
+	r, err := repo.Open(f.repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := r.Index(f.id["new"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var extents []struct {
+		Offset, Length int64
+		Type           int
+	}
+	out := mustRun(t, nbdinfo, "--map", "--json", s.uri("latest"))
+	if err := json.Unmarshal([]byte(out), &extents); err != nil {
+		t.Fatalf("nbdinfo --map --json: %v\n%s", err, out)
+	}
+	next, zeros := int64(0), 0
+	for _, e := range extents {
+		if e.Offset != next || e.Length <= 0 || e.Offset%repo.ChunkSize != 0 || e.Length%repo.ChunkSize != 0 {
+			t.Fatalf("extent %+v after %d", e, next)
+		}
+		for off := e.Offset; off < e.Offset+e.Length; off += repo.ChunkSize {
+			zero := ix.Hashes[off/repo.ChunkSize].IsZero()
+			if zero != (e.Type == 3) || (!zero && e.Type != 0) {
+				t.Errorf("chunk at %d: zero %v, mapped as type %d", off, zero, e.Type)
+			}
+			if zero {
+				zeros++
+			}
+		}
+		next = e.Offset + e.Length
+	}
+	if next != ix.Size || zeros == 0 {
+		t.Errorf("map covers %d of %d bytes, %d zero chunks", next, ix.Size, zeros)
+	}
+}

@@ -33,7 +33,7 @@ func image(size int64, seed byte) []byte {
 
 // backup stores data as a new revision of the repository in dir, through
 // the same source and store code as backy-extract | backy-store.
-func backup(t *testing.T, dir string, data []byte, tags ...string) *repo.Revision {
+func backup(t testing.TB, dir string, data []byte, tags ...string) *repo.Revision {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "img")
 	if err := os.WriteFile(path, data, 0o644); err != nil {
@@ -56,7 +56,7 @@ func backup(t *testing.T, dir string, data []byte, tags ...string) *repo.Revisio
 	return rev
 }
 
-func openCatalog(t *testing.T, dir string, opt Options) *Catalog {
+func openCatalog(t testing.TB, dir string, opt Options) *Catalog {
 	t.Helper()
 	r, err := repo.Open(dir)
 	if err != nil {

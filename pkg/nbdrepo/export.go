@@ -91,3 +91,17 @@ func (e *export) prefetch(k int64) {
 		}
 	}
 }
+
+var _ nbdserver.Mapper = (*export)(nil)
+
+// Extent reports runs of zero chunks and of data chunks from the index, so
+// clients skip the zeros without reading them.
+func (e *export) Extent(off, max int64) (bool, int64) {
+	k := off / repo.ChunkSize
+	zero := e.ix.Hashes[k].IsZero()
+	end := (k + 1) * repo.ChunkSize
+	for end-off < max && end < e.ix.Size && e.ix.Hashes[end/repo.ChunkSize].IsZero() == zero {
+		end += repo.ChunkSize
+	}
+	return zero, min(end-off, max, e.ix.Size-off)
+}

@@ -45,3 +45,15 @@ type Export interface {
 type Describer interface {
 	Description() string
 }
+
+// Mapper is optionally implemented by an Export that knows, without reading
+// them, which ranges read as zeros (for a repository: its zero chunks). The
+// server then offers the base:allocation metadata context, so clients such
+// as nbdcopy and qemu-img ask for the map (NBD_CMD_BLOCK_STATUS) and skip
+// the zero ranges instead of reading them.
+type Mapper interface {
+	// Extent reports whether the bytes from off on read as zeros, and
+	// for how many bytes (at least 1, at most max) that stays so. off is
+	// inside the export.
+	Extent(off, max int64) (zero bool, n int64)
+}

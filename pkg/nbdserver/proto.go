@@ -13,12 +13,17 @@ const (
 	optInfo       = 6
 	optGo         = 7
 
-	repAck        = 1
-	repServer     = 2
-	repInfo       = 3
-	repErrPolicy  = 1<<31 | 2
-	repErrInvalid = 1<<31 | 3
-	repErrUnknown = 1<<31 | 6
+	optStructuredReply = 8
+	optListMetaContext = 9
+	optSetMetaContext  = 10
+
+	repAck         = 1
+	repServer      = 2
+	repInfo        = 3
+	repMetaContext = 4
+	repErrPolicy   = 1<<31 | 2
+	repErrInvalid  = 1<<31 | 3
+	repErrUnknown  = 1<<31 | 6
 
 	infoExport = 0
 
@@ -37,10 +42,29 @@ const (
 	handshakeSize     = 18 // server's newstyle greeting
 	clientFlagsSize   = 4
 
-	cmdRead  = 0
-	cmdWrite = 1
-	cmdDisc  = 2
-	cmdFlush = 3
+	cmdRead        = 0
+	cmdWrite       = 1
+	cmdDisc        = 2
+	cmdFlush       = 3
+	cmdBlockStatus = 7
+
+	cmdFlagReqOne = 1 << 3 // BLOCK_STATUS: one descriptor only
+
+	// Structured replies (NBD_OPT_STRUCTURED_REPLY).
+	structuredReplyMagic = uint32(0x668e33ef)
+	structuredHeaderSize = 20
+	replyFlagDone        = 1
+	replyTypeNone        = 0
+	replyTypeOffsetData  = 1
+	replyTypeOffsetHole  = 2
+	replyTypeBlockStatus = 5
+	replyTypeError       = 1<<15 | 1
+
+	// The base:allocation metadata context and its status flags.
+	metaAllocation   = "base:allocation"
+	metaAllocationID = 1
+	stateHole        = 1
+	stateZero        = 2
 
 	// Error numbers on the wire (NBD defines its own, equal to Linux's).
 	errnoEPERM  = 1

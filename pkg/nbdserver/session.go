@@ -29,8 +29,10 @@ const (
 )
 
 type request struct {
+	flags  uint16
 	typ    uint16
 	handle uint64
+	offset uint64
 	length uint32
 }
 
@@ -66,7 +68,11 @@ func (o *opened) close() error {
 //   - library to client: it sets the transmission flags go-nbd gets wrong
 //     (read-only, flush, multi-conn), holds back each read's success header
 //     until the data is known good, turning it into an error reply when the
-//     backend failed, and sends header and data in one write.
+//     backend failed, and sends header and data in one write;
+//   - structured replies and block status, which go-nbd lacks, are
+//     negotiated and answered here (structured.go): reads then go out as
+//     structured chunks, zeros as holes, and NBD_CMD_BLOCK_STATUS reports
+//     the zero ranges of exports that implement Mapper.
 //
 // go-nbd runs one goroutine per connection that alternates between reading a
 // request and writing its reply, so no locking is needed here.
@@ -98,6 +104,10 @@ type session struct {
 	cand    *opened // resolved by the last INFO or GO
 	serving *opened // after GO: the export being served
 	stats   stats
+
+	structured bool   // NBD_OPT_STRUCTURED_REPLY was negotiated
+	metaOn     bool   // base:allocation was selected ...
+	metaName   string // ... for this export name
 }
 
 func newSession(srv *Server, c net.Conn, log *slog.Logger) *session {
@@ -210,6 +220,10 @@ func (s *session) nextOption() error {
 		return s.infoOrGo(id, data)
 	case optExportName:
 		return errExportName
+	case optStructuredReply:
+		return s.structuredReply(data)
+	case optListMetaContext, optSetMetaContext:
+		return s.metaContext(id, data)
 	}
 	s.in = s.inBuf // go-nbd acknowledges ABORT and refuses the rest
 	return nil
@@ -316,7 +330,8 @@ func (s *session) nextRequest() error {
 	if be.Uint32(h[0:4]) != requestMagic {
 		return errBadMagic
 	}
-	s.cur = request{typ: be.Uint16(h[6:8]), handle: be.Uint64(h[8:16]), length: be.Uint32(h[24:28])}
+	s.cur = request{flags: be.Uint16(h[4:6]), typ: be.Uint16(h[6:8]), handle: be.Uint64(h[8:16]),
+		offset: be.Uint64(h[16:24]), length: be.Uint32(h[24:28])}
 	s.reqErr = 0
 	switch s.cur.typ {
 	case cmdRead, cmdDisc:
@@ -327,6 +342,9 @@ func (s *session) nextRequest() error {
 		// overlay is discarded at disconnect. go-nbd would say EINVAL.
 		s.in = nil
 		return s.simpleReply(s.cur.handle, 0)
+	case cmdBlockStatus:
+		s.in = nil
+		return s.blockStatus()
 	default:
 		// go-nbd would skip "length" bytes of a command that has no
 		// payload (TRIM, WRITE_ZEROES, ...) and lose the framing.
@@ -403,6 +421,13 @@ func (s *session) writeTransmission(p []byte) error {
 		if s.dataLeft > 0 {
 			k := int(min(int64(len(p)), s.dataLeft))
 			switch {
+			case s.held && s.structured:
+				// A structured reply: an error, a hole or the data.
+				s.held = false
+				s.swallow = s.reqErr != 0
+				if err := s.readReply(p[:k], s.reqErr); err != nil {
+					return err
+				}
 			case s.held && s.reqErr != 0:
 				s.held = false
 				s.swallow = true
@@ -437,7 +462,16 @@ func (s *session) writeTransmission(p []byte) error {
 			continue
 		}
 		if errno == 0 && s.reqErr != 0 {
-			be.PutUint32(s.rhdr[4:8], s.reqErr)
+			errno = s.reqErr
+			be.PutUint32(s.rhdr[4:8], errno)
+		}
+		if s.structured && s.cur.typ == cmdRead {
+			// An empty read, or one go-nbd failed itself: no simple
+			// reply to a read once structured replies are on.
+			if err := s.readReply(nil, errno); err != nil {
+				return err
+			}
+			continue
 		}
 		if _, err := s.Conn.Write(s.rhdr[:]); err != nil {
 			return err
