@@ -3,7 +3,6 @@ package nbdrepo
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"runtime"
 	"strings"
 
@@ -23,8 +22,6 @@ type Options struct {
 	// CacheChunks is how many decompressed 4 MiB chunks the cache shared
 	// by all connections keeps; 0 means DefaultCacheChunks.
 	CacheChunks int
-	// Logger receives diagnostics; nil discards them.
-	Logger *slog.Logger
 }
 
 // Catalog is a nbdserver.Catalog over a repository, safe for concurrent use.
@@ -32,7 +29,6 @@ type Catalog struct {
 	r     *repo.Repo
 	lock  *repo.Lock
 	cache *chunkCache
-	log   *slog.Logger
 }
 
 var _ nbdserver.Catalog = (*Catalog)(nil)
@@ -46,14 +42,11 @@ func New(r *repo.Repo, opt Options) (*Catalog, error) {
 	if opt.CacheChunks < 1 {
 		return nil, fmt.Errorf("%w, not %d", ErrCacheSize, opt.CacheChunks)
 	}
-	if opt.Logger == nil {
-		opt.Logger = slog.New(slog.DiscardHandler)
-	}
 	lock, err := r.TryLock(repo.LockChunks, true)
 	if err != nil {
 		return nil, err
 	}
-	return &Catalog{r: r, lock: lock, log: opt.Logger,
+	return &Catalog{r: r, lock: lock,
 		cache: newChunkCache(opt.CacheChunks, readAheadLoads(opt.CacheChunks), r.ReadChunk)}, nil
 }
 

@@ -34,7 +34,7 @@ func Serve(ctx context.Context, opt ServeOptions) error {
 	if err != nil {
 		return err
 	}
-	cat, err := New(r, Options{CacheChunks: opt.CacheChunks, Logger: log})
+	cat, err := New(r, Options{CacheChunks: opt.CacheChunks})
 	if err != nil {
 		return err
 	}
