@@ -2,6 +2,7 @@ package faults
 
 import (
 	"bytes"
+	crand "crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -17,6 +18,7 @@ import (
 	"regexp"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -111,6 +113,15 @@ func probeUpkeep() {
 			upkeep[sub] = true
 		}
 	}
+}
+
+// kills is how many SIGKILLs each crash test needs: BACKY_FAULTS_KILLS,
+// or the default or long figure.
+func kills(def, lng int) int {
+	if n, err := strconv.Atoi(os.Getenv("BACKY_FAULTS_KILLS")); err == nil && n > 0 {
+		return n
+	}
+	return scale(def, lng)
 }
 
 // scale picks the default or the long figure.
@@ -348,7 +359,11 @@ func newImage(t testing.TB, path string, size int64, seed uint64) *image {
 
 func (im *image) random(n int64) []byte {
 	b := make([]byte, n)
-	im.src.Read(b)
+	if raceEnabled {
+		crand.Read(b) // not instrumented: much faster under the race detector
+	} else {
+		im.src.Read(b)
+	}
 	return b
 }
 
