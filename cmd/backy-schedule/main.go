@@ -18,9 +18,10 @@ import (
 )
 
 func init() {
-	cli.Register(cli.BadInput, config.ErrInvalid)
+	// pkg/daemon imports pkg/cli, so its sentinels are registered here
+	// rather than in the table itself.
 	cli.Register(cli.Busy, daemon.ErrRunning)
-	cli.Register(cli.NotFound, daemon.ErrNoProgram, config.ErrSourceMissing)
+	cli.Register(cli.NotFound, daemon.ErrNoProgram)
 }
 
 type scheduleCLI struct {

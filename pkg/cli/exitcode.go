@@ -6,6 +6,7 @@ import (
 	"os"
 	"syscall"
 
+	"github.com/backy/backy/pkg/config"
 	"github.com/backy/backy/pkg/extent"
 	"github.com/backy/backy/pkg/rbd"
 	"github.com/backy/backy/pkg/rbddiff"
@@ -47,6 +48,8 @@ var codeOf = []struct {
 	{ErrTerminal, Usage},
 	{syscall.ENOSPC, NoSpace},
 	{syscall.EDQUOT, NoSpace},
+	{config.ErrInvalid, BadInput},
+	{config.ErrSourceMissing, NotFound},
 	{repo.ErrBusy, Busy},
 	{repo.ErrNoRevision, NotFound},
 	{repo.ErrAmbiguous, NotFound},
