@@ -68,7 +68,7 @@ func Purge(ctx context.Context, r *repo.Repo, opt PurgeOptions) (*PurgeResult, e
 	res.Removed = len(garbage)
 	res.Missing = res.Referenced - (res.Chunks - res.Removed)
 	if !opt.DryRun {
-		if err := r.Chunks.Remove(garbage); err != nil {
+		if err := removeParallel(r, garbage, opt.Workers); err != nil {
 			return nil, err
 		}
 	}
@@ -128,4 +128,27 @@ func removeLeftovers(r *repo.Repo, res *PurgeResult, dryRun bool) error {
 		return nil
 	}
 	return r.RemoveLeftovers(l)
+}
+
+// removeParallel hands the chunks of each directory (the first byte of the
+// hash) to one of workers goroutines: unlinking is kernel work that scales
+// with cores when the directories differ, and each Remove call still
+// groups its unlinks by directory.
+func removeParallel(r *repo.Repo, hs []repo.Hash, workers int) error {
+	groups := make([][]repo.Hash, workers)
+	for _, h := range hs {
+		w := int(h[0]) % workers
+		groups[w] = append(groups[w], h)
+	}
+	errs := make(chan error, workers)
+	for _, g := range groups {
+		go func() { errs <- r.Chunks.Remove(g) }()
+	}
+	var first error
+	for range groups {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
