@@ -54,7 +54,6 @@ type entry struct {
 	ready chan struct{} // closed when data or err is set
 	refs  int           // pins: the loader and readers copying out
 	elem  *list.Element // nil once evicted or failed
-	ahead bool          // loaded by read-ahead and not read since
 }
 
 func newChunkCache(max, ahead int, load func([]byte, repo.Hash) ([]byte, error)) *chunkCache {
@@ -62,15 +61,13 @@ func newChunkCache(max, ahead int, load func([]byte, repo.Hash) ([]byte, error))
 }
 
 // get returns the pinned, loaded entry for h; the caller copies out of
-// e.data and calls release. hint reports a miss or the first read of a
-// chunk that read-ahead loaded: the moment to read further ahead.
-func (c *chunkCache) get(h repo.Hash) (e *entry, hint bool, err error) {
+// e.data and calls release.
+func (c *chunkCache) get(h repo.Hash) (*entry, error) {
 	c.mu.Lock()
 	e, ok := c.items[h]
 	if ok {
 		e.refs++
 		c.lru.MoveToFront(e.elem)
-		hint, e.ahead = e.ahead, false
 		c.stats.Hits++
 		c.mu.Unlock()
 		<-e.ready
@@ -80,14 +77,12 @@ func (c *chunkCache) get(h repo.Hash) (e *entry, hint bool, err error) {
 		buf := c.bufLocked()
 		c.mu.Unlock()
 		c.fill(e, buf)
-		hint = true
 	}
-	if e.err != nil {
-		err = e.err
+	if err := e.err; err != nil {
 		c.release(e)
-		return nil, hint, err
+		return nil, err
 	}
-	return e, hint, nil
+	return e, nil
 }
 
 // prefetch starts loading h in the background unless it is cached, loading
@@ -99,7 +94,6 @@ func (c *chunkCache) prefetch(h repo.Hash) {
 		return
 	}
 	e := c.insertLocked(h)
-	e.ahead = true
 	c.inflight++
 	c.stats.ReadAhead++
 	buf := c.bufLocked()

@@ -11,9 +11,13 @@ import (
 )
 
 // readAhead is how many chunks past the current one a sequential reader has
-// loaded in the background: two keep a core busy decompressing while the
+// loaded in the background, so that every core decompresses while the
 // client is sent the current chunk.
-const readAhead = 2
+const readAhead = 4
+
+// maxSkip bounds the zero chunks between two reads that still count as
+// sequential: clients that know the map (nbdcopy) jump over holes.
+const maxSkip = 1024
 
 var errNegativeOffset = errors.New("nbdrepo: negative offset")
 
@@ -67,15 +71,15 @@ func (e *export) ReadAt(p []byte, off int64) (int, error) {
 		if h.IsZero() {
 			clear(p[done : done+n])
 		} else {
-			ent, hint, err := e.c.cache.get(h)
+			if e.follows(e.last.Load(), k) {
+				e.prefetch(k) // before k is loaded, so both run at once
+			}
+			ent, err := e.c.cache.get(h)
 			if err != nil {
 				return done, fmt.Errorf("%w (revision %s, chunk %d at offset %d)", err, e.rev.ID, k, k*repo.ChunkSize)
 			}
 			copy(p[done:done+n], ent.data[in:in+n])
 			e.c.cache.release(ent)
-			if prev := e.last.Load(); hint && (prev == k || prev == k-1) {
-				e.prefetch(k)
-			}
 		}
 		e.last.Store(k)
 		done += n
@@ -83,7 +87,24 @@ func (e *export) ReadAt(p []byte, off int64) (int, error) {
 	return len(p), eof
 }
 
-// prefetch loads the chunks after k that hold data.
+// follows reports whether a read of chunk k continues a sequential read
+// that was last in chunk prev: the same chunk, the next, or the next after
+// zero chunks.
+func (e *export) follows(prev, k int64) bool {
+	if k < prev || k-prev > maxSkip {
+		return false
+	}
+	for i := prev + 1; i < k; i++ {
+		if !e.ix.Hashes[i].IsZero() {
+			return false
+		}
+	}
+	return true
+}
+
+// prefetch starts loading the chunks after k that hold data; those cached,
+// loading or beyond the read-ahead limit are skipped, and asked for again
+// at the next read.
 func (e *export) prefetch(k int64) {
 	for i := k + 1; i <= k+readAhead && i < int64(len(e.ix.Hashes)); i++ {
 		if h := e.ix.Hashes[i]; !h.IsZero() {
