@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 )
 
@@ -27,21 +28,30 @@ func (r *Repo) FindLeftovers() (Leftovers, error) {
 		return l, err
 	}
 	l.Tmp = tmp
+	l.Indexes, err = r.OrphanIndexes()
+	return l, err
+}
+
+// OrphanIndexes lists the ids of index files without metadata. Under the
+// meta lock the list is exact: Commit publishes both files while holding it.
+func (r *Repo) OrphanIndexes() ([]string, error) {
 	names, err := readNames(filepath.Join(r.Dir, "revisions"))
 	if err != nil {
-		return l, err
+		return nil, err
 	}
 	have := make(map[string]bool, len(names))
 	for _, n := range names {
 		have[n] = true
 	}
+	var ids []string
 	for _, n := range names {
 		id, ok := strings.CutSuffix(n, ".idx")
 		if ok && !strings.HasPrefix(id, ".") && !have[id+".rev"] {
-			l.Indexes = append(l.Indexes, id)
+			ids = append(ids, id)
 		}
 	}
-	return l, nil
+	sort.Strings(ids)
+	return ids, nil
 }
 
 // RemoveLeftovers deletes what FindLeftovers found, under the same locks.

@@ -91,7 +91,7 @@ func Verify(ctx context.Context, r *repo.Repo, opt VerifyOptions) (*VerifyResult
 		}
 	}
 	full := opt.Sample == 0 || opt.Sample >= 100
-	if err := markAfterVerify(r, res, damage, full, opt.Now()); err != nil {
+	if err := markAfterVerify(r, res, damage, full, opt.Now(), opt.Logf); err != nil {
 		return nil, err
 	}
 	res.Duration = opt.Now().Sub(started)
@@ -291,12 +291,22 @@ func offsetList(offs []int64) string {
 
 // markAfterVerify distrusts damaged revisions and, after a full check,
 // marks the clean ones among those checked verified.
-func markAfterVerify(r *repo.Repo, res *VerifyResult, damage map[string][]string, full bool, now time.Time) error {
+func markAfterVerify(r *repo.Repo, res *VerifyResult, damage map[string][]string, full bool, now time.Time, logf func(string, ...any)) error {
 	meta, err := lockMeta(r)
 	if err != nil {
 		return err
 	}
 	defer meta.Unlock()
+	// An index without metadata is what a store killed between its two
+	// renames leaves, so it is no damage; but it is also what a lost
+	// metadata file looks like, so say so.
+	orphans, err := r.OrphanIndexes()
+	if err != nil {
+		return err
+	}
+	for _, id := range orphans {
+		logf("note: index %s has no metadata: left by an interrupted store (purge removes it), or its metadata was lost", id)
+	}
 	ids := append([]string(nil), res.Revisions...)
 	for id := range damage {
 		if !slices.Contains(ids, id) {

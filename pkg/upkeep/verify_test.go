@@ -189,3 +189,21 @@ func TestVerifyWhilePurgeHoldsChunks(t *testing.T) {
 	}
 	sameFiles(t, before, snapshot(t, r.Dir))
 }
+
+func TestVerifyNotesIndexWithoutMetadata(t *testing.T) {
+	r := newRepo(t)
+	a := storeAt(t, r, fullStream(t, image(1, 1), ""), time.Time{})
+	b := storeAt(t, r, fullStream(t, image(1, 2), ""), time.Time{})
+	os.Remove(filepath.Join(r.Dir, "revisions", a.ID+".rev"))
+	_, log, err := verify(t, r, upkeep.Selection{All: true}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "note: index " + a.ID + " has no metadata: left by an interrupted store (purge removes it), or its metadata was lost"
+	if log.String() != want {
+		t.Errorf("report %q, want %q", log, want)
+	}
+	if got := load(t, r, b.ID); got.Trust != repo.Verified {
+		t.Errorf("trust %s", got.Trust)
+	}
+}
