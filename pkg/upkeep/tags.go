@@ -56,7 +56,12 @@ func Tags(r *repo.Repo, spec, action string, tags []string) (*TagsResult, error)
 	case TagRemove:
 		rev.Tags = slices.DeleteFunc(rev.Tags, func(t string) bool { return slices.Contains(tags, t) })
 	case TagSet:
-		rev.Tags = slices.Compact(slices.Clone(tags))
+		rev.Tags = rev.Tags[:0]
+		for _, t := range tags {
+			if !slices.Contains(rev.Tags, t) {
+				rev.Tags = append(rev.Tags, t)
+			}
+		}
 	default:
 		return nil, fmt.Errorf("%w: tag action %q (want add, remove or set)", ErrSelection, action)
 	}

@@ -22,7 +22,8 @@ func TestTags(t *testing.T) {
 	}{
 		{"latest", upkeep.TagAdd, []string{"monthly", "daily"}, []string{"daily", "weekly", "monthly"}},
 		{"", upkeep.TagRemove, []string{"weekly", "nope"}, []string{"daily", "monthly"}},
-		{cur.ID[:6], upkeep.TagSet, []string{"keep", "keep"}, []string{"keep"}},
+		{cur.ID[:6], upkeep.TagSet, []string{"keep", "x", "keep"}, []string{"keep", "x"}},
+		{"", upkeep.TagRemove, []string{"x"}, []string{"keep"}},
 		{"0", upkeep.TagRemove, []string{"keep"}, []string{}}, // the newest stays, untagged
 	}
 	for _, s := range steps {
