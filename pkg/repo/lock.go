@@ -28,13 +28,19 @@ const (
 
 // Lock is a held flock.
 type Lock struct {
-	f *os.File
+	f         *os.File
+	exclusive bool
 }
 
 // Unlock releases the lock.
 func (l *Lock) Unlock() error {
 	if l == nil || l.f == nil {
 		return nil
+	}
+	if l.exclusive {
+		// Forget our pid, so that the next "held by" message does not
+		// name a process that is long gone.
+		_ = l.f.Truncate(0)
 	}
 	err := l.f.Close()
 	l.f = nil
@@ -84,7 +90,7 @@ func (r *Repo) lock(name string, shared bool, timeout time.Duration) (*Lock, err
 		_ = f.Truncate(0)
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	return &Lock{f: f}, nil
+	return &Lock{f: f, exclusive: !shared}, nil
 }
 
 func lockHolder(f *os.File) string {

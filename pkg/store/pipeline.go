@@ -28,8 +28,7 @@ type pipeline struct {
 	baseSize     int64
 	size         int64
 	differential bool
-	reverify     bool               // a distrusted revision exists: check chunks before reuse
-	known        map[repo.Hash]bool // chunks of the parent, known to exist
+	reverify     bool // a distrusted revision exists: check chunks before reuse
 	counters     *Counters
 
 	jobs     chan *job
@@ -182,9 +181,8 @@ func (p *pipeline) fillFromBase(j *job, scratch []byte) ([]byte, error) {
 // canReuse reports whether chunk h is already stored (and, while the
 // repository has distrusted revisions, whether it is still intact).
 func (p *pipeline) canReuse(h repo.Hash, scratch *[]byte) (bool, error) {
-	if !p.reverify && p.known[h] {
-		return true, nil
-	}
+	// The parent's index is no proof the chunk is still there: a chunk
+	// lost since would make the new revision unrestorable, so always look.
 	has, err := p.r.Chunks.Has(h)
 	if err != nil || !has {
 		return false, err

@@ -150,19 +150,6 @@ func plan(ctx context.Context, r *repo.Repo, hdr extent.Header, revs []*repo.Rev
 		p.index = &repo.Index{Size: base.Size, Hashes: append([]repo.Hash(nil), base.Hashes...)}
 		p.index.Resize(hdr.Size)
 	}
-	if parent != nil && !parent.IsDistrusted() {
-		ix := p.base
-		if ix == nil {
-			var err error
-			if ix, err = r.Index(parent.ID); err != nil {
-				ix = &repo.Index{} // a damaged parent only costs dedup hints
-			}
-		}
-		p.known = make(map[repo.Hash]bool, len(ix.Hashes))
-		for _, h := range ix.Hashes {
-			p.known[h] = true
-		}
-	}
 	return p, parent, nil
 }
 

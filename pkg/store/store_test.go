@@ -323,3 +323,28 @@ func TestSecondStoreIsRefusedWhileLocked(t *testing.T) {
 		t.Fatalf("error %v, want ErrBusy", err)
 	}
 }
+
+// A chunk lost from the repository is written again by the next backup
+// that has its content, instead of being "reused" from the parent's index.
+func TestLostChunkIsStoredAgain(t *testing.T) {
+	img := image(t, 12*MiB, [2]int64{0, 12 * MiB})
+	want, _ := os.ReadFile(img)
+	r := newRepo(t)
+	if _, err := storeStream(t, r, extract(t, img)); err != nil {
+		t.Fatal(err)
+	}
+	chunks, _ := filepath.Glob(filepath.Join(r.Dir, "chunks", "*", "*"))
+	if err := os.Remove(chunks[0]); err != nil {
+		t.Fatal(err)
+	}
+	rev, err := storeStream(t, r, extract(t, img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rev.Stats.ChunksNew != 1 {
+		t.Fatalf("chunks new %d, want 1", rev.Stats.ChunksNew)
+	}
+	if !bytes.Equal(restored(t, r, rev), want) {
+		t.Fatal("restore differs")
+	}
+}
