@@ -53,8 +53,12 @@ func Run(name, description string, cmd any, args []string, binds ...any) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	GrowPipe(os.Stdin)
+	GrowPipe(os.Stdout)
 	env := &Env{Ctx: ctx, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Name: name}
+	stopProfile := startProfile()
 	err = kctx.Run(append([]any{env}, binds...)...)
+	stopProfile()
 	if err != nil {
 		if ctx.Err() != nil && !errors.Is(err, context.Canceled) {
 			err = fmt.Errorf("%w: %w", context.Canceled, err)
