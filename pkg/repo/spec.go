@@ -2,6 +2,8 @@ package repo
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -67,11 +69,45 @@ func isDigits(s string) bool {
 	return s != ""
 }
 
-// Find loads the revisions and resolves spec.
+// Find loads the revisions and resolves spec. When some metadata file is
+// damaged it still answers a spec that names a readable revision by id or
+// id prefix (so an operator can restore any intact revision), but refuses
+// "latest", N and tags, which might mean the damaged revision.
 func (r *Repo) Find(spec string) (*Revision, error) {
-	revs, err := r.Revisions()
+	revs, bad, err := r.ScanRevisions()
 	if err != nil {
 		return nil, err
 	}
-	return Resolve(revs, spec)
+	if len(bad) == 0 {
+		return Resolve(revs, spec)
+	}
+	rev, rerr := Resolve(revs, spec)
+	if rerr != nil || !strings.HasPrefix(rev.ID, spec) || spec == "" {
+		return nil, fmt.Errorf("%w (name an intact revision by its id to restore it)", bad[0])
+	}
+	ids, err := r.revisionIDs()
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		if id != rev.ID && strings.HasPrefix(id, spec) {
+			return nil, fmt.Errorf("%w %q matches %s and %s, whose metadata is damaged", ErrAmbiguous, spec, rev.ID, id)
+		}
+	}
+	return rev, nil
+}
+
+// revisionIDs lists the ids of every metadata file, readable or not.
+func (r *Repo) revisionIDs() ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(r.Dir, "revisions"))
+	if err != nil {
+		return nil, fmt.Errorf("repo: %w", err)
+	}
+	var ids []string
+	for _, e := range entries {
+		if id, ok := strings.CutSuffix(e.Name(), ".rev"); ok && !strings.HasPrefix(id, ".") {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
 }

@@ -2,6 +2,7 @@ package repo
 
 import (
 	"errors"
+	"os"
 	"testing"
 	"time"
 )
@@ -45,5 +46,29 @@ func TestResolve(t *testing.T) {
 	}
 	if _, err := Resolve(nil, "latest"); !errors.Is(err, ErrNoRevision) {
 		t.Errorf("empty repository: %v", err)
+	}
+}
+
+func TestFindPastDamagedMetadata(t *testing.T) {
+	r, err := OpenOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range []string{"aaaaaaaa", "bbbbbbbb"} {
+		rev := &Revision{ID: id, Time: time.Date(2026, 1, 1, i, 0, 0, 0, time.UTC), Kind: "full", Trust: Trusted}
+		if err := r.Commit(rev, NewIndex(0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(r.revPath("bbbbbbbb", ".rev"), []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if rev, err := r.Find("aaaa"); err != nil || rev.ID != "aaaaaaaa" {
+		t.Fatalf("intact revision by prefix: %v, %v", rev, err)
+	}
+	for _, spec := range []string{"latest", "0", "bbbb"} {
+		if _, err := r.Find(spec); !errors.Is(err, ErrCorruptMeta) {
+			t.Errorf("%q: %v, want ErrCorruptMeta", spec, err)
+		}
 	}
 }
