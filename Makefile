@@ -18,7 +18,7 @@ MANPAGES := $(MANSRC:.md=)
 FUZZTIME ?= 60s
 SHORTFUZZ ?= 15s
 
-.PHONY: all build test test-go lint fuzz deps demo bench man install clean
+.PHONY: all build test test-go test-faults-long lint fuzz deps demo bench man install clean
 
 all: build man
 
@@ -40,6 +40,11 @@ lint:
 
 test-go:
 	BACKY_REQUIRE_TOOLS=1 BACKY_REQUIRE_CEPH=1 $(GO) test -tags '$(TAGS)' -race -timeout 40m ./...
+
+# The fault suite's long mode (hundreds of kills, thousands of mutated
+# streams): for local runs, not CI.
+test-faults-long:
+	BACKY_FAULTS_LONG=1 $(GO) test -count=1 -v -timeout 90m ./test/faults
 
 # Fuzz every parser for a bounded time; the extent stream for FUZZTIME.
 fuzz:

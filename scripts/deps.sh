@@ -27,7 +27,7 @@ NEEDS=(
 	"pkg-config pkg-config"
 )
 if [ "${1:-}" = "--bench" ]; then
-	NEEDS+=("borg borgbackup" "restic restic" "hyperfine hyperfine")
+	NEEDS+=("borg borgbackup" "restic restic")
 fi
 
 missing=()

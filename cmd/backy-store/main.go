@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -25,6 +26,9 @@ func (c *storeCmd) Run(env *cli.Env, g *globals) error {
 	if cli.IsTerminal(env.Stdin) {
 		return fmt.Errorf("%w: stdin is a terminal; pipe an extent stream in (backy-extract file IMAGE | backy-store)", cli.ErrUsage)
 	}
+	fresh := !repo.IsRepository(g.Base)
+	_, statErr := os.Stat(g.Base)
+	newDir := errors.Is(statErr, os.ErrNotExist)
 	r, err := repo.OpenOrCreate(g.Base)
 	if err != nil {
 		return err
@@ -34,6 +38,9 @@ func (c *storeCmd) Run(env *cli.Env, g *globals) error {
 	rev, err := store.Store(env.Ctx, r, env.Stdin, store.Options{Tags: c.Tags, Counters: counters})
 	stop()
 	if err != nil {
+		if fresh {
+			_ = r.DiscardIfEmpty(newDir) // a refused first stream leaves no repository behind
+		}
 		return err
 	}
 	fmt.Fprintln(env.Stdout, rev.ID)

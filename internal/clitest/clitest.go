@@ -73,6 +73,7 @@ func Params(dir, binDir string) testscript.Params {
 			"exits":        exits,
 			"corruptchunk": corruptchunk,
 			"treehash":     treehash,
+			"truncatefile": truncatefile,
 		},
 		RequireExplicitExec: true,
 		Condition: func(cond string) (bool, error) {
@@ -238,4 +239,12 @@ func Main(m testscript.TestingM, name string, run func() int) {
 		m = cleanupM{m}
 	}
 	testscript.Main(m, map[string]func(){name: func() { os.Exit(run()) }})
+}
+
+// truncatefile FILE N: cut FILE to N bytes.
+func truncatefile(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: truncatefile FILE N")
+	}
+	ts.Check(os.Truncate(ts.MkAbs(args[0]), parseSize(ts, args[1])))
 }

@@ -171,3 +171,38 @@ func (r *Repo) RemoveRevision(id string) error {
 	}
 	return syncDir(filepath.Join(r.Dir, "revisions"))
 }
+
+// IsRepository reports whether dir holds a repository (its marker file).
+func IsRepository(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, configFile))
+	return err == nil
+}
+
+// DiscardIfEmpty removes a repository that holds no revision and no chunk
+// (one just created for a store that then failed), so that a refused stream
+// leaves no trace. A repository with anything in it is left alone.
+// The directory itself goes too when removeDir is set (backy created it).
+func (r *Repo) DiscardIfEmpty(removeDir bool) error {
+	for _, sub := range []string{"revisions", "chunks"} {
+		var found bool
+		err := filepath.WalkDir(filepath.Join(r.Dir, sub), func(_ string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				found = true
+				return filepath.SkipAll
+			}
+			return err
+		})
+		if err != nil || found {
+			return err
+		}
+	}
+	for _, sub := range []string{"chunks", "revisions", "tmp", "locks", configFile} {
+		if err := os.RemoveAll(filepath.Join(r.Dir, sub)); err != nil {
+			return fmt.Errorf("repo: %w", err)
+		}
+	}
+	if removeDir {
+		_ = os.Remove(r.Dir) // only if nothing else is in it
+	}
+	return nil
+}
