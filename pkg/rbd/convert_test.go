@@ -12,6 +12,7 @@ import (
 
 	"github.com/backy/backy/pkg/extent"
 	"github.com/backy/backy/pkg/rbddiff"
+	"github.com/backy/backy/pkg/source"
 )
 
 type diffOp struct {
@@ -223,7 +224,7 @@ func TestSampleIndependentOfExtents(t *testing.T) {
 		if pct == 100 && covered != size {
 			t.Fatalf("a 100%% sample covers %d of %d bytes: %v", covered, size, summarize(recs))
 		}
-		if want := int64(len(SampleBlocks(size, pct, 42))); covered < (want-1)*ChunkSize || covered > want*ChunkSize {
+		if want := int64(len(source.SampleBlocks(size, pct, 42))); covered < (want-1)*ChunkSize || covered > want*ChunkSize {
 			t.Fatalf("%v%%: %d bytes covered for %d blocks", pct, covered, want)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"github.com/backy/backy/pkg/extent"
+	"github.com/backy/backy/pkg/source"
 )
 
 var zeroChunk = make([]byte, ChunkSize)
@@ -28,7 +29,7 @@ type emitter struct {
 	hdr  extent.Header
 	out  *bufio.Writer
 	w    *extent.Writer
-	zero zeroRun
+	zero extent.ZeroRun
 
 	percent float64 // sample mode when > 0
 	seed    uint64
@@ -50,9 +51,9 @@ func (e *emitter) Begin(size int64) error {
 	if err != nil {
 		return err
 	}
-	e.w, e.zero.w = w, w
+	e.w, e.zero.Write = w, w.WriteZero
 	if e.percent > 0 {
-		e.sample = &sampler{e: e, blocks: SampleBlocks(size, e.percent, e.seed), cur: -1}
+		e.sample = &sampler{e: e, blocks: source.SampleBlocks(size, e.percent, e.seed), cur: -1}
 	}
 	return nil
 }
@@ -68,7 +69,7 @@ func (e *emitter) Zero(off, length int64) error {
 	if e.sample != nil {
 		return nil // a block starts out zero
 	}
-	return e.zero.add(off, off+length)
+	return e.zero.Add(off, off+length)
 }
 
 func (e *emitter) Data(off int64, p []byte) error {
@@ -82,9 +83,9 @@ func (e *emitter) Data(off int64, p []byte) error {
 		case e.sample != nil:
 			err = e.sample.data(off, p[:n])
 		case bytes.Equal(p[:n], zeroChunk[:n]):
-			err = e.zero.add(off, off+int64(n))
+			err = e.zero.Add(off, off+int64(n))
 		default:
-			if err = e.zero.flush(); err == nil {
+			if err = e.zero.Flush(); err == nil {
 				err = e.w.WriteData(off, p[:n])
 			}
 		}
@@ -107,40 +108,13 @@ func (e *emitter) finish() (extent.Summary, error) {
 			return e.w.Summary(), err
 		}
 	}
-	if err := e.zero.flush(); err != nil {
+	if err := e.zero.Flush(); err != nil {
 		return e.w.Summary(), err
 	}
 	if err := e.w.Close(); err != nil {
 		return e.w.Summary(), err
 	}
 	return e.w.Summary(), e.out.Flush()
-}
-
-// zeroRun collects adjacent zero ranges so they leave as one record.
-type zeroRun struct {
-	w        *extent.Writer
-	from, to int64
-}
-
-func (z *zeroRun) add(from, to int64) error {
-	if z.to != from || z.to == z.from {
-		if err := z.flush(); err != nil {
-			return err
-		}
-		z.from = from
-	}
-	z.to = to
-	return nil
-}
-
-func (z *zeroRun) flush() error {
-	if z.to > z.from {
-		if err := z.w.WriteZero(z.from, z.to-z.from); err != nil {
-			return err
-		}
-	}
-	z.from, z.to = 0, 0
-	return nil
 }
 
 // sampler assembles the sampled blocks of a sample stream.
@@ -200,11 +174,11 @@ func (s *sampler) flushUpTo(i int) error {
 		n := min(ChunkSize, s.e.hdr.Size-off)
 		var err error
 		if s.cur == s.next && !bytes.Equal(s.buf[:n], zeroChunk[:n]) {
-			if err = s.e.zero.flush(); err == nil {
+			if err = s.e.zero.Flush(); err == nil {
 				err = s.e.w.WriteData(off, s.buf[:n])
 			}
 		} else {
-			err = s.e.zero.add(off, off+n)
+			err = s.e.zero.Add(off, off+n)
 		}
 		if err != nil {
 			return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 
+	"github.com/backy/backy/pkg/extent"
 	"github.com/backy/backy/pkg/rbddiff"
 	"github.com/backy/backy/pkg/repo"
 )
@@ -21,34 +22,20 @@ func RBDDiff(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Ind
 	if err := dw.WriteHeader(&rbddiff.Header{Version: 1, Size: uint64(ix.Size)}); err != nil {
 		return err
 	}
-	var zfrom, zto int64
-	flush := func() error {
-		if zto > zfrom {
-			if err := dw.WriteZero(uint64(zfrom), uint64(zto-zfrom)); err != nil {
-				return err
-			}
-		}
-		zfrom, zto = 0, 0
-		return nil
-	}
+	zeros := extent.ZeroRun{Write: func(off, length int64) error {
+		return dw.WriteZero(uint64(off), uint64(length))
+	}}
 	err := each(ctx, r, rev, ix, opt.Workers, func(off, length int64, data []byte) error {
 		if data == nil {
-			if zto != off {
-				if err := flush(); err != nil {
-					return err
-				}
-				zfrom = off
-			}
-			zto = off + length
-			return nil
+			return zeros.Add(off, off+length)
 		}
-		if err := flush(); err != nil {
+		if err := zeros.Flush(); err != nil {
 			return err
 		}
 		return dw.WriteData(uint64(off), data)
 	})
 	if err == nil {
-		err = flush()
+		err = zeros.Flush()
 	}
 	if err == nil {
 		err = dw.Close()

@@ -129,34 +129,18 @@ func Extents(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Ind
 	if err != nil {
 		return err
 	}
-	var zfrom, zto int64
-	flush := func() error {
-		if zto > zfrom {
-			if err := ew.WriteZero(zfrom, zto-zfrom); err != nil {
-				return err
-			}
-		}
-		zfrom, zto = 0, 0
-		return nil
-	}
+	zeros := extent.ZeroRun{Write: ew.WriteZero}
 	err = each(ctx, r, rev, ix, opt.Workers, func(off, length int64, data []byte) error {
 		if data == nil {
-			if zto != off {
-				if err := flush(); err != nil {
-					return err
-				}
-				zfrom = off
-			}
-			zto = off + length
-			return nil
+			return zeros.Add(off, off+length)
 		}
-		if err := flush(); err != nil {
+		if err := zeros.Flush(); err != nil {
 			return err
 		}
 		return ew.WriteData(off, data)
 	})
 	if err == nil {
-		err = flush()
+		err = zeros.Flush()
 	}
 	if err == nil {
 		err = ew.Close()

@@ -79,22 +79,22 @@ func File(ctx context.Context, path string, out io.Writer, opt Options) (extent.
 // the ranges between blocks are holes and become zero records too; in a
 // sample stream they are simply not checked.
 func emit(w *extent.Writer, blocks <-chan block, size int64, fillGaps bool) error {
-	z := zeroRun{w: w}
+	z := extent.ZeroRun{Write: w.WriteZero}
 	pos := int64(0)
 	for b := range blocks {
 		if b.err != nil {
 			return b.err
 		}
 		if fillGaps && b.off > pos {
-			if err := z.add(pos, b.off); err != nil {
+			if err := z.Add(pos, b.off); err != nil {
 				return err
 			}
 		}
 		end := b.off + int64(len(b.buf))
 		var err error
 		if bytes.Equal(b.buf, zeroBlock[:len(b.buf)]) {
-			err = z.add(b.off, end)
-		} else if err = z.flush(); err == nil {
+			err = z.Add(b.off, end)
+		} else if err = z.Flush(); err == nil {
 			err = w.WriteData(b.off, b.buf)
 		}
 		putBuf(b.buf)
@@ -104,36 +104,9 @@ func emit(w *extent.Writer, blocks <-chan block, size int64, fillGaps bool) erro
 		pos = end
 	}
 	if fillGaps && size > pos {
-		if err := z.add(pos, size); err != nil {
+		if err := z.Add(pos, size); err != nil {
 			return err
 		}
 	}
-	return z.flush()
-}
-
-// zeroRun collects adjacent zero ranges so they leave as one record.
-type zeroRun struct {
-	w        *extent.Writer
-	from, to int64
-}
-
-func (z *zeroRun) add(from, to int64) error {
-	if z.to != from || z.to == z.from {
-		if err := z.flush(); err != nil {
-			return err
-		}
-		z.from = from
-	}
-	z.to = to
-	return nil
-}
-
-func (z *zeroRun) flush() error {
-	if z.to > z.from {
-		if err := z.w.WriteZero(z.from, z.to-z.from); err != nil {
-			return err
-		}
-	}
-	z.from, z.to = 0, 0
-	return nil
+	return z.Flush()
 }

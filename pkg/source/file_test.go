@@ -178,7 +178,7 @@ func TestSample(t *testing.T) {
 			t.Fatalf("%v%%: kind %s, %d records, want %d", c.percent, hdr.Kind, len(recs), c.want)
 		}
 	}
-	a, b := sampleBlocks(1<<30, 5, 7), sampleBlocks(1<<30, 5, 7)
+	a, b := SampleBlocks(1<<30, 5, 7), SampleBlocks(1<<30, 5, 7)
 	if len(a) != 13 || len(a) != len(b) || a[0] != b[0] {
 		t.Fatalf("same seed, different samples: %v %v", a, b)
 	}

@@ -58,7 +58,7 @@ func (img *image) readBlock(ctx context.Context, out chan<- block, off, end int6
 // readSample reads a random selection of whole blocks, in ascending order.
 func (img *image) readSample(ctx context.Context, out chan<- block, opt Options) {
 	defer close(out)
-	for _, n := range sampleBlocks(img.size, opt.Sample, opt.Seed) {
+	for _, n := range SampleBlocks(img.size, opt.Sample, opt.Seed) {
 		off := n * BlockSize
 		end := min(off+BlockSize, img.size)
 		if !img.seekable {
@@ -76,8 +76,11 @@ func (img *image) readSample(ctx context.Context, out chan<- block, opt Options)
 	}
 }
 
-// sampleBlocks picks ceil(percent% of the blocks) distinct block numbers.
-func sampleBlocks(size int64, percent float64, seed uint64) []int64 {
+// SampleBlocks picks ceil(percent% of the 4 MiB blocks of an image of size
+// bytes), at least one, as ascending block numbers. The same seed gives the
+// same blocks; seed 0 picks a random one. Every source samples with it, so
+// a sample means the same blocks whatever produced it.
+func SampleBlocks(size int64, percent float64, seed uint64) []int64 {
 	nblocks := (size + BlockSize - 1) / BlockSize
 	if percent >= 100 {
 		all := make([]int64, nblocks)
