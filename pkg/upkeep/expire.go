@@ -75,15 +75,11 @@ func canonical(dir string) string {
 // it only reports. It returns the changes.
 func Expire(r *repo.Repo, s schedule.Schedule, dryRun bool, opt Options) ([]schedule.Change, error) {
 	opt.defaults()
-	meta, err := lockMeta(r)
+	meta, revs, err := lockedRevisions(r)
 	if err != nil {
 		return nil, err
 	}
 	defer meta.Unlock()
-	revs, err := r.Revisions()
-	if err != nil {
-		return nil, err
-	}
 	infos := make([]schedule.RevisionInfo, len(revs))
 	byID := make(map[string]*repo.Revision, len(revs))
 	for i, rev := range revs {

@@ -32,15 +32,11 @@ func Tags(r *repo.Repo, spec, action string, tags []string) (*TagsResult, error)
 			}
 		}
 	}
-	meta, err := lockMeta(r)
+	meta, revs, err := lockedRevisions(r)
 	if err != nil {
 		return nil, err
 	}
 	defer meta.Unlock()
-	revs, err := r.Revisions()
-	if err != nil {
-		return nil, err
-	}
 	rev, err := repo.Resolve(revs, spec)
 	if err != nil {
 		return nil, err
@@ -77,15 +73,11 @@ func Tags(r *repo.Repo, spec, action string, tags []string) (*TagsResult, error)
 // The newest revision is the base of the next differential backup, so
 // forgetting it needs force.
 func Forget(r *repo.Repo, spec string, force bool) (*repo.Revision, error) {
-	meta, err := lockMeta(r)
+	meta, revs, err := lockedRevisions(r)
 	if err != nil {
 		return nil, err
 	}
 	defer meta.Unlock()
-	revs, err := r.Revisions()
-	if err != nil {
-		return nil, err
-	}
 	rev, err := repo.Resolve(revs, spec)
 	if err != nil {
 		return nil, err

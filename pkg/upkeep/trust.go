@@ -21,6 +21,21 @@ func lockMeta(r *repo.Repo) (*repo.Lock, error) {
 	return r.WaitLock(repo.LockMeta, false, metaWait)
 }
 
+// lockedRevisions takes the meta lock and lists the revisions under it, so
+// that what a change is based on cannot change before it is saved.
+func lockedRevisions(r *repo.Repo) (*repo.Lock, []*repo.Revision, error) {
+	meta, err := lockMeta(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	revs, err := r.Revisions()
+	if err != nil {
+		meta.Unlock()
+		return nil, nil, err
+	}
+	return meta, revs, nil
+}
+
 // update re-reads each revision under the meta lock (held by the caller)
 // and applies fn to it, saving it when fn reports a change. Revisions
 // removed in the meantime are skipped: a forget that ran first wins.
@@ -68,15 +83,11 @@ func capList(list []string, n int) []string {
 // backy-store re-verifies every chunk it reuses. It returns the revisions
 // it changed (those already distrusted are left as they are).
 func Distrust(r *repo.Repo, sel Selection) ([]*repo.Revision, error) {
-	meta, err := lockMeta(r)
+	meta, revs, err := lockedRevisions(r)
 	if err != nil {
 		return nil, err
 	}
 	defer meta.Unlock()
-	revs, err := r.Revisions()
-	if err != nil {
-		return nil, err
-	}
 	chosen, err := Select(revs, sel)
 	if err != nil {
 		return nil, err
