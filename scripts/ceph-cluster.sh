@@ -176,6 +176,10 @@ osd_op_num_shards = 1
 osd_op_num_threads_per_shard = 2
 osd_max_object_name_len = 256
 osd_max_object_namespace_len = 64
+[client]
+# Every client process gets its own admin socket: concurrent rbd commands
+# sharing one fail to bind it and print "(17) File exists".
+admin_socket = $dir/run/\$name.\$pid.\$cctid.asok
 EOF
 }
 

@@ -76,7 +76,9 @@ func commandError(ctx context.Context, args []string, err error, stderr *tail) e
 	switch {
 	case strings.Contains(msg, "(2) No such file or directory"):
 		sentinel = ErrNotFound
-	case strings.Contains(msg, "(17) File exists"):
+	case strings.Contains(msg, "(17) File exists") && len(args) > 1 && args[0] == "snap" && args[1] == "create":
+		// Only snap create means a snapshot; other EEXISTs (an admin
+		// socket left by another client, say) are plain failures.
 		sentinel = ErrSnapExists
 	}
 	if msg == "" {
