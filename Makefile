@@ -58,9 +58,14 @@ fuzz:
 demo: build
 	@scripts/demo.sh
 
+# File backups against cp, borg and restic (writes docs/benchmarks.md), then
+# backy-nbd against qemu-nbd, then the RBD engines on the test cluster; the
+# last two print their tables (kept in docs/benchmarks-rbd-nbd.md).
 bench: build
 	@scripts/deps.sh --bench
 	@scripts/bench/run.sh
+	@scripts/bench/nbd.sh
+	BACKY_REQUIRE_CEPH=1 $(GO) test -tags '$(TAGS)' -run '^$$' -bench . -benchtime 3x ./pkg/rbd
 
 man: $(MANPAGES)
 
