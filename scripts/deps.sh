@@ -48,7 +48,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 	echo "deps: installing ${missing[*]}" >&2
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+	apt-get install -y -qq "${missing[@]}" >&2
 	exit 0
 fi
 echo "deps: missing Debian packages: ${missing[*]}" >&2
