@@ -27,3 +27,14 @@ func TestZeroRun(t *testing.T) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
 }
+
+func TestIsZero(t *testing.T) {
+	p := make([]byte, 2*MaxDataLength+3)
+	if !IsZero(p) || !IsZero(nil) {
+		t.Fatal("zeros not recognised")
+	}
+	p[len(p)-1] = 1
+	if IsZero(p) {
+		t.Fatal("a non-zero byte past the first block was missed")
+	}
+}

@@ -2,7 +2,6 @@ package rbd
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"sort"
@@ -10,8 +9,6 @@ import (
 	"github.com/backy/backy/pkg/extent"
 	"github.com/backy/backy/pkg/source"
 )
-
-var zeroChunk = make([]byte, ChunkSize)
 
 // emitter is the Sink every engine writes to. It puts the extents into one
 // canonical form, whatever their boundaries were, so that both engines
@@ -82,7 +79,7 @@ func (e *emitter) Data(off int64, p []byte) error {
 		switch {
 		case e.sample != nil:
 			err = e.sample.data(off, p[:n])
-		case bytes.Equal(p[:n], zeroChunk[:n]):
+		case extent.IsZero(p[:n]):
 			err = e.zero.Add(off, off+int64(n))
 		default:
 			if err = e.zero.Flush(); err == nil {
@@ -173,7 +170,7 @@ func (s *sampler) flushUpTo(i int) error {
 		off := s.blocks[s.next] * ChunkSize
 		n := min(ChunkSize, s.e.hdr.Size-off)
 		var err error
-		if s.cur == s.next && !bytes.Equal(s.buf[:n], zeroChunk[:n]) {
+		if s.cur == s.next && !extent.IsZero(s.buf[:n]) {
 			if err = s.e.zero.Flush(); err == nil {
 				err = s.e.w.WriteData(off, s.buf[:n])
 			}

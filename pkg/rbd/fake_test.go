@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/backy/backy/pkg/extent"
 )
 
 // fakeEngine is an in-memory cluster of one pool, for testing Backup's
@@ -121,7 +123,7 @@ func (f *fakeEngine) Diff(ctx context.Context, req DiffRequest, sink Sink) error
 		if off < len(from) {
 			old = from[off:min(off+len(p), len(from))]
 		}
-		if bytes.Equal(p, old) || req.From == "" && bytes.Equal(p, zeroChunk[:len(p)]) {
+		if bytes.Equal(p, old) || req.From == "" && extent.IsZero(p) {
 			continue
 		}
 		if pieces++; f.failAt > 0 && pieces > f.failAt {

@@ -57,7 +57,7 @@ func FuzzConvert(f *testing.F) {
 				t.Fatalf("data record %d+%d spans chunks", rec.Offset, rec.Length)
 			}
 			if rec.Type == extent.Data {
-				if bytes.Equal(rec.Data, zeroChunk[:len(rec.Data)]) {
+				if extent.IsZero(rec.Data) {
 					t.Fatalf("all-zero data record at %d", rec.Offset)
 				}
 				copy(got[rec.Offset:], rec.Data)

@@ -1,10 +1,10 @@
 package repo
 
 import (
-	"bytes"
 	"encoding/hex"
 	"fmt"
 
+	"github.com/backy/backy/pkg/extent"
 	"github.com/zeebo/blake3"
 )
 
@@ -14,8 +14,6 @@ type Hash [32]byte
 
 // ZeroHash marks an all-zero chunk in an index.
 var ZeroHash Hash
-
-var zeroChunk = make([]byte, ChunkSize)
 
 // IsZero reports whether h marks an all-zero chunk.
 func (h Hash) IsZero() bool { return h == ZeroHash }
@@ -40,20 +38,8 @@ func ParseHash(s string) (Hash, error) {
 // HashChunk returns the name of a chunk's content, or ZeroHash when it is
 // all zeros. p must be a whole chunk (ChunkSize bytes).
 func HashChunk(p []byte) Hash {
-	if IsZeroData(p) {
+	if extent.IsZero(p) {
 		return ZeroHash
 	}
 	return Hash(blake3.Sum256(p))
-}
-
-// IsZeroData reports whether p holds only zero bytes.
-func IsZeroData(p []byte) bool {
-	for len(p) > 0 {
-		n := min(len(p), len(zeroChunk))
-		if !bytes.Equal(p[:n], zeroChunk[:n]) {
-			return false
-		}
-		p = p[n:]
-	}
-	return true
 }

@@ -29,7 +29,7 @@ func storeImage(t *testing.T, img []byte) (*repo.Repo, *repo.Revision, *repo.Ind
 	}
 	for off := 0; off < len(img); off += chunk {
 		p := img[off:min(off+chunk, len(img))]
-		if !repo.IsZeroData(p) {
+		if !extent.IsZero(p) {
 			if err := w.WriteData(int64(off), p); err != nil {
 				t.Fatal(err)
 			}

@@ -2,7 +2,6 @@ package source
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"io"
 	"os"
@@ -31,8 +30,6 @@ type block struct {
 	buf []byte
 	err error
 }
-
-var zeroBlock = make([]byte, BlockSize)
 
 // File writes an extent stream of the image at path to out. On any error it
 // returns without writing the END record, so nothing downstream can mistake
@@ -92,7 +89,7 @@ func emit(w *extent.Writer, blocks <-chan block, size int64, fillGaps bool) erro
 		}
 		end := b.off + int64(len(b.buf))
 		var err error
-		if bytes.Equal(b.buf, zeroBlock[:len(b.buf)]) {
+		if extent.IsZero(b.buf) {
 			err = z.Add(b.off, end)
 		} else if err = z.Flush(); err == nil {
 			err = w.WriteData(b.off, b.buf)

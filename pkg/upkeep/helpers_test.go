@@ -68,7 +68,7 @@ func fullStream(t testing.TB, data []byte, snap string) []byte {
 	}
 	for off := 0; off < len(data); off += chunk {
 		p := data[off:min(off+chunk, len(data))]
-		if repo.IsZeroData(p) {
+		if extent.IsZero(p) {
 			err = w.WriteZero(int64(off), int64(len(p)))
 		} else {
 			err = w.WriteData(int64(off), p)

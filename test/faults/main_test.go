@@ -483,7 +483,7 @@ func diffStream(t testing.TB, oldPath, newPath, base, snap string) []byte {
 			flush()
 			continue
 		}
-		zero := repo.IsZeroData(nb)
+		zero := extent.IsZero(nb)
 		if cur != nil && (cur.zero != zero || cur.to != off) {
 			flush()
 		}
