@@ -54,7 +54,7 @@ func storeLocked(ctx context.Context, r *repo.Repo, in io.Reader, opt Options) (
 	if err != nil {
 		return nil, err
 	}
-	p, parent, err := plan(ctx, r, hdr, revs)
+	p, parent, err := plan(r, hdr, revs)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +122,7 @@ func feed(p *pipeline, sr *extent.Reader) error {
 
 // plan checks the stream against the repository and sets up the index:
 // empty for a full stream, the parent's for a differential one.
-func plan(ctx context.Context, r *repo.Repo, hdr extent.Header, revs []*repo.Revision) (*pipeline, *repo.Revision, error) {
+func plan(r *repo.Repo, hdr extent.Header, revs []*repo.Revision) (*pipeline, *repo.Revision, error) {
 	p := &pipeline{r: r, size: hdr.Size}
 	var parent *repo.Revision
 	if len(revs) > 0 {
@@ -146,7 +146,7 @@ func plan(ctx context.Context, r *repo.Repo, hdr extent.Header, revs []*repo.Rev
 		if err != nil {
 			return nil, nil, err
 		}
-		p.differential, p.base, p.baseSize = true, base, base.Size
+		p.base = base
 		p.index = &repo.Index{Size: base.Size, Hashes: append([]repo.Hash(nil), base.Hashes...)}
 		p.index.Resize(hdr.Size)
 	}
