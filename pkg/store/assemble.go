@@ -49,6 +49,8 @@ func (a *assembler) apply(rec *extent.Record) error {
 		}
 		if rec.Type == extent.Data {
 			copy(a.cur.buf[off-base:hi-base], rec.Data[off-rec.Offset:])
+		} else {
+			clear(a.cur.buf[off-base : hi-base])
 		}
 		a.cur.cover(off-base, hi-base)
 		off = hi
@@ -64,6 +66,18 @@ func (j *job) cover(lo, hi int64) {
 	j.covered = append(j.covered, span{lo, hi})
 }
 
+// clearGaps zeroes what the stream did not write, so a reused buffer holds
+// no bytes of an older chunk; a chunk the stream wrote whole (the common
+// case) is not cleared at all.
+func (j *job) clearGaps() {
+	pos := int64(0)
+	for _, s := range j.covered {
+		clear(j.buf[pos:s.lo])
+		pos = s.hi
+	}
+	clear(j.buf[pos:])
+}
+
 // flush hands the current chunk to the workers.
 func (a *assembler) flush() error {
 	j := a.cur
@@ -72,7 +86,8 @@ func (a *assembler) flush() error {
 	}
 	a.cur = nil
 	a.last = j.n
-	j.partial = a.p.differential && !(len(j.covered) == 1 && j.covered[0].lo == 0 && j.covered[0].hi >= a.p.chunkLen(j.n))
+	j.clearGaps()
+	j.partial = a.p.base != nil && !(len(j.covered) == 1 && j.covered[0].lo == 0 && j.covered[0].hi >= a.p.chunkLen(j.n))
 	return a.p.submit(j)
 }
 
@@ -85,7 +100,7 @@ func (a *assembler) finish() error {
 	}
 	p := a.p
 	last := repo.ChunkCount(p.size) - 1
-	if !p.differential || p.size >= p.baseSize || p.size%repo.ChunkSize == 0 || a.last >= last {
+	if p.base == nil || p.size >= p.base.Size || p.size%repo.ChunkSize == 0 || a.last >= last {
 		return nil
 	}
 	if p.index.Hashes[last].IsZero() {
@@ -95,5 +110,7 @@ func (a *assembler) finish() error {
 	if err != nil {
 		return err
 	}
-	return p.submit(&job{n: last, buf: buf, partial: true})
+	j := &job{n: last, buf: buf, partial: true}
+	j.clearGaps()
+	return p.submit(j)
 }

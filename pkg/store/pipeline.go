@@ -20,16 +20,14 @@ type Counters struct {
 
 // pipeline runs the workers that hash, check and compress chunks.
 type pipeline struct {
-	ctx          context.Context
-	r            *repo.Repo
-	batch        repo.Batch
-	index        *repo.Index
-	base         *repo.Index // differential: the parent's index as it was
-	baseSize     int64
-	size         int64
-	differential bool
-	reverify     bool // a distrusted revision exists: check chunks before reuse
-	counters     *Counters
+	ctx      context.Context
+	r        *repo.Repo
+	batch    repo.Batch
+	index    *repo.Index
+	base     *repo.Index // differential streams only: the parent's index as it was
+	size     int64
+	reverify bool // a distrusted revision exists: check chunks before reuse
+	counters *Counters
 
 	jobs     chan *job
 	bufs     chan []byte // free chunk buffers; its capacity bounds memory
@@ -75,8 +73,7 @@ func (p *pipeline) getBuf() ([]byte, error) {
 		if b == nil {
 			return make([]byte, repo.ChunkSize), nil
 		}
-		clear(b)
-		return b, nil
+		return b, nil // holds an old chunk: submit clears what the stream left out
 	case <-p.ctx.Done():
 		return nil, p.stopErr()
 	}

@@ -94,6 +94,13 @@ func TestRoundTripImageKinds(t *testing.T) {
 		"odd size":        {4*MiB + 4097, [][2]int64{{0, 4*MiB + 4097}}},
 		"tiny":            {1, [][2]int64{{0, 1}}},
 		"not 4k multiple": {1000003, [][2]int64{{1000, 5000}}},
+		// Ten whole chunks of data, then ten chunks with a few bytes each:
+		// the chunk buffers are reused, and no byte of an earlier chunk may
+		// show through the gaps of a later one.
+		"reused buffers": {80 * MiB, append([][2]int64{{0, 40 * MiB}},
+			[2]int64{44*MiB + 100, 3}, [2]int64{48*MiB + 9000, 3}, [2]int64{52 * MiB, 1},
+			[2]int64{56*MiB + 4095, 2}, [2]int64{60*MiB + 1, 1}, [2]int64{64*MiB + 77777, 5},
+			[2]int64{68 * MiB, 1}, [2]int64{72*MiB + 12, 1}, [2]int64{76*MiB + 500000, 1})},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
