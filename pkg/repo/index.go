@@ -66,7 +66,7 @@ func (ix *Index) UnmarshalBinary(b []byte) error {
 	if crc32.Checksum(b[:32], castagnoli) != binary.BigEndian.Uint32(b[32:]) {
 		return fmt.Errorf("%w: header checksum", ErrCorruptIndex)
 	}
-	if binary.BigEndian.Uint32(b[36:]) != 0 {
+	if binary.BigEndian.Uint32(b[36:]) != 0 || binary.BigEndian.Uint16(b[10:]) != 0 {
 		return fmt.Errorf("%w: reserved bytes set", ErrCorruptIndex)
 	}
 	if v := binary.BigEndian.Uint16(b[8:]); v != FormatVersion {
