@@ -13,15 +13,7 @@ import (
 // same 256 MiB from a plain file: the target is that the terabyte of holes
 // costs nothing.
 func BenchmarkSparseExtract(b *testing.B) {
-	data := map[int64][]byte{}
-	block := make([]byte, BlockSize)
-	for i := range block {
-		block[i] = byte(i*31 + 1)
-	}
-	for i := int64(0); i < 64; i++ {
-		data[i*(1<<40/64)] = block
-	}
-	p := sparseFile(b, 1<<40, data)
+	p := blockImage(b, 1<<40)
 	b.SetBytes(64 * BlockSize)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -32,15 +24,7 @@ func BenchmarkSparseExtract(b *testing.B) {
 }
 
 func BenchmarkReadData(b *testing.B) {
-	data := map[int64][]byte{}
-	block := make([]byte, BlockSize)
-	for i := range block {
-		block[i] = byte(i*31 + 1)
-	}
-	for i := int64(0); i < 64; i++ {
-		data[i*BlockSize] = block
-	}
-	p := sparseFile(b, 64*BlockSize, data)
+	p := blockImage(b, 64*BlockSize)
 	buf := make([]byte, BlockSize)
 	b.SetBytes(64 * BlockSize)
 	b.ResetTimer()
@@ -62,15 +46,7 @@ func BenchmarkReadData(b *testing.B) {
 // BenchmarkSparseExtract: the two should run at the same rate, showing
 // that the terabyte of holes costs nothing.
 func BenchmarkDenseExtract(b *testing.B) {
-	data := map[int64][]byte{}
-	block := make([]byte, BlockSize)
-	for i := range block {
-		block[i] = byte(i*31 + 1)
-	}
-	for i := int64(0); i < 64; i++ {
-		data[i*BlockSize] = block
-	}
-	p := sparseFile(b, 64*BlockSize, data)
+	p := blockImage(b, 64*BlockSize)
 	b.SetBytes(64 * BlockSize)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -78,4 +54,19 @@ func BenchmarkDenseExtract(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// blockImage makes a file of size bytes holding 64 blocks of data spread
+// evenly over it (back to back when size is 64 blocks), holes elsewhere.
+func blockImage(b *testing.B, size int64) string {
+	b.Helper()
+	block := make([]byte, BlockSize)
+	for i := range block {
+		block[i] = byte(i*31 + 1)
+	}
+	data := map[int64][]byte{}
+	for i := int64(0); i < 64; i++ {
+		data[i*(size/64)] = block
+	}
+	return sparseFile(b, size, data)
 }
