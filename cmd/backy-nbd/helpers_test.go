@@ -4,15 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"fmt"
-	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -270,33 +267,12 @@ func sameFiles(t *testing.T, a, b string) {
 	}
 }
 
-// treeHash digests every file name and content under dir (lock files
-// excepted: they hold a pid), to prove a repository unchanged.
+// treeHash digests a repository (clitest.TreeDigest) to prove it unchanged.
 func treeHash(t *testing.T, dir string) string {
 	t.Helper()
-	var lines []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if rel == "locks" {
-			return filepath.SkipDir
-		}
-		if d.IsDir() {
-			lines = append(lines, rel+"/")
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		lines = append(lines, fmt.Sprintf("%s %x", rel, sha256.Sum256(b)))
-		return nil
-	})
+	digest, err := clitest.TreeDigest(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sort.Strings(lines)
-	return strings.Join(lines, "\n")
+	return digest
 }

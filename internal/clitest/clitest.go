@@ -181,14 +181,21 @@ func corruptchunk(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(os.WriteFile(files[n], b, 0o444))
 }
 
-// treehash DIR FILE: write a digest of every file name and content under
-// DIR (lock files excepted, their content is a pid) to FILE, so a script
-// can prove with cmp that a failed command changed nothing.
+// treehash DIR FILE: write TreeDigest(DIR) to FILE, so a script can prove
+// with cmp that a failed command changed nothing.
 func treehash(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 2 {
 		ts.Fatalf("usage: treehash DIR FILE")
 	}
-	root := ts.MkAbs(args[0])
+	digest, err := TreeDigest(ts.MkAbs(args[0]))
+	ts.Check(err)
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(digest), 0o644))
+}
+
+// TreeDigest lists every directory and file under root with the SHA-256 of
+// its content, one per line in name order, leaving out locks/ (its files
+// come and go with every command and hold a pid).
+func TreeDigest(root string) (string, error) {
 	var lines []string
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -196,7 +203,7 @@ func treehash(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		rel, _ := filepath.Rel(root, p)
 		if rel == "locks" {
-			return filepath.SkipDir // lock files come and go with every command
+			return filepath.SkipDir
 		}
 		if d.IsDir() {
 			lines = append(lines, rel+"/")
@@ -209,9 +216,11 @@ func treehash(ts *testscript.TestScript, neg bool, args []string) {
 		lines = append(lines, fmt.Sprintf("%s %x", rel, sha256.Sum256(b)))
 		return nil
 	})
-	ts.Check(err)
+	if err != nil {
+		return "", err
+	}
 	sort.Strings(lines)
-	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(strings.Join(lines, "\n")+"\n"), 0o644))
+	return strings.Join(lines, "\n") + "\n", nil
 }
 
 // BinDir is where Main put the other commands, for Params.
