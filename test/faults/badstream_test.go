@@ -87,8 +87,8 @@ func TestBadStreamVectors(t *testing.T) {
 	if r := storeStream(t, filepath.Join(empty, "new"), nil); r.code == 0 {
 		t.Fatalf("an empty stdin made a revision")
 	}
-	if _, err := os.Stat(filepath.Join(empty, "new", "revisions")); err == nil {
-		t.Logf("finding: a refused stream into a new directory still creates an empty repository there")
+	if _, err := os.Stat(filepath.Join(empty, "new")); err == nil {
+		t.Fatalf("a refused stream into a new directory left a repository there")
 	}
 }
 
