@@ -12,12 +12,11 @@ import (
 
 // decoded is everything a Reader made of a stream.
 type decoded struct {
-	hdr     extent.Header
-	hdrOK   bool // NewReader succeeded
-	recs    []extent.Record
-	sum     extent.Summary
-	read    int64
-	records int // calls to Next that returned a record
+	hdr   extent.Header
+	hdrOK bool // NewReader succeeded
+	recs  []extent.Record
+	sum   extent.Summary
+	read  int64
 }
 
 // decode reads a whole stream and returns the error that ended it: io.EOF

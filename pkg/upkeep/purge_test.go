@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -239,6 +238,6 @@ func TestStoreAndPurgeConcurrently(t *testing.T) {
 		t.Fatalf("%d revisions, want %d", len(revs), len(committed))
 	}
 	if purged == 0 {
-		t.Error(fmt.Sprint("purge never removed anything: the test did not race"))
+		t.Error("purge never removed anything: the test did not race")
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -88,7 +87,7 @@ func TestMain(m *testing.M) {
 func build(dir string) error {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return fmt.Errorf("the go command is needed to build the binaries: %w", err)
 	}
 	out, err := exec.Command(goBin, "env", "GOMOD").Output()
 	if err != nil {
@@ -185,11 +184,9 @@ func storeStream(t testing.TB, dir string, stream []byte, tags ...string) result
 // pipeline is `backy-extract file IMG | backy-store -b DIR --tags TAG`,
 // started; the store half can be killed.
 type pipeline struct {
-	extract, store      *exec.Cmd
-	extErr, out, errb   bytes.Buffer
-	extractCode, stCode int
-	storeDone, extrDone bool
-	started             time.Time
+	extract, store    *exec.Cmd
+	extErr, out, errb bytes.Buffer
+	started           time.Time
 }
 
 func startBackup(t testing.TB, dir, img, snap string, tags ...string) *pipeline {
