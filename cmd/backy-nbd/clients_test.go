@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backy/backy/internal/nbdtest"
 	"github.com/backy/backy/pkg/repo"
 )
 
@@ -116,34 +117,6 @@ func TestQemuImgCompare(t *testing.T) {
 	}
 }
 
-// dumpLine matches the hex dump of qemu-io "read -v".
-var dumpLine = regexp.MustCompile(`(?m)^([0-9a-f]{8}):  ((?:[0-9a-f]{2} )+) `)
-
-func qemuIODump(out string) map[int64]byte {
-	got := map[int64]byte{}
-	for _, m := range dumpLine.FindAllStringSubmatch(out, -1) {
-		off, _ := strconv.ParseInt(m[1], 16, 64)
-		for i, h := range strings.Fields(m[2]) {
-			b, _ := strconv.ParseUint(h, 16, 8)
-			got[off+int64(i)] = byte(b)
-		}
-	}
-	return got
-}
-
-func checkDump(t *testing.T, what string, got map[int64]byte, off, n int64, want []byte) {
-	t.Helper()
-	for i := off; i < off+n; i++ {
-		b, ok := got[i]
-		if !ok {
-			t.Fatalf("%s: byte %d missing from qemu-io output", what, i)
-		}
-		if b != want[i] {
-			t.Fatalf("%s: byte %d is %#x, want %#x", what, i, b, want[i])
-		}
-	}
-}
-
 func TestQemuIORandomReads(t *testing.T) {
 	qemuIO := needTool(t, "qemu-io")
 	f := getFixture(t)
@@ -162,9 +135,9 @@ func TestQemuIORandomReads(t *testing.T) {
 		spans = append(spans, span{off, n})
 		args = append(args, "-c", fmt.Sprintf("read -v %d %d", off, n))
 	}
-	got := qemuIODump(mustRun(t, qemuIO, args...))
+	got := nbdtest.QemuIODump(mustRun(t, qemuIO, args...))
 	for _, sp := range spans {
-		checkDump(t, fmt.Sprintf("read %d+%d", sp.off, sp.n), got, sp.off, sp.n, data)
+		nbdtest.CheckDump(t, fmt.Sprintf("read %d+%d", sp.off, sp.n), got, sp.off, sp.n, data)
 	}
 	if _, err := client(t, qemuIO, "-f", "raw", "-c", "write 0 512", s.uri("latest")); err == nil {
 		t.Error("qemu-io opened a read-only export for writing")
@@ -289,13 +262,13 @@ func TestCorruptChunk(t *testing.T) {
 	if !strings.Contains(stdout, "read failed: Input/output error") {
 		t.Errorf("qemu-io read of the corrupt chunk did not fail:\n%s", stdout)
 	}
-	got := qemuIODump(stdout)
+	got := nbdtest.QemuIODump(stdout)
 	for i := int64(1024); i < 1024+4096; i++ {
 		if _, ok := got[i]; ok {
 			t.Fatalf("qemu-io printed byte %d of a failed read", i)
 		}
 	}
-	checkDump(t, "good chunk", got, goodOff, 4096, data)
+	nbdtest.CheckDump(t, "good chunk", got, goodOff, 4096, data)
 	want := regexp.MustCompile(`level=ERROR msg="request failed" .*err=".*repo: corrupt chunk ` + bad.String() + `: .*\(revision ` + f.id["new"] + `, chunk 0 at offset 0\)"`)
 	if !want.MatchString(s.logText()) {
 		t.Errorf("the log does not name the chunk, revision and offset:\n%s", s.logText())
@@ -330,14 +303,14 @@ func TestCOW(t *testing.T) {
 	}
 	args = append(args, "-c", "flush", "-c", "read -v 0 8192",
 		"-c", fmt.Sprintf("read -v %d 4096", repo.ChunkSize-2048), "-c", fmt.Sprintf("read -v %d 4096", size-4096))
-	got := qemuIODump(mustRun(t, qemuIO, args...))
-	checkDump(t, "after writes", got, 0, 8192, model)
-	checkDump(t, "after writes, across chunks", got, repo.ChunkSize-2048, 4096, model)
-	checkDump(t, "after writes, tail", got, size-4096, 4096, model)
+	got := nbdtest.QemuIODump(mustRun(t, qemuIO, args...))
+	nbdtest.CheckDump(t, "after writes", got, 0, 8192, model)
+	nbdtest.CheckDump(t, "after writes, across chunks", got, repo.ChunkSize-2048, 4096, model)
+	nbdtest.CheckDump(t, "after writes, tail", got, size-4096, 4096, model)
 
-	got = qemuIODump(mustRun(t, qemuIO, "-r", "-f", "raw", uri, "-c", "read -v 0 8192", "-c", fmt.Sprintf("read -v %d 4096", size-4096)))
-	checkDump(t, "next connection", got, 0, 8192, orig)
-	checkDump(t, "next connection, tail", got, size-4096, 4096, orig)
+	got = nbdtest.QemuIODump(mustRun(t, qemuIO, "-r", "-f", "raw", uri, "-c", "read -v 0 8192", "-c", fmt.Sprintf("read -v %d 4096", size-4096)))
+	nbdtest.CheckDump(t, "next connection", got, 0, 8192, orig)
+	nbdtest.CheckDump(t, "next connection, tail", got, size-4096, 4096, orig)
 
 	if err := s.stop(); err != nil {
 		t.Fatal(err)

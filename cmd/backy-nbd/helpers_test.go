@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/backy/backy/internal/clitest"
+	"github.com/backy/backy/internal/nbdtest"
 )
 
 // fixture is a repository made by the real pipeline from two ext4 images
@@ -228,28 +228,15 @@ func (s *server) logText() string {
 
 func (s *server) uri(export string) string { return "nbd://" + s.addr + "/" + export }
 
-// client runs a client with a timeout and returns its stdout; stderr is in the
-// error.
+// client and mustRun start a client with a time limit (internal/nbdtest).
 func client(t testing.TB, name string, args ...string) (string, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("%s %s: %w: %s", filepath.Base(name), strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return stdout.String(), nil
+	return nbdtest.Run(name, args...)
 }
 
 func mustRun(t testing.TB, name string, args ...string) string {
 	t.Helper()
-	out, err := client(t, name, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return nbdtest.MustRun(t, name, args...)
 }
 
 func sameFiles(t *testing.T, a, b string) {

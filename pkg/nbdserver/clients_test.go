@@ -14,11 +14,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/backy/backy/internal/nbdtest"
 	"time"
 )
 
@@ -105,36 +106,6 @@ func TestQemuImgCompare(t *testing.T) {
 	}
 }
 
-// qemuIODump parses the hex dumps of qemu-io "read -v" into offset -> bytes.
-var dumpLine = regexp.MustCompile(`(?m)^([0-9a-f]{8}):  ((?:[0-9a-f]{2} )+) `)
-
-func qemuIODump(t *testing.T, out string) map[int64]byte {
-	t.Helper()
-	got := map[int64]byte{}
-	for _, m := range dumpLine.FindAllStringSubmatch(out, -1) {
-		off, _ := strconv.ParseInt(m[1], 16, 64)
-		for i, h := range strings.Fields(m[2]) {
-			b, _ := strconv.ParseUint(h, 16, 8)
-			got[off+int64(i)] = byte(b)
-		}
-	}
-	return got
-}
-
-// checkDump compares the dumped bytes of [off, off+n) with want.
-func checkDump(t *testing.T, what string, got map[int64]byte, off, n int64, want []byte) {
-	t.Helper()
-	for i := off; i < off+n; i++ {
-		b, ok := got[i]
-		if !ok {
-			t.Fatalf("%s: byte %d missing from qemu-io output", what, i)
-		}
-		if b != want[i] {
-			t.Fatalf("%s: byte %d is %#x, want %#x", what, i, b, want[i])
-		}
-	}
-}
-
 func TestQemuIORandomReads(t *testing.T) {
 	qemuIO := needTool(t, "qemu-io", "qemu-utils")
 	cs := setupClients(t, Options{})
@@ -153,9 +124,9 @@ func TestQemuIORandomReads(t *testing.T) {
 	spans = append(spans, span{int64(len(data)) - 777, 777})
 	args = append(args, "-c", fmt.Sprintf("read -v %d 777", len(data)-777))
 	out := mustRun(t, qemuIO, args...)
-	got := qemuIODump(t, out)
+	got := nbdtest.QemuIODump(out)
 	for _, s := range spans {
-		checkDump(t, fmt.Sprintf("read %d+%d", s.off, s.n), got, s.off, s.n, data)
+		nbdtest.CheckDump(t, fmt.Sprintf("read %d+%d", s.off, s.n), got, s.off, s.n, data)
 	}
 	// Read-only: qemu-io opening for writing is refused.
 	if _, err := run(t, qemuIO, "-f", "raw", "-c", "write 0 512", nbdURI(cs.addr, "1111aaaa")); err == nil {
@@ -242,9 +213,9 @@ func TestReadErrorClients(t *testing.T) {
 	if !strings.Contains(stdout, "read failed: Input/output error") {
 		t.Errorf("qemu-io read over the bad chunk did not fail:\n%s", stdout)
 	}
-	got := qemuIODump(t, stdout)
-	checkDump(t, "before", got, 0, 4096, data)
-	checkDump(t, "after", got, bad+4096, 4096, data)
+	got := nbdtest.QemuIODump(stdout)
+	nbdtest.CheckDump(t, "before", got, 0, 4096, data)
+	nbdtest.CheckDump(t, "after", got, bad+4096, 4096, data)
 	for i := int64(bad - 100); i < bad-100+4096; i++ {
 		if _, ok := got[i]; ok {
 			t.Fatalf("qemu-io printed byte %d of a failed read", i)
@@ -275,15 +246,15 @@ func TestCOWQemuIO(t *testing.T) {
 	}
 	args = append(args, "-c", "flush", "-c", "read -v 0 16384", "-c", fmt.Sprintf("read -v %d 4096", size-4096))
 	stdout := mustRun(t, qemuIO, args...)
-	got := qemuIODump(t, stdout)
-	checkDump(t, "after writes", got, 0, 16384, model)
-	checkDump(t, "after writes, tail", got, size-4096, 4096, model)
+	got := nbdtest.QemuIODump(stdout)
+	nbdtest.CheckDump(t, "after writes", got, 0, 16384, model)
+	nbdtest.CheckDump(t, "after writes, tail", got, size-4096, 4096, model)
 
 	// A new connection sees the revision as it is.
 	stdout = mustRun(t, qemuIO, "-r", "-f", "raw", uri, "-c", "read -v 0 16384", "-c", fmt.Sprintf("read -v %d 4096", size-4096))
-	got = qemuIODump(t, stdout)
-	checkDump(t, "reconnected", got, 0, 16384, orig)
-	checkDump(t, "reconnected, tail", got, size-4096, 4096, orig)
+	got = nbdtest.QemuIODump(stdout)
+	nbdtest.CheckDump(t, "reconnected", got, 0, 16384, orig)
+	nbdtest.CheckDump(t, "reconnected, tail", got, size-4096, 4096, orig)
 
 	sameFile(t, orig, cs.path[id])
 	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/backy/backy/internal/nbdtest"
 	"time"
 )
 
@@ -200,29 +202,15 @@ func needTool(t testing.TB, bin, pkg string) string {
 	return ""
 }
 
-// run runs a command with a timeout and returns its stdout; stderr is in the
-// error.
+// run and mustRun start a client with a time limit (internal/nbdtest).
 func run(t testing.TB, name string, args ...string) (string, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	if err != nil {
-		return stdout.String(), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return stdout.String(), nil
+	return nbdtest.Run(name, args...)
 }
 
 func mustRun(t testing.TB, name string, args ...string) string {
 	t.Helper()
-	out, err := run(t, name, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return nbdtest.MustRun(t, name, args...)
 }
 
 // makeImage writes a file of pseudo-random data with some zero stretches and
