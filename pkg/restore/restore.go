@@ -61,12 +61,14 @@ func ToPath(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Inde
 	if err := f.Truncate(ix.Size); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	err = each(ctx, r, rev, ix, opt.Workers, func(off, length int64, data []byte) error {
-		if data == nil {
-			return nil // leave a hole
-		}
-		return writeAtInPieces(f, data, off)
+	fw := newFileWriter(f)
+	// Zero chunks are left as holes: eachData skips them.
+	err = eachData(ctx, r, rev, ix, opt.Workers, func(off int64, data []byte) error {
+		return fw.writeChunk(data, off)
 	})
+	if cerr := fw.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("restore: %w", cerr)
+	}
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,120 @@
+package restore_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/backy/backy/pkg/repo"
+	"github.com/backy/backy/pkg/restore"
+	"golang.org/x/sys/unix"
+)
+
+// pagedImage is three chunks and an unaligned tail: random bytes with a run
+// of zero pages inside chunk 0, chunk 1 all zero, chunk 2 random and a
+// 5000-byte tail, so a restore meets every kind of write there is.
+func pagedImage() []byte {
+	img := make([]byte, 3*chunk+5000)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range img {
+		img[i] = byte(rng.Uint32() | 1)
+	}
+	clear(img[10*4096 : 20*4096])
+	clear(img[chunk : 2*chunk])
+	return img
+}
+
+func TestToPathHolesAndTail(t *testing.T) {
+	img := pagedImage()
+	r, rev, ix := storeImage(t, img)
+	for _, workers := range []int{0, 1, 3} {
+		t.Run(fmt.Sprint("workers=", workers), func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "out.img")
+			// An existing target is replaced, never read or patched.
+			if err := os.WriteFile(out, bytes.Repeat([]byte{0xff}, 3*chunk), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := restore.ToPath(context.Background(), r, rev, ix, out, restore.Options{Workers: workers}); err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, img) {
+				t.Fatalf("restored %d bytes differ from the %d-byte image", len(got), len(img))
+			}
+			for _, hole := range []int64{10 * 4096, chunk} {
+				if next := seekData(t, out, hole); next <= hole {
+					t.Errorf("offset %d holds data, want a hole (next data at %d)", hole, next)
+				}
+			}
+			if next := seekData(t, out, 9*4096); next != 9*4096 {
+				t.Errorf("next data after offset %d is at %d, want it there", 9*4096, next)
+			}
+			leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(out), ".out.img.backy-*"))
+			if len(leftovers) != 0 {
+				t.Errorf("temporary files left: %v", leftovers)
+			}
+		})
+	}
+}
+
+// seekData returns SEEK_DATA from off in the file at path.
+func seekData(t *testing.T, path string, off int64) int64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	n, err := unix.Seek(int(f.Fd()), off, unix.SEEK_DATA)
+	if err != nil {
+		t.Fatalf("SEEK_DATA %d: %v", off, err)
+	}
+	return n
+}
+
+func TestToPathCorruptChunkLeavesTargetAlone(t *testing.T) {
+	img := pagedImage()
+	r, rev, ix := storeImage(t, img)
+	files, _ := filepath.Glob(filepath.Join(r.Dir, "chunks", "*", "*"))
+	if len(files) != 3 {
+		t.Fatalf("%d chunk files, want 3", len(files))
+	}
+	damaged := files[0]
+	b, err := os.ReadFile(damaged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x40
+	os.Chmod(damaged, 0o644)
+	if err := os.WriteFile(damaged, b, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out.img")
+	before := []byte("the old image\n")
+	if err := os.WriteFile(out, before, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = restore.ToPath(context.Background(), r, rev, ix, out, restore.Options{})
+	if !errors.Is(err, repo.ErrCorruptChunk) {
+		t.Fatalf("error %v, want a corrupt chunk", err)
+	}
+	if !strings.Contains(err.Error(), "revision "+rev.ID) || !strings.Contains(err.Error(), "at offset") {
+		t.Errorf("error %q does not name the revision and the offset", err)
+	}
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, before) {
+		t.Errorf("the target changed to %d bytes", len(got))
+	}
+	leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(out), ".out.img.backy-*"))
+	if len(leftovers) != 0 {
+		t.Errorf("temporary files left: %v", leftovers)
+	}
+}

@@ -1,0 +1,71 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/backy/backy/pkg/repo"
+)
+
+// eachData calls fn for every non-zero chunk of ix with its verified bytes
+// inside the image, from several goroutines at once and in no particular
+// order. It is for targets written at explicit offsets (files and block
+// devices), where a worker that waits for its write to reach the disk
+// should not hold up the others: several writes are then in flight, which
+// the ordered each cannot give. The first error stops the rest and is
+// returned.
+func eachData(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Index, workers int,
+	fn func(off int64, data []byte) error) error {
+	if workers <= 0 {
+		// Twice the cores: while half the workers wait for their writes,
+		// the others decompress and verify.
+		workers = 2 * runtime.GOMAXPROCS(0)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	jobs := make(chan int64)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, repo.ChunkSize)
+			for n := range jobs {
+				if err := writeOne(r, rev, ix, buf, n, fn); err != nil {
+					cancel(err)
+				}
+			}
+		}()
+	}
+feed:
+	for n, h := range ix.Hashes {
+		if h.IsZero() {
+			continue
+		}
+		select {
+		case jobs <- int64(n):
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return ctx.Err()
+}
+
+// writeOne fetches chunk n into buf and hands it to fn.
+func writeOne(r *repo.Repo, rev *repo.Revision, ix *repo.Index, buf []byte, n int64,
+	fn func(off int64, data []byte) error) error {
+	data, err := r.ReadChunk(buf, ix.Hashes[n])
+	if err != nil {
+		return fmt.Errorf("%w (revision %s, chunk %d at offset %d)", err, rev.ID, n, n*repo.ChunkSize)
+	}
+	off := n * repo.ChunkSize
+	return fn(off, data[:min(repo.ChunkSize, ix.Size-off)])
+}
