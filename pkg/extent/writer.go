@@ -63,6 +63,12 @@ func (w *Writer) WriteZero(off, length int64) error {
 }
 
 func (w *Writer) writeRecord(t RecordType, off, length int64, p []byte) error {
+	return w.writeRecordSum(t, off, length, p, 0, false)
+}
+
+// writeRecordSum writes a record; with summed, crc is the record checksum
+// already computed by the caller (see DataSum).
+func (w *Writer) writeRecordSum(t RecordType, off, length int64, p []byte, crc uint32, summed bool) error {
 	switch {
 	case length <= 0:
 		return fmt.Errorf("%w: empty %s record at offset %d", ErrBadRecord, t, off)
@@ -75,8 +81,10 @@ func (w *Writer) writeRecord(t RecordType, off, length int64, p []byte) error {
 	}
 	h := w.rhdr[:]
 	putRecordHeader(h, t, off, length)
-	crc := crc32.Update(0, castagnoli, h[:20])
-	crc = crc32.Update(crc, castagnoli, p)
+	if !summed {
+		crc = crc32.Update(0, castagnoli, h[:20])
+		crc = crc32.Update(crc, castagnoli, p)
+	}
 	binary.BigEndian.PutUint32(h[20:], crc)
 	if _, err := w.w.Write(h); err != nil {
 		return err

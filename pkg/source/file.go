@@ -28,6 +28,7 @@ type Options struct {
 type block struct {
 	off int64
 	buf []byte
+	sum extent.DataSum // of the data record buf would be
 	err error
 }
 
@@ -92,7 +93,7 @@ func emit(w *extent.Writer, blocks <-chan block, size int64, fillGaps bool) erro
 		if extent.IsZero(b.buf) {
 			err = z.Add(b.off, end)
 		} else if err = z.Flush(); err == nil {
-			err = w.WriteData(b.off, b.buf)
+			err = w.WriteSummed(b.off, b.buf, b.sum)
 		}
 		putBuf(b.buf)
 		if err != nil {

@@ -2,6 +2,8 @@ package source
 
 import (
 	"context"
+
+	"github.com/backy/backy/pkg/extent"
 	"math/rand/v2"
 	"sort"
 	"sync"
@@ -45,14 +47,24 @@ func (img *image) readAll(ctx context.Context, out chan<- block) {
 	}
 }
 
-// readBlock reads [off, end) and sends it; it reports whether to go on.
+// readPiece is how much readBlock reads before checksumming it: small
+// enough that the bytes are still in the CPU cache (see extent.DataSum).
+const readPiece = 256 << 10
+
+// readBlock reads [off, end) and its record checksum and sends them; it
+// reports whether to go on.
 func (img *image) readBlock(ctx context.Context, out chan<- block, off, end int64) bool {
 	buf := getBuf(int(end - off))
-	if err := img.readFull(buf, off); err != nil {
-		send(ctx, out, block{err: err})
-		return false
+	sum := extent.NewDataSum(off, end-off)
+	for p := 0; p < len(buf); p += readPiece {
+		piece := buf[p:min(p+readPiece, len(buf))]
+		if err := img.readFull(piece, off+int64(p)); err != nil {
+			send(ctx, out, block{err: err})
+			return false
+		}
+		sum.Write(piece)
 	}
-	return send(ctx, out, block{off: off, buf: buf})
+	return send(ctx, out, block{off: off, buf: buf, sum: sum})
 }
 
 // readSample reads a random selection of whole blocks, in ascending order.
