@@ -158,6 +158,34 @@ if [ "$huge" != 0 ]; then
 	rm -rf "$h" "$W/repo-huge" "$W/huge-out.img" "$W"/rss.*
 fi
 
+# ---- per-core rates of backy's chunk work on this image ----
+# BenchmarkChunkCodec runs hash, compress and decompress+verify on one core
+# over the image's own 4 MiB blocks. Multiplied out over the data and the
+# cores they give a floor under any arrangement of the pipeline.
+codec_lines=""
+rate() { awk -v n="$1" '$1 ~ "^BenchmarkChunkCodec/" n "-" { for (i = 1; i < NF; i++) if ($(i + 1) == "MB/s") print $i }' "$W/codec.txt"; }
+if (cd "$root" && BACKY_BENCH_IMAGE=$img go test -run '^$' -bench ChunkCodec -benchtime 40x ./pkg/repo) >"$W/codec.txt" 2>&1; then
+	cores_n=$(nproc)
+	data_mb=$(awk -v m="$alloc_mib" 'BEGIN { printf "%.0f", m * 1048576 / 1e6 }')
+	r_hash=$(rate hash) r_comp=$(rate compress) r_dec=$(rate 'decompress[+]verify')
+	ratio_c=$(awk '$1 ~ "^BenchmarkChunkCodec/compress-" { for (i = 1; i < NF; i++) if ($(i + 1) == "ratio") print $i }' "$W/codec.txt")
+	floor() { awk -v d="$data_mb" -v c="$cores_n" -v h="$r_hash" -v z="$r_comp" -v x="$r_dec" -v w="$1" \
+		'BEGIN { t = (w == "full") ? 1 / h + 1 / z : (w == "hash") ? 1 / h : 1 / x; printf "%.2f", d * t / c }'; }
+	codec_lines=$(
+		printf '| hash (BLAKE3) | %s MB/s |\n' "$r_hash"
+		printf '| compress (zstd as backy-store sets it; ratio %s) | %s MB/s |\n' "$ratio_c" "$r_comp"
+		printf '| decompress and verify | %s MB/s |\n' "$r_dec"
+		echo
+		echo "Floors for the $data_mb MB of data on $cores_n cores, counting only this work (no reading, checksums, pipe or writes):"
+		echo
+		printf -- '- full backup (hash and compress every byte): %s s\n' "$(floor full)"
+		printf -- '- unchanged re-backup (hash every byte): %s s\n' "$(floor hash)"
+		printf -- '- restore (decompress and verify every byte): %s s\n' "$(floor dec)"
+	)
+else
+	log "BenchmarkChunkCodec failed: $(tail -3 "$W/codec.txt")"
+fi
+
 # ---- report ----
 med() { # med TOOL STEP COLUMN
 	awk -F'\t' -v t="$1" -v s="$2" -v c="$3" '$1 == t && $2 == s { print $c }' "$res" | sort -g |
@@ -267,6 +295,19 @@ EOF
 | image | backup time | backy-extract peak RSS | backy-store peak RSS | restore time | backy-restore peak RSS |
 | --- | ---: | ---: | ---: | ---: | ---: |
 $huge_line
+EOF
+	fi
+	if [ -n "$codec_lines" ]; then
+		cat <<EOF
+
+## Per-core rates on this image (the floor under any pipeline)
+
+\`BACKY_BENCH_IMAGE=vm.img go test -run '^\$' -bench ChunkCodec -benchtime 40x ./pkg/repo\`:
+one core, 40 of the image's non-zero 4 MiB blocks.
+
+| work | one core |
+| --- | ---: |
+$codec_lines
 EOF
 	fi
 	cat <<EOF
