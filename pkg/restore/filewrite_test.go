@@ -7,10 +7,10 @@ import (
 	"testing"
 )
 
-// TestFileWriterPaths writes the same chunk through every path a piece can
+// TestTargetWriterPaths writes the same chunk through every path a piece can
 // take: O_DIRECT, no O_DIRECT descriptor at all (a file system that refuses
 // it), and a buffer that is not page aligned.
-func TestFileWriterPaths(t *testing.T) {
+func TestTargetWriterPaths(t *testing.T) {
 	data := make([]byte, 3*holePage+100)
 	for i := range data {
 		data[i] = byte(i%251 + 1)
@@ -39,7 +39,7 @@ func TestFileWriterPaths(t *testing.T) {
 			if err := f.Truncate(off + int64(len(data)) + 7); err != nil {
 				t.Fatal(err)
 			}
-			w := newFileWriter(f)
+			w := newTargetWriter(f)
 			if !c.direct {
 				w.Close()
 				w.direct = nil

@@ -61,7 +61,7 @@ func ToPath(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Inde
 	if err := f.Truncate(ix.Size); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	fw := newFileWriter(f)
+	fw := newTargetWriter(f)
 	// Zero chunks are left as holes: eachData skips them.
 	err = eachData(ctx, r, rev, ix, opt.Workers, func(off int64, data []byte) error {
 		return fw.writeChunk(data, off)
@@ -98,20 +98,45 @@ func toDevice(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.In
 	if int64(size) < ix.Size {
 		return fmt.Errorf("%w: %s has %d bytes, the image %d", ErrTargetTooSmall, path, size, ix.Size)
 	}
-	err = each(ctx, r, rev, ix, opt.Workers, func(off, length int64, data []byte) error {
-		if data == nil {
-			if zeroOut(f, off, length) == nil {
-				return nil
-			}
-			data = zeros[:length]
-		}
-		_, err := f.WriteAt(data, off)
-		return err
+	if err := zeroChunks(f, ix); err != nil {
+		return fmt.Errorf("restore: %s: %w", path, err)
+	}
+	w := newTargetWriter(f)
+	err = eachData(ctx, r, rev, ix, opt.Workers, func(off int64, data []byte) error {
+		return w.writeRun(data, off) // a device has no holes: zero pages too
 	})
+	if cerr := w.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("restore: %w", cerr)
+	}
 	if err != nil {
 		return err
 	}
 	return f.Sync()
+}
+
+// zeroChunks zeroes every run of zero chunks of ix on a device, with
+// BLKZEROOUT where the device supports it and by writing zeros elsewhere.
+func zeroChunks(f *os.File, ix *repo.Index) error {
+	for n := int64(0); n < int64(len(ix.Hashes)); n++ {
+		if !ix.Hashes[n].IsZero() {
+			continue
+		}
+		m := n
+		for m < int64(len(ix.Hashes)) && ix.Hashes[m].IsZero() {
+			m++
+		}
+		off := n * repo.ChunkSize
+		end := min(m*repo.ChunkSize, ix.Size)
+		if zeroOut(f, off, end-off) != nil {
+			for p := off; p < end; p += repo.ChunkSize {
+				if _, err := f.WriteAt(zeros[:min(repo.ChunkSize, end-p)], p); err != nil {
+					return err
+				}
+			}
+		}
+		n = m
+	}
+	return nil
 }
 
 // zeroOut asks the device to zero a range without sending the zeros.

@@ -16,11 +16,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// pagedImage is three chunks and an unaligned tail: random bytes with a run
-// of zero pages inside chunk 0, chunk 1 all zero, chunk 2 random and a
-// 5000-byte tail, so a restore meets every kind of write there is.
-func pagedImage() []byte {
-	img := make([]byte, 3*chunk+5000)
+// pagedImage is three chunks and a tail of tail bytes: random bytes with a
+// run of zero pages inside chunk 0, chunk 1 all zero, chunk 2 and the tail
+// random, so a restore meets every kind of write there is.
+func pagedImage(tail int) []byte {
+	img := make([]byte, 3*chunk+tail)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range img {
 		img[i] = byte(rng.Uint32() | 1)
@@ -31,7 +31,7 @@ func pagedImage() []byte {
 }
 
 func TestToPathHolesAndTail(t *testing.T) {
-	img := pagedImage()
+	img := pagedImage(5000)
 	r, rev, ix := storeImage(t, img)
 	for _, workers := range []int{0, 1, 3} {
 		t.Run(fmt.Sprint("workers=", workers), func(t *testing.T) {
@@ -82,7 +82,7 @@ func seekData(t *testing.T, path string, off int64) int64 {
 }
 
 func TestToPathCorruptChunkLeavesTargetAlone(t *testing.T) {
-	img := pagedImage()
+	img := pagedImage(5000)
 	r, rev, ix := storeImage(t, img)
 	files, _ := filepath.Glob(filepath.Join(r.Dir, "chunks", "*", "*"))
 	if len(files) != 3 {
