@@ -63,6 +63,12 @@ func File(ctx context.Context, path string, out io.Writer, opt Options) (extent.
 	if err := emit(w, blocks, img.size, opt.Sample == 0); err != nil {
 		return w.Summary(), err
 	}
+	// The reader stops quietly when ctx is cancelled (an interrupt), and
+	// what it did not read would otherwise be sent as holes: without this
+	// check an interrupted backup became a complete stream of zeros.
+	if err := ctx.Err(); err != nil {
+		return w.Summary(), err
+	}
 	if err := img.checkUnchangedSize(); err != nil {
 		return w.Summary(), err
 	}
