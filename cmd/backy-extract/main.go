@@ -21,14 +21,22 @@ type fileCmd struct {
 	Sample   cli.Percent `help:"Write a sample stream of N% of the 4 MiB blocks (or \"all\") for verify --against." placeholder:"N%"`
 	Seed     uint64      `help:"Seed for choosing sampled blocks (default: random)."`
 	Snapshot string      `help:"Snapshot name to record in the stream header."`
+	BaseFrom string      `help:"Repository whose newest revision of this image is the base of a differential stream: only chunks whose hash differs are sent." placeholder:"DIR"`
 }
 
 func (c *fileCmd) Run(env *cli.Env) error {
 	if err := cli.RefuseTerminal(env.Stdout); err != nil {
 		return err
 	}
+	if c.Sample > 0 && c.BaseFrom != "" {
+		return fmt.Errorf("%w: --sample reads whole blocks: no --base-from", cli.ErrUsage)
+	}
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(env.Stderr, "%s: %s\n", env.Name, fmt.Sprintf(format, args...))
+	}
 	_, err := source.File(env.Ctx, c.Path, env.Stdout, source.Options{
-		Size: c.Size, Sample: float64(c.Sample), Seed: c.Seed, Stdin: env.Stdin, Snapshot: c.Snapshot})
+		Size: c.Size, Sample: float64(c.Sample), Seed: c.Seed, Stdin: env.Stdin, Snapshot: c.Snapshot,
+		BaseFrom: c.BaseFrom, Logf: logf})
 	return err
 }
 

@@ -218,7 +218,8 @@ func TestEndToEnd(t *testing.T) {
 	jobLog, _ := os.ReadFile(filepath.Join(dir, "base", ".backy-schedule", "log", "vm1.log"))
 	bin := clitest.BinDir
 	for _, want := range []string{
-		fmt.Sprintf("$ %s/backy-extract file %s/vm1.img | %s/backy-store -b %s --tags fast\n", bin, dir, bin, vm1),
+		fmt.Sprintf("$ %s/backy-extract file %s/vm1.img --base-from %s | %s/backy-store -b %s --tags fast\n", bin, dir, vm1, bin, vm1),
+		"backy-extract: differential stream of " + dir + "/vm1.img relative to revision:",
 		fmt.Sprintf("$ %s/backy-extract file %s/vm1.img --sample 50%% | %s/backy-store -b %s verify -r ", bin, dir, bin, vm1),
 		fmt.Sprintf("$ %s/backy-store -b %s expire --schedule fast=4s:2\n", bin, vm1),
 		fmt.Sprintf("$ %s/backy-store -b %s purge\n", bin, vm1),

@@ -47,6 +47,9 @@ func backupPipeline(b Bins, j config.Job, tags []string) pipeline {
 	switch j.Source.Type {
 	case config.SourceFile:
 		src = []string{b.Extract, "file", j.Source.Path}
+		if !j.FullAlways {
+			src = append(src, "--base-from", j.Directory)
+		}
 	case config.SourceRBD:
 		src = []string{b.Extract, "rbd", j.Source.Pool + "/" + j.Source.Image, "--base-from", j.Directory}
 		if j.FullAlways {

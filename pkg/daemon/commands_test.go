@@ -27,6 +27,7 @@ source = `+src+"\n"+extra))
 func TestPipelinesAreWhatAPersonWouldType(t *testing.T) {
 	file := jobWith(t, `{ type = "file", path = "/dev/vg0/vm 1" }`, "verify-sample = 2.5")
 	rbd := jobWith(t, `{ type = "rbd", pool = "ssd", image = "vm1" }`, "full-always = true")
+	fullFile := jobWith(t, `{ type = "file", path = "/dev/vg0/vm1" }`, "full-always = true")
 	cmd := jobWith(t, `{ type = "command", command = "ssh h backy-extract file /dev/sda" }`, "")
 	tags := []string{"daily", "weekly"}
 	for _, tc := range []struct {
@@ -34,7 +35,9 @@ func TestPipelinesAreWhatAPersonWouldType(t *testing.T) {
 		want string
 	}{
 		{backupPipeline(testBins, file, tags),
-			"/usr/bin/backy-extract file '/dev/vg0/vm 1' | /usr/bin/backy-store -b /srv/backy/vm1 --tags daily,weekly"},
+			"/usr/bin/backy-extract file '/dev/vg0/vm 1' --base-from /srv/backy/vm1 | /usr/bin/backy-store -b /srv/backy/vm1 --tags daily,weekly"},
+		{backupPipeline(testBins, fullFile, tags[:1]),
+			"/usr/bin/backy-extract file /dev/vg0/vm1 | /usr/bin/backy-store -b /srv/backy/vm1 --tags daily"},
 		{backupPipeline(testBins, rbd, tags[:1]),
 			"/usr/bin/backy-extract rbd ssd/vm1 --base-from /srv/backy/vm1 --full | /usr/bin/backy-store -b /srv/backy/vm1 --tags daily"},
 		{backupPipeline(testBins, cmd, tags[:1]),

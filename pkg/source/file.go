@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/backy/backy/pkg/extent"
+	"github.com/backy/backy/pkg/repo"
 )
 
 // Options tune File.
@@ -22,6 +23,12 @@ type Options struct {
 	Stdin *os.File
 	// Snapshot is recorded in the stream header.
 	Snapshot string
+	// BaseFrom names a repository: when its newest revision is a trusted
+	// backup of this same source and size, the stream is differential and
+	// carries only the chunks whose hash differs from that revision's.
+	BaseFrom string
+	// Logf reports why a stream with BaseFrom is full after all.
+	Logf func(format string, args ...any)
 }
 
 // block is one piece of the image read ahead by the reader goroutine.
@@ -44,8 +51,20 @@ func File(ctx context.Context, path string, out io.Writer, opt Options) (extent.
 		defer img.f.Close()
 	}
 	hdr := extent.Header{Kind: extent.Full, Size: img.size, Source: "file:" + img.name, Snapshot: opt.Snapshot}
-	if opt.Sample > 0 {
+	var base *fileBase
+	switch {
+	case opt.Sample > 0:
 		hdr.Kind = extent.Sample
+	case opt.BaseFrom != "":
+		if opt.Logf == nil {
+			opt.Logf = func(string, ...any) {}
+		}
+		if base, err = chooseFileBase(opt.BaseFrom, hdr.Source, img.size, opt.Logf); err != nil {
+			return extent.Summary{}, err
+		}
+		if base != nil {
+			hdr.Kind, hdr.Base = extent.Differential, repo.RevisionBase(base.rev.ID)
+		}
 	}
 	bw := bufio.NewWriterSize(out, 256<<10)
 	w, err := extent.NewWriter(bw, hdr)
@@ -54,13 +73,18 @@ func File(ctx context.Context, path string, out io.Writer, opt Options) (extent.
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	blocks := make(chan block, 4)
-	if opt.Sample > 0 {
-		go img.readSample(ctx, blocks, opt)
+	if base != nil {
+		err = emitDiff(ctx, w, img, base)
 	} else {
-		go img.readAll(ctx, blocks)
+		blocks := make(chan block, 4)
+		if opt.Sample > 0 {
+			go img.readSample(ctx, blocks, opt)
+		} else {
+			go img.readAll(ctx, blocks)
+		}
+		err = emit(w, blocks, img.size, opt.Sample == 0)
 	}
-	if err := emit(w, blocks, img.size, opt.Sample == 0); err != nil {
+	if err != nil {
 		return w.Summary(), err
 	}
 	// The reader stops quietly when ctx is cancelled (an interrupt), and
@@ -75,7 +99,17 @@ func File(ctx context.Context, path string, out io.Writer, opt Options) (extent.
 	if err := w.Close(); err != nil {
 		return w.Summary(), err
 	}
-	return w.Summary(), bw.Flush()
+	if err := bw.Flush(); err != nil {
+		return w.Summary(), err
+	}
+	if opt.BaseFrom != "" && opt.Logf != nil {
+		s, rel := w.Summary(), ""
+		if hdr.Base != "" {
+			rel = " relative to " + hdr.Base
+		}
+		opt.Logf("%s stream of %s%s: %d records, %d data bytes", hdr.Kind, img.name, rel, s.Records, s.DataBytes)
+	}
+	return w.Summary(), nil
 }
 
 // emit turns blocks into records, merging neighbouring zero ranges (holes

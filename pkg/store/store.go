@@ -159,7 +159,15 @@ func checkBase(hdr extent.Header, parent *repo.Revision) error {
 		return ErrNoParent
 	case parent.IsDistrusted():
 		return fmt.Errorf("%w (%s)", ErrDistrusted, parent.ID)
-	case parent.Snapshot == "" || parent.Snapshot != hdr.Base:
+	}
+	if id, ok := repo.IsRevisionBase(hdr.Base); ok {
+		if id != parent.ID {
+			return fmt.Errorf("%w: stream is relative to revision %s, the newest revision is %s",
+				ErrWrongBase, id, parent.ID)
+		}
+		return nil
+	}
+	if parent.Snapshot == "" || parent.Snapshot != hdr.Base {
 		return fmt.Errorf("%w: stream is relative to %q, newest revision %s was taken from %q",
 			ErrWrongBase, hdr.Base, parent.ID, parent.Snapshot)
 	}

@@ -15,7 +15,7 @@
 # Environment: BENCH_RUNS (3), BENCH_DIR (bench/, on the disk measured),
 # BENCH_OUT (docs/benchmarks.md), BENCH_IMAGE_SIZE (3G), BENCH_DATA_MIB
 # (1200), BENCH_HUGE (1T; 0 skips the sparse memory run), BENCH_TOOLS
-# ("backy borg restic cp"), BACKY_BIN (bin/, built when missing).
+# ("backy backy-plain borg restic cp"), BACKY_BIN (bin/, built when missing).
 set -euo pipefail
 export LC_ALL=C
 
@@ -26,7 +26,7 @@ out=${BENCH_OUT:-$root/docs/benchmarks.md}
 img_size=${BENCH_IMAGE_SIZE:-3G}
 data_mib=${BENCH_DATA_MIB:-1200}
 huge=${BENCH_HUGE:-1T}
-tools=${BENCH_TOOLS:-backy borg restic cp}
+tools=${BENCH_TOOLS:-backy backy-plain borg restic cp}
 bin=${BACKY_BIN:-$root/bin}
 T=/usr/bin/time
 cmdline="${BENCH_CMDLINE:-BENCH_RUNS=$runs scripts/bench/run.sh}"
@@ -96,8 +96,12 @@ step() {
 	log "$(printf '%-6s %-9s run %d: %6.2f s, %s KiB' "$tool" "$name" "$run" "$(fsub "$t1" "$t0")" "${rss:-0}")"
 }
 
-backy_backup() { $T -f %M -o "$W/rss.extract" backy-extract file "$1" | $T -f %M -o "$W/rss.store" backy-store -b "$W/repo-backy" >/dev/null 2>"$W/backy.log"; }
+backy_backup() { $T -f %M -o "$W/rss.extract" backy-extract file --base-from "$W/repo-backy" "$1" 2>"$W/backy-extract.log" | $T -f %M -o "$W/rss.store" backy-store -b "$W/repo-backy" >/dev/null 2>"$W/backy.log"; }
 backy_restore() { $T -f %M -o "$W/rss.restore" backy-restore -b "$W/repo-backy" "$W/out.img"; }
+# backy-plain: every stream full, as without --base-from (what a pipe from
+# another host without the repository gives).
+backy-plain_backup() { $T -f %M -o "$W/rss.extract" backy-extract file "$1" | $T -f %M -o "$W/rss.store" backy-store -b "$W/repo-backy-plain" >/dev/null 2>"$W/backy.log"; }
+backy-plain_restore() { $T -f %M -o "$W/rss.restore" backy-restore -b "$W/repo-backy-plain" "$W/out.img"; }
 borg_backup() { (cd "$(dirname "$1")" && $T -f %M -o "$W/rss.borg" borg create --chunker-params fixed,4194304 --compression lz4 --files-cache=disabled --sparse "$W/repo-borg::$2" "$(basename "$1")"); }
 borg_restore() { mkdir -p "$W/out-borg" && (cd "$W/out-borg" && $T -f %M -o "$W/rss.borg" borg extract --sparse "$W/repo-borg::changed") && mv "$W/out-borg/vm-changed.img" "$W/out.img"; }
 restic_backup() { $T -f %M -o "$W/rss.restic" restic -q -r "$W/repo-restic" backup --stdin --stdin-filename vm.img <"$1" >/dev/null; }
@@ -229,8 +233,11 @@ on the same disk, taking turns within each run.
 - **peak RSS**: the largest "Maximum resident set size" (\`/usr/bin/time\`) of the
   processes of a step (for backy: backy-extract, backy-store, backy-restore).
 - The tools:
-  - backy: \`backy-extract file vm.img | backy-store -b REPO\`;
-    restore \`backy-restore -b REPO out.img\`
+  - backy: \`backy-extract file --base-from REPO vm.img | backy-store -b REPO\`
+    (every chunk is read and hashed; only chunks whose hash differs from the newest
+    revision's cross the pipe); restore \`backy-restore -b REPO out.img\`
+  - backy-plain: \`backy-extract file vm.img | backy-store -b REPO\`: every stream full
+    (what a pipe from a host without the repository gives); restore the same
   - borg: \`borg create --chunker-params fixed,4194304 --compression lz4 --files-cache=disabled --sparse REPO::NAME vm.img\`
     (unencrypted repository; the files cache is disabled because it would skip an
     unchanged image without reading it, which a block device or RBD source cannot do);
@@ -257,14 +264,17 @@ EOF
 How many times faster backy is (the peer's median time divided by backy's;
 below 1× backy is slower).
 
-| peer | full | unchanged | 1% changed | restore |
-| --- | ---: | ---: | ---: | ---: |
+| backy | peer | full | unchanged | 1% changed | restore |
+| --- | --- | ---: | ---: | ---: | ---: |
 EOF
-	for tool in $tools; do
-		[ "$tool" = backy ] && continue
-		printf '| %s |' "$tool"
-		for s in full unchanged changed restore; do printf ' %s |' "$(ratio "$(med "$tool" "$s" 4)" "$(med backy "$s" 4)")"; done
-		echo
+	for mine in backy backy-plain; do
+		[[ " $tools " == *" $mine "* ]] || continue
+		for tool in $tools; do
+			case $tool in backy | backy-plain) continue ;; esac
+			printf '| %s | %s |' "$mine" "$tool"
+			for s in full unchanged changed restore; do printf ' %s |' "$(ratio "$(med "$tool" "$s" 4)" "$(med "$mine" "$s" 4)")"; done
+			echo
+		done
 	done
 	if [[ " $tools " == *" borg "* && " $tools " == *" cp "* ]]; then
 		b() { med backy "$1" 4; }

@@ -1,0 +1,40 @@
+package repo
+
+import (
+	"errors"
+	"os"
+	"strings"
+)
+
+// revisionBasePrefix starts the base of a differential stream that is
+// relative to a revision of the receiving repository rather than to a
+// source snapshot (docs/extent-stream.md, "Kinds").
+const revisionBasePrefix = "revision:"
+
+// RevisionBase is the stream base that names revision id.
+func RevisionBase(id string) string { return revisionBasePrefix + id }
+
+// IsRevisionBase reports whether base names a revision, and which.
+func IsRevisionBase(base string) (id string, ok bool) {
+	return strings.CutPrefix(base, revisionBasePrefix)
+}
+
+// NewestRevision returns the newest revision of the repository in dir, or
+// nil when there is none yet. A missing or empty directory is a repository
+// that backy-store has yet to create, not an error. Sources use it to pick
+// the base of a differential stream.
+func NewestRevision(dir string) (*Repo, *Revision, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) || err == nil && len(entries) == 0 {
+		return nil, nil, nil
+	}
+	r, err := Open(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	revs, err := r.Revisions()
+	if err != nil || len(revs) == 0 {
+		return r, nil, err
+	}
+	return r, revs[len(revs)-1], nil
+}

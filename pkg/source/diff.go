@@ -1,0 +1,337 @@
+package source
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+
+	"github.com/backy/backy/pkg/extent"
+	"github.com/backy/backy/pkg/repo"
+	"github.com/zeebo/blake3"
+)
+
+// A file source has no snapshots to diff, but the repository it is backed
+// up into knows the name (BLAKE3 hash) of every chunk of its newest
+// revision. With a base, the source hashes each 4 MiB chunk as it reads it
+// and sends only the chunks whose hash differs: every byte is still read
+// and hashed, but unchanged bytes no longer cross the pipe nor go through
+// backy-store, and the stream is a differential one relative to that
+// revision (base "revision:ID").
+
+// fileBase is the revision a differential stream is relative to.
+type fileBase struct {
+	rev    *repo.Revision
+	hashes []repo.Hash
+}
+
+// chooseFileBase returns the base for a differential stream of img, or nil
+// (with the reason logged) when the stream must be full.
+func chooseFileBase(dir, source string, size int64, logf func(string, ...any)) (*fileBase, error) {
+	r, rev, err := repo.NewestRevision(dir)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case rev == nil:
+		logf("%s has no revisions yet: full stream", dir)
+		return nil, nil
+	case rev.IsDistrusted():
+		logf("newest revision %s is distrusted: full stream", rev.ID)
+		return nil, nil
+	case rev.Source != source:
+		logf("newest revision %s was taken from %s, not %s: full stream", rev.ID, rev.Source, source)
+		return nil, nil
+	case rev.Size != size:
+		logf("newest revision %s has %d bytes, the image %d: full stream", rev.ID, rev.Size, size)
+		return nil, nil
+	}
+	ix, err := r.Index(rev.ID)
+	if err != nil {
+		logf("cannot read the index of revision %s (%v): full stream", rev.ID, err)
+		return nil, nil
+	}
+	return &fileBase{rev: rev, hashes: ix.Hashes}, nil
+}
+
+// chunkGroup is one 4 MiB chunk of the image on its way to being read,
+// hashed and then sent or skipped: the data ranges inside it (holes
+// excluded), then the blocks read from them.
+type chunkGroup struct {
+	n      int64
+	ranges [][2]int64 // data ranges inside the chunk, ascending
+	blocks []block    // what was read: one per range
+	hash   repo.Hash
+	err    error
+	done   chan struct{}
+}
+
+// emitDiff writes the records of every chunk whose content differs from
+// the base: data and zero records covering the whole chunk, so that nothing
+// of the base chunk survives. Chunks are read and hashed by a worker per
+// core (a pipe is read by one reader, in order, and hashed by the
+// workers); records stay in order.
+func emitDiff(ctx context.Context, w *extent.Writer, img *image, base *fileBase) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	workers := runtime.GOMAXPROCS(0)
+	jobs := make(chan *chunkGroup, workers)
+	order := make(chan *chunkGroup, 2*workers+2)
+	errc := make(chan error, 1)
+	read := true
+	if img.seekable {
+		go planChunks(ctx, img, jobs, order, errc)
+	} else {
+		blocks := make(chan block, 4)
+		go img.readAll(ctx, blocks)
+		go groupBlocks(ctx, blocks, jobs, order, errc)
+		read = false
+	}
+	for range workers {
+		go func() {
+			for g := range jobs {
+				if read {
+					g.err = img.readGroup(g)
+				} else {
+					g.hash = groupHash(g)
+				}
+				close(g.done)
+			}
+		}()
+	}
+	e := diffEmitter{w: w, size: img.size, hashes: base.hashes, z: extent.ZeroRun{Write: w.WriteZero}}
+	for g := range order {
+		<-g.done
+		err := g.err
+		if err == nil {
+			err = e.group(g)
+		}
+		for _, b := range g.blocks {
+			putBuf(b.buf)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	select {
+	case err := <-errc:
+		return err
+	default:
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := e.gap(repo.ChunkCount(img.size)); err != nil {
+		return err
+	}
+	return e.z.Flush()
+}
+
+// pass hands a group to the workers and, in order, to the emitter.
+func pass(ctx context.Context, g *chunkGroup, jobs, order chan<- *chunkGroup) bool {
+	select {
+	case jobs <- g:
+	case <-ctx.Done():
+		return false
+	}
+	select {
+	case order <- g:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// planChunks splits the data regions of a seekable image into chunk
+// groups, without reading anything.
+func planChunks(ctx context.Context, img *image, jobs, order chan<- *chunkGroup, errc chan<- error) {
+	defer close(order)
+	defer close(jobs)
+	var g *chunkGroup
+	err := img.dataRegions(func(from, to int64) error {
+		for off := from; off < to; {
+			n := off / repo.ChunkSize
+			end := min((n+1)*repo.ChunkSize, to)
+			if g != nil && g.n != n {
+				if !pass(ctx, g, jobs, order) {
+					return context.Canceled
+				}
+				g = nil
+			}
+			if g == nil {
+				g = &chunkGroup{n: n, done: make(chan struct{})}
+			}
+			g.ranges = append(g.ranges, [2]int64{off, end})
+			off = end
+		}
+		return nil
+	})
+	if err == nil && g != nil {
+		pass(ctx, g, jobs, order)
+	}
+	if err != nil && err != context.Canceled {
+		errc <- err
+	}
+}
+
+// readGroup reads a group's ranges into blocks and hashes them piece by
+// piece as they are read, while the bytes are in the CPU cache.
+func (img *image) readGroup(g *chunkGroup) error {
+	h := blake3.New()
+	allZero := true
+	pos := g.n * repo.ChunkSize
+	for _, r := range g.ranges {
+		buf := getBuf(int(r[1] - r[0]))
+		g.blocks = append(g.blocks, block{off: r[0], buf: buf})
+		writeZeros(h, r[0]-pos)
+		for p := 0; p < len(buf); p += readPiece {
+			piece := buf[p:min(p+readPiece, len(buf))]
+			if err := img.readFull(piece, r[0]+int64(p)); err != nil {
+				return err
+			}
+			h.Write(piece)
+			allZero = allZero && extent.IsZero(piece)
+		}
+		pos = r[1]
+	}
+	if allZero {
+		g.hash = repo.ZeroHash
+		return nil
+	}
+	writeZeros(h, (g.n+1)*repo.ChunkSize-pos)
+	h.Sum(g.hash[:0])
+	return nil
+}
+
+// groupBlocks gathers consecutive blocks of one chunk, read from a pipe,
+// into groups.
+func groupBlocks(ctx context.Context, blocks <-chan block, jobs, order chan<- *chunkGroup, errc chan<- error) {
+	defer close(order)
+	defer close(jobs)
+	var g *chunkGroup
+	for b := range blocks {
+		if b.err != nil {
+			errc <- b.err
+			return
+		}
+		n := b.off / repo.ChunkSize
+		if g != nil && g.n != n {
+			if !pass(ctx, g, jobs, order) {
+				return
+			}
+			g = nil
+		}
+		if g == nil {
+			g = &chunkGroup{n: n, done: make(chan struct{})}
+		}
+		g.blocks = append(g.blocks, b)
+	}
+	if g != nil {
+		pass(ctx, g, jobs, order)
+	}
+}
+
+var zeroPad = make([]byte, 64<<10)
+
+// groupHash is the repository's name for the chunk the group's blocks make
+// up, with zeros everywhere else (holes, and past the image end): the
+// same hash backy-store would give it.
+func groupHash(g *chunkGroup) repo.Hash {
+	allZero := true
+	for _, b := range g.blocks {
+		if !extent.IsZero(b.buf) {
+			allZero = false
+			break
+		}
+	}
+	if allZero {
+		return repo.ZeroHash
+	}
+	start := g.n * repo.ChunkSize
+	if len(g.blocks) == 1 && g.blocks[0].off == start && len(g.blocks[0].buf) == repo.ChunkSize {
+		return repo.HashChunk(g.blocks[0].buf)
+	}
+	h := blake3.New()
+	pos := start
+	for _, b := range g.blocks {
+		writeZeros(h, b.off-pos)
+		h.Write(b.buf)
+		pos = b.off + int64(len(b.buf))
+	}
+	writeZeros(h, start+repo.ChunkSize-pos)
+	var sum repo.Hash
+	h.Sum(sum[:0])
+	return sum
+}
+
+func writeZeros(h *blake3.Hasher, n int64) {
+	for n > 0 {
+		k := min(n, int64(len(zeroPad)))
+		h.Write(zeroPad[:k])
+		n -= k
+	}
+}
+
+// diffEmitter writes the records of changed chunks, in order.
+type diffEmitter struct {
+	w      *extent.Writer
+	size   int64
+	hashes []repo.Hash
+	z      extent.ZeroRun
+	next   int64 // first chunk not yet dealt with
+}
+
+// gap deals with the chunks before chunk end that no block touched: they
+// are holes, so they are sent as zeros where the base has data.
+func (e *diffEmitter) gap(end int64) error {
+	for ; e.next < end; e.next++ {
+		if !e.hashes[e.next].IsZero() {
+			if err := e.z.Add(e.span(e.next)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// span is the byte range of chunk n inside the image.
+func (e *diffEmitter) span(n int64) (int64, int64) {
+	start := n * repo.ChunkSize
+	return start, min(start+repo.ChunkSize, e.size)
+}
+
+// group sends chunk g.n whole when its content differs from the base.
+func (e *diffEmitter) group(g *chunkGroup) error {
+	if g.n >= int64(len(e.hashes)) {
+		return fmt.Errorf("source: data at offset %d, beyond the %d chunks of the base", g.blocks[0].off, len(e.hashes))
+	}
+	if err := e.gap(g.n); err != nil {
+		return err
+	}
+	e.next = g.n + 1
+	if g.hash == e.hashes[g.n] {
+		return nil
+	}
+	start, end := e.span(g.n)
+	pos := start
+	for _, b := range g.blocks {
+		if b.off > pos {
+			if err := e.z.Add(pos, b.off); err != nil {
+				return err
+			}
+		}
+		pos = b.off + int64(len(b.buf))
+		var err error
+		if extent.IsZero(b.buf) {
+			err = e.z.Add(b.off, pos)
+		} else if err = e.z.Flush(); err == nil {
+			err = e.w.WriteData(b.off, b.buf)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if end > pos {
+		return e.z.Add(pos, end)
+	}
+	return nil
+}
