@@ -110,7 +110,7 @@ func Backup(ctx context.Context, e Engine, out io.Writer, opt Options) (*Result,
 	}
 	res.Header.Size = em.hdr.Size
 	if res.Created {
-		res.Removed, err = removeOld(ctx, e, img, base, &opt)
+		res.Removed, err = removeOld(ctx, e, img, base, snaps, &opt)
 	}
 	return res, err
 }
@@ -133,21 +133,16 @@ func sample(ctx context.Context, e Engine, out io.Writer, opt Options) (*Result,
 	return &Result{Header: hdr, Summary: sum}, nil
 }
 
-// removeOld removes the backy snapshots made before img.Snap, except base.
-// Snapshots made after it belong to a run that is still going on, and
-// snapshots without the backy prefix are never touched.
-func removeOld(ctx context.Context, e Engine, img Image, base string, opt *Options) ([]string, error) {
-	snaps, err := e.Snapshots(ctx, img)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCleanup, err)
-	}
-	i := slices.IndexFunc(snaps, func(s Snap) bool { return s.Name == img.Snap })
-	if i < 0 {
-		return nil, fmt.Errorf("%w: snapshot %s vanished", ErrCleanup, img)
-	}
+// removeOld removes the backy snapshots in snaps, the listing made before
+// img.Snap was created, except base. Every snapshot in that listing is
+// older than img.Snap; one made since belongs to a run that is still going
+// on and is left alone, and snapshots without the backy prefix are never
+// touched. Reusing the listing saves asking the cluster again (an rbd
+// process for the CLI engine).
+func removeOld(ctx context.Context, e Engine, img Image, base string, snaps []Snap, opt *Options) ([]string, error) {
 	var removed, errs []string
 	for _, s := range snaps {
-		if s.ID >= snaps[i].ID || s.Name == base || !strings.HasPrefix(s.Name, SnapPrefix) {
+		if s.Name == img.Snap || s.Name == base || !strings.HasPrefix(s.Name, SnapPrefix) {
 			continue
 		}
 		if err := e.RemoveSnapshot(ctx, img.At(s.Name)); err != nil {

@@ -277,3 +277,40 @@ func TestParseImage(t *testing.T) {
 		}
 	}
 }
+
+// Backy snapshots made by another run of the same image after this run
+// listed the snapshots - just before its own snapshot or while it streams
+// - belong to a run still going on: the run removes only older backy
+// snapshots it listed before making its own.
+func TestBackupKeepsSnapshotsMadeMeanwhile(t *testing.T) {
+	f := newFake()
+	img := testImage(f, "vm", 2*ChunkSize)
+	fill(img.head[:100], 1)
+	vm := Image{Pool: "rbd", Name: "vm"}
+	for _, name := range []string{"backy-old", "backy-base", "other"} {
+		if err := f.CreateSnapshot(context.Background(), vm.At(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := func(name string) func() {
+		return func() {
+			f.onCreate = nil
+			if err := f.CreateSnapshot(context.Background(), vm.At(name)); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	f.onCreate = other("backy-before")
+	f.onDiff = func() { f.onDiff = nil; other("backy-during")() }
+	res, _, err := backup(t, f, Options{Image: vm, FromSnap: "backy-base", ID: "new"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Removed, []string{"backy-old"}) {
+		t.Fatalf("removed %v, want backy-old", res.Removed)
+	}
+	snaps, _ := f.Snapshots(context.Background(), vm)
+	if got := names(snaps); !slices.Equal(got, []string{"backy-base", "other", "backy-before", "backy-new", "backy-during"}) {
+		t.Fatalf("snapshots %v", got)
+	}
+}

@@ -13,11 +13,14 @@ import (
 // fakeEngine is an in-memory cluster of one pool, for testing Backup's
 // decisions without Ceph. Its diff compares snapshots in 64 KiB pieces.
 type fakeEngine struct {
-	images  map[string]*fakeImage
-	nextID  uint64
-	failAt  int // Diff fails after this many data pieces when > 0
-	calls   []string
-	removed []string
+	images map[string]*fakeImage
+	nextID uint64
+	failAt int // Diff fails after this many data pieces when > 0
+	// onCreate, when set, is called when CreateSnapshot starts, and
+	// onDiff when Diff starts: what other runs do meanwhile.
+	onCreate, onDiff func()
+	calls            []string
+	removed          []string
 }
 
 type fakeImage struct {
@@ -74,6 +77,9 @@ func (f *fakeEngine) Snapshots(ctx context.Context, img Image) ([]Snap, error) {
 }
 
 func (f *fakeEngine) CreateSnapshot(ctx context.Context, img Image) error {
+	if f.onCreate != nil {
+		f.onCreate()
+	}
 	f.calls = append(f.calls, "create "+img.Snap)
 	i, err := f.image(img)
 	if err != nil {
@@ -100,6 +106,9 @@ func (f *fakeEngine) RemoveSnapshot(ctx context.Context, img Image) error {
 }
 
 func (f *fakeEngine) Diff(ctx context.Context, req DiffRequest, sink Sink) error {
+	if f.onDiff != nil {
+		f.onDiff()
+	}
 	to, err := f.snap(req.Image)
 	if err != nil {
 		return err
