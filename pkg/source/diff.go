@@ -24,9 +24,12 @@ type fileBase struct {
 	hashes []repo.Hash
 }
 
-// chooseFileBase returns the base for a differential stream of img, or nil
-// (with the reason logged) when the stream must be full.
-func chooseFileBase(dir, source string, size int64, logf func(string, ...any)) (*fileBase, error) {
+// chooseFileBase returns the base for a differential stream of an image of
+// size bytes, or nil (with the reason logged) when the stream must be full.
+// Which source the base revision was taken from does not matter: chunks
+// are compared by content, so a base of another file (an LVM snapshot with
+// a new name each day, say) costs only what differs, and is never wrong.
+func chooseFileBase(dir string, size int64, logf func(string, ...any)) (*fileBase, error) {
 	r, rev, err := repo.NewestRevision(dir)
 	if err != nil {
 		return nil, err
@@ -37,9 +40,6 @@ func chooseFileBase(dir, source string, size int64, logf func(string, ...any)) (
 		return nil, nil
 	case rev.IsDistrusted():
 		logf("newest revision %s is distrusted: full stream", rev.ID)
-		return nil, nil
-	case rev.Source != source:
-		logf("newest revision %s was taken from %s, not %s: full stream", rev.ID, rev.Source, source)
 		return nil, nil
 	case rev.Size != size:
 		logf("newest revision %s has %d bytes, the image %d: full stream", rev.ID, rev.Size, size)

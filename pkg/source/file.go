@@ -59,7 +59,7 @@ func File(ctx context.Context, path string, out io.Writer, opt Options) (extent.
 		if opt.Logf == nil {
 			opt.Logf = func(string, ...any) {}
 		}
-		if base, err = chooseFileBase(opt.BaseFrom, hdr.Source, img.size, opt.Logf); err != nil {
+		if base, err = chooseFileBase(opt.BaseFrom, img.size, opt.Logf); err != nil {
 			return extent.Summary{}, err
 		}
 		if base != nil {
