@@ -27,8 +27,9 @@ cp --sparse=always vm.img vm-1.img
 say "changing the image: writing 8 MiB of new data at 100 MiB"
 head -c 8M /dev/urandom | dd of=vm.img bs=1M seek=100 conv=notrunc status=none
 
-say "second backup: only the changed chunks are written"
-rev2=$(backy-extract file vm.img | backy-store -b repo --tags daily)
+say "second backup: backy-extract file --base-from repo vm.img | backy-store -b repo --tags daily"
+say "(every chunk is read and hashed; only the changed ones cross the pipe and are written)"
+rev2=$(backy-extract file --base-from repo vm.img | backy-store -b repo --tags daily)
 
 say "backy-store status"
 backy-store -b repo status
