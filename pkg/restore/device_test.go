@@ -13,6 +13,18 @@ import (
 	"github.com/backy/backy/pkg/restore"
 )
 
+// garbageDevice makes a backing file of size bytes of 0xaa and attaches it
+// to a loop device; it returns the device, the file and its old content.
+func garbageDevice(t *testing.T, size int) (dev, backing string, old []byte) {
+	t.Helper()
+	backing = filepath.Join(t.TempDir(), "disk")
+	old = bytes.Repeat([]byte{0xaa}, size)
+	if err := os.WriteFile(backing, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return loopDevice(t, backing), backing, old
+}
+
 // loopDevice attaches backing to a free loop device, or skips the test where
 // that is impossible (not root, no loop devices in this container).
 func loopDevice(t *testing.T, backing string) string {
@@ -45,12 +57,7 @@ func deviceReads(t *testing.T, dev string) string {
 func TestToDevice(t *testing.T) {
 	img := pagedImage(8192 + 512) // a device holds whole sectors, not always pages
 	r, rev, ix := storeImage(t, img)
-	backing := filepath.Join(t.TempDir(), "disk")
-	old := bytes.Repeat([]byte{0xaa}, 4*chunk)
-	if err := os.WriteFile(backing, old, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	dev := loopDevice(t, backing)
+	dev, _, old := garbageDevice(t, 4*chunk)
 	reads := deviceReads(t, dev)
 	if err := restore.ToPath(context.Background(), r, rev, ix, dev, restore.Options{}); err != nil {
 		t.Fatal(err)
@@ -78,12 +85,7 @@ func TestToDevice(t *testing.T) {
 func TestToDeviceTooSmall(t *testing.T) {
 	img := pagedImage(8192)
 	r, rev, ix := storeImage(t, img)
-	backing := filepath.Join(t.TempDir(), "disk")
-	old := bytes.Repeat([]byte{0xaa}, 3*chunk)
-	if err := os.WriteFile(backing, old, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	dev := loopDevice(t, backing)
+	dev, backing, old := garbageDevice(t, 3*chunk)
 	err := restore.ToPath(context.Background(), r, rev, ix, dev, restore.Options{})
 	if !errors.Is(err, restore.ErrTargetTooSmall) {
 		t.Fatalf("error %v, want %v", err, restore.ErrTargetTooSmall)

@@ -53,6 +53,20 @@ func storeImage(t *testing.T, img []byte) (*repo.Repo, *repo.Revision, *repo.Ind
 	return r, rev, ix
 }
 
+// flipByte damages a (read-only) chunk file in its middle.
+func flipByte(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x40
+	os.Chmod(path, 0o644)
+	if err := os.WriteFile(path, b, 0o444); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // applyDiff applies an rbd diff to target the way rbd import-diff does,
 // checking that write records stay within one chunk.
 func applyDiff(t *testing.T, target, diff []byte) []byte {
@@ -140,15 +154,7 @@ func TestRBDDiffCorruptChunk(t *testing.T) {
 		t.Fatal("no chunk files")
 	}
 	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b[len(b)/2] ^= 0x40
-		os.Chmod(f, 0o644)
-		if err := os.WriteFile(f, b, 0o444); err != nil {
-			t.Fatal(err)
-		}
+		flipByte(t, f)
 	}
 	var diff bytes.Buffer
 	err := restore.RBDDiff(context.Background(), r, rev, ix, &diff, restore.Options{})

@@ -88,22 +88,13 @@ func TestToPathCorruptChunkLeavesTargetAlone(t *testing.T) {
 	if len(files) != 3 {
 		t.Fatalf("%d chunk files, want 3", len(files))
 	}
-	damaged := files[0]
-	b, err := os.ReadFile(damaged)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 0x40
-	os.Chmod(damaged, 0o644)
-	if err := os.WriteFile(damaged, b, 0o444); err != nil {
-		t.Fatal(err)
-	}
+	flipByte(t, files[0])
 	out := filepath.Join(t.TempDir(), "out.img")
 	before := []byte("the old image\n")
 	if err := os.WriteFile(out, before, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err = restore.ToPath(context.Background(), r, rev, ix, out, restore.Options{})
+	err := restore.ToPath(context.Background(), r, rev, ix, out, restore.Options{})
 	if !errors.Is(err, repo.ErrCorruptChunk) {
 		t.Fatalf("error %v, want a corrupt chunk", err)
 	}
