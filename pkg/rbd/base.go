@@ -1,8 +1,6 @@
 package rbd
 
 import (
-	"errors"
-	"os"
 	"slices"
 	"strings"
 
@@ -22,7 +20,7 @@ func chooseBase(opt *Options, snaps []Snap) (string, error) {
 	case opt.FromSnap != "":
 		want = opt.FromSnap
 	case opt.BaseFrom != "":
-		parent, err := newestRevision(opt.BaseFrom)
+		_, parent, err := repo.NewestRevision(opt.BaseFrom)
 		if err != nil {
 			return "", err
 		}
@@ -49,23 +47,4 @@ func chooseBase(opt *Options, snaps []Snap) (string, error) {
 		return "", nil
 	}
 	return want, nil
-}
-
-// newestRevision returns the newest revision of the repository in dir, or
-// nil when there is none yet. A missing or empty directory is a repository
-// that backy-store has yet to create.
-func newestRevision(dir string) (*repo.Revision, error) {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) || err == nil && len(entries) == 0 {
-		return nil, nil
-	}
-	r, err := repo.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	revs, err := r.Revisions()
-	if err != nil || len(revs) == 0 {
-		return nil, err
-	}
-	return revs[len(revs)-1], nil
 }
