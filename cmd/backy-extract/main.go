@@ -21,7 +21,7 @@ type fileCmd struct {
 	Sample   cli.Percent `help:"Write a sample stream of N% of the 4 MiB blocks (or \"all\") for verify --against." placeholder:"N%"`
 	Seed     uint64      `help:"Seed for choosing sampled blocks (default: random)."`
 	Snapshot string      `help:"Snapshot name to record in the stream header."`
-	BaseFrom string      `help:"Repository whose newest revision of this image is the base of a differential stream: only chunks whose hash differs are sent." placeholder:"DIR"`
+	BaseFrom string      `help:"Repository whose newest revision is the base of a differential stream: every chunk is read and hashed, only chunks whose hash differs are sent." placeholder:"DIR"`
 }
 
 func (c *fileCmd) Run(env *cli.Env) error {
@@ -159,7 +159,7 @@ func (c *rbdDiffCmd) Run(env *cli.Env) error {
 
 type extractCLI struct {
 	Version cli.VersionFlag `help:"Print the version and exit."`
-	File    fileCmd         `cmd:"" help:"Write a full (or sample) stream of an image file or block device."`
+	File    fileCmd         `cmd:"" help:"Write a full, differential (--base-from) or sample stream of an image file or block device."`
 	Rbd     rbdCmd          `cmd:"" name:"rbd" help:"Snapshot a Ceph RBD image and write a full or differential stream (or a sample of a snapshot)."`
 	RbdDiff rbdDiffCmd      `cmd:"" name:"rbd-diff" help:"Convert an rbd export-diff stream into an extent stream."`
 	Dump    dumpCmd         `cmd:"" help:"Print an extent stream's header and records as text or JSON."`
