@@ -53,6 +53,11 @@ func chooseFileBase(dir string, size int64, logf func(string, ...any)) (*fileBas
 	return &fileBase{rev: rev, hashes: ix.Hashes}, nil
 }
 
+// Chunk groups rely on a read block being exactly one chunk: a pipe's
+// blocks never cross a chunk boundary, and a pool buffer holds a chunk.
+// (A negative difference does not compile.)
+const _ = uint(BlockSize-repo.ChunkSize) + uint(repo.ChunkSize-BlockSize)
+
 // chunkGroup is one 4 MiB chunk of the image on its way to being read,
 // hashed and then sent or skipped: the data ranges inside it (holes
 // excluded), then the blocks read from them.
@@ -60,6 +65,7 @@ type chunkGroup struct {
 	n      int64
 	ranges [][2]int64 // data ranges inside the chunk, ascending
 	blocks []block    // what was read: one per range
+	buf    []byte     // seekable sources: the one buffer blocks point into
 	hash   repo.Hash
 	err    error
 	done   chan struct{}
@@ -105,9 +111,7 @@ func emitDiff(ctx context.Context, w *extent.Writer, img *image, base *fileBase)
 		if err == nil {
 			err = e.group(g)
 		}
-		for _, b := range g.blocks {
-			putBuf(b.buf)
-		}
+		g.release()
 		if err != nil {
 			return err
 		}
@@ -173,14 +177,31 @@ func planChunks(ctx context.Context, img *image, jobs, order chan<- *chunkGroup,
 	}
 }
 
+// release returns the group's buffers to the pool.
+func (g *chunkGroup) release() {
+	if g.buf != nil {
+		putBuf(g.buf)
+		g.buf = nil
+	} else {
+		for _, b := range g.blocks {
+			putBuf(b.buf)
+		}
+	}
+	g.blocks = nil
+}
+
 // readGroup reads a group's ranges into blocks and hashes them piece by
-// piece as they are read, while the bytes are in the CPU cache.
+// piece as they are read, while the bytes are in the CPU cache. All the
+// ranges go into one chunk-sized buffer, at their place in the chunk: a
+// chunk of many small data regions costs no more memory than a whole one.
 func (img *image) readGroup(g *chunkGroup) error {
 	h := blake3.New()
 	allZero := true
-	pos := g.n * repo.ChunkSize
+	start := g.n * repo.ChunkSize
+	pos := start
+	g.buf = getBuf(repo.ChunkSize)
 	for _, r := range g.ranges {
-		buf := getBuf(int(r[1] - r[0]))
+		buf := g.buf[r[0]-start : r[1]-start : r[1]-start]
 		g.blocks = append(g.blocks, block{off: r[0], buf: buf})
 		writeZeros(h, r[0]-pos)
 		for p := 0; p < len(buf); p += readPiece {
