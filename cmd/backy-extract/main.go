@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/signal"
@@ -91,7 +92,7 @@ func (c *rbdCmd) Run(env *cli.Env) error {
 	// A write to a closed pipe must fail like any error, so the new
 	// snapshot is removed, instead of killing the process on the spot.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	eng, err := openEngine(c.Engine, rbd.Conn{Conf: c.CephConf, User: c.CephUser})
+	eng, err := openEngine(env.Ctx, c.Engine, rbd.Conn{Conf: c.CephConf, User: c.CephUser})
 	if err != nil {
 		return err
 	}
@@ -114,11 +115,11 @@ func (c *rbdCmd) Run(env *cli.Env) error {
 	return err
 }
 
-func openEngine(name string, conn rbd.Conn) (rbd.Engine, error) {
+func openEngine(ctx context.Context, name string, conn rbd.Conn) (rbd.Engine, error) {
 	if name == "cli" || name == "auto" && !librbd.Available {
 		return rbd.NewCLI(conn), nil
 	}
-	return librbd.New(conn)
+	return librbd.New(ctx, conn)
 }
 
 type rbdDiffCmd struct {

@@ -49,7 +49,7 @@ func engines(t testing.TB, conf string) []rbd.Engine {
 		t.Logf("built without the librbd tag: testing the CLI engine only")
 		return list
 	}
-	e, err := librbd.New(rbd.Conn{Conf: conf})
+	e, err := librbd.New(context.Background(), rbd.Conn{Conf: conf})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,8 +27,12 @@ type engine struct {
 	pool map[string]*rados.IOContext
 }
 
-// New connects to the cluster.
-func New(c rbd.Conn) (rbd.Engine, error) {
+// New connects to the cluster. Cancelling ctx abandons a connection attempt
+// that is still waiting for a monitor (librados waits up to
+// client_mount_timeout, 300 s by default, and cannot be interrupted): New
+// returns ctx's error at once and the attempt is left to the exiting
+// process.
+func New(ctx context.Context, c rbd.Conn) (rbd.Engine, error) {
 	var conn *rados.Conn
 	var err error
 	if c.User != "" {
@@ -47,8 +51,15 @@ func New(c rbd.Conn) (rbd.Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rbd: reading the Ceph configuration %s: %w", cmp.Or(c.Conf, "($CEPH_CONF or /etc/ceph/ceph.conf)"), err)
 	}
-	if err := conn.Connect(); err != nil {
-		return nil, fmt.Errorf("rbd: connecting to the cluster: %w", err)
+	connected := make(chan error, 1)
+	go func() { connected <- conn.Connect() }()
+	select {
+	case err := <-connected:
+		if err != nil {
+			return nil, fmt.Errorf("rbd: connecting to the cluster: %w", err)
+		}
+	case <-ctx.Done():
+		return nil, fmt.Errorf("rbd: connecting to the cluster: %w", ctx.Err())
 	}
 	return &engine{conn: conn, pool: map[string]*rados.IOContext{}}, nil
 }

@@ -2,10 +2,14 @@
 
 package librbd
 
-import "github.com/backy/backy/pkg/rbd"
+import (
+	"context"
+
+	"github.com/backy/backy/pkg/rbd"
+)
 
 // Available reports whether this build has the librbd engine.
 const Available = false
 
 // New fails: this build has no librbd engine.
-func New(rbd.Conn) (rbd.Engine, error) { return nil, rbd.ErrNoLibrbd }
+func New(context.Context, rbd.Conn) (rbd.Engine, error) { return nil, rbd.ErrNoLibrbd }
