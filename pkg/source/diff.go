@@ -50,6 +50,10 @@ func chooseFileBase(dir string, size int64, logf func(string, ...any)) (*fileBas
 		logf("cannot read the index of revision %s (%v): full stream", rev.ID, err)
 		return nil, nil
 	}
+	if ix.Size != size || int64(len(ix.Hashes)) != repo.ChunkCount(size) {
+		logf("the index of revision %s is of %d bytes, its metadata says %d: full stream", rev.ID, ix.Size, rev.Size)
+		return nil, nil
+	}
 	return &fileBase{rev: rev, hashes: ix.Hashes}, nil
 }
 

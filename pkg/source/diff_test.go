@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/backy/backy/pkg/extent"
 	"github.com/backy/backy/pkg/repo"
@@ -306,5 +307,31 @@ func TestBaseFromPipe(t *testing.T) {
 	hdr, recs := fromPipe()
 	if got, want := ranges(recs), fmt.Sprintf("data %d+%d", chunk, chunk); hdr.Kind != extent.Differential || got != want {
 		t.Fatalf("changed: %s stream with %s, want a differential one with %s", hdr.Kind, got, want)
+	}
+}
+
+// TestBaseFromIndexOfAnotherSize: a newest revision whose metadata and
+// index disagree about the image size (a damaged repository) is no base;
+// once the emitter indexed past the end of the shorter index and panicked.
+func TestBaseFromIndexOfAnotherSize(t *testing.T) {
+	size := int64(4 * chunk)
+	f := newDiffFixture(t, size)
+	f.write(chunk, 100, 1)
+	r, err := repo.OpenOrCreate(f.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := &repo.Revision{ID: repo.NewRevisionID(), Time: time.Now().UTC(), Kind: "full", Trust: repo.Trusted, Size: size}
+	if err := r.Commit(rev, repo.NewIndex(2*chunk)); err != nil {
+		t.Fatal(err)
+	}
+	var stream bytes.Buffer
+	var logs []string
+	if _, err := File(context.Background(), f.img, &stream, Options{BaseFrom: f.dir,
+		Logf: func(format string, args ...any) { logs = append(logs, fmt.Sprintf(format, args...)) }}); err != nil {
+		t.Fatal(err)
+	}
+	if hdr, _ := records(t, stream.Bytes()); hdr.Kind != extent.Full {
+		t.Errorf("%s stream against an index of %d bytes, want a full one (logs %q)", hdr.Kind, 2*chunk, logs)
 	}
 }
