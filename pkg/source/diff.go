@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"sync"
 
 	"github.com/backy/backy/pkg/extent"
 	"github.com/backy/backy/pkg/repo"
@@ -82,22 +83,37 @@ type chunkGroup struct {
 // workers); records stay in order.
 func emitDiff(ctx context.Context, w *extent.Writer, img *image, base *fileBase) error {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// The planner and the workers are done before emitDiff returns, so
+	// nothing reads the image once File has closed it. (A pipe's reader
+	// may be stuck in a read and is left to end by itself.)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
 	workers := runtime.GOMAXPROCS(0)
 	jobs := make(chan *chunkGroup, workers)
 	order := make(chan *chunkGroup, 2*workers+2)
 	errc := make(chan error, 1)
 	read := true
+	wg.Add(1 + workers)
 	if img.seekable {
-		go planChunks(ctx, img, jobs, order, errc)
+		go func() {
+			defer wg.Done()
+			planChunks(ctx, img, jobs, order, errc)
+		}()
 	} else {
 		blocks := make(chan block, 4)
 		go img.readAll(ctx, blocks)
-		go groupBlocks(ctx, blocks, jobs, order, errc)
+		go func() {
+			defer wg.Done()
+			groupBlocks(ctx, blocks, jobs, order, errc)
+		}()
 		read = false
 	}
 	for range workers {
 		go func() {
+			defer wg.Done()
 			for g := range jobs {
 				if read {
 					g.err = img.readGroup(g)
@@ -233,7 +249,17 @@ func groupBlocks(ctx context.Context, blocks <-chan block, jobs, order chan<- *c
 	defer close(order)
 	defer close(jobs)
 	var g *chunkGroup
-	for b := range blocks {
+	for {
+		var b block
+		var ok bool
+		select {
+		case b, ok = <-blocks:
+		case <-ctx.Done():
+			return // the reader may be stuck in a read of the pipe
+		}
+		if !ok {
+			break
+		}
 		if b.err != nil {
 			errc <- b.err
 			return
