@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -333,5 +334,77 @@ func TestBaseFromIndexOfAnotherSize(t *testing.T) {
 	}
 	if hdr, _ := records(t, stream.Bytes()); hdr.Kind != extent.Full {
 		t.Errorf("%s stream against an index of %d bytes, want a full one (logs %q)", hdr.Kind, 2*chunk, logs)
+	}
+}
+
+// TestBaseFromCancelledIsNotAStream: an interrupted differential extraction,
+// from a file or a pipe, ends without an END record.
+func TestBaseFromCancelledIsNotAStream(t *testing.T) {
+	size := int64(4 * chunk)
+	f := newDiffFixture(t, size)
+	f.write(0, chunk, 1)
+	f.backup(f.img)
+	f.write(2*chunk, 10, 2)
+	for _, pipe := range []bool{false, true} {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		opt, path := Options{BaseFrom: f.dir}, f.img
+		if pipe {
+			pr, pw, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				b, _ := os.ReadFile(f.img)
+				pw.Write(b)
+				pw.Close()
+			}()
+			defer pr.Close()
+			opt.Stdin, opt.Size, path = pr, size, "-"
+		}
+		var out bytes.Buffer
+		if _, err := File(ctx, path, &out, opt); !errors.Is(err, context.Canceled) {
+			t.Fatalf("pipe %v: error %v, want %v", pipe, err, context.Canceled)
+		}
+		r, err := extent.NewReader(&out)
+		for err == nil {
+			_, err = r.Next()
+		}
+		if !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Errorf("pipe %v: reading the output: %v, want a truncated stream", pipe, err)
+		}
+	}
+}
+
+// TestBaseFromReadErrorReachesEmitter: a chunk that cannot be read (here:
+// the device is shorter than it was when opened) fails the extraction.
+func TestBaseFromReadErrorReachesEmitter(t *testing.T) {
+	size := int64(4 * chunk)
+	f := newDiffFixture(t, size)
+	f.write(0, int(size), 1)
+	f.backup(f.img)
+	img, err := openImage(f.img, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.f.Close()
+	base, err := chooseFileBase(f.dir, size, func(string, ...any) {})
+	if err != nil || base == nil {
+		t.Fatalf("base %v, error %v", base, err)
+	}
+	if err := os.Truncate(f.img, 2*chunk+100); err != nil {
+		t.Fatal(err)
+	}
+	// Read it like a block device, whole: a regular file's holes are
+	// looked up as it is read, and a shrunk file then just ends in a hole
+	// (which File's final size check catches).
+	img.regular = false
+	var out bytes.Buffer
+	w, err := extent.NewWriter(&out, extent.Header{Kind: extent.Differential, Size: size, Source: "t", Base: "revision:" + base.rev.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := emitDiff(context.Background(), w, img, base); !errors.Is(err, ErrShrunk) {
+		t.Fatalf("error %v, want %v", err, ErrShrunk)
 	}
 }
