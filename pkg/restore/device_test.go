@@ -95,3 +95,21 @@ func TestToDeviceTooSmall(t *testing.T) {
 		t.Error("the too small device was written to")
 	}
 }
+
+// TestToDeviceInterrupted: an interrupted restore onto a device stops before
+// it zeroes or writes anything, and says why.
+func TestToDeviceInterrupted(t *testing.T) {
+	img := pagedImage(8192)
+	r, rev, ix := storeImage(t, img)
+	dev, backing, old := garbageDevice(t, 4*chunk)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := restore.ToPath(ctx, r, rev, ix, dev, restore.Options{})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("error %v, want %v", err, context.Canceled)
+	}
+	exec.Command("losetup", "-d", dev).Run()
+	if got, _ := os.ReadFile(backing); !bytes.Equal(got, old) {
+		t.Error("the device was written to after the interrupt")
+	}
+}

@@ -98,7 +98,7 @@ func toDevice(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.In
 	if int64(size) < ix.Size {
 		return fmt.Errorf("%w: %s has %d bytes, the image %d", ErrTargetTooSmall, path, size, ix.Size)
 	}
-	if err := zeroChunks(f, ix); err != nil {
+	if err := zeroChunks(ctx, f, ix); err != nil {
 		return fmt.Errorf("restore: %s: %w", path, err)
 	}
 	w := newTargetWriter(f)
@@ -114,9 +114,13 @@ func toDevice(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.In
 	return f.Sync()
 }
 
+// zeroSlice is the most zeroChunks asks of the device at once, so that an
+// interrupt is noticed between slices of a long run of zero chunks.
+const zeroSlice = 1 << 30
+
 // zeroChunks zeroes every run of zero chunks of ix on a device, with
 // BLKZEROOUT where the device supports it and by writing zeros elsewhere.
-func zeroChunks(f *os.File, ix *repo.Index) error {
+func zeroChunks(ctx context.Context, f *os.File, ix *repo.Index) error {
 	for n := int64(0); n < int64(len(ix.Hashes)); n++ {
 		if !ix.Hashes[n].IsZero() {
 			continue
@@ -125,16 +129,29 @@ func zeroChunks(f *os.File, ix *repo.Index) error {
 		for m < int64(len(ix.Hashes)) && ix.Hashes[m].IsZero() {
 			m++
 		}
-		off := n * repo.ChunkSize
 		end := min(m*repo.ChunkSize, ix.Size)
-		if zeroOut(f, off, end-off) != nil {
-			for p := off; p < end; p += repo.ChunkSize {
-				if _, err := f.WriteAt(zeros[:min(repo.ChunkSize, end-p)], p); err != nil {
-					return err
-				}
+		for off := n * repo.ChunkSize; off < end; off += zeroSlice {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := zeroRange(f, off, min(off+zeroSlice, end)); err != nil {
+				return err
 			}
 		}
 		n = m
+	}
+	return nil
+}
+
+// zeroRange zeroes [off, end) of a device.
+func zeroRange(f *os.File, off, end int64) error {
+	if zeroOut(f, off, end-off) == nil {
+		return nil
+	}
+	for p := off; p < end; p += repo.ChunkSize {
+		if _, err := f.WriteAt(zeros[:min(repo.ChunkSize, end-p)], p); err != nil {
+			return err
+		}
 	}
 	return nil
 }
