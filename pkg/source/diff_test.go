@@ -66,6 +66,23 @@ func (f *diffFixture) writeBytes(off int64, b []byte) {
 	}
 }
 
+// pipe returns the read end of a pipe the image is written into, closed
+// when the test ends.
+func (f *diffFixture) pipe() *os.File {
+	f.t.Helper()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	go func() {
+		b, _ := os.ReadFile(f.img)
+		pw.Write(b)
+		pw.Close()
+	}()
+	f.t.Cleanup(func() { pr.Close() })
+	return pr
+}
+
 // punch makes [off, off+n) a hole.
 func (f *diffFixture) punch(off, n int64) {
 	f.t.Helper()
@@ -275,16 +292,7 @@ func TestBaseFromPipe(t *testing.T) {
 	f.write(0, 2*chunk, 1)
 	f.write(5*chunk, chunk+4096, 2)
 	fromPipe := func() (extent.Header, []extent.Record) {
-		pr, pw, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			b, _ := os.ReadFile(f.img)
-			pw.Write(b)
-			pw.Close()
-		}()
-		defer pr.Close()
+		pr := f.pipe()
 		var stream bytes.Buffer
 		if _, err := File(context.Background(), "-", &stream, Options{Stdin: pr, Size: size, BaseFrom: f.dir}); err != nil {
 			t.Fatal(err)
@@ -350,17 +358,7 @@ func TestBaseFromCancelledIsNotAStream(t *testing.T) {
 		cancel()
 		opt, path := Options{BaseFrom: f.dir}, f.img
 		if pipe {
-			pr, pw, err := os.Pipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			go func() {
-				b, _ := os.ReadFile(f.img)
-				pw.Write(b)
-				pw.Close()
-			}()
-			defer pr.Close()
-			opt.Stdin, opt.Size, path = pr, size, "-"
+			opt.Stdin, opt.Size, path = f.pipe(), size, "-"
 		}
 		var out bytes.Buffer
 		if _, err := File(ctx, path, &out, opt); !errors.Is(err, context.Canceled) {
