@@ -32,17 +32,16 @@ func Tags(r *repo.Repo, spec, action string, tags []string) (*TagsResult, error)
 			}
 		}
 	}
-	meta, revs, err := lockedRevisions(r)
+	meta, revs, rev, err := lockedRevision(r, spec)
 	if err != nil {
 		return nil, err
 	}
 	defer meta.Unlock()
-	rev, err := repo.Resolve(revs, spec)
-	if err != nil {
-		return nil, err
-	}
 	had := len(rev.Tags) > 0
 	switch action {
+	case TagSet:
+		rev.Tags = rev.Tags[:0]
+		fallthrough
 	case TagAdd:
 		for _, t := range tags {
 			if !slices.Contains(rev.Tags, t) {
@@ -51,13 +50,6 @@ func Tags(r *repo.Repo, spec, action string, tags []string) (*TagsResult, error)
 		}
 	case TagRemove:
 		rev.Tags = slices.DeleteFunc(rev.Tags, func(t string) bool { return slices.Contains(tags, t) })
-	case TagSet:
-		rev.Tags = rev.Tags[:0]
-		for _, t := range tags {
-			if !slices.Contains(rev.Tags, t) {
-				rev.Tags = append(rev.Tags, t)
-			}
-		}
 	default:
 		return nil, fmt.Errorf("%w: tag action %q (want add, remove or set)", ErrSelection, action)
 	}
@@ -73,15 +65,11 @@ func Tags(r *repo.Repo, spec, action string, tags []string) (*TagsResult, error)
 // The newest revision is the base of the next differential backup, so
 // forgetting it needs force.
 func Forget(r *repo.Repo, spec string, force bool) (*repo.Revision, error) {
-	meta, revs, err := lockedRevisions(r)
+	meta, revs, rev, err := lockedRevision(r, spec)
 	if err != nil {
 		return nil, err
 	}
 	defer meta.Unlock()
-	rev, err := repo.Resolve(revs, spec)
-	if err != nil {
-		return nil, err
-	}
 	if rev == revs[len(revs)-1] && !force {
 		return nil, fmt.Errorf("%w %s without --force", ErrNewest, rev.ID)
 	}

@@ -36,6 +36,21 @@ func lockedRevisions(r *repo.Repo) (*repo.Lock, []*repo.Revision, error) {
 	return meta, revs, nil
 }
 
+// lockedRevision takes the meta lock and resolves spec; revs is the list it
+// was resolved in. The caller unlocks.
+func lockedRevision(r *repo.Repo, spec string) (*repo.Lock, []*repo.Revision, *repo.Revision, error) {
+	meta, revs, err := lockedRevisions(r)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	rev, err := repo.Resolve(revs, spec)
+	if err != nil {
+		meta.Unlock()
+		return nil, nil, nil, err
+	}
+	return meta, revs, rev, nil
+}
+
 // update re-reads each revision under the meta lock (held by the caller)
 // and applies fn to it, saving it when fn reports a change. Revisions
 // removed in the meantime are skipped: a forget that ran first wins.
