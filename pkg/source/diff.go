@@ -371,13 +371,7 @@ func (e *diffEmitter) group(g *chunkGroup) error {
 			}
 		}
 		pos = b.off + int64(len(b.buf))
-		var err error
-		if extent.IsZero(b.buf) {
-			err = e.z.Add(b.off, pos)
-		} else if err = e.z.Flush(); err == nil {
-			err = e.w.WriteData(b.off, b.buf)
-		}
-		if err != nil {
+		if err := writeBlock(e.w, &e.z, b); err != nil {
 			return err
 		}
 	}

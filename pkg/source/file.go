@@ -33,10 +33,27 @@ type Options struct {
 
 // block is one piece of the image read ahead by the reader goroutine.
 type block struct {
-	off int64
-	buf []byte
-	sum extent.DataSum // of the data record buf would be
-	err error
+	off    int64
+	buf    []byte
+	sum    extent.DataSum // of the data record buf would be, when summed
+	summed bool
+	err    error
+}
+
+// writeBlock writes one block: part of the zero run z when it is all zeros,
+// else a data record, with the checksum taken while it was read when there
+// is one.
+func writeBlock(w *extent.Writer, z *extent.ZeroRun, b block) error {
+	if extent.IsZero(b.buf) {
+		return z.Add(b.off, b.off+int64(len(b.buf)))
+	}
+	if err := z.Flush(); err != nil {
+		return err
+	}
+	if b.summed {
+		return w.WriteSummed(b.off, b.buf, b.sum)
+	}
+	return w.WriteData(b.off, b.buf)
 }
 
 // File writes an extent stream of the image at path to out. On any error it
@@ -128,18 +145,12 @@ func emit(w *extent.Writer, blocks <-chan block, size int64, fillGaps bool) erro
 				return err
 			}
 		}
-		end := b.off + int64(len(b.buf))
-		var err error
-		if extent.IsZero(b.buf) {
-			err = z.Add(b.off, end)
-		} else if err = z.Flush(); err == nil {
-			err = w.WriteSummed(b.off, b.buf, b.sum)
-		}
+		err := writeBlock(w, &z, b)
 		putBuf(b.buf)
 		if err != nil {
 			return err
 		}
-		pos = end
+		pos = b.off + int64(len(b.buf))
 	}
 	if fillGaps && size > pos {
 		if err := z.Add(pos, size); err != nil {

@@ -64,7 +64,7 @@ func (img *image) readBlock(ctx context.Context, out chan<- block, off, end int6
 		}
 		sum.Write(piece)
 	}
-	return send(ctx, out, block{off: off, buf: buf, sum: sum})
+	return send(ctx, out, block{off: off, buf: buf, sum: sum, summed: true})
 }
 
 // readSample reads a random selection of whole blocks, in ascending order.
