@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/backy/backy/internal/pattern"
 	"io"
 	"os"
 	"path/filepath"
@@ -63,19 +64,7 @@ type write struct {
 	data   []byte
 }
 
-func pattern(n int, seed uint32) []byte {
-	b := make([]byte, n)
-	x := seed*2654435761 + 1
-	for i := range b {
-		x ^= x << 13
-		x ^= x >> 17
-		x ^= x << 5
-		b[i] = byte(x>>24) | 1
-	}
-	return b
-}
-
-func at(off int64, n int, seed uint32) write { return write{off: off, data: pattern(n, seed)} }
+func at(off int64, n int, seed uint32) write { return write{off: off, data: pattern.NonZero(seed, n)} }
 func zeros(off, n int64) write               { return write{off: off, n: n} }
 
 // writeImage writes at chosen offsets by applying a crafted diff with

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"flag"
 	"fmt"
+	"github.com/backy/backy/internal/pattern"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,20 +29,7 @@ type op struct {
 }
 
 func zero(off, n uint64) op                   { return op{off: off, n: n} }
-func write(off uint64, seed uint32, n int) op { return op{off: off, data: testData(seed, n)} }
-
-// testData returns n deterministic bytes.
-func testData(seed uint32, n int) []byte {
-	b := make([]byte, n)
-	x := seed*2654435761 + 1
-	for i := range b {
-		x ^= x << 13
-		x ^= x >> 17
-		x ^= x << 5
-		b[i] = byte(x >> 24)
-	}
-	return b
-}
+func write(off uint64, seed uint32, n int) op { return op{off: off, data: pattern.Bytes(seed, n)} }
 
 // writeDiff encodes a diff with the Writer.
 func writeDiff(t *testing.T, h Header, ops ...op) []byte {

@@ -22,16 +22,16 @@ func bigStream(n int, length uint64) io.Reader {
 		rec.WriteByte('w')
 		binary.Write(&rec, binary.LittleEndian, uint64(i)*length)
 		binary.Write(&rec, binary.LittleEndian, length)
-		readers = append(readers, &rec, io.LimitReader(pattern{}, int64(length)))
+		readers = append(readers, &rec, io.LimitReader(fillA5{}, int64(length)))
 	}
 	readers = append(readers, bytes.NewReader([]byte{'e'}))
 	return io.MultiReader(readers...)
 }
 
-// pattern reads as an endless run of 0xa5 bytes.
-type pattern struct{}
+// fillA5 reads as an endless run of 0xa5 bytes.
+type fillA5 struct{}
 
-func (pattern) Read(p []byte) (int, error) {
+func (fillA5) Read(p []byte) (int, error) {
 	for i := range p {
 		p[i] = 0xa5
 	}

@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"flag"
 	"fmt"
+	"github.com/backy/backy/internal/pattern"
 	"hash/crc32"
 	"log"
 	"os"
@@ -117,17 +118,7 @@ func (e *enc) txt() string {
 }
 
 // data returns n deterministic, not very compressible bytes.
-func data(seed uint32, n int) []byte {
-	b := make([]byte, n)
-	x := seed*2654435761 + 1
-	for i := range b {
-		x ^= x << 13
-		x ^= x >> 17
-		x ^= x << 5
-		b[i] = byte(x >> 24)
-	}
-	return b
-}
+func data(seed uint32, n int) []byte { return pattern.Bytes(seed, n) }
 
 func valid() map[string]*enc {
 	long := strings.Repeat("n", maxName)
