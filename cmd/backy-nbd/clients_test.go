@@ -336,43 +336,8 @@ func TestFileRestore(t *testing.T) {
 	f := getFixture(t)
 	s := startServer(t, f.repo)
 	dir := t.TempDir()
-	mnt := filepath.Join(dir, "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(nbdfuse, mnt, s.uri("daily"))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	// Registered after startServer's cleanup, so it runs first.
-	t.Cleanup(func() {
-		client(t, fusermount, "-u", mnt)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-			t.Error("nbdfuse did not exit after fusermount3 -u")
-		}
-	})
-	dev := filepath.Join(mnt, "nbd")
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if fi, err := os.Stat(dev); err == nil && fi.Size() == 40<<20 {
-			break
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("nbdfuse exited: %v: %s", err, stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nbdfuse did not mount %s: %s", dev, stderr.String())
-		}
-	}
+	// Registered after startServer's cleanup, so it unmounts first.
+	dev := nbdtest.MountFUSE(t, nbdfuse, fusermount, filepath.Join(dir, "mnt"), s.uri("daily"), 40<<20)
 	for _, name := range []string{"etc/app/data.bin", "srv/big.bin", "home/a.txt"} {
 		out := filepath.Join(dir, filepath.Base(name))
 		mustRun(t, debugfs, "-R", "dump /"+name+" "+out, dev)

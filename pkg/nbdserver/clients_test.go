@@ -20,7 +20,6 @@ import (
 	"testing"
 
 	"github.com/backy/backy/internal/nbdtest"
-	"time"
 )
 
 type clientSetup struct {
@@ -295,45 +294,8 @@ func TestNbdfuseDebugfs(t *testing.T) {
 	cat.add("0123abcd", img, "vm disk")
 	addr := startServer(t, cat, Options{})
 
-	mnt := filepath.Join(dir, "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(nbdfuse, mnt, nbdURI(addr, "latest"))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	// Registered after startServer's cleanup, so it runs first.
-	t.Cleanup(func() {
-		run(t, fusermount, "-u", mnt)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-			t.Error("nbdfuse did not exit after fusermount3 -u")
-		}
-	})
-	dev := filepath.Join(mnt, "nbd")
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if fi, err := os.Stat(dev); err == nil && fi.Size() == 32<<20 {
-			break
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("nbdfuse exited: %v: %s", err, stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nbdfuse did not mount %s: %s", dev, stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	// Registered after startServer's cleanup, so it unmounts first.
+	dev := nbdtest.MountFUSE(t, nbdfuse, fusermount, filepath.Join(dir, "mnt"), nbdURI(addr, "latest"), 32<<20)
 	if fi, _ := os.Stat(dev); fi.Mode().Perm()&0o222 != 0 {
 		t.Errorf("nbdfuse presents the read-only export as writable: %v", fi.Mode())
 	}
