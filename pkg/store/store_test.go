@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/backy/backy/internal/clitest"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -248,18 +249,15 @@ func TestDifferential(t *testing.T) {
 	})
 }
 
-// snapshotRepo returns the names and contents of every file under dir.
-func snapshotRepo(t *testing.T, dir string) map[string]string {
+// snapshotRepo is the digest of every file and directory under dir but
+// locks/ (clitest.TreeDigest, as the command tests use).
+func snapshotRepo(t *testing.T, dir string) string {
 	t.Helper()
-	m := map[string]string{}
-	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err == nil && !fi.IsDir() && filepath.Base(filepath.Dir(p)) != "locks" {
-			b, _ := os.ReadFile(p)
-			m[p] = string(b)
-		}
-		return nil
-	})
-	return m
+	d, err := clitest.TreeDigest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 func TestBadInputChangesNothing(t *testing.T) {
@@ -289,14 +287,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 			if !errors.Is(err, c.want) {
 				t.Fatalf("error %v, want %v", err, c.want)
 			}
-			after := snapshotRepo(t, r.Dir)
-			if len(before) != len(after) {
-				t.Fatalf("repository changed: %d files before, %d after", len(before), len(after))
-			}
-			for k, v := range before {
-				if after[k] != v {
-					t.Fatalf("%s changed", k)
-				}
+			if after := snapshotRepo(t, r.Dir); after != before {
+				t.Fatalf("repository changed:\nbefore:\n%safter:\n%s", before, after)
 			}
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/backy/backy/internal/clitest"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -169,17 +170,19 @@ func corrupt(t testing.TB, path string) {
 	}
 }
 
-// snapshot returns every file under dir (but locks/) with its content.
+// snapshot maps every file and directory under dir but locks/ to the hash
+// of its content (clitest.TreeDigest, as the command tests use).
 func snapshot(t testing.TB, dir string) map[string]string {
 	t.Helper()
+	d, err := clitest.TreeDigest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	m := map[string]string{}
-	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err == nil && !fi.IsDir() && filepath.Base(filepath.Dir(p)) != "locks" {
-			b, _ := os.ReadFile(p)
-			m[p] = string(b)
-		}
-		return nil
-	})
+	for _, line := range strings.Split(strings.TrimSuffix(d, "\n"), "\n") {
+		name, sum, _ := strings.Cut(line, " ")
+		m[name] = sum
+	}
 	return m
 }
 
