@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/backy/backy/internal/streamtest"
 	"io"
 	"path/filepath"
 	"slices"
@@ -19,23 +20,7 @@ import (
 // decode reads a complete stream; it fails the test on any error.
 func decode(t *testing.T, b []byte) (extent.Header, []extent.Record) {
 	t.Helper()
-	r, err := extent.NewReader(bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var recs []extent.Record
-	for {
-		rec, err := r.Next()
-		if err == io.EOF {
-			return r.Header(), recs
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := *rec
-		c.Data = slices.Clone(rec.Data)
-		recs = append(recs, c)
-	}
+	return streamtest.Records(t, b)
 }
 
 // truncated reports whether b is a stream without END.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/backy/backy/internal/streamtest"
 	"io"
 	"os"
 	"path/filepath"
@@ -33,26 +34,10 @@ func sparseFile(t testing.TB, size int64, data map[int64][]byte) string {
 	return p
 }
 
-// records decodes a stream into its records (payloads copied).
+// records decodes a complete stream (internal/streamtest).
 func records(t *testing.T, stream []byte) (extent.Header, []extent.Record) {
 	t.Helper()
-	r, err := extent.NewReader(bytes.NewReader(stream))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var recs []extent.Record
-	for {
-		rec, err := r.Next()
-		if err == io.EOF {
-			return r.Header(), recs
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := *rec
-		c.Data = append([]byte(nil), rec.Data...)
-		recs = append(recs, c)
-	}
+	return streamtest.Records(t, stream)
 }
 
 func TestHolesAreNotRead(t *testing.T) {
