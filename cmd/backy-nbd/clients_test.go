@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/backy/backy/internal/clitest"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -232,14 +233,7 @@ func TestCorruptChunk(t *testing.T) {
 			break
 		}
 	}
-	p := filepath.Join(repoDir, "chunks", bad.String()[:2], bad.String())
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 0x40
-	os.Chmod(p, 0o644)
-	if err := os.WriteFile(p, b, 0o444); err != nil {
+	if err := clitest.FlipByte(filepath.Join(repoDir, "chunks", bad.String()[:2], bad.String())); err != nil {
 		t.Fatal(err)
 	}
 	s := startServer(t, repoDir)

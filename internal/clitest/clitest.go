@@ -174,11 +174,24 @@ func corruptchunk(ts *testscript.TestScript, neg bool, args []string) {
 	if n >= len(files) {
 		ts.Fatalf("repository has %d chunk files", len(files))
 	}
-	b, err := os.ReadFile(files[n])
-	ts.Check(err)
+	ts.Check(FlipByte(files[n]))
+}
+
+// FlipByte damages a (read-only) chunk file: one bit of its middle byte is
+// flipped and the file is left read-only, as backy-store writes it.
+func FlipByte(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if len(b) == 0 {
+		return fmt.Errorf("flipbyte: %s is empty", path)
+	}
 	b[len(b)/2] ^= 0x40
-	ts.Check(os.Chmod(files[n], 0o644))
-	ts.Check(os.WriteFile(files[n], b, 0o444))
+	if err := os.Chmod(path, 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o444)
 }
 
 // treehash DIR FILE: write TreeDigest(DIR) to FILE, so a script can prove

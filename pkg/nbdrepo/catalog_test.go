@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/backy/backy/internal/clitest"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -206,14 +207,7 @@ func TestReadAtEdges(t *testing.T) {
 // corrupt flips a byte in the middle of the stored chunk h.
 func corrupt(t *testing.T, dir string, h repo.Hash) {
 	t.Helper()
-	p := filepath.Join(dir, "chunks", h.String()[:2], h.String())
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 0x40
-	os.Chmod(p, 0o644)
-	if err := os.WriteFile(p, b, 0o444); err != nil {
+	if err := clitest.FlipByte(filepath.Join(dir, "chunks", h.String()[:2], h.String())); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/backy/backy/internal/clitest"
 	"io"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -56,13 +56,7 @@ func storeImage(t *testing.T, img []byte) (*repo.Repo, *repo.Revision, *repo.Ind
 // flipByte damages a (read-only) chunk file in its middle.
 func flipByte(t *testing.T, path string) {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 0x40
-	os.Chmod(path, 0o644)
-	if err := os.WriteFile(path, b, 0o444); err != nil {
+	if err := clitest.FlipByte(path); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -159,13 +159,7 @@ func chunkPath(t testing.TB, r *repo.Repo, id string, n int) (string, repo.Hash)
 // corrupt flips a byte in the middle of a file.
 func corrupt(t testing.TB, path string) {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 0x55
-	os.Chmod(path, 0o644)
-	if err := os.WriteFile(path, b, 0o644); err != nil {
+	if err := clitest.FlipByte(path); err != nil {
 		t.Fatal(err)
 	}
 }
