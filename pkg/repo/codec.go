@@ -14,7 +14,8 @@ import (
 //
 // Literals are stored raw, without Huffman coding: on the bench image that
 // makes chunks 10% larger and decompression twice as fast (restore, NBD,
-// verify), and compression 15% faster. Any zstd frame is read.
+// verify), and compression 17% faster (279 -> 326 MB/s per core in a scratch
+// benchmark over 120 of its blocks). Any zstd frame is read.
 
 var encoders = sync.Pool{New: func() any {
 	e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest),
