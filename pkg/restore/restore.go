@@ -23,13 +23,11 @@ type Options struct {
 	Workers int // readers and decompressors; default GOMAXPROCS
 }
 
-var zeros = make([]byte, repo.ChunkSize)
-
 // Raw writes the image to w as a plain byte stream.
 func Raw(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Index, w io.Writer, opt Options) error {
 	return each(ctx, r, rev, ix, opt.Workers, func(off, length int64, data []byte) error {
 		if data == nil {
-			data = zeros[:length]
+			data = extent.Zeros(int(length))
 		}
 		_, err := w.Write(data)
 		return err
@@ -149,7 +147,7 @@ func zeroRange(f *os.File, off, end int64) error {
 		return nil
 	}
 	for p := off; p < end; p += repo.ChunkSize {
-		if _, err := f.WriteAt(zeros[:min(repo.ChunkSize, end-p)], p); err != nil {
+		if _, err := f.WriteAt(extent.Zeros(int(min(repo.ChunkSize, end-p))), p); err != nil {
 			return err
 		}
 	}

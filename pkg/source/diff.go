@@ -281,8 +281,6 @@ func groupBlocks(ctx context.Context, blocks <-chan block, jobs, order chan<- *c
 	}
 }
 
-var zeroPad = make([]byte, 64<<10)
-
 // groupHash is the repository's name for the chunk the group's blocks make
 // up, with zeros everywhere else (holes, and past the image end): the
 // same hash backy-store would give it.
@@ -316,8 +314,8 @@ func groupHash(g *chunkGroup) repo.Hash {
 
 func writeZeros(h *blake3.Hasher, n int64) {
 	for n > 0 {
-		k := min(n, int64(len(zeroPad)))
-		h.Write(zeroPad[:k])
+		k := min(n, extent.MaxDataLength)
+		h.Write(extent.Zeros(int(k)))
 		n -= k
 	}
 }

@@ -34,8 +34,6 @@ func (j *cmpJob) cover(lo, hi int64) {
 	j.spans = append(j.spans, span{lo, hi})
 }
 
-var zeroChunk = make([]byte, repo.ChunkSize)
-
 // comparer gathers the records of a stream into per-chunk jobs and lets
 // workers compare them with the revision, reading each chunk once.
 type comparer struct {
@@ -144,7 +142,7 @@ func (c *comparer) feed(ctx context.Context, sr *extent.Reader) (int64, error) {
 			case cur == nil && rec.Type == extent.Zero && whole && c.ix.Hashes[n].IsZero():
 				// Zero in both: nothing to read.
 			case cur == nil && rec.Type == extent.Zero && whole:
-				cur = &cmpJob{n: n, buf: zeroChunk, spans: []span{{0, end - base}}}
+				cur = &cmpJob{n: n, buf: extent.Zeros(repo.ChunkSize), spans: []span{{0, end - base}}}
 			default:
 				if cur == nil {
 					cur = &cmpJob{n: n, buf: c.getBuf(), pooled: true}
