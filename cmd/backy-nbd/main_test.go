@@ -100,10 +100,9 @@ func freeport(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 1 {
 		ts.Fatalf("usage: freeport VAR")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := clitest.FreePort()
 	ts.Check(err)
-	ts.Setenv(args[0], strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
-	ln.Close()
+	ts.Setenv(args[0], strconv.Itoa(port))
 }
 
 // waitport HOST:PORT: wait up to 20 s until something accepts connections

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/backy/backy/internal/clitest"
 	"io"
 	"net"
 	"os"
@@ -58,12 +59,11 @@ func (f *fakeRunner) Run(ctx context.Context, job config.Job, tags []string, sta
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := clitest.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 type harness struct {
