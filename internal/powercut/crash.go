@@ -1,0 +1,213 @@
+package powercut
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+)
+
+// Log is a recorded run: the state the backing directory had when the
+// simulator was mounted (durable by definition) and every operation since.
+type Log struct {
+	start *tree
+	Ops   []Op
+}
+
+// Variant says what happens to the changes that were not made durable
+// before the cut: the model allows each of them to be lost or kept, and
+// unsynced data to be lost, kept or replaced by zeros or garbage (the
+// file's size having reached the disk before its blocks did).
+type Variant int
+
+const (
+	// Strict keeps only what was made durable: every unsynced directory
+	// change is undone, every unsynced write lost.
+	Strict Variant = iota
+	// MetaZero keeps every directory change and every new size, but the
+	// bytes of unsynced writes read as zeros.
+	MetaZero
+	// MetaGarbage is MetaZero with garbage instead of zeros.
+	MetaGarbage
+	// Random keeps each unsynced directory change with probability 1/2 and
+	// treats each unsynced write as lost, kept, zeros or garbage.
+	Random
+	// Everything keeps every change: what a killed process leaves.
+	Everything
+)
+
+// Variants lists every variant.
+var Variants = []Variant{Strict, MetaZero, MetaGarbage, Random, Everything}
+
+func (v Variant) String() string {
+	return [...]string{"strict", "meta-ahead-zeros", "meta-ahead-garbage", "random", "everything"}[v]
+}
+
+// State is one post-crash state the model allows.
+type State struct {
+	Cut     int // operations that happened before the power went
+	Variant Variant
+	// Unsynced directory changes that survived the cut, and those undone.
+	MetaKept, MetaUndone int
+	// Unsynced writes and truncations: kept, lost, turned to zeros, to garbage.
+	DataKept, DataLost, DataZeros, DataGarbage int
+	// Undone names the first unsynced directory changes that were undone
+	// and the first files whose unsynced data was lost or replaced.
+	Undone []string
+	last   string
+	t      *tree
+}
+
+// Materialize writes the post-crash files and directories into dir (which
+// may exist, empty).
+func (s *State) Materialize(dir string) error { return s.t.materialize(dir) }
+
+// Path returns the post-crash bytes of the file at rel, and whether it
+// exists.
+func (s *State) File(rel string) ([]byte, bool) {
+	id, ok := s.t.lookup(rel)
+	if !ok || s.t.nodes[id].dir {
+		return nil, false
+	}
+	return s.t.nodes[id].data, true
+}
+
+// Exists reports whether rel (file or directory) survived the cut.
+func (s *State) Exists(rel string) bool {
+	_, ok := s.t.lookup(rel)
+	return ok
+}
+
+func (s *State) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "cut after op %d", s.Cut)
+	if s.last != "" {
+		fmt.Fprintf(&b, " (%s)", s.last)
+	}
+	fmt.Fprintf(&b, ", state %s: unsynced directory changes %d kept, %d undone; unsynced writes %d kept, %d lost, %d zeros, %d garbage",
+		s.Variant, s.MetaKept, s.MetaUndone, s.DataKept, s.DataLost, s.DataZeros, s.DataGarbage)
+	if len(s.Undone) > 0 {
+		fmt.Fprintf(&b, "; e.g. %s", strings.Join(s.Undone, "; "))
+	}
+	return b.String()
+}
+
+const maxUndoneNamed = 4
+
+func (s *State) note(what string) {
+	if len(s.Undone) < maxUndoneNamed {
+		s.Undone = append(s.Undone, what)
+	}
+}
+
+// Crash builds the state a power cut after the first n operations leaves
+// in variant v; rng drives the Random variant and the garbage.
+func (l *Log) Crash(n int, v Variant, rng *rand.Rand) *State {
+	if n > len(l.Ops) {
+		n = len(l.Ops)
+	}
+	ops := l.Ops[:n]
+	// The last fsync of each inode before the cut: what precedes it is
+	// durable (data for a file, entries for a directory).
+	lastSync := map[uint64]int{}
+	for i, op := range ops {
+		if op.Kind == Fsync || op.Kind == FsyncDir {
+			lastSync[op.Ino] = i
+		}
+	}
+	durable := func(ino uint64, i int) bool {
+		j, ok := lastSync[ino]
+		return ok && j > i
+	}
+	s := &State{Cut: n, Variant: v, t: l.start.clone()}
+	if n > 0 {
+		s.last = ops[n-1].String()
+	}
+	keepMeta := func(op Op, i int, dir uint64) bool {
+		if durable(dir, i) {
+			return true
+		}
+		keep := v != Strict && (v != Random || rng.IntN(2) == 0)
+		if keep {
+			s.MetaKept++
+		} else {
+			s.MetaUndone++
+			s.note(op.String() + " undone")
+		}
+		return keep
+	}
+	t := s.t
+	for i, op := range ops {
+		switch op.Kind {
+		case Create, Mkdir:
+			if t.nodes[op.Ino] == nil {
+				n := &inode{dir: op.Kind == Mkdir, mode: op.Mode}
+				if n.dir {
+					n.entries = map[string]uint64{}
+				}
+				t.nodes[op.Ino] = n
+			}
+			if keepMeta(op, i, op.Parent) {
+				t.link(op.Parent, op.Name, op.Ino)
+			}
+		case Unlink, Rmdir:
+			if keepMeta(op, i, op.Parent) {
+				t.unlink(op.Parent, op.Name, op.Ino)
+			}
+		case Rename:
+			if keepMeta(op, i, op.NewParent) {
+				t.link(op.NewParent, op.NewName, op.Ino)
+			}
+		case Write, Truncate:
+			s.data(t.nodes[op.Ino], op, durable(op.Ino, i), rng)
+		}
+	}
+	return s
+}
+
+// data applies a write or truncation to a file as the variant says.
+func (s *State) data(n *inode, op Op, durable bool, rng *rand.Rand) {
+	how := "keep"
+	if !durable {
+		switch s.Variant {
+		case Strict:
+			how = "lose"
+		case MetaZero:
+			how = "zeros"
+		case MetaGarbage:
+			how = "garbage"
+		case Random:
+			how = [...]string{"keep", "lose", "zeros", "garbage"}[rng.IntN(4)]
+		}
+		switch how {
+		case "keep":
+			s.DataKept++
+		case "lose":
+			s.DataLost++
+			s.note(op.String() + " lost")
+		case "zeros":
+			s.DataZeros++
+			s.note(op.String() + " reads zeros")
+		case "garbage":
+			s.DataGarbage++
+			s.note(op.String() + " reads garbage")
+		}
+	}
+	if op.Kind == Truncate {
+		if how != "lose" {
+			n.truncate(op.Size)
+		}
+		return
+	}
+	switch how {
+	case "keep":
+		n.write(op.Off, op.Data)
+	case "zeros":
+		n.write(op.Off, make([]byte, len(op.Data)))
+	case "garbage":
+		g := make([]byte, len(op.Data))
+		for i := range g {
+			g[i] = byte(rng.Uint32())
+		}
+		n.write(op.Off, g)
+	}
+}
