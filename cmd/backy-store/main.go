@@ -3,7 +3,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -26,9 +25,6 @@ func (c *storeCmd) Run(env *cli.Env, g *globals) error {
 	if cli.IsTerminal(env.Stdin) {
 		return fmt.Errorf("%w: stdin is a terminal; pipe an extent stream in (backy-extract file IMAGE | backy-store)", cli.ErrUsage)
 	}
-	fresh := !repo.IsRepository(g.Base)
-	_, statErr := os.Stat(g.Base)
-	newDir := errors.Is(statErr, os.ErrNotExist)
 	r, err := repo.OpenOrCreate(g.Base)
 	if err != nil {
 		return err
@@ -38,9 +34,7 @@ func (c *storeCmd) Run(env *cli.Env, g *globals) error {
 	rev, err := store.Store(env.Ctx, r, env.Stdin, store.Options{Tags: c.Tags, Counters: counters})
 	stop()
 	if err != nil {
-		if fresh {
-			_ = r.DiscardIfEmpty(newDir) // a refused first stream leaves no repository behind
-		}
+		_ = r.DiscardIfEmpty() // a refused first stream leaves no repository behind
 		return err
 	}
 	fmt.Fprintln(env.Stdout, rev.ID)

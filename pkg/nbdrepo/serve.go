@@ -55,7 +55,7 @@ func Serve(ctx context.Context, opt ServeOptions) error {
 	if cache == 0 {
 		cache = DefaultCacheChunks
 	}
-	log.Info("serving repository", "dir", r.Dir, "revisions", len(revs), "cache_mib", cache*repo.ChunkSize>>20)
+	log.Info("serving repository", "repository", r.Location(), "revisions", len(revs), "cache_mib", cache*repo.ChunkSize>>20)
 	err = nbdserver.New(cat, nbdserver.Options{COW: opt.COW, Logger: log}).Serve(ctx, ln)
 	st, held := cat.Stats()
 	log.Info("chunk cache", "hits", st.Hits, "misses", st.Misses, "read_ahead", st.ReadAhead,

@@ -1,11 +1,12 @@
-// Package repo is the backy repository: one self-contained directory per
-// job holding content-addressed chunks, and revisions made of a metadata
-// file and a chunk index. The on-disk format is specified in
-// docs/repository.md.
+// Package repo is the backy repository: content-addressed chunks, and
+// revisions made of a metadata file and a chunk index. It lives in one
+// self-contained directory per job, or in a RADOS pool whose chunks every
+// job shares (Backend). The format is specified in docs/repository.md.
 //
-// Every chunk read is verified against its BLAKE3 hash; every file is
-// published with write-temp, fsync, rename, fsync-directory, so a crash at
-// any instant leaves the previous revisions intact and no half revision.
+// Every chunk read is verified against its BLAKE3 hash; every object is
+// published atomically (in a directory: write-temp, fsync, rename,
+// fsync-directory), so a crash at any instant leaves the previous
+// revisions intact and no half revision.
 package repo
 
 import "errors"
@@ -27,4 +28,5 @@ var (
 	ErrMissingChunk  = errors.New("repo: missing chunk")
 	ErrCorruptIndex  = errors.New("repo: corrupt index")
 	ErrCorruptMeta   = errors.New("repo: corrupt metadata")
+	ErrBadLocation   = errors.New("repo: bad repository location")
 )

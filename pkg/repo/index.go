@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
-	"io"
-	"os"
 )
 
 // Index maps the chunks of one revision, in image order, to their hashes.
@@ -19,6 +17,8 @@ const (
 	indexHeaderLen = 40
 	// MaxImageSize bounds what an index may describe (the extent stream's limit).
 	MaxImageSize = 1 << 60
+	// maxIndexLen is the length of the index of a MaxImageSize image.
+	maxIndexLen = indexHeaderLen + 4 + 32*(MaxImageSize/ChunkSize)
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -93,32 +93,4 @@ func (ix *Index) UnmarshalBinary(b []byte) error {
 		copy(ix.Hashes[i][:], body[32*i:])
 	}
 	return nil
-}
-
-// readIndexFile loads and verifies the index at path.
-func readIndexFile(path string) (*Index, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		if os.IsNotExist(err) {
-			return nil, fmt.Errorf("%w: %s is missing", ErrCorruptIndex, path)
-		}
-		return nil, fmt.Errorf("repo: %w", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("repo: %w", err)
-	}
-	if st.Size() > indexHeaderLen+4+32*(MaxImageSize/ChunkSize) {
-		return nil, fmt.Errorf("%w: %s is too large", ErrCorruptIndex, path)
-	}
-	b := make([]byte, st.Size())
-	if _, err := io.ReadFull(f, b); err != nil {
-		return nil, fmt.Errorf("repo: read %s: %w", path, err)
-	}
-	ix := new(Index)
-	if err := ix.UnmarshalBinary(b); err != nil {
-		return nil, fmt.Errorf("%w (%s)", err, path)
-	}
-	return ix, nil
 }

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"os"
 	"slices"
 	"time"
 )
@@ -76,27 +75,41 @@ func (r *Revision) marshal() ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// readRevisionFile loads metadata; a file that does not parse, or names a
-// different id, is damaged.
-func readRevisionFile(path, id string) (*Revision, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("repo: %w", err)
-	}
+// decodeRevision parses metadata read from where; bytes that do not parse,
+// or name a different id, are damage.
+func decodeRevision(b []byte, where, id string) (*Revision, error) {
 	var r Revision
 	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrCorruptMeta, path, err)
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorruptMeta, where, err)
 	}
 	switch {
 	case r.Format != FormatVersion:
-		return nil, fmt.Errorf("%w: %s has format %d", ErrFormat, path, r.Format)
+		return nil, fmt.Errorf("%w: %s has format %d", ErrFormat, where, r.Format)
 	case r.ID != id:
-		return nil, fmt.Errorf("%w: %s names revision %q", ErrCorruptMeta, path, r.ID)
+		return nil, fmt.Errorf("%w: %s names revision %q", ErrCorruptMeta, where, r.ID)
 	case r.Size < 0 || r.Size > MaxImageSize || r.Time.IsZero():
-		return nil, fmt.Errorf("%w: %s: bad size or time", ErrCorruptMeta, path)
+		return nil, fmt.Errorf("%w: %s: bad size or time", ErrCorruptMeta, where)
 	}
 	if r.Tags == nil {
 		r.Tags = []string{}
 	}
 	return &r, nil
+}
+
+// readRevision loads the metadata of revision id from the backend.
+func (r *Repo) readRevision(id string) (*Revision, error) {
+	b, err := r.b.ReadMeta(id)
+	if err != nil {
+		return nil, err
+	}
+	return decodeRevision(b, r.objName(id, ".rev"), id)
+}
+
+// objName names a revision's metadata (ext ".rev") or index (".idx") in
+// messages: the file, or the RADOS object.
+func (r *Repo) objName(id, ext string) string {
+	if d, ok := r.b.(*dirBackend); ok {
+		return d.revPath(id, ext)
+	}
+	return r.b.(interface{ objName(id, ext string) string }).objName(id, ext)
 }

@@ -19,16 +19,22 @@ func IsRevisionBase(base string) (id string, ok bool) {
 	return strings.CutPrefix(base, revisionBasePrefix)
 }
 
-// NewestRevision returns the newest revision of the repository in dir, or
-// nil when there is none yet. A missing or empty directory is a repository
-// that backy-store has yet to create, not an error. Sources use it to pick
-// the base of a differential stream.
-func NewestRevision(dir string) (*Repo, *Revision, error) {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) || err == nil && len(entries) == 0 {
+// NewestRevision returns the newest revision of the repository at loc, or
+// nil when there is none yet. A missing or empty directory, or a RADOS job
+// that does not exist yet, is a repository that backy-store has yet to
+// create, not an error. Sources use it to pick the base of a differential
+// stream.
+func NewestRevision(loc string, opts ...Option) (*Repo, *Revision, error) {
+	if !IsRados(loc) {
+		entries, err := os.ReadDir(loc)
+		if errors.Is(err, os.ErrNotExist) || err == nil && len(entries) == 0 {
+			return nil, nil, nil
+		}
+	}
+	r, err := Open(loc, opts...)
+	if IsRados(loc) && errors.Is(err, ErrNotRepository) {
 		return nil, nil, nil
 	}
-	r, err := Open(dir)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -5,12 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
-	"strings"
 )
 
-// configFile marks a directory as a repository and names its format.
+// configFile marks a directory as a repository and names its format (in
+// RADOS: the pool's format marker object).
 const configFile = "backy-repository"
 
 type repoConfig struct {
@@ -20,110 +19,89 @@ type repoConfig struct {
 	Compression string `json:"compression"`
 }
 
-// Repo is an opened repository directory.
-type Repo struct {
-	Dir    string
-	Chunks ChunkStore
+func newConfig() []byte {
+	c, _ := json.MarshalIndent(repoConfig{Format: FormatVersion, ChunkSize: ChunkSize, Hash: "blake3-256", Compression: "zstd"}, "", "  ")
+	return append(c, '\n')
 }
 
-// Open opens the repository in dir.
-func Open(dir string) (*Repo, error) {
-	b, err := os.ReadFile(filepath.Join(dir, configFile))
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%w: %s has no %s file", ErrNotRepository, dir, configFile)
-		}
-		return nil, fmt.Errorf("repo: %w", err)
-	}
+// checkConfig accepts the format marker b of the repository at where.
+func checkConfig(b []byte, where string) error {
 	var c repoConfig
 	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrNotRepository, filepath.Join(dir, configFile), err)
+		return fmt.Errorf("%w: %s: %v", ErrNotRepository, where, err)
 	}
 	if c.Format != FormatVersion {
-		return nil, fmt.Errorf("%w: %s has format %d, this backy reads format %d", ErrFormat, dir, c.Format, FormatVersion)
+		return fmt.Errorf("%w: %s has format %d, this backy reads format %d", ErrFormat, where, c.Format, FormatVersion)
 	}
 	if c.ChunkSize != ChunkSize || c.Hash != "blake3-256" || c.Compression != "zstd" {
-		return nil, fmt.Errorf("%w: %s uses chunk size %d, hash %q, compression %q", ErrFormat, dir, c.ChunkSize, c.Hash, c.Compression)
+		return fmt.Errorf("%w: %s uses chunk size %d, hash %q, compression %q", ErrFormat, where, c.ChunkSize, c.Hash, c.Compression)
 	}
-	return &Repo{Dir: dir, Chunks: newDirStore(dir)}, nil
+	return nil
 }
 
-// OpenOrCreate opens the repository in dir, creating it (and dir) when dir
-// is missing or empty; a non-empty directory that is not a repository is
-// refused so backy never scatters files over someone else's data.
-func OpenOrCreate(dir string) (*Repo, error) {
-	if _, err := os.Stat(filepath.Join(dir, configFile)); err == nil {
-		return Open(dir)
-	}
-	entries, err := os.ReadDir(dir)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("repo: %w", err)
-	}
-	if len(entries) > 0 {
-		return nil, fmt.Errorf("%w: %s is not empty and has no %s file", ErrNotRepository, dir, configFile)
-	}
-	if err := create(dir); err != nil {
-		return nil, err
-	}
-	return Open(dir)
+// Repo is an opened repository.
+type Repo struct {
+	// Dir is the repository directory; empty for a RADOS repository.
+	Dir    string
+	Chunks ChunkStore
+	b      Backend
+	// created is set when OpenOrCreate made the repository (for
+	// DiscardIfEmpty).
+	created bool
 }
 
-func create(dir string) error {
-	for _, sub := range []string{"chunks", "revisions", "tmp", "locks"} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
-			return fmt.Errorf("repo: %w", err)
-		}
-	}
-	c, _ := json.MarshalIndent(repoConfig{Format: FormatVersion, ChunkSize: ChunkSize, Hash: "blake3-256", Compression: "zstd"}, "", "  ")
-	if err := writeFileAtomic(filepath.Join(dir, "tmp"), filepath.Join(dir, configFile), append(c, '\n')); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(filepath.Clean(dir)))
+func newRepo(b Backend, dir string) *Repo {
+	return &Repo{Dir: dir, Chunks: b.Chunks(), b: b}
 }
 
-// TmpDir is where temporary files live until they are renamed into place.
-func (r *Repo) TmpDir() string { return filepath.Join(r.Dir, "tmp") }
-
-func (r *Repo) revPath(id, ext string) string {
-	return filepath.Join(r.Dir, "revisions", id+ext)
+// Open opens the repository at loc: a directory, or rados:POOL/JOB.
+func Open(loc string, opts ...Option) (*Repo, error) {
+	if IsRados(loc) {
+		return openRados(loc, options(opts), false)
+	}
+	return openDir(loc)
 }
+
+// OpenOrCreate opens the repository at loc, creating it when it does not
+// exist: a directory that is missing or empty, or a job (and, the first
+// time, the pool's format marker) in RADOS. A non-empty directory that is
+// not a repository is refused so backy never scatters files over someone
+// else's data.
+func OpenOrCreate(loc string, opts ...Option) (*Repo, error) {
+	if IsRados(loc) {
+		return openRados(loc, options(opts), true)
+	}
+	return openOrCreateDir(loc)
+}
+
+// Location names the repository as the user gives it.
+func (r *Repo) Location() string { return r.b.Location() }
+
+// Backend is the storage under the repository.
+func (r *Repo) Backend() Backend { return r.b }
+
+// Close releases the repository's connection (RADOS); a directory holds
+// nothing.
+func (r *Repo) Close() error { return r.b.Close() }
 
 // Revisions lists every published revision, oldest first. A revision exists
-// exactly when its metadata file does (it is published last).
+// exactly when its metadata does (it is published last).
 func (r *Repo) Revisions() ([]*Revision, error) {
-	entries, err := os.ReadDir(filepath.Join(r.Dir, "revisions"))
+	revs, bad, err := r.ScanRevisions()
 	if err != nil {
-		return nil, fmt.Errorf("repo: %w", err)
+		return nil, err
 	}
-	var revs []*Revision
-	for _, e := range entries {
-		id, ok := strings.CutSuffix(e.Name(), ".rev")
-		if !ok || strings.HasPrefix(id, ".") {
-			continue
-		}
-		rev, err := readRevisionFile(filepath.Join(r.Dir, "revisions", e.Name()), id)
-		if errors.Is(err, os.ErrNotExist) {
-			continue // forgotten since the directory was read
-		}
-		if err != nil {
-			return nil, err
-		}
-		revs = append(revs, rev)
+	if len(bad) > 0 {
+		return nil, bad[0]
 	}
-	sort.SliceStable(revs, func(i, j int) bool {
-		if !revs[i].Time.Equal(revs[j].Time) {
-			return revs[i].Time.Before(revs[j].Time)
-		}
-		return revs[i].ID < revs[j].ID
-	})
 	return revs, nil
 }
 
 // Index loads and verifies the index of a revision.
 func (r *Repo) Index(id string) (*Index, error) {
-	ix, err := readIndexFile(r.revPath(id, ".idx"))
+	ix, err := r.readIndex(id)
 	if err != nil {
-		if _, serr := os.Stat(r.revPath(id, ".rev")); errors.Is(serr, os.ErrNotExist) {
+		if _, merr := r.b.ReadMeta(id); errors.Is(merr, os.ErrNotExist) {
 			// Forgotten since it was listed: gone, not damaged.
 			return nil, fmt.Errorf("%w %q: it was removed", ErrNoRevision, id)
 		}
@@ -132,15 +110,30 @@ func (r *Repo) Index(id string) (*Index, error) {
 	return ix, nil
 }
 
+func (r *Repo) readIndex(id string) (*Index, error) {
+	b, err := r.b.ReadIndex(id)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s is missing", ErrCorruptIndex, r.objName(id, ".idx"))
+	}
+	if err != nil {
+		return nil, err
+	}
+	ix := new(Index)
+	if err := ix.UnmarshalBinary(b); err != nil {
+		return nil, fmt.Errorf("%w (%s)", err, r.objName(id, ".idx"))
+	}
+	return ix, nil
+}
+
 // Commit publishes a new revision: the index first, then the metadata,
-// each with write-temp, fsync, rename, fsync-directory. The chunks the index
-// names must already be durable (ChunkStore.Sync).
+// each atomically. The chunks the index names must already be durable
+// (Batch.Commit).
 func (r *Repo) Commit(rev *Revision, ix *Index) error {
 	b, err := ix.MarshalBinary()
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(r.TmpDir(), r.revPath(rev.ID, ".idx"), b); err != nil {
+	if err := r.b.WriteIndex(rev.ID, b); err != nil {
 		return err
 	}
 	return r.SaveRevision(rev)
@@ -157,52 +150,37 @@ func (r *Repo) SaveRevision(rev *Revision) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(r.TmpDir(), r.revPath(rev.ID, ".rev"), b)
+	return r.b.WriteMeta(rev.ID, b)
 }
 
 // RemoveRevision deletes a revision: metadata first, so that it stops
 // existing at once, then its index. Its chunks go at the next purge.
-func (r *Repo) RemoveRevision(id string) error {
-	if err := os.Remove(r.revPath(id, ".rev")); err != nil {
-		return fmt.Errorf("repo: %w", err)
+func (r *Repo) RemoveRevision(id string) error { return r.b.RemoveRevision(id) }
+
+// DiscardIfEmpty removes a repository that OpenOrCreate just made and that
+// still holds no revision (one created for a store that then failed), so
+// that a refused stream leaves no trace. A repository that existed before,
+// or has anything in it, is left alone.
+func (r *Repo) DiscardIfEmpty() error {
+	if !r.created {
+		return nil
 	}
-	if err := os.Remove(r.revPath(id, ".idx")); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("repo: %w", err)
-	}
-	return syncDir(filepath.Join(r.Dir, "revisions"))
+	return r.b.discard()
 }
 
-// IsRepository reports whether dir holds a repository (its marker file).
-func IsRepository(dir string) bool {
-	_, err := os.Stat(filepath.Join(dir, configFile))
-	return err == nil
+// FindLeftovers lists the leftovers of interrupted stores. Only call it
+// while holding the store lock and the meta lock exclusively: a running
+// store or metadata change has files in tmp/ that look exactly like
+// leftovers.
+func (r *Repo) FindLeftovers() (Leftovers, error) { return r.b.FindLeftovers() }
+
+// OrphanIndexes lists the ids of indexes without metadata. Under the meta
+// lock the list is exact: Commit publishes both while holding it.
+func (r *Repo) OrphanIndexes() ([]string, error) {
+	ids, err := r.b.OrphanIndexes()
+	sort.Strings(ids)
+	return ids, err
 }
 
-// DiscardIfEmpty removes a repository that holds no revision and no chunk
-// (one just created for a store that then failed), so that a refused stream
-// leaves no trace. A repository with anything in it is left alone.
-// The directory itself goes too when removeDir is set (backy created it).
-func (r *Repo) DiscardIfEmpty(removeDir bool) error {
-	for _, sub := range []string{"revisions", "chunks"} {
-		var found bool
-		err := filepath.WalkDir(filepath.Join(r.Dir, sub), func(_ string, d os.DirEntry, err error) error {
-			if err == nil && !d.IsDir() {
-				found = true
-				return filepath.SkipAll
-			}
-			return err
-		})
-		if err != nil || found {
-			return err
-		}
-	}
-	for _, sub := range []string{"chunks", "revisions", "tmp", "locks", configFile} {
-		if err := os.RemoveAll(filepath.Join(r.Dir, sub)); err != nil {
-			return fmt.Errorf("repo: %w", err)
-		}
-	}
-	if removeDir {
-		_ = os.Remove(r.Dir) // only if nothing else is in it
-	}
-	return nil
-}
+// RemoveLeftovers deletes what FindLeftovers found, under the same locks.
+func (r *Repo) RemoveLeftovers(l Leftovers) error { return r.b.RemoveLeftovers(l) }

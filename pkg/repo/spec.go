@@ -2,8 +2,6 @@ package repo
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -85,7 +83,7 @@ func (r *Repo) Find(spec string) (*Revision, error) {
 	if rerr != nil || !strings.HasPrefix(rev.ID, spec) || spec == "" {
 		return nil, fmt.Errorf("%w (name an intact revision by its id to restore it)", bad[0])
 	}
-	ids, err := r.revisionIDs()
+	ids, err := r.b.RevisionIDs()
 	if err != nil {
 		return nil, err
 	}
@@ -95,19 +93,4 @@ func (r *Repo) Find(spec string) (*Revision, error) {
 		}
 	}
 	return rev, nil
-}
-
-// revisionIDs lists the ids of every metadata file, readable or not.
-func (r *Repo) revisionIDs() ([]string, error) {
-	entries, err := os.ReadDir(filepath.Join(r.Dir, "revisions"))
-	if err != nil {
-		return nil, fmt.Errorf("repo: %w", err)
-	}
-	var ids []string
-	for _, e := range entries {
-		if id, ok := strings.CutSuffix(e.Name(), ".rev"); ok && !strings.HasPrefix(id, ".") {
-			ids = append(ids, id)
-		}
-	}
-	return ids, nil
 }

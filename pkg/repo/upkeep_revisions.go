@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 )
@@ -18,21 +17,17 @@ import (
 // and one error per file that could not be read, so verify can report every
 // damaged file and still check the rest.
 func (r *Repo) ScanRevisions() ([]*Revision, []error, error) {
-	entries, err := os.ReadDir(filepath.Join(r.Dir, "revisions"))
+	ids, err := r.b.RevisionIDs()
 	if err != nil {
-		return nil, nil, fmt.Errorf("repo: %w", err)
+		return nil, nil, err
 	}
 	var revs []*Revision
 	var bad []error
-	for _, e := range entries {
-		id, ok := strings.CutSuffix(e.Name(), ".rev")
-		if !ok || strings.HasPrefix(id, ".") {
-			continue
-		}
-		rev, err := readRevisionFile(filepath.Join(r.Dir, "revisions", e.Name()), id)
+	for _, id := range ids {
+		rev, err := r.readRevision(id)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
-				continue // removed since the directory was read
+				continue // removed since it was listed
 			}
 			bad = append(bad, err)
 			continue
@@ -59,7 +54,7 @@ func (r *Repo) LoadRevision(id string) (*Revision, error) {
 	if id == "" || strings.ContainsAny(id, "/.") {
 		return nil, fmt.Errorf("%w %q", ErrNoRevision, id)
 	}
-	rev, err := readRevisionFile(r.revPath(id, ".rev"), id)
+	rev, err := r.readRevision(id)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w %q", ErrNoRevision, id)
 	}

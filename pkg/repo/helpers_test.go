@@ -1,0 +1,16 @@
+package repo
+
+import "os"
+
+// revPath is the path of a revision's metadata (".rev") or index (".idx")
+// in a directory repository.
+func (r *Repo) revPath(id, ext string) string { return r.b.(*dirBackend).revPath(id, ext) }
+
+// readRevisionFile loads and checks the metadata file at path.
+func readRevisionFile(path, id string) (*Revision, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return decodeRevision(b, path, id)
+}

@@ -1,0 +1,10 @@
+package repo
+
+import "fmt"
+
+func openRados(loc string, _ openOptions, _ bool) (*Repo, error) {
+	if _, err := ParseRadosLocation(loc); err != nil {
+		return nil, err
+	}
+	return nil, fmt.Errorf("%w: %s", ErrNoRados, loc)
+}
