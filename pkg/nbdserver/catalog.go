@@ -32,8 +32,8 @@ type Catalog interface {
 // Export is one opened revision image.
 type Export interface {
 	// ReadAt returns verified data: a corrupt or missing chunk must be an
-	// error, never wrong bytes. It is called by one goroutine at a time per
-	// Open.
+	// error, never wrong bytes. The requests of a connection are served
+	// concurrently, so it is called from several goroutines at once.
 	io.ReaderAt
 	// Size is the image size in bytes.
 	Size() int64

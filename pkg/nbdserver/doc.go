@@ -1,13 +1,19 @@
-// Package nbdserver is the engine of backy-nbd: it serves every revision a
-// Catalog knows as a read-only NBD export, so that single files can be pulled
-// out of a backup with nbdfuse, qemu-nbd clients or any other NBD client.
+// Package nbdserver is the engine of backy-nbd: it serves every export a
+// Catalog knows (for backy, every revision) over NBD, read-only, so that
+// single files can be pulled out of a backup with nbdfuse, qemu clients or
+// any other NBD client.
 //
-// The NBD protocol itself is spoken by github.com/pojntfx/go-nbd. That library
-// has gaps (no read-only flag, a broken export list, no dynamic export names,
-// read errors that kill the connection after a success header, ...), which this
-// package closes without forking it: every connection is wrapped in a small
-// framing-aware shim that answers some options and commands itself and patches
-// the library's replies. docs/nbd.md lists the gaps and what remains.
+// It speaks the protocol itself: the fixed-newstyle handshake with
+// NBD_OPT_LIST/INFO/GO, structured replies and the base:allocation
+// metadata context, then a transmission loop per connection that serves
+// its requests concurrently (a bounded number in flight; replies go out
+// whole, one at a time, in the order requests complete, as the protocol
+// allows). Only the protocol constants come from
+// github.com/pojntfx/go-nbd/pkg/protocol; docs/nbd.md says why its server
+// is not used.
+//
+// A read that fails (a corrupt or missing chunk) is an error reply: no byte
+// of it reaches the client and the connection carries on.
 //
 // With COW set, clients may write: writes land in a per-connection sparse
 // overlay in a temporary file that is discarded when the client disconnects.

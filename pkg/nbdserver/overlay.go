@@ -129,16 +129,3 @@ func (o *overlay) WriteAt(p []byte, off int64) error {
 func (o *overlay) Close() error {
 	return o.f.Close()
 }
-
-// readFull reads exactly len(p) bytes at off; io.EOF together with a full
-// read is success, a short read is io.ErrUnexpectedEOF.
-func readFull(r io.ReaderAt, p []byte, off int64) error {
-	n, err := r.ReadAt(p, off)
-	if n == len(p) {
-		return nil
-	}
-	if err == nil || err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
-	return err
-}

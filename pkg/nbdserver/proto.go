@@ -1,50 +1,55 @@
 package nbdserver
 
-// NBD protocol constants this package needs, from the protocol specification
-// (github.com/NetworkBlockDevice/nbd, doc/proto.md). go-nbd's protocol package
-// lacks most of them.
+import "github.com/pojntfx/go-nbd/pkg/protocol"
+
+// NBD protocol constants (github.com/NetworkBlockDevice/nbd, doc/proto.md).
+// Those go-nbd's protocol package defines are taken from it; the rest (the
+// options, commands and replies go-nbd does not implement) are defined here.
 const (
-	optMagic   = uint64(0x49484156454F5054) // "IHAVEOPT"
-	replyMagic = uint64(0x3e889045565a9)    // option reply magic
+	oldstyleMagic = protocol.NEGOTIATION_MAGIC_OLDSTYLE
+	optMagic      = protocol.NEGOTIATION_MAGIC_OPTION
+	replyMagic    = protocol.NEGOTIATION_MAGIC_REPLY // option replies
+	flagFixedNew  = protocol.NEGOTIATION_HANDSHAKE_FLAG_FIXED_NEWSTYLE
 
-	optExportName = 1
-	optAbort      = 2
-	optList       = 3
-	optInfo       = 6
-	optGo         = 7
-
+	optExportName      = 1
+	optAbort           = protocol.NEGOTIATION_ID_OPTION_ABORT
+	optList            = protocol.NEGOTIATION_ID_OPTION_LIST
+	optInfo            = protocol.NEGOTIATION_ID_OPTION_INFO
+	optGo              = protocol.NEGOTIATION_ID_OPTION_GO
 	optStructuredReply = 8
 	optListMetaContext = 9
 	optSetMetaContext  = 10
 
-	repAck         = 1
-	repServer      = 2
-	repInfo        = 3
+	repAck         = protocol.NEGOTIATION_TYPE_REPLY_ACK
+	repServer      = protocol.NEGOTIATION_TYPE_REPLY_SERVER
+	repInfo        = protocol.NEGOTIATION_TYPE_REPLY_INFO
 	repMetaContext = 4
+	repErrUnsup    = protocol.NEGOTIATION_TYPE_REPLY_ERR_UNSUPPORTED
 	repErrPolicy   = 1<<31 | 2
 	repErrInvalid  = 1<<31 | 3
-	repErrUnknown  = 1<<31 | 6
+	repErrUnknown  = protocol.NEGOTIATION_TYPE_REPLY_ERR_UNKNOWN
 
-	infoExport = 0
+	infoExport      = protocol.NEGOTIATION_TYPE_INFO_EXPORT
+	infoName        = protocol.NEGOTIATION_TYPE_INFO_NAME
+	infoDescription = protocol.NEGOTIATION_TYPE_INFO_DESCRIPTION
+	infoBlockSize   = protocol.NEGOTIATION_TYPE_INFO_BLOCKSIZE
 
 	// Transmission flags.
-	flagHasFlags     = 1 << 0
+	flagHasFlags     = protocol.NEGOTIATION_REPLY_FLAGS_HAS_FLAGS
 	flagReadOnly     = 1 << 1
 	flagSendFlush    = 1 << 2
-	flagCanMultiConn = 1 << 8
+	flagCanMultiConn = protocol.NEGOTIATION_REPLY_FLAGS_CAN_MULTI_CONN
 
-	requestMagic      = uint32(0x25609513)
-	simpleReplyMagic  = uint32(0x67446698)
+	requestMagic      = protocol.TRANSMISSION_MAGIC_REQUEST
+	simpleReplyMagic  = protocol.TRANSMISSION_MAGIC_REPLY
 	requestHeaderSize = 28
 	replyHeaderSize   = 16
 	optHeaderSize     = 16
 	optReplyHdrSize   = 20
-	handshakeSize     = 18 // server's newstyle greeting
-	clientFlagsSize   = 4
 
-	cmdRead        = 0
-	cmdWrite       = 1
-	cmdDisc        = 2
+	cmdRead        = protocol.TRANSMISSION_TYPE_REQUEST_READ
+	cmdWrite       = protocol.TRANSMISSION_TYPE_REQUEST_WRITE
+	cmdDisc        = protocol.TRANSMISSION_TYPE_REQUEST_DISC
 	cmdFlush       = 3
 	cmdBlockStatus = 7
 
@@ -67,17 +72,16 @@ const (
 	stateZero        = 2
 
 	// Error numbers on the wire (NBD defines its own, equal to Linux's).
-	errnoEPERM  = 1
+	errnoEPERM  = protocol.TRANSMISSION_ERROR_EPERM
 	errnoEIO    = 5
-	errnoEINVAL = 22
+	errnoEINVAL = protocol.TRANSMISSION_ERROR_EINVAL
 	errnoENOSPC = 28
 
-	// maxOptionLen bounds the data of one negotiation option. The spec limits
-	// export names to 4096 bytes; go-nbd would allocate whatever a client
-	// claims.
+	// maxOptionLen bounds the data of one negotiation option. The spec
+	// limits export names to 4096 bytes.
 	maxOptionLen = 64 << 10
 
-	// maxRequest is the largest read or write go-nbd accepts; it is also what
-	// we advertise as the maximum block size.
+	// maxRequest is the largest read or write served, advertised as the
+	// maximum block size (32 MiB, what clients expect to be allowed).
 	maxRequest = 32 << 20
 )

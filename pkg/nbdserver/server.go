@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/pojntfx/go-nbd/pkg/server"
 )
 
 // DefaultAddr is where backy-nbd listens unless told otherwise: loopback
@@ -145,32 +143,27 @@ func temporary(err error) bool {
 	return false
 }
 
-// handle runs one connection through go-nbd behind a session.
-func (s *Server) handle(c net.Conn) {
-	log := s.log.With("conn", s.nextID.Add(1), "remote", c.RemoteAddr().String())
-	sess := newSession(s, c, log)
+// handle serves one connection to its end.
+func (s *Server) handle(nc net.Conn) {
+	log := s.log.With("conn", s.nextID.Add(1), "remote", nc.RemoteAddr().String())
+	c := newConn(s, nc, log)
 	start := time.Now()
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error("connection handler panicked", "panic", r)
 		}
-		sess.close()
-		if sess.serving != nil {
-			st := sess.stats
-			log.Info("client done", "export", sess.serving.name, "reads", st.reads, "read_bytes", st.readBytes,
-				"writes", st.writes, "write_bytes", st.writeBytes, "errors", st.errors, "duration", time.Since(start).Round(time.Millisecond))
+		nc.Close()
+		if c.serving != nil {
+			st := &c.stats
+			log.Info("client done", "export", c.serving.name, "reads", st.reads.Load(), "read_bytes", st.readBytes.Load(),
+				"writes", st.writes.Load(), "write_bytes", st.writeBytes.Load(), "errors", st.errors.Load(),
+				"duration", time.Since(start).Round(time.Millisecond))
 		}
 	}()
-	err := server.Handle(sess, sess.slot, &server.Options{
-		ReadOnly:           !s.opts.COW,
-		MinimumBlockSize:   1,
-		PreferredBlockSize: overlayBlock,
-		MaximumBlockSize:   maxRequest,
-		MaximumRequestSize: maxRequest,
-		SupportsMultiConn:  !s.opts.COW,
-	})
+	err := c.serve()
 	switch {
-	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.EPIPE), errors.Is(err, errAborted):
 		log.Debug("connection closed", "err", err)
 	default:
 		log.Warn("connection ended", "err", err)

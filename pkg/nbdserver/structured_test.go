@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"testing"
+
+	"github.com/backy/backy/pkg/extent"
 )
 
 // mappedCatalog wraps a fileCatalog so its exports are Mappers that report
@@ -30,7 +32,7 @@ func (e mappedExport) Extent(off, max int64) (bool, int64) {
 	blockZero := func(b int64) bool {
 		p := make([]byte, min(mapBlock, e.size-b*mapBlock))
 		e.f.ReadAt(p, b*mapBlock)
-		return isZero(p)
+		return extent.IsZero(p)
 	}
 	b := off / mapBlock
 	zero := blockZero(b)
@@ -122,7 +124,7 @@ func TestStructuredReads(t *testing.T) {
 		}
 		want := data[tc.off : tc.off+tc.n]
 		if tc.typ == replyTypeOffsetHole {
-			if binary.BigEndian.Uint32(p[8:]) != tc.n || !isZero(want) {
+			if binary.BigEndian.Uint32(p[8:]) != tc.n || !extent.IsZero(want) {
 				t.Errorf("hole of %d bytes for %d zero bytes", binary.BigEndian.Uint32(p[8:]), tc.n)
 			}
 		} else if !bytes.Equal(p[8:], want) {
