@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/backy/backy/internal/clitest"
 	"github.com/backy/backy/pkg/repo"
@@ -18,6 +19,7 @@ func TestScripts(t *testing.T) {
 	p.Cmds["holdlock"] = holdlock
 	p.Cmds["setid"] = setid
 	p.Cmds["clonerev"] = clonerev
+	p.Cmds["settime"] = settime
 	testscript.Run(t, p)
 }
 
@@ -54,12 +56,31 @@ func clonerev(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 3 {
 		ts.Fatalf("usage: clonerev REPO ID NEWID")
 	}
-	dir := filepath.Join(ts.MkAbs(args[0]), "revisions")
-	idx, err := os.ReadFile(filepath.Join(dir, args[1]+".idx"))
+	r, rev := loadrev(ts, args[0], args[1])
+	idx, err := os.ReadFile(filepath.Join(r.Dir, "revisions", args[1]+".idx"))
 	ts.Check(err)
-	ts.Check(os.WriteFile(filepath.Join(dir, args[2]+".idx"), idx, 0o644))
-	rev, err := os.ReadFile(filepath.Join(dir, args[1]+".rev"))
+	ts.Check(os.WriteFile(filepath.Join(r.Dir, "revisions", args[2]+".idx"), idx, 0o644))
+	rev.ID = args[2]
+	ts.Check(r.SaveRevision(rev))
+}
+
+// settime REPO ID TIME: change the time of a revision (RFC 3339), as if it
+// had been made then; the metadata stays sealed.
+func settime(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: settime REPO ID TIME")
+	}
+	r, rev := loadrev(ts, args[0], args[1])
+	t, err := time.Parse(time.RFC3339, args[2])
 	ts.Check(err)
-	text := strings.Replace(string(rev), `"id": "`+args[1]+`"`, `"id": "`+args[2]+`"`, 1)
-	ts.Check(os.WriteFile(filepath.Join(dir, args[2]+".rev"), []byte(text), 0o644))
+	rev.Time = t
+	ts.Check(r.SaveRevision(rev))
+}
+
+func loadrev(ts *testscript.TestScript, dir, id string) (*repo.Repo, *repo.Revision) {
+	r, err := repo.Open(ts.MkAbs(dir))
+	ts.Check(err)
+	rev, err := r.LoadRevision(id)
+	ts.Check(err)
+	return r, rev
 }

@@ -147,12 +147,19 @@ func TestOpenAmbiguousPrefix(t *testing.T) {
 		clone = rev.ID[:1] + strings.Repeat("b", 15)
 	}
 	idx, _ := os.ReadFile(filepath.Join(p, rev.ID+".idx"))
-	meta, _ := os.ReadFile(filepath.Join(p, rev.ID+".rev"))
 	os.WriteFile(filepath.Join(p, clone+".idx"), idx, 0o644)
-	os.WriteFile(filepath.Join(p, clone+".rev"), bytes.Replace(meta, []byte(rev.ID), []byte(clone), 1), 0o644)
+	r, err := repo.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2 := *rev
+	c2.ID = clone
+	if err := r.SaveRevision(&c2); err != nil {
+		t.Fatal(err)
+	}
 
 	c := openCatalog(t, dir, Options{})
-	_, err := c.Open(rev.ID[:1])
+	_, err = c.Open(rev.ID[:1])
 	if !errors.Is(err, nbdserver.ErrNotFound) || !errors.Is(err, repo.ErrAmbiguous) {
 		t.Errorf("Open of a shared prefix: %v", err)
 	}

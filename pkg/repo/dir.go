@@ -27,11 +27,14 @@ func openDir(dir string) (*Repo, error) {
 		}
 		return nil, fmt.Errorf("repo: %w", err)
 	}
-	if err := checkConfig(b, filepath.Join(dir, configFile)); err != nil {
+	format, err := checkConfig(b, filepath.Join(dir, configFile))
+	if err != nil {
 		return nil, err
 	}
 	d := &dirBackend{dir: dir, chunks: newDirStore(dir)}
-	return newRepo(d, dir), nil
+	r := newRepo(d, dir)
+	r.format = format
+	return r, nil
 }
 
 func openOrCreateDir(dir string) (*Repo, error) {

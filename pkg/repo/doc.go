@@ -14,8 +14,17 @@ import "errors"
 // ChunkSize is the fixed chunk size of format 1 (aligned with RBD objects).
 const ChunkSize = 4 << 20
 
-// FormatVersion is the repository format this package reads and writes.
-const FormatVersion = 1
+// FormatVersion is the repository format this package writes: format 2
+// has sealed revision metadata. Repositories of format 1 (unsealed
+// metadata) are read too, and become format 2 when next written
+// (docs/repository.md, "Versions").
+const FormatVersion = 2
+
+// legacyFormat is the repository format before sealed metadata.
+const legacyFormat = 1
+
+// IndexVersion is the version of the index file layout.
+const IndexVersion = 1
 
 // Errors of this package; details are wrapped around them.
 var (

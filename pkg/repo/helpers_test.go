@@ -6,11 +6,12 @@ import "os"
 // in a directory repository.
 func (r *Repo) revPath(id, ext string) string { return r.b.(*dirBackend).revPath(id, ext) }
 
-// readRevisionFile loads and checks the metadata file at path.
-func readRevisionFile(path, id string) (*Revision, error) {
+// readRevisionFile loads and checks the metadata file at path; legacy
+// accepts unsealed metadata (a repository of format 1).
+func readRevisionFile(path, id string, legacy bool) (*Revision, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return decodeRevision(b, path, id)
+	return decodeRevision(b, path, id, legacy)
 }

@@ -46,7 +46,7 @@ func (ix *Index) Resize(size int64) {
 func (ix *Index) MarshalBinary() ([]byte, error) {
 	b := make([]byte, indexHeaderLen, indexHeaderLen+32*len(ix.Hashes)+4)
 	copy(b, indexMagic)
-	binary.BigEndian.PutUint16(b[8:], FormatVersion)
+	binary.BigEndian.PutUint16(b[8:], IndexVersion)
 	binary.BigEndian.PutUint32(b[12:], ChunkSize)
 	binary.BigEndian.PutUint64(b[16:], uint64(ix.Size))
 	binary.BigEndian.PutUint64(b[24:], uint64(len(ix.Hashes)))
@@ -69,7 +69,7 @@ func (ix *Index) UnmarshalBinary(b []byte) error {
 	if binary.BigEndian.Uint32(b[36:]) != 0 || binary.BigEndian.Uint16(b[10:]) != 0 {
 		return fmt.Errorf("%w: reserved bytes set", ErrCorruptIndex)
 	}
-	if v := binary.BigEndian.Uint16(b[8:]); v != FormatVersion {
+	if v := binary.BigEndian.Uint16(b[8:]); v != IndexVersion {
 		return fmt.Errorf("%w: index version %d", ErrFormat, v)
 	}
 	if cs := binary.BigEndian.Uint32(b[12:]); cs != ChunkSize {

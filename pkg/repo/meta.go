@@ -1,11 +1,17 @@
 package repo
 
 import (
+	"bytes"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"time"
+
+	"github.com/zeebo/blake3"
 )
 
 // Trust states of a revision.
@@ -67,24 +73,131 @@ func NewRevisionID() string {
 	return string(b[:])
 }
 
+// Sealed metadata (docs/repository.md, "Revision metadata"): the file is
+// the indented JSON of the revision with one more member, last, whose value
+// is the BLAKE3-256 of every other byte of the file. The seal is computed
+// over bytes, not over fields, so it covers whatever the Revision struct
+// holds now or later, and a reader checks it before it parses anything.
+const (
+	// RevisionFormat is the format of sealed metadata files.
+	RevisionFormat = 2
+	// legacyRevisionFormat is unsealed metadata, written before seals; it is
+	// read only in repositories of format 1.
+	legacyRevisionFormat = 1
+	sealHead             = ",\n  \"seal\": \"blake3:"
+	sealTail             = "\"\n}\n"
+	sealLen              = len(sealHead) + 64 + len(sealTail)
+	unsealedTail         = "\n}\n"
+)
+
+// marshal encodes the revision as a sealed metadata file.
 func (r *Revision) marshal() ([]byte, error) {
-	b, err := json.MarshalIndent(r, "", "  ")
+	c := *r
+	c.Format = RevisionFormat
+	b, err := json.MarshalIndent(&c, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("repo: %w", err)
 	}
-	return append(b, '\n'), nil
+	b = append(b, '\n')
+	sum := blake3.Sum256(b)
+	out := make([]byte, 0, len(b)-len(unsealedTail)+sealLen)
+	out = append(out, b[:len(b)-len(unsealedTail)]...)
+	out = append(out, sealHead...)
+	out = hex.AppendEncode(out, sum[:])
+	return append(out, sealTail...), nil
 }
 
-// decodeRevision parses metadata read from where; bytes that do not parse,
-// or name a different id, are damage.
-func decodeRevision(b []byte, where, id string) (*Revision, error) {
-	var r Revision
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrCorruptMeta, where, err)
+// unseal checks the seal of a metadata file and returns the bytes it
+// covers; ok is false when b carries no seal at all.
+func unseal(b []byte) (body []byte, ok bool, err error) {
+	if len(b) < sealLen || !bytes.HasSuffix(b, []byte(sealTail)) ||
+		!bytes.Equal(b[len(b)-sealLen:len(b)-sealLen+len(sealHead)], []byte(sealHead)) {
+		return nil, false, nil
 	}
+	body = append(b[:len(b)-sealLen:len(b)-sealLen], unsealedTail...)
+	sum := blake3.Sum256(body)
+	if !bytes.Equal(hex.AppendEncode(nil, sum[:]), b[len(b)-len(sealTail)-64:len(b)-len(sealTail)]) {
+		return nil, true, errors.New("the seal does not match the content")
+	}
+	return body, true, nil
+}
+
+// unmarshalRevision decodes a metadata file. A sealed file must carry a
+// seal that matches; an unsealed (format 1) file is accepted only when
+// legacy is set (a repository of format 1), and then only when it holds
+// nothing but the members format 1 had, so that damage to a sealed file can
+// never make it read as an unsealed one.
+func unmarshalRevision(b []byte, legacy bool) (*Revision, error) {
+	body, sealed, err := unseal(b)
+	if err != nil {
+		return nil, err
+	}
+	var r Revision
+	if sealed {
+		if err := json.Unmarshal(body, &r); err != nil {
+			return nil, err
+		}
+		if r.Format == legacyRevisionFormat {
+			return nil, errors.New("sealed, but of format 1")
+		}
+		if r.Format != RevisionFormat {
+			return &r, errUnknownFormat
+		}
+		return &r, nil
+	}
+	if !legacy {
+		return nil, errors.New("no seal")
+	}
+	var l legacyRevision
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&l); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("data after the JSON object")
+	}
+	if l.Format != legacyRevisionFormat {
+		return nil, fmt.Errorf("no seal, and format %d", l.Format)
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// errUnknownFormat is a sealed file of a format this backy does not know.
+var errUnknownFormat = errors.New("unknown metadata format")
+
+// legacyRevision lists the members a format 1 metadata file may have:
+// those it had when seals came. It must not grow with Revision.
+type legacyRevision struct {
+	Format     int        `json:"format"`
+	ID         string     `json:"id"`
+	Time       time.Time  `json:"time"`
+	Parent     string     `json:"parent,omitempty"`
+	Kind       string     `json:"kind"`
+	Tags       []string   `json:"tags"`
+	Trust      string     `json:"trust"`
+	Source     string     `json:"source,omitempty"`
+	Snapshot   string     `json:"snapshot,omitempty"`
+	Base       string     `json:"base,omitempty"`
+	Size       int64      `json:"size"`
+	Stats      Stats      `json:"stats"`
+	VerifiedAt *time.Time `json:"verified_at,omitempty"`
+	Damage     []string   `json:"damage,omitempty"`
+}
+
+// decodeRevision parses metadata read from where (a file, or a RADOS
+// object): a seal that does not match, an unsealed file (unless legacy),
+// bytes that do not parse, or a different id, are damage.
+func decodeRevision(b []byte, where, id string, legacy bool) (*Revision, error) {
+	r, err := unmarshalRevision(b, legacy)
 	switch {
-	case r.Format != FormatVersion:
+	case errors.Is(err, errUnknownFormat):
 		return nil, fmt.Errorf("%w: %s has format %d", ErrFormat, where, r.Format)
+	case err != nil:
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorruptMeta, where, err)
 	case r.ID != id:
 		return nil, fmt.Errorf("%w: %s names revision %q", ErrCorruptMeta, where, r.ID)
 	case r.Size < 0 || r.Size > MaxImageSize || r.Time.IsZero():
@@ -93,7 +206,7 @@ func decodeRevision(b []byte, where, id string) (*Revision, error) {
 	if r.Tags == nil {
 		r.Tags = []string{}
 	}
-	return &r, nil
+	return r, nil
 }
 
 // readRevision loads the metadata of revision id from the backend.
@@ -102,7 +215,7 @@ func (r *Repo) readRevision(id string) (*Revision, error) {
 	if err != nil {
 		return nil, err
 	}
-	return decodeRevision(b, r.objName(id, ".rev"), id)
+	return decodeRevision(b, r.objName(id, ".rev"), id, r.format == legacyFormat)
 }
 
 // objName names a revision's metadata (ext ".rev") or index (".idx") in

@@ -19,24 +19,28 @@ type repoConfig struct {
 	Compression string `json:"compression"`
 }
 
-func newConfig() []byte {
-	c, _ := json.MarshalIndent(repoConfig{Format: FormatVersion, ChunkSize: ChunkSize, Hash: "blake3-256", Compression: "zstd"}, "", "  ")
+func newConfig() []byte { return marshalConfig(FormatVersion) }
+
+func marshalConfig(format int) []byte {
+	c, _ := json.MarshalIndent(repoConfig{Format: format, ChunkSize: ChunkSize, Hash: "blake3-256", Compression: "zstd"}, "", "  ")
 	return append(c, '\n')
 }
 
-// checkConfig accepts the format marker b of the repository at where.
-func checkConfig(b []byte, where string) error {
+// checkConfig accepts the format marker b of the repository at where and
+// returns its format: FormatVersion, or legacyFormat (read, and sealed when
+// next written).
+func checkConfig(b []byte, where string) (int, error) {
 	var c repoConfig
 	if err := json.Unmarshal(b, &c); err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrNotRepository, where, err)
+		return 0, fmt.Errorf("%w: %s: %v", ErrNotRepository, where, err)
 	}
-	if c.Format != FormatVersion {
-		return fmt.Errorf("%w: %s has format %d, this backy reads format %d", ErrFormat, where, c.Format, FormatVersion)
+	if c.Format != FormatVersion && c.Format != legacyFormat {
+		return 0, fmt.Errorf("%w: %s has format %d, this backy reads formats %d and %d", ErrFormat, where, c.Format, legacyFormat, FormatVersion)
 	}
 	if c.ChunkSize != ChunkSize || c.Hash != "blake3-256" || c.Compression != "zstd" {
-		return fmt.Errorf("%w: %s uses chunk size %d, hash %q, compression %q", ErrFormat, where, c.ChunkSize, c.Hash, c.Compression)
+		return 0, fmt.Errorf("%w: %s uses chunk size %d, hash %q, compression %q", ErrFormat, where, c.ChunkSize, c.Hash, c.Compression)
 	}
-	return nil
+	return c.Format, nil
 }
 
 // Repo is an opened repository.
@@ -48,6 +52,10 @@ type Repo struct {
 	// created is set when OpenOrCreate made the repository (for
 	// DiscardIfEmpty).
 	created bool
+	// format is legacyFormat for a directory of format 1 not yet sealed by
+	// this process: only then is unsealed metadata read. The zero value
+	// means sealed.
+	format int
 }
 
 func newRepo(b Backend, dir string) *Repo {
@@ -129,6 +137,9 @@ func (r *Repo) readIndex(id string) (*Index, error) {
 // each atomically. The chunks the index names must already be durable
 // (Batch.Commit).
 func (r *Repo) Commit(rev *Revision, ix *Index) error {
+	if err := r.seal(); err != nil {
+		return err
+	}
 	b, err := ix.MarshalBinary()
 	if err != nil {
 		return err
@@ -142,7 +153,14 @@ func (r *Repo) Commit(rev *Revision, ix *Index) error {
 // SaveRevision writes revision metadata atomically. Callers changing an
 // existing revision hold the meta lock.
 func (r *Repo) SaveRevision(rev *Revision) error {
-	rev.Format = FormatVersion
+	if err := r.seal(); err != nil {
+		return err
+	}
+	return r.saveRevision(rev)
+}
+
+func (r *Repo) saveRevision(rev *Revision) error {
+	rev.Format = RevisionFormat
 	if rev.Tags == nil {
 		rev.Tags = []string{}
 	}
@@ -155,7 +173,12 @@ func (r *Repo) SaveRevision(rev *Revision) error {
 
 // RemoveRevision deletes a revision: metadata first, so that it stops
 // existing at once, then its index. Its chunks go at the next purge.
-func (r *Repo) RemoveRevision(id string) error { return r.b.RemoveRevision(id) }
+func (r *Repo) RemoveRevision(id string) error {
+	if err := r.seal(); err != nil {
+		return err
+	}
+	return r.b.RemoveRevision(id)
+}
 
 // DiscardIfEmpty removes a repository that OpenOrCreate just made and that
 // still holds no revision (one created for a store that then failed), so

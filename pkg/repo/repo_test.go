@@ -2,10 +2,12 @@ package repo
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestOpenOrCreate(t *testing.T) {
@@ -33,7 +35,7 @@ func TestNewerFormatIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := filepath.Join(r.Dir, configFile)
-	os.WriteFile(p, []byte(`{"format": 2, "chunk_size": 4194304, "hash": "blake3-256", "compression": "zstd"}`), 0o644)
+	os.WriteFile(p, []byte(`{"format": 3, "chunk_size": 4194304, "hash": "blake3-256", "compression": "zstd"}`), 0o644)
 	if _, err := Open(r.Dir); !errors.Is(err, ErrFormat) {
 		t.Fatalf("error %v", err)
 	}
@@ -107,4 +109,80 @@ func TestLocks(t *testing.T) {
 		t.Fatalf("shared while exclusive: %v", err)
 	}
 	ex.Unlock()
+}
+
+// legacyRepo makes a repository of format 1, as backy wrote it before
+// metadata was sealed: the marker says 1 and the metadata files are plain
+// JSON of format 1 (one of them damaged).
+func legacyRepo(t *testing.T) (*Repo, []string) {
+	t.Helper()
+	r, err := OpenOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(r.Dir, configFile), marshalConfig(legacyFormat), 0o644)
+	ids := []string{"aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb", "cccccccccccccccc"}
+	for i, id := range ids {
+		rev := sampleRevision()
+		rev.ID, rev.Format, rev.Time = id, legacyFormat, rev.Time.Add(time.Duration(i)*time.Hour)
+		b, _ := json.MarshalIndent(rev, "", "  ")
+		if i == 2 {
+			b = b[:len(b)/2] // damaged
+		}
+		os.WriteFile(r.revPath(id, ".rev"), append(b, '\n'), 0o644)
+		ix, _ := NewIndex(rev.Size).MarshalBinary()
+		os.WriteFile(r.revPath(id, ".idx"), ix, 0o644)
+	}
+	return r, ids
+}
+
+// TestLegacyRepositoryIsSealedWhenWritten: a repository of format 1 is
+// read as it is, and its first metadata change seals every readable
+// metadata file and raises the marker to format 2; from then on an
+// unsealed file is damage.
+func TestLegacyRepositoryIsSealedWhenWritten(t *testing.T) {
+	r, ids := legacyRepo(t)
+	marker := filepath.Join(r.Dir, configFile)
+	r, err := Open(r.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revs, bad, err := r.ScanRevisions()
+	if err != nil || len(revs) != 2 || len(bad) != 1 {
+		t.Fatalf("format 1 repository: %d revisions, damaged %v, %v", len(revs), bad, err)
+	}
+	before, _ := os.ReadFile(r.revPath(ids[2], ".rev"))
+	old, _ := os.ReadFile(r.revPath(ids[0], ".rev"))
+	// Reading changed nothing.
+	if b, _ := os.ReadFile(marker); !bytes.Contains(b, []byte(`"format": 1`)) {
+		t.Fatalf("reading changed the marker: %s", b)
+	}
+	revs[1].Tags = []string{"x"}
+	if err := r.SaveRevision(revs[1]); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(marker); !bytes.Contains(b, []byte(`"format": 2`)) {
+		t.Fatalf("the marker after the first change: %s", b)
+	}
+	for _, id := range ids[:2] {
+		b, _ := os.ReadFile(r.revPath(id, ".rev"))
+		if _, err := unmarshalRevision(b, false); err != nil {
+			t.Errorf("%s after the first change: %v", id, err)
+		}
+	}
+	if after, _ := os.ReadFile(r.revPath(ids[2], ".rev")); !bytes.Equal(before, after) {
+		t.Errorf("the damaged file was rewritten")
+	}
+	// From now on an unsealed file is damage, also for a new reader.
+	os.WriteFile(r.revPath(ids[0], ".rev"), old, 0o644)
+	r2, err := Open(r.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r2.LoadRevision(ids[0]); !errors.Is(err, ErrCorruptMeta) {
+		t.Fatalf("an unsealed file in a format 2 repository: %v", err)
+	}
+	if rev, err := r2.LoadRevision(ids[1]); err != nil || rev.Tags[0] != "x" {
+		t.Fatalf("the changed revision: %v, %v", rev, err)
+	}
 }
