@@ -9,6 +9,7 @@ import (
 
 	"github.com/backy/backy/pkg/check"
 	"github.com/backy/backy/pkg/cli"
+	"github.com/backy/backy/pkg/exitcode"
 )
 
 type checkCLI struct {
@@ -41,9 +42,9 @@ func run() int {
 	c := &checkCLI{}
 	code := cli.Run("backy-check", "Nagios/Icinga plugin: are all backup jobs within their SLA?", c, os.Args[1:])
 	switch code {
-	case cli.OK:
+	case exitcode.OK:
 		return c.state
-	case cli.Usage:
+	case exitcode.Usage:
 		// The plugin guidelines want UNKNOWN for a bad command line; 2
 		// would read as CRITICAL. Monitoring reads stdout only.
 		fmt.Println("UNKNOWN: bad command line; see backy-check --help")

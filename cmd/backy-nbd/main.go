@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"syscall"
 
 	"github.com/backy/backy/pkg/cli"
 	"github.com/backy/backy/pkg/nbdrepo"
@@ -19,13 +18,6 @@ type nbdCLI struct {
 	Port        int             `short:"p" default:"9000" help:"TCP port to listen on (0 = any free port, logged)."`
 	Cow         bool            `help:"Let clients write into a per-connection overlay in $TMPDIR, discarded at disconnect."`
 	CacheChunks int             `default:"32" help:"Decompressed 4 MiB chunks kept in memory, shared by all clients." placeholder:"N"`
-}
-
-func init() {
-	// A port someone else listens on is a busy resource; an address that
-	// is not this host's is a bad command line.
-	cli.Register(cli.Busy, syscall.EADDRINUSE)
-	cli.Register(cli.Usage, syscall.EADDRNOTAVAIL, nbdrepo.ErrCacheSize)
 }
 
 func (c *nbdCLI) Run(env *cli.Env) error {

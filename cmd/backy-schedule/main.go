@@ -17,13 +17,6 @@ import (
 	"github.com/backy/backy/pkg/daemon"
 )
 
-func init() {
-	// pkg/daemon imports pkg/cli, so its sentinels are registered here
-	// rather than in the table itself.
-	cli.Register(cli.Busy, daemon.ErrRunning)
-	cli.Register(cli.NotFound, daemon.ErrNoProgram)
-}
-
 type scheduleCLI struct {
 	Version     cli.VersionFlag `help:"Print the version and exit."`
 	Config      string          `short:"c" default:"/etc/backy.conf" placeholder:"FILE" help:"Configuration file."`

@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"github.com/alecthomas/kong"
+
+	"github.com/backy/backy/pkg/exitcode"
 )
 
 // Env is what a command's Run methods receive: the root context and the
@@ -45,7 +47,7 @@ func Run(name, description string, cmd any, args []string, binds ...any) int {
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: error: %v\n", name, err)
-		return Failure
+		return exitcode.Failure
 	}
 	kctx, code, done := parse(parser, args, &exit)
 	if done {
@@ -84,7 +86,7 @@ func parse(p *kong.Kong, args []string, exit *int) (kctx *kong.Context, code int
 	kctx, err := p.Parse(args)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: error: %v\n", p.Model.Name, err)
-		return nil, Usage, true
+		return nil, exitcode.Usage, true
 	}
 	return kctx, 0, false
 }

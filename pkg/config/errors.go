@@ -1,27 +1,28 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/backy/backy/pkg/exitcode"
 )
 
 // ErrInvalid is matched by every error about the content of a configuration
 // file; callers map it to the "bad input" exit code. The other sentinels say
 // what kind of problem it is.
-var ErrInvalid = errors.New("config: invalid configuration")
+var ErrInvalid = exitcode.New(exitcode.BadInput, "config: invalid configuration")
 
 // Kinds of configuration problems, matched with errors.Is.
 var (
-	ErrSyntax         = errors.New("config: syntax error")
-	ErrUnknownKey     = errors.New("config: unknown key")
-	ErrMissingKey     = errors.New("config: missing key")
-	ErrBadValue       = errors.New("config: bad value")
-	ErrDuplicate      = errors.New("config: duplicate definition")
-	ErrNoSuchSchedule = errors.New("config: no such schedule")
-	ErrSourceMissing  = errors.New("config: source missing")
+	ErrSyntax         = exitcode.New(exitcode.BadInput, "config: syntax error")
+	ErrUnknownKey     = exitcode.New(exitcode.BadInput, "config: unknown key")
+	ErrMissingKey     = exitcode.New(exitcode.BadInput, "config: missing key")
+	ErrBadValue       = exitcode.New(exitcode.BadInput, "config: bad value")
+	ErrDuplicate      = exitcode.New(exitcode.BadInput, "config: duplicate definition")
+	ErrNoSuchSchedule = exitcode.New(exitcode.BadInput, "config: no such schedule")
+	ErrSourceMissing  = exitcode.New(exitcode.NotFound, "config: source missing")
 )
 
 // Error is one problem in a configuration file.

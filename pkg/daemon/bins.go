@@ -1,16 +1,17 @@
 package daemon
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/backy/backy/pkg/exitcode"
 )
 
 // ErrNoProgram is returned when a backy command the runs need is missing.
-var ErrNoProgram = errors.New("daemon: program not found")
+var ErrNoProgram = exitcode.New(exitcode.NotFound, "daemon: program not found")
 
 // FindBins finds backy-extract and backy-store next to the daemon's own
 // executable, so that an installation is used as a whole, or else on PATH.

@@ -8,11 +8,13 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/backy/backy/pkg/exitcode"
+
 	"golang.org/x/sys/unix"
 )
 
 // ErrRunning is returned when another daemon holds the base directory.
-var ErrRunning = errors.New("daemon: another backy-schedule is running")
+var ErrRunning = exitcode.New(exitcode.Busy, "daemon: another backy-schedule is running")
 
 // StateDir is the daemon's own directory below the base directory: its
 // lock file and the job logs. The leading dot keeps it apart from job

@@ -11,10 +11,12 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/backy/backy/pkg/exitcode"
 )
 
 // ErrStage is wrapped by the error of a pipeline in which a process failed.
-var ErrStage = errors.New("daemon: command failed")
+var ErrStage = exitcode.New(exitcode.Failure, "daemon: command failed")
 
 // StageError says which processes of a pipeline failed and how.
 type StageError struct {

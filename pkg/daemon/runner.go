@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/backy/backy/pkg/cli"
 	"github.com/backy/backy/pkg/config"
+	"github.com/backy/backy/pkg/exitcode"
 	"github.com/backy/backy/pkg/repo"
 )
 
@@ -101,7 +101,7 @@ func (r *PipelineRunner) Run(ctx context.Context, job config.Job, tags []string,
 	stage("purge")
 	if _, err := r.step(ctx, log, purgePipeline(r.Bins, job)); err != nil {
 		var se *StageError
-		if errors.As(err, &se) && se.onlyExit(filepath.Base(r.Bins.Store), cli.Busy) {
+		if errors.As(err, &se) && se.onlyExit(filepath.Base(r.Bins.Store), exitcode.Busy) {
 			// Someone restores or verifies by hand: the chunks wait for
 			// the next run's purge, nothing is wrong with this backup.
 			res.Warnings = append(res.Warnings, "purge: repository busy, unused chunks stay until the next purge")

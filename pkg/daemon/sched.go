@@ -10,11 +10,12 @@ import (
 	"time"
 
 	"github.com/backy/backy/pkg/config"
+	"github.com/backy/backy/pkg/exitcode"
 	"github.com/backy/backy/pkg/schedule"
 )
 
 // ErrNoJob is returned for a job name the configuration does not have.
-var ErrNoJob = errors.New("daemon: no such job")
+var ErrNoJob = exitcode.New(exitcode.Failure, "daemon: no such job")
 
 // jobState is everything the daemon knows about one job. Only the loop
 // goroutine touches it (the run goroutine only stores into stage).

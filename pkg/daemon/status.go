@@ -3,19 +3,20 @@ package daemon
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/backy/backy/pkg/exitcode"
 )
 
 // StatusFormat is the version of the status file layout.
 const StatusFormat = 1
 
 // ErrBadStatus is returned for a status file that cannot be understood.
-var ErrBadStatus = errors.New("daemon: bad status file")
+var ErrBadStatus = exitcode.New(exitcode.Failure, "daemon: bad status file")
 
 // Status is the status file: what the daemon knows, written atomically every
 // status-interval for backy-check and for people (one job per line, so grep

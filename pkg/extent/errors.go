@@ -3,22 +3,24 @@ package extent
 import (
 	"errors"
 	"io"
+
+	"github.com/backy/backy/pkg/exitcode"
 )
 
 // Errors a Reader or Writer reports; they are wrapped with details, so test
 // with errors.Is.
 var (
-	ErrBadMagic     = errors.New("extent: bad magic")
-	ErrVersion      = errors.New("extent: unsupported version")
-	ErrBadHeader    = errors.New("extent: bad header")
-	ErrChecksum     = errors.New("extent: bad checksum")
-	ErrOrder        = errors.New("extent: record out of order")
-	ErrBeyondImage  = errors.New("extent: record beyond image")
-	ErrTooLong      = errors.New("extent: record too long")
-	ErrBadRecord    = errors.New("extent: bad record")
-	ErrBadEnd       = errors.New("extent: bad end record")
-	ErrTrailingData = errors.New("extent: data after end record")
-	ErrWriterClosed = errors.New("extent: write after close")
+	ErrBadMagic     = exitcode.New(exitcode.BadInput, "extent: bad magic")
+	ErrVersion      = exitcode.New(exitcode.BadInput, "extent: unsupported version")
+	ErrBadHeader    = exitcode.New(exitcode.BadInput, "extent: bad header")
+	ErrChecksum     = exitcode.New(exitcode.BadInput, "extent: bad checksum")
+	ErrOrder        = exitcode.New(exitcode.BadInput, "extent: record out of order")
+	ErrBeyondImage  = exitcode.New(exitcode.BadInput, "extent: record beyond image")
+	ErrTooLong      = exitcode.New(exitcode.BadInput, "extent: record too long")
+	ErrBadRecord    = exitcode.New(exitcode.BadInput, "extent: bad record")
+	ErrBadEnd       = exitcode.New(exitcode.BadInput, "extent: bad end record")
+	ErrTrailingData = exitcode.New(exitcode.BadInput, "extent: data after end record")
+	ErrWriterClosed = exitcode.New(exitcode.Failure, "extent: write after close")
 	ErrTruncated    = truncated{}
 )
 
@@ -28,6 +30,7 @@ type truncated struct{}
 
 func (truncated) Error() string { return "extent: truncated stream" }
 func (truncated) Unwrap() error { return io.ErrUnexpectedEOF }
+func (truncated) ExitCode() int { return exitcode.BadInput }
 
 // IsInvalid reports whether err means the stream itself is malformed or
 // truncated (as opposed to an I/O error of the underlying reader).

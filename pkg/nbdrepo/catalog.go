@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/backy/backy/pkg/exitcode"
 	"github.com/backy/backy/pkg/nbdserver"
 	"github.com/backy/backy/pkg/repo"
 	"github.com/backy/backy/pkg/upkeep"
@@ -15,7 +16,7 @@ import (
 const DefaultCacheChunks = 32
 
 // ErrCacheSize is returned for a cache of fewer than one chunk.
-var ErrCacheSize = errors.New("nbdrepo: --cache-chunks must be at least 1")
+var ErrCacheSize = exitcode.New(exitcode.Usage, "nbdrepo: --cache-chunks must be at least 1")
 
 // Options tune a Catalog.
 type Options struct {

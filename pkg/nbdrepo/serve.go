@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/backy/backy/pkg/exitcode"
 	"github.com/backy/backy/pkg/nbdserver"
 	"github.com/backy/backy/pkg/repo"
 )
@@ -63,13 +64,15 @@ func Serve(ctx context.Context, opt ServeOptions) error {
 	return err
 }
 
-// listenError says plainly why the port cannot be had.
+// listenError says plainly why the port cannot be had. A port someone else
+// listens on is a busy resource; an address that is not this host's is a bad
+// command line.
 func listenError(addr string, err error) error {
 	switch {
 	case errors.Is(err, syscall.EADDRINUSE):
-		return fmt.Errorf("nbdrepo: cannot listen on %s: %w (is another backy-nbd or NBD server running? choose another port with -p)", addr, syscall.EADDRINUSE)
+		return exitcode.With(exitcode.Busy, fmt.Errorf("nbdrepo: cannot listen on %s: %w (is another backy-nbd or NBD server running? choose another port with -p)", addr, syscall.EADDRINUSE))
 	case errors.Is(err, syscall.EADDRNOTAVAIL):
-		return fmt.Errorf("nbdrepo: cannot listen on %s: %w (not an address of this host)", addr, syscall.EADDRNOTAVAIL)
+		return exitcode.With(exitcode.Usage, fmt.Errorf("nbdrepo: cannot listen on %s: %w (not an address of this host)", addr, syscall.EADDRNOTAVAIL))
 	case errors.Is(err, syscall.EACCES):
 		return fmt.Errorf("nbdrepo: cannot listen on %s: %w (ports below 1024 need privileges)", addr, syscall.EACCES)
 	}

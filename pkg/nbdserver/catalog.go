@@ -1,13 +1,14 @@
 package nbdserver
 
 import (
-	"errors"
 	"io"
+
+	"github.com/backy/backy/pkg/exitcode"
 )
 
 // ErrNotFound is what Catalog.Open wraps when no export has the requested
 // name; the client is told the export is unknown.
-var ErrNotFound = errors.New("nbdserver: no such export")
+var ErrNotFound = exitcode.New(exitcode.Failure, "nbdserver: no such export")
 
 // ExportInfo names one export in the list a client asks for with
 // NBD_OPT_LIST (nbdinfo --list).

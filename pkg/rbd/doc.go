@@ -12,7 +12,7 @@
 // byte the same stream for the same snapshots.
 package rbd
 
-import "errors"
+import "github.com/backy/backy/pkg/exitcode"
 
 // ChunkSize is the repository's chunk size: records never span two chunks,
 // so backy-store never has to split one.
@@ -24,11 +24,11 @@ const SnapPrefix = "backy-"
 
 // Errors of this package; details are wrapped around them.
 var (
-	ErrNotFound     = errors.New("rbd: no such pool, image or snapshot")
-	ErrBadName      = errors.New("rbd: bad image name")
-	ErrNoLibrbd     = errors.New("rbd: this backy was built without librbd (build tags librbd,pacific); use --engine cli")
-	ErrSnapExists   = errors.New("rbd: snapshot already exists")
-	ErrCommand      = errors.New("rbd: command failed")
-	ErrDiffMismatch = errors.New("rbd: export-diff stream does not match the request")
-	ErrCleanup      = errors.New("rbd: stream complete, but removing old snapshots failed")
+	ErrNotFound     = exitcode.New(exitcode.NotFound, "rbd: no such pool, image or snapshot")
+	ErrBadName      = exitcode.New(exitcode.Usage, "rbd: bad image name")
+	ErrNoLibrbd     = exitcode.New(exitcode.Usage, "rbd: this backy was built without librbd (build tags librbd,pacific); use --engine cli")
+	ErrSnapExists   = exitcode.New(exitcode.Failure, "rbd: snapshot already exists")
+	ErrCommand      = exitcode.New(exitcode.Failure, "rbd: command failed")
+	ErrDiffMismatch = exitcode.New(exitcode.BadInput, "rbd: export-diff stream does not match the request")
+	ErrCleanup      = exitcode.New(exitcode.Failure, "rbd: stream complete, but removing old snapshots failed")
 )

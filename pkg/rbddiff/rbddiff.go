@@ -12,8 +12,9 @@ package rbddiff
 //go:generate go run ./internal/genvectors -o testdata
 
 import (
-	"errors"
 	"fmt"
+
+	"github.com/backy/backy/pkg/exitcode"
 )
 
 // Banners that open a stream of version 1 and 2.
@@ -84,16 +85,16 @@ func (r *Record) End() uint64 { return r.Offset + r.Length }
 // Errors for malformed streams (reader) and invalid requests (writer). A
 // truncated stream gives an error wrapping io.ErrUnexpectedEOF.
 var (
-	ErrBadMagic     = errors.New("rbddiff: bad magic")
-	ErrBadTag       = errors.New("rbddiff: bad tag")
-	ErrBadRecord    = errors.New("rbddiff: bad record")
-	ErrTooLong      = errors.New("rbddiff: record too long")
-	ErrOutOfRange   = errors.New("rbddiff: extent outside image")
-	ErrOrder        = errors.New("rbddiff: extents out of order")
-	ErrTrailing     = errors.New("rbddiff: data after end record")
-	ErrWriteTooLong = errors.New("rbddiff: write too long")
-	ErrMissingData  = errors.New("rbddiff: missing record data")
-	ErrClosed       = errors.New("rbddiff: writer closed")
+	ErrBadMagic     = exitcode.New(exitcode.BadInput, "rbddiff: bad magic")
+	ErrBadTag       = exitcode.New(exitcode.BadInput, "rbddiff: bad tag")
+	ErrBadRecord    = exitcode.New(exitcode.BadInput, "rbddiff: bad record")
+	ErrTooLong      = exitcode.New(exitcode.BadInput, "rbddiff: record too long")
+	ErrOutOfRange   = exitcode.New(exitcode.BadInput, "rbddiff: extent outside image")
+	ErrOrder        = exitcode.New(exitcode.BadInput, "rbddiff: extents out of order")
+	ErrTrailing     = exitcode.New(exitcode.BadInput, "rbddiff: data after end record")
+	ErrWriteTooLong = exitcode.New(exitcode.Failure, "rbddiff: write too long")
+	ErrMissingData  = exitcode.New(exitcode.Failure, "rbddiff: missing record data")
+	ErrClosed       = exitcode.New(exitcode.Failure, "rbddiff: writer closed")
 )
 
 // checkExtent applies the rules shared by Reader and Writer to a data

@@ -2,10 +2,11 @@ package repo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/backy/backy/pkg/exitcode"
 )
 
 // Backend is where a repository keeps its objects. There are two: a
@@ -67,7 +68,7 @@ type Leftovers struct {
 }
 
 // ErrNoRados is returned for a RADOS location by a build without librados.
-var ErrNoRados = errors.New("repo: this backy was built without RADOS support (build tags librbd,pacific)")
+var ErrNoRados = exitcode.New(exitcode.Failure, "repo: this backy was built without RADOS support (build tags librbd,pacific)")
 
 // RadosPrefix starts a RADOS location: rados:POOL/JOB.
 const RadosPrefix = "rados:"

@@ -9,7 +9,7 @@
 // revisions intact and no half revision.
 package repo
 
-import "errors"
+import "github.com/backy/backy/pkg/exitcode"
 
 // ChunkSize is the fixed chunk size of format 1 (aligned with RBD objects).
 const ChunkSize = 4 << 20
@@ -28,14 +28,14 @@ const IndexVersion = 1
 
 // Errors of this package; details are wrapped around them.
 var (
-	ErrNotRepository = errors.New("repo: not a backy repository")
-	ErrFormat        = errors.New("repo: unsupported repository format")
-	ErrBusy          = errors.New("repo: locked by another process")
-	ErrNoRevision    = errors.New("repo: no such revision")
-	ErrAmbiguous     = errors.New("repo: ambiguous revision spec")
-	ErrCorruptChunk  = errors.New("repo: corrupt chunk")
-	ErrMissingChunk  = errors.New("repo: missing chunk")
-	ErrCorruptIndex  = errors.New("repo: corrupt index")
-	ErrCorruptMeta   = errors.New("repo: corrupt metadata")
-	ErrBadLocation   = errors.New("repo: bad repository location")
+	ErrNotRepository = exitcode.New(exitcode.NotFound, "repo: not a backy repository")
+	ErrFormat        = exitcode.New(exitcode.BadInput, "repo: unsupported repository format")
+	ErrBusy          = exitcode.New(exitcode.Busy, "repo: locked by another process")
+	ErrNoRevision    = exitcode.New(exitcode.NotFound, "repo: no such revision")
+	ErrAmbiguous     = exitcode.New(exitcode.NotFound, "repo: ambiguous revision spec")
+	ErrCorruptChunk  = exitcode.New(exitcode.Damaged, "repo: corrupt chunk")
+	ErrMissingChunk  = exitcode.New(exitcode.Damaged, "repo: missing chunk")
+	ErrCorruptIndex  = exitcode.New(exitcode.Damaged, "repo: corrupt index")
+	ErrCorruptMeta   = exitcode.New(exitcode.Damaged, "repo: corrupt metadata")
+	ErrBadLocation   = exitcode.New(exitcode.Failure, "repo: bad repository location")
 )

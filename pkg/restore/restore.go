@@ -3,20 +3,20 @@ package restore
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"unsafe"
 
+	"github.com/backy/backy/pkg/exitcode"
 	"github.com/backy/backy/pkg/extent"
 	"github.com/backy/backy/pkg/repo"
 	"golang.org/x/sys/unix"
 )
 
 // ErrTargetTooSmall is returned when a block device cannot hold the image.
-var ErrTargetTooSmall = errors.New("restore: target device is smaller than the image")
+var ErrTargetTooSmall = exitcode.New(exitcode.BadInput, "restore: target device is smaller than the image")
 
 // Options tune a restore.
 type Options struct {

@@ -2,12 +2,13 @@ package schedule
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/backy/backy/pkg/exitcode"
 )
 
 // Bounds of a rule's interval: a shorter interval would make the daemon spin,
@@ -39,9 +40,9 @@ func MinimumInterval() time.Duration {
 
 // Errors returned when a schedule or one of its parts is not acceptable.
 var (
-	ErrBadRule     = errors.New("schedule: bad rule")
-	ErrBadTag      = errors.New("schedule: bad tag")
-	ErrBadDuration = errors.New("schedule: bad duration")
+	ErrBadRule     = exitcode.New(exitcode.Usage, "schedule: bad rule")
+	ErrBadTag      = exitcode.New(exitcode.Usage, "schedule: bad tag")
+	ErrBadDuration = exitcode.New(exitcode.Usage, "schedule: bad duration")
 )
 
 // Rule says how often a tag is taken and how many revisions keep it.

@@ -7,7 +7,7 @@
 // repository so that backy-store never has to split them.
 package source
 
-import "errors"
+import "github.com/backy/backy/pkg/exitcode"
 
 // BlockSize is the unit in which data is read, checked for zeros and
 // sampled. It equals the repository chunk size.
@@ -15,8 +15,8 @@ const BlockSize = 4 << 20
 
 // Errors of this package.
 var (
-	ErrNotImage     = errors.New("source: not an image file or block device")
-	ErrShrunk       = errors.New("source: image shrank while it was read")
-	ErrSizeNeeded   = errors.New("source: a pipe needs --size")
-	ErrSizeMismatch = errors.New("source: input size does not match --size")
+	ErrNotImage     = exitcode.New(exitcode.BadInput, "source: not an image file or block device")
+	ErrShrunk       = exitcode.New(exitcode.BadInput, "source: image shrank while it was read")
+	ErrSizeNeeded   = exitcode.New(exitcode.Usage, "source: a pipe needs --size")
+	ErrSizeMismatch = exitcode.New(exitcode.BadInput, "source: input size does not match --size")
 )

@@ -5,12 +5,12 @@
 // verified and every new chunk is durable.
 package store
 
-import "errors"
+import "github.com/backy/backy/pkg/exitcode"
 
 // Errors of this package.
 var (
-	ErrNoParent     = errors.New("store: differential stream but the repository has no revision")
-	ErrWrongBase    = errors.New("store: differential stream on the wrong base")
-	ErrDistrusted   = errors.New("store: differential stream on a distrusted parent; the source must send a full stream")
-	ErrSampleStream = errors.New("store: a sample stream cannot be stored (use backy-store verify --against)")
+	ErrNoParent     = exitcode.New(exitcode.BadInput, "store: differential stream but the repository has no revision")
+	ErrWrongBase    = exitcode.New(exitcode.BadInput, "store: differential stream on the wrong base")
+	ErrDistrusted   = exitcode.New(exitcode.BadInput, "store: differential stream on a distrusted parent; the source must send a full stream")
+	ErrSampleStream = exitcode.New(exitcode.BadInput, "store: a sample stream cannot be stored (use backy-store verify --against)")
 )

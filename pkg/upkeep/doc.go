@@ -8,19 +8,19 @@
 // commands changing the same revision never lose each other's change.
 package upkeep
 
-import "errors"
+import "github.com/backy/backy/pkg/exitcode"
 
 // Errors of this package; details are wrapped around them.
 var (
-	ErrDamaged     = errors.New("upkeep: damage found")
-	ErrMismatch    = errors.New("upkeep: revision does not match the stream")
-	ErrTimeout     = errors.New("upkeep: time budget exceeded")
-	ErrNoMatch     = errors.New("upkeep: no revision matches")
-	ErrNoJob       = errors.New("upkeep: no such job")
-	ErrBadDate     = errors.New("upkeep: bad date")
-	ErrBadSchedule = errors.New("upkeep: bad schedule")
-	ErrNewest      = errors.New("upkeep: refusing to forget the newest revision")
-	ErrSelection   = errors.New("upkeep: bad revision selection")
-	ErrStreamKind  = errors.New("upkeep: cannot compare a differential stream")
-	ErrPurgeUnsafe = errors.New("upkeep: purge refused")
+	ErrDamaged     = exitcode.New(exitcode.Damaged, "upkeep: damage found")
+	ErrMismatch    = exitcode.New(exitcode.Damaged, "upkeep: revision does not match the stream")
+	ErrTimeout     = exitcode.New(exitcode.Failure, "upkeep: time budget exceeded")
+	ErrNoMatch     = exitcode.New(exitcode.NotFound, "upkeep: no revision matches")
+	ErrNoJob       = exitcode.New(exitcode.NotFound, "upkeep: no such job")
+	ErrBadDate     = exitcode.New(exitcode.Usage, "upkeep: bad date")
+	ErrBadSchedule = exitcode.New(exitcode.Usage, "upkeep: bad schedule")
+	ErrNewest      = exitcode.New(exitcode.Usage, "upkeep: refusing to forget the newest revision")
+	ErrSelection   = exitcode.New(exitcode.Usage, "upkeep: bad revision selection")
+	ErrStreamKind  = exitcode.New(exitcode.BadInput, "upkeep: cannot compare a differential stream")
+	ErrPurgeUnsafe = exitcode.New(exitcode.Failure, "upkeep: purge refused")
 )
