@@ -33,6 +33,11 @@ type ChunkStore interface {
 type Batch interface {
 	// Put stages a chunk; safe for concurrent use.
 	Put(h Hash, compressed []byte) error
+	// Reuse notes that the new revision names chunk h, already stored but
+	// perhaps not durable: a store that failed or died before its commit
+	// leaves chunks in place whose directory entries nobody synced. Commit
+	// makes them durable too. Safe for concurrent use.
+	Reuse(h Hash)
 	// Commit makes every staged chunk durable, then visible.
 	Commit() error
 	// Abort throws the staged chunks away.
@@ -142,7 +147,7 @@ func (s *dirStore) Begin() (Batch, error) {
 	if err != nil {
 		return nil, fmt.Errorf("repo: %w", err)
 	}
-	return &dirBatch{s: s, tmp: tmp, staged: map[Hash]bool{}}, nil
+	return &dirBatch{s: s, tmp: tmp, staged: map[Hash]bool{}, reused: map[string]bool{}}, nil
 }
 
 // dirBatch writes chunks into a private temp directory and starts their
@@ -155,6 +160,7 @@ type dirBatch struct {
 	tmp    string
 	mu     sync.Mutex
 	staged map[Hash]bool
+	reused map[string]bool // directories of reused chunks
 }
 
 func (b *dirBatch) Put(h Hash, compressed []byte) error {
@@ -182,12 +188,22 @@ func (b *dirBatch) Put(h Hash, compressed []byte) error {
 	return nil
 }
 
+func (b *dirBatch) Reuse(h Hash) {
+	b.mu.Lock()
+	b.reused[filepath.Dir(b.s.path(h))] = true
+	b.mu.Unlock()
+}
+
+// Commit renames the synced chunk files into place, then syncs every
+// chunk directory that got or reuses one, and chunks/ itself: a
+// directory's own entry may be new, or be the leftover of a store that
+// made it and died before syncing chunks/ (found by the power-cut tests,
+// test/powercut).
 func (b *dirBatch) Commit() error {
 	if err := b.syncStaged(); err != nil {
 		return err
 	}
-	touched := map[string]bool{}
-	newDirs := false
+	touched := b.reused
 	for h := range b.staged {
 		dst := b.s.path(h)
 		dir := filepath.Dir(dst)
@@ -196,7 +212,6 @@ func (b *dirBatch) Commit() error {
 				if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 					return fmt.Errorf("repo: %w", err)
 				}
-				newDirs = true
 			}
 		}
 		if err := os.Rename(filepath.Join(b.tmp, h.String()), dst); err != nil {
@@ -209,7 +224,7 @@ func (b *dirBatch) Commit() error {
 			return err
 		}
 	}
-	if newDirs {
+	if len(touched) > 0 {
 		if err := syncDir(filepath.Join(b.s.dir, "chunks")); err != nil {
 			return err
 		}

@@ -1,8 +1,10 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -20,11 +22,15 @@ type Counters struct {
 
 // pipeline runs the workers that hash, check and compress chunks.
 type pipeline struct {
-	ctx      context.Context
-	r        *repo.Repo
-	batch    repo.Batch
-	index    *repo.Index
-	base     *repo.Index // differential streams only: the parent's index as it was
+	ctx   context.Context
+	r     *repo.Repo
+	batch repo.Batch
+	index *repo.Index
+	base  *repo.Index // differential streams only: the parent's index as it was
+	// durable lists, sorted, the chunks of the parent's index: published
+	// by a commit, so durable. Any other chunk found stored may be the
+	// leftover of a store that died before its commit (Batch.Reuse).
+	durable  []repo.Hash
 	size     int64
 	reverify bool // a distrusted revision exists: check chunks before reuse
 	counters *Counters
@@ -140,6 +146,9 @@ func (p *pipeline) finish(j *job, scratch, out []byte) ([]byte, []byte, error) {
 	if err != nil || reuse {
 		if reuse {
 			p.counters.ChunksReused.Add(1)
+			if _, ok := slices.BinarySearchFunc(p.durable, h, compareHash); !ok {
+				p.batch.Reuse(h)
+			}
 		}
 		return scratch, out, err
 	}
@@ -198,4 +207,13 @@ func (p *pipeline) canReuse(h repo.Hash, scratch *[]byte) (bool, error) {
 	}
 	p.verified.Store(h, true)
 	return true, nil
+}
+
+func compareHash(a, b repo.Hash) int { return bytes.Compare(a[:], b[:]) }
+
+// sortedHashes is the sorted set of the chunks an index names.
+func sortedHashes(ix *repo.Index) []repo.Hash {
+	hs := slices.Clone(ix.Hashes)
+	slices.SortFunc(hs, compareHash)
+	return slices.CompactFunc(hs, func(a, b repo.Hash) bool { return a == b })
 }

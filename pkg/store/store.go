@@ -138,6 +138,13 @@ func plan(r *repo.Repo, hdr extent.Header, revs []*repo.Revision) (*pipeline, *r
 		return nil, nil, ErrSampleStream
 	case extent.Full:
 		p.index = repo.NewIndex(hdr.Size)
+		if parent != nil {
+			// A full stream needs no base; an unreadable parent index
+			// only means every reused chunk's directory is synced.
+			if ix, err := r.Index(parent.ID); err == nil {
+				p.durable = sortedHashes(ix)
+			}
+		}
 	case extent.Differential:
 		if err := checkBase(hdr, parent); err != nil {
 			return nil, nil, err
@@ -147,6 +154,7 @@ func plan(r *repo.Repo, hdr extent.Header, revs []*repo.Revision) (*pipeline, *r
 			return nil, nil, err
 		}
 		p.base = base
+		p.durable = sortedHashes(base)
 		p.index = &repo.Index{Size: base.Size, Hashes: append([]repo.Hash(nil), base.Hashes...)}
 		p.index.Resize(hdr.Size)
 	}
