@@ -27,7 +27,7 @@ NEEDS=(
 	"pkg-config pkg-config"
 )
 if [ "${1:-}" = "--bench" ]; then
-	NEEDS+=("borg borgbackup" "restic restic")
+	NEEDS+=("borg borgbackup" "restic restic" "fio fio")
 fi
 
 missing=()

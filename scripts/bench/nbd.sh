@@ -10,12 +10,22 @@
 # connection. The servers take turns within each run; every figure is the
 # median of BENCH_RUNS runs after one warm-up copy each, so both read from
 # the page cache. Also reported: the CPU seconds each server used per copy
-# and backy-nbd's peak RSS. The result is a Markdown table on stdout; the
-# exit status is 1 when backy-nbd is slower than half of qemu-nbd's speed
-# with the default nbdcopy.
+# and backy-nbd's peak RSS.
+#
+# Then random 64 KiB reads at queue depth 16 over one connection (fio's nbd
+# engine, libnbd underneath) of the same revision, served by this tree's
+# backy-nbd and by backy-nbd as of commit 4213479 (the last one that
+# served one request at a time per connection), built from that commit in a
+# temporary tree; each run takes BENCH_FIO_SECONDS seconds per server, the
+# servers taking turns; the figure is the median of BENCH_RUNS runs.
+#
+# The result is Markdown on stdout; the exit status is 1 when a target is
+# missed: backy-nbd at 0.9x qemu-nbd's speed with 4 connections, random
+# reads at 1.5x those of 4213479.
 #
 # Environment: BENCH_RUNS (5), BENCH_DIR (bench/), BENCH_IMAGE_SIZE (3G),
-# BENCH_DATA_MIB (1024), BENCH_PORT (19000; qemu-nbd gets the next port).
+# BENCH_DATA_MIB (1024), BENCH_FIO_SECONDS (15), BENCH_PORT (19000;
+# qemu-nbd gets the next port, the old backy-nbd the one after).
 set -euo pipefail
 export LC_ALL=C
 
@@ -24,12 +34,14 @@ runs=${BENCH_RUNS:-5}
 W=$(mkdir -p "${BENCH_DIR:-$root/bench}" && cd "${BENCH_DIR:-$root/bench}" && pwd)
 img_size=${BENCH_IMAGE_SIZE:-3G}
 data_mib=${BENCH_DATA_MIB:-1024}
+fio_seconds=${BENCH_FIO_SECONDS:-15}
 port=${BENCH_PORT:-19000}
-qport=$((port + 1))
+qport=$((port + 1)) oport=$((port + 2))
+old_commit=4213479
 
-for need in nbdcopy qemu-nbd mke2fs; do
+for need in nbdcopy qemu-nbd mke2fs fio; do
 	command -v "$need" >/dev/null || [ -x "/usr/sbin/$need" ] || {
-		echo "bench: $need is missing (Debian packages: libnbd-bin qemu-utils e2fsprogs)" >&2
+		echo "bench: $need is missing (Debian packages: libnbd-bin qemu-utils e2fsprogs fio)" >&2
 		exit 1
 	}
 done
@@ -44,6 +56,10 @@ cleanup() {
 }
 trap cleanup EXIT
 (cd "$root" && go build -o "$bin/" ./cmd/backy-extract ./cmd/backy-store ./cmd/backy-nbd)
+log "building backy-nbd of $old_commit"
+mkdir "$bin/old"
+git -C "$root" archive "$old_commit" | tar -x -C "$bin/old"
+(cd "$bin/old" && go build -o "$bin/backy-nbd-$old_commit" ./cmd/backy-nbd)
 
 # ---- image and repository ----
 img=$W/nbd-vm.img repo=$W/nbd-repo
@@ -68,7 +84,10 @@ pids+=("$bpid")
 qemu-nbd -r -t -e 8 -f raw -x '' -b 127.0.0.1 -p "$qport" "$img" 2>"$W/nbd-qemu.log" &
 qpid=$!
 pids+=("$qpid")
-for p in "$port" "$qport"; do
+"$bin/backy-nbd-$old_commit" -b "$repo" -p "$oport" 2>"$W/nbd-old.log" &
+opid=$!
+pids+=("$opid")
+for p in "$port" "$qport" "$oport"; do
 	for _ in $(seq 200); do
 		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && break
 		sleep 0.05
@@ -98,6 +117,24 @@ for run in $(seq "$runs"); do
 		done
 	done
 done
+
+# ---- random reads, this tree against 4213479 ----
+declare -A furi=([backy-nbd]="nbd://127.0.0.1:$port/latest" [$old_commit]="nbd://127.0.0.1:$oport/latest")
+fres=$W/nbd-fio.tsv
+: >"$fres"
+# randread PORT-URI: fio's terse line; field 7 is KiB/s, 8 IOPS.
+randread() {
+	fio --output-format=terse --terse-version=3 --name=randread --ioengine=nbd --uri="$1" \
+		--rw=randread --bs=64k --iodepth=16 --numjobs=1 --time_based --runtime="$fio_seconds" \
+		--randrepeat=0 --norandommap
+}
+for run in $(seq "$runs"); do
+	for srv in backy-nbd "$old_commit"; do
+		line=$(randread "${furi[$srv]}")
+		printf '%s\t%s\t%s\n' "$srv" "$(echo "$line" | cut -d';' -f7)" "$(echo "$line" | cut -d';' -f8)" >>"$fres"
+		log "run $run, random 64 KiB reads at depth 16, $srv: $(tail -1 "$fres" | cut -f3) IOPS"
+	done
+done
 rss=$(awk '/VmHWM/ { printf "%d", $2 / 1024 }' "/proc/$bpid/status")
 
 # ---- report ----
@@ -116,16 +153,35 @@ for conns in 4 1; do
 		t=$(fig "$srv" "$conns" 3) c=$(fig "$srv" "$conns" 4)
 		ratio=$(awk -v q="$q" -v t="$t" 'BEGIN { printf "%.2f", q / t }')
 		echo "| --connections=$conns | $srv | $t | $(awk -v b="$bytes" -v t="$t" 'BEGIN { printf "%.0f", b / t / 1048576 }') | $c | ${ratio}x |"
-		if [ "$conns" = 4 ] && [ "$srv" = backy-nbd ] && awk -v r="$ratio" 'BEGIN { exit !(r < 0.5) }'; then
+		if [ "$conns" = 4 ] && [ "$srv" = backy-nbd ] && awk -v r="$ratio" 'BEGIN { exit !(r < 0.9) }'; then
 			verdict=1
 		fi
 	done
 done
 echo
+echo "fio --ioengine=nbd --rw=randread --bs=64k --iodepth=16, one connection, ${fio_seconds} s per run, median of $runs runs:"
+echo
+echo "| server | MiB/s | IOPS | vs $old_commit |"
+echo "| --- | --- | --- | --- |"
+ffig() { awk -F'\t' -v s="$1" -v f="$2" '$1 == s { print $f }' "$fres" | median; }
+fold=$(ffig "$old_commit" 3)
+for srv in backy-nbd "$old_commit"; do
+	iops=$(ffig "$srv" 3)
+	fratio=$(awk -v o="$fold" -v n="$iops" 'BEGIN { printf "%.2f", n / o }')
+	echo "| backy-nbd ${srv/backy-nbd/(this tree)} | $(awk -v k="$(ffig "$srv" 2)" 'BEGIN { printf "%.0f", k / 1024 }') | $iops | ${fratio}x |"
+	[ "$srv" = backy-nbd ] && rratio=$fratio
+done
+echo
 echo "backy-nbd peak RSS: $rss MiB (cache 32 chunks = 128 MiB)."
 if [ "$verdict" = 0 ]; then
-	echo "Target (backy-nbd at least half of qemu-nbd's speed with 4 connections): met."
+	echo "Target (backy-nbd at least 0.9x qemu-nbd's speed with 4 connections): met."
 else
-	echo "Target (backy-nbd at least half of qemu-nbd's speed with 4 connections): MISSED."
+	echo "Target (backy-nbd at least 0.9x qemu-nbd's speed with 4 connections): MISSED."
+fi
+if awk -v r="$rratio" 'BEGIN { exit !(r >= 1.5) }'; then
+	echo "Target (random reads at depth 16 at least 1.5x $old_commit): met."
+else
+	echo "Target (random reads at depth 16 at least 1.5x $old_commit): MISSED."
+	verdict=1
 fi
 exit "$verdict"
