@@ -105,14 +105,18 @@ func freeport(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Setenv(args[0], strconv.Itoa(port))
 }
 
-// waitport HOST:PORT: wait up to 20 s until something accepts connections
-// there.
+// waitport HOST:PORT or waitport unix:PATH: wait up to 20 s until something
+// accepts connections there.
 func waitport(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 1 {
-		ts.Fatalf("usage: waitport HOST:PORT")
+		ts.Fatalf("usage: waitport HOST:PORT|unix:PATH")
+	}
+	network, addr := "tcp", args[0]
+	if p, ok := strings.CutPrefix(addr, "unix:"); ok {
+		network, addr = "unix", p
 	}
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if c, err := net.Dial("tcp", args[0]); err == nil {
+		if c, err := net.Dial(network, addr); err == nil {
 			c.Close()
 			return
 		}

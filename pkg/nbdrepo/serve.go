@@ -19,6 +19,7 @@ type ServeOptions struct {
 	Dir         string // the repository
 	Host        string // address to listen on
 	Port        int    // 0 picks a free port
+	Socket      string // if set, a Unix socket to listen on instead of Host:Port
 	COW         bool   // writable per-connection overlays (nbdserver.Options.COW)
 	CacheChunks int
 	Logger      *slog.Logger
@@ -44,12 +45,11 @@ func Serve(ctx context.Context, opt ServeOptions) error {
 	if err != nil {
 		return err
 	}
-	addr := net.JoinHostPort(opt.Host, strconv.Itoa(opt.Port))
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
+	ln, err := listen(ctx, opt)
 	if err != nil {
-		return listenError(addr, err)
+		return err
 	}
-	if ip := net.ParseIP(opt.Host); ip == nil || !ip.IsLoopback() {
+	if ip := net.ParseIP(opt.Host); opt.Socket == "" && (ip == nil || !ip.IsLoopback()) {
 		log.Warn("listening beyond loopback: NBD has no authentication or encryption, whoever reaches this address can read every revision", "addr", ln.Addr().String())
 	}
 	cache := opt.CacheChunks
@@ -62,6 +62,23 @@ func Serve(ctx context.Context, opt ServeOptions) error {
 	log.Info("chunk cache", "hits", st.Hits, "misses", st.Misses, "read_ahead", st.ReadAhead,
 		"errors", st.Errors, "evictions", st.Evictions, "held", held)
 	return err
+}
+
+// listen opens the Unix socket or the TCP port.
+func listen(ctx context.Context, opt ServeOptions) (net.Listener, error) {
+	if opt.Socket != "" {
+		ln, err := nbdserver.ListenUnix(opt.Socket)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, exitcode.With(exitcode.Busy, fmt.Errorf("nbdrepo: cannot listen on %s: %w (another backy-nbd serves there)", opt.Socket, syscall.EADDRINUSE))
+		}
+		return ln, err
+	}
+	addr := net.JoinHostPort(opt.Host, strconv.Itoa(opt.Port))
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, listenError(addr, err)
+	}
+	return ln, nil
 }
 
 // listenError says plainly why the port cannot be had. A port someone else

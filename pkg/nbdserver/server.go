@@ -14,16 +14,9 @@ import (
 	"time"
 )
 
-// DefaultAddr is where backy-nbd listens unless told otherwise: loopback
-// only, the port the original backy used.
-const DefaultAddr = "127.0.0.1:9000"
-
-// Options configure a Server. The zero value serves read-only exports on
-// DefaultAddr and logs to stderr.
+// Options configure a Server. The zero value serves read-only exports and
+// logs to stderr.
 type Options struct {
-	// Addr is the TCP address ListenAndServe listens on; "" means
-	// DefaultAddr.
-	Addr string
 	// COW lets clients write: writes go to a per-connection overlay that
 	// is discarded at disconnect. Without it writes fail with EPERM and
 	// exports are advertised read-only.
@@ -45,22 +38,10 @@ type Server struct {
 
 // New returns a Server for cat.
 func New(cat Catalog, opts Options) *Server {
-	if opts.Addr == "" {
-		opts.Addr = DefaultAddr
-	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	return &Server{cat: cat, opts: opts, log: opts.Logger}
-}
-
-// ListenAndServe listens on Options.Addr and serves until ctx is cancelled.
-func (s *Server) ListenAndServe(ctx context.Context) error {
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.opts.Addr)
-	if err != nil {
-		return fmt.Errorf("nbdserver: %w", err)
-	}
-	return s.Serve(ctx, ln)
 }
 
 // Serve accepts connections on ln until ctx is cancelled, then closes ln and
@@ -145,7 +126,11 @@ func temporary(err error) bool {
 
 // handle serves one connection to its end.
 func (s *Server) handle(nc net.Conn) {
-	log := s.log.With("conn", s.nextID.Add(1), "remote", nc.RemoteAddr().String())
+	remote := ""
+	if a := nc.RemoteAddr(); a != nil {
+		remote = a.String()
+	}
+	log := s.log.With("conn", s.nextID.Add(1), "remote", remote)
 	c := newConn(s, nc, log)
 	start := time.Now()
 	defer func() {
