@@ -50,11 +50,12 @@ type State struct {
 	MetaKept, MetaUndone int
 	// Unsynced writes and truncations: kept, lost, turned to zeros, to garbage.
 	DataKept, DataLost, DataZeros, DataGarbage int
-	// Undone names the first unsynced directory changes that were undone
-	// and the first files whose unsynced data was lost or replaced.
+	// Undone names a few of the unsynced changes the cut undid or
+	// spoiled, renames first, then removals, creations and data.
 	Undone []string
 	last   string
 	t      *tree
+	notes  [4][]string // by rank: data, create/mkdir, unlink/rmdir, rename
 }
 
 // Materialize writes the post-crash files and directories into dir (which
@@ -93,9 +94,32 @@ func (s *State) String() string {
 
 const maxUndoneNamed = 4
 
-func (s *State) note(what string) {
-	if len(s.Undone) < maxUndoneNamed {
-		s.Undone = append(s.Undone, what)
+// note keeps the last few things the cut undid, renames first (the worst
+// for code that publishes by rename), then removals, creations, data.
+func (s *State) note(op Op, what string) {
+	rank := 0
+	switch op.Kind {
+	case Rename:
+		rank = 3
+	case Unlink, Rmdir:
+		rank = 2
+	case Create, Mkdir:
+		rank = 1
+	}
+	// The last ones before the cut are the telling ones.
+	s.notes[rank] = append(s.notes[rank], op.String()+" "+what)
+	if len(s.notes[rank]) > maxUndoneNamed {
+		s.notes[rank] = s.notes[rank][1:]
+	}
+}
+
+func (s *State) pickNotes() {
+	for rank := len(s.notes) - 1; rank >= 0; rank-- {
+		for _, n := range s.notes[rank] {
+			if len(s.Undone) < maxUndoneNamed {
+				s.Undone = append(s.Undone, n)
+			}
+		}
 	}
 }
 
@@ -131,7 +155,7 @@ func (l *Log) Crash(n int, v Variant, rng *rand.Rand) *State {
 			s.MetaKept++
 		} else {
 			s.MetaUndone++
-			s.note(op.String() + " undone")
+			s.note(op, "undone")
 		}
 		return keep
 	}
@@ -161,6 +185,7 @@ func (l *Log) Crash(n int, v Variant, rng *rand.Rand) *State {
 			s.data(t.nodes[op.Ino], op, durable(op.Ino, i), rng)
 		}
 	}
+	s.pickNotes()
 	return s
 }
 
@@ -183,13 +208,13 @@ func (s *State) data(n *inode, op Op, durable bool, rng *rand.Rand) {
 			s.DataKept++
 		case "lose":
 			s.DataLost++
-			s.note(op.String() + " lost")
+			s.note(op, "lost")
 		case "zeros":
 			s.DataZeros++
-			s.note(op.String() + " reads zeros")
+			s.note(op, "reads zeros")
 		case "garbage":
 			s.DataGarbage++
-			s.note(op.String() + " reads garbage")
+			s.note(op, "reads garbage")
 		}
 	}
 	if op.Kind == Truncate {
