@@ -33,6 +33,8 @@ type fileCatalog struct {
 	faults map[string][2]int64 // id -> [offset, length) that fails to read
 	open   atomic.Int64
 	opens  atomic.Int64
+	// slow, if set, says how long a read at off takes.
+	slow atomic.Pointer[func(off int64) time.Duration]
 }
 
 func newFileCatalog() *fileCatalog {
@@ -123,6 +125,9 @@ type fileExport struct {
 }
 
 func (e *fileExport) ReadAt(p []byte, off int64) (int, error) {
+	if slow := e.cat.slow.Load(); slow != nil {
+		time.Sleep((*slow)(off))
+	}
 	if e.fault[0] >= 0 && off < e.fault[0]+e.fault[1] && off+int64(len(p)) > e.fault[0] {
 		return 0, fmt.Errorf("%w at offset %d", errInjected, e.fault[0])
 	}

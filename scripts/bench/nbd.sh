@@ -125,9 +125,12 @@ fres=$W/nbd-fio.tsv
 # randread PORT-URI: fio's terse line; field 7 is KiB/s, 8 IOPS.
 randread() {
 	fio --output-format=terse --terse-version=3 --name=randread --ioengine=nbd --uri="$1" \
-		--rw=randread --bs=64k --iodepth=16 --numjobs=1 --time_based --runtime="$fio_seconds" \
-		--randrepeat=0 --norandommap
+		--rw=randread --bs=64k --iodepth=16 --numjobs=1 --time_based --runtime="${fio_seconds}" \
+		--randrepeat=0 --norandommap | grep '^3;' # not fio's "connected" notice
 }
+for srv in backy-nbd "$old_commit"; do # warm-up: page cache, chunk cache
+	fio_seconds=5 randread "${furi[$srv]}" >/dev/null
+done
 for run in $(seq "$runs"); do
 	for srv in backy-nbd "$old_commit"; do
 		line=$(randread "${furi[$srv]}")
