@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func mustWrite(t *testing.T, path string, data []byte, sync bool) {
@@ -300,4 +301,33 @@ func treeOf(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return b.String()
+}
+
+// A mount still busy when its test ends (a file left open by a failed
+// test) is detached lazily; Unmount returns once the file is closed and
+// leaves no mount behind.
+func TestUnmountBusy(t *testing.T) {
+	s := Mount(t, t.TempDir())
+	f, err := os.Create(filepath.Join(s.Dir(), "open"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(time.Second) // longer than the retries of a plain unmount
+		f.Close()
+	}()
+	t0 := time.Now()
+	if err := s.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(t0); d < time.Second {
+		t.Errorf("Unmount returned after %v, before the open file was closed", d)
+	}
+	mounts, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(mounts), s.Dir()) {
+		t.Errorf("%s is still mounted", s.Dir())
+	}
 }
