@@ -4,133 +4,57 @@ import (
 	"context"
 	"fmt"
 	"runtime"
-	"sync"
 
+	"github.com/backy/backy/pkg/ordered"
 	"github.com/backy/backy/pkg/repo"
 )
 
-// slot is one chunk on its way to the output, in image order.
-type slot struct {
+// fetched is one chunk on its way to the output, in image order.
+type fetched struct {
 	n    int64
 	data []byte // nil for a zero chunk; otherwise ChunkSize verified bytes
-	err  error
-	done chan struct{}
-}
-
-// fetcher reads, decompresses and verifies chunks ahead of the writer.
-type fetcher struct {
-	r     *repo.Repo
-	rev   *repo.Revision
-	ix    *repo.Index
-	bufs  chan []byte
-	order chan *slot
-	jobs  chan *slot
-	wg    sync.WaitGroup
-}
-
-// fetch starts the workers and returns the fetcher; its order channel
-// yields every chunk of ix in order. Cancel ctx to stop it early.
-func fetch(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Index, workers int) *fetcher {
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	f := &fetcher{r: r, rev: rev, ix: ix,
-		bufs:  make(chan []byte, 2*workers+2),
-		order: make(chan *slot, 2*workers+1),
-		jobs:  make(chan *slot, workers)}
-	for range cap(f.bufs) {
-		f.bufs <- nil
-	}
-	for range workers {
-		f.wg.Add(1)
-		go f.work()
-	}
-	go f.produce(ctx)
-	return f
-}
-
-func (f *fetcher) produce(ctx context.Context) {
-	defer close(f.order)
-	defer close(f.jobs)
-	for n, h := range f.ix.Hashes {
-		s := &slot{n: int64(n), done: make(chan struct{})}
-		if h.IsZero() {
-			close(s.done)
-		} else {
-			select {
-			case s.data = <-f.bufs:
-			case <-ctx.Done():
-				return
-			}
-			if s.data == nil {
-				s.data = make([]byte, repo.ChunkSize)
-			}
-			select {
-			case f.jobs <- s:
-			case <-ctx.Done():
-				return
-			}
-		}
-		select {
-		case f.order <- s:
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-func (f *fetcher) work() {
-	defer f.wg.Done()
-	for s := range f.jobs {
-		h := f.ix.Hashes[s.n]
-		out, err := f.r.ReadChunk(s.data, h)
-		if err != nil {
-			s.err = fmt.Errorf("%w (revision %s, chunk %d at offset %d)", err, f.rev.ID, s.n, s.n*repo.ChunkSize)
-		} else {
-			s.data = out
-		}
-		close(s.done)
-	}
-}
-
-// release returns a slot's buffer for reuse.
-func (f *fetcher) release(s *slot) {
-	if s.data != nil {
-		select {
-		case f.bufs <- s.data[:cap(s.data)]:
-		default:
-		}
-	}
 }
 
 // each calls fn for every chunk in order with its bytes inside the image
-// (nil for zero chunks), stopping at the first error.
+// (nil for zero chunks), stopping at the first error. Workers read,
+// decompress and verify the chunks ahead of fn, each into the buffer of its
+// pipeline slot.
 func each(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Index, workers int,
 	fn func(off int64, length int64, data []byte) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	f := fetch(ctx, r, rev, ix, workers)
-	defer func() {
-		cancel()
-		for range f.order { // let the producer finish
-		}
-		f.wg.Wait()
-	}()
-	for s := range f.order {
-		<-s.done
-		if s.err != nil {
-			return s.err
-		}
-		off := s.n * repo.ChunkSize
-		length := min(repo.ChunkSize, ix.Size-off)
-		var data []byte
-		if s.data != nil {
-			data = s.data[:length]
-		}
-		if err := fn(off, length, data); err != nil {
-			return err
-		}
-		f.release(s)
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
 	}
-	return ctx.Err()
+	bufs := make([][]byte, 2*workers+2)
+	return ordered.Run(ctx, workers, len(bufs),
+		func(_ context.Context, send func(fetched) error) error {
+			for n := range ix.Hashes {
+				if err := send(fetched{n: int64(n)}); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		func(_ context.Context, slot int, c *fetched) error {
+			h := ix.Hashes[c.n]
+			if h.IsZero() {
+				return nil
+			}
+			if bufs[slot] == nil {
+				bufs[slot] = make([]byte, repo.ChunkSize)
+			}
+			data, err := r.ReadChunk(bufs[slot], h)
+			if err != nil {
+				return fmt.Errorf("%w (revision %s, chunk %d at offset %d)", err, rev.ID, c.n, c.n*repo.ChunkSize)
+			}
+			c.data = data
+			return nil
+		},
+		func(c *fetched) error {
+			off := c.n * repo.ChunkSize
+			length := min(repo.ChunkSize, ix.Size-off)
+			if c.data != nil {
+				return fn(off, length, c.data[:length])
+			}
+			return fn(off, length, nil)
+		})
 }
