@@ -167,7 +167,11 @@ func (c *forgetCmd) Run(env *cli.Env, g *globals) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Stderr, "%s: revision %s (%s) removed; run purge to free its chunks\n", env.Name, rev.ID, rev.Time.Local().Format(time.DateTime))
+	when := "damaged"
+	if !rev.Time.IsZero() {
+		when = rev.Time.Local().Format(time.DateTime)
+	}
+	fmt.Fprintf(env.Stderr, "%s: revision %s (%s) removed; run purge to free its chunks\n", env.Name, rev.ID, when)
 	return nil
 }
 

@@ -73,6 +73,7 @@ func Params(dir, binDir string) testscript.Params {
 			"mkimage":      mkimage,
 			"exits":        exits,
 			"corruptchunk": corruptchunk,
+			"flipbyte":     flipbyte,
 			"treehash":     treehash,
 			"truncatefile": truncatefile,
 		},
@@ -176,6 +177,14 @@ func corruptchunk(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("repository has %d chunk files", len(files))
 	}
 	ts.Check(FlipByte(files[n]))
+}
+
+// flipbyte FILE: flip one bit of the middle byte of FILE (FlipByte).
+func flipbyte(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: flipbyte FILE")
+	}
+	ts.Check(FlipByte(ts.MkAbs(args[0])))
 }
 
 // FlipByte damages a (read-only) chunk file: one bit of its middle byte is

@@ -64,9 +64,10 @@ func (c *Catalog) Close() error { return c.lock.Unlock() }
 // Stats returns the cache's counters and how many chunks it holds.
 func (c *Catalog) Stats() (CacheStats, int) { return c.cache.snapshot() }
 
-// List returns one export per revision, oldest first, named by revision id.
+// List returns one export per intact revision, oldest first, named by
+// revision id (one whose metadata is damaged is left out).
 func (c *Catalog) List() ([]nbdserver.ExportInfo, error) {
-	revs, err := c.r.Revisions()
+	revs, _, err := c.r.ScanRevisions()
 	if err != nil {
 		return nil, err
 	}
@@ -81,11 +82,7 @@ func (c *Catalog) List() ([]nbdserver.ExportInfo, error) {
 // is latest) and opens that revision. Unknown and ambiguous specs wrap
 // nbdserver.ErrNotFound.
 func (c *Catalog) Open(name string) (nbdserver.Export, error) {
-	revs, err := c.r.Revisions()
-	if err != nil {
-		return nil, err
-	}
-	rev, err := repo.Resolve(revs, name)
+	rev, err := c.r.Find(name)
 	if err == nil {
 		var ix *repo.Index
 		if ix, err = c.r.Index(rev.ID); err == nil {

@@ -41,7 +41,7 @@ func Serve(ctx context.Context, opt ServeOptions) error {
 		return err
 	}
 	defer cat.Close()
-	revs, err := r.Revisions()
+	revs, _, err := r.ScanRevisions()
 	if err != nil {
 		return err
 	}

@@ -19,8 +19,9 @@ func IsRevisionBase(base string) (id string, ok bool) {
 	return strings.CutPrefix(base, revisionBasePrefix)
 }
 
-// NewestRevision returns the newest revision of the repository at loc, or
-// nil when there is none yet. A missing or empty directory, or a RADOS job
+// NewestRevision returns the newest intact revision of the repository at
+// loc (its metadata and index read: NewestIntact), or nil when there is
+// none yet. A missing or empty directory, or a RADOS job
 // that does not exist yet, is a repository that backy-store has yet to
 // create, not an error. Sources use it to pick the base of a differential
 // stream.
@@ -38,9 +39,10 @@ func NewestRevision(loc string, opts ...Option) (*Repo, *Revision, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	revs, err := r.Revisions()
-	if err != nil || len(revs) == 0 {
+	revs, _, err := r.ScanRevisions()
+	if err != nil {
 		return r, nil, err
 	}
-	return r, revs[len(revs)-1], nil
+	rev, _, err := r.NewestIntact(revs)
+	return r, rev, err
 }

@@ -67,30 +67,13 @@ func isDigits(s string) bool {
 	return s != ""
 }
 
-// Find loads the revisions and resolves spec. When some metadata file is
-// damaged it still answers a spec that names a readable revision by id or
-// id prefix (so an operator can restore any intact revision), but refuses
-// "latest", N and tags, which might mean the damaged revision.
+// Find loads the revisions and resolves spec (ResolveIntact: while some
+// metadata file is damaged, only a spec naming an intact revision by id or
+// id prefix is answered).
 func (r *Repo) Find(spec string) (*Revision, error) {
 	revs, bad, err := r.ScanRevisions()
 	if err != nil {
 		return nil, err
 	}
-	if len(bad) == 0 {
-		return Resolve(revs, spec)
-	}
-	rev, rerr := Resolve(revs, spec)
-	if rerr != nil || !strings.HasPrefix(rev.ID, spec) || spec == "" {
-		return nil, fmt.Errorf("%w (name an intact revision by its id to restore it)", bad[0])
-	}
-	ids, err := r.b.RevisionIDs()
-	if err != nil {
-		return nil, err
-	}
-	for _, id := range ids {
-		if id != rev.ID && strings.HasPrefix(id, spec) {
-			return nil, fmt.Errorf("%w %q matches %s and %s, whose metadata is damaged", ErrAmbiguous, spec, rev.ID, id)
-		}
-	}
-	return rev, nil
+	return ResolveIntact(revs, bad, spec)
 }

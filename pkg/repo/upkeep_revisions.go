@@ -14,8 +14,8 @@ import (
 
 // ScanRevisions lists the revisions like Revisions, oldest first, but does
 // not stop at a damaged metadata file: it returns the readable revisions
-// and one error per file that could not be read, so verify can report every
-// damaged file and still check the rest.
+// and one error per file that could not be read (a *RevisionError), so
+// verify can report every damaged file and still check the rest.
 func (r *Repo) ScanRevisions() ([]*Revision, []error, error) {
 	ids, err := r.b.RevisionIDs()
 	if err != nil {
@@ -29,7 +29,7 @@ func (r *Repo) ScanRevisions() ([]*Revision, []error, error) {
 			if errors.Is(err, os.ErrNotExist) {
 				continue // removed since it was listed
 			}
-			bad = append(bad, err)
+			bad = append(bad, &RevisionError{ID: id, Err: err})
 			continue
 		}
 		revs = append(revs, rev)

@@ -50,7 +50,9 @@ func storeLocked(ctx context.Context, r *repo.Repo, in io.Reader, opt Options) (
 		return nil, err
 	}
 	hdr := sr.Header()
-	revs, err := r.Revisions()
+	// A revision whose metadata or index is damaged is no parent: the new
+	// revision is based on the newest intact one.
+	revs, _, err := r.ScanRevisions()
 	if err != nil {
 		return nil, err
 	}
@@ -121,12 +123,13 @@ func feed(p *pipeline, sr *extent.Reader) error {
 }
 
 // plan checks the stream against the repository and sets up the index:
-// empty for a full stream, the parent's for a differential one.
+// empty for a full stream, the parent's for a differential one. The parent
+// is the newest revision whose metadata and index read.
 func plan(r *repo.Repo, hdr extent.Header, revs []*repo.Revision) (*pipeline, *repo.Revision, error) {
 	p := &pipeline{r: r, size: hdr.Size}
-	var parent *repo.Revision
-	if len(revs) > 0 {
-		parent = revs[len(revs)-1]
+	parent, parentIx, err := r.NewestIntact(revs)
+	if err != nil {
+		return nil, nil, err
 	}
 	for _, rev := range revs {
 		if rev.IsDistrusted() {
@@ -149,10 +152,7 @@ func plan(r *repo.Repo, hdr extent.Header, revs []*repo.Revision) (*pipeline, *r
 		if err := checkBase(hdr, parent); err != nil {
 			return nil, nil, err
 		}
-		base, err := r.Index(parent.ID)
-		if err != nil {
-			return nil, nil, err
-		}
+		base := parentIx
 		p.base = base
 		p.durable = sortedHashes(base)
 		p.index = &repo.Index{Size: base.Size, Hashes: append([]repo.Hash(nil), base.Hashes...)}

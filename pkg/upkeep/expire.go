@@ -72,14 +72,18 @@ func canonical(dir string) string {
 // Expire applies the retention of s at the time opt.Now: revisions lose
 // the schedule tags they are too old for, and those left without any tag
 // are removed, never the newest (pkg/schedule.Expire decides). With dryRun
-// it only reports. It returns the changes.
+// it only reports. It returns the changes. Revisions whose metadata cannot
+// be read count for nothing and are left alone (forget removes them).
 func Expire(r *repo.Repo, s schedule.Schedule, dryRun bool, opt Options) ([]schedule.Change, error) {
 	opt.defaults()
-	meta, revs, err := lockedRevisions(r)
+	meta, revs, bad, err := lockedRevisions(r)
 	if err != nil {
 		return nil, err
 	}
 	defer meta.Unlock()
+	for _, e := range bad {
+		opt.Logf("damaged, left alone: %v", e)
+	}
 	infos := make([]schedule.RevisionInfo, len(revs))
 	byID := make(map[string]*repo.Revision, len(revs))
 	for i, rev := range revs {

@@ -2,6 +2,7 @@ package upkeep
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -88,9 +89,12 @@ func referenced(ctx context.Context, r *repo.Repo, res *PurgeResult) (map[repo.H
 		return nil, err
 	}
 	defer meta.Unlock()
-	revs, err := r.Revisions()
+	revs, bad, err := r.ScanRevisions()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrPurgeUnsafe, err)
+		return nil, err
+	}
+	if len(bad) > 0 {
+		return nil, purgeRefused(repo.DamagedID(bad[0]), bad[0])
 	}
 	used := map[repo.Hash]struct{}{}
 	for _, rev := range revs {
@@ -98,6 +102,9 @@ func referenced(ctx context.Context, r *repo.Repo, res *PurgeResult) (map[repo.H
 			return nil, err
 		}
 		ix, err := r.Index(rev.ID)
+		if errors.Is(err, repo.ErrCorruptIndex) {
+			return nil, purgeRefused(rev.ID, err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrPurgeUnsafe, err)
 		}
@@ -109,6 +116,13 @@ func referenced(ctx context.Context, r *repo.Repo, res *PurgeResult) (map[repo.H
 	}
 	res.Revisions, res.Referenced = len(revs), len(used)
 	return used, nil
+}
+
+// purgeRefused says that the damaged revision id blocks purge, and how to
+// unblock it.
+func purgeRefused(id string, err error) error {
+	return fmt.Errorf("%w: %w (purge cannot know which chunks revision %s needs; forget -r %s once nothing more can be saved from it)",
+		ErrPurgeUnsafe, err, id, id)
 }
 
 // removeLeftovers deletes tmp/ entries and index files without metadata.

@@ -1,6 +1,7 @@
 package upkeep
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -39,6 +40,23 @@ func Select(revs []*repo.Revision, s Selection) ([]*repo.Revision, error) {
 		return selectRange(revs, s.From, s.Until)
 	}
 	rev, err := repo.Resolve(revs, s.Spec)
+	if err != nil {
+		return nil, err
+	}
+	return []*repo.Revision{rev}, nil
+}
+
+// selectIntact is Select while bad lists revisions whose metadata cannot
+// be read: a range or all takes the intact ones, a spec is answered only
+// when it names an intact revision by id (repo.ResolveIntact).
+func selectIntact(revs []*repo.Revision, bad []error, s Selection) ([]*repo.Revision, error) {
+	if len(bad) == 0 || s.All || s.isRange() {
+		return Select(revs, s)
+	}
+	if _, err := Select(nil, s); errors.Is(err, ErrSelection) {
+		return nil, err
+	}
+	rev, err := repo.ResolveIntact(revs, bad, s.Spec)
 	if err != nil {
 		return nil, err
 	}

@@ -63,13 +63,28 @@ func Tags(r *repo.Repo, spec, action string, tags []string) (*TagsResult, error)
 
 // Forget removes the revision spec names; its chunks go at the next purge.
 // The newest revision is the base of the next differential backup, so
-// forgetting it needs force.
+// forgetting it needs force. A revision whose metadata is damaged is
+// removed too when spec names it by id or id prefix; the Revision returned
+// then holds only its id.
 func Forget(r *repo.Repo, spec string, force bool) (*repo.Revision, error) {
-	meta, revs, rev, err := lockedRevision(r, spec)
+	meta, revs, bad, err := lockedRevisions(r)
 	if err != nil {
 		return nil, err
 	}
 	defer meta.Unlock()
+	// A revision whose metadata cannot be read is named by its id (or a
+	// prefix); it is never the base of a backup, so no force is needed.
+	id, err := repo.FindDamaged(revs, bad, spec)
+	if err != nil {
+		return nil, err
+	}
+	if id != "" {
+		return &repo.Revision{ID: id}, r.RemoveRevision(id)
+	}
+	rev, err := repo.ResolveIntact(revs, bad, spec)
+	if err != nil {
+		return nil, err
+	}
 	if rev == revs[len(revs)-1] && !force {
 		return nil, fmt.Errorf("%w %s without --force", ErrNewest, rev.ID)
 	}

@@ -22,28 +22,29 @@ func lockMeta(r *repo.Repo) (*repo.Lock, error) {
 }
 
 // lockedRevisions takes the meta lock and lists the revisions under it, so
-// that what a change is based on cannot change before it is saved.
-func lockedRevisions(r *repo.Repo) (*repo.Lock, []*repo.Revision, error) {
+// that what a change is based on cannot change before it is saved. bad
+// lists the revisions whose metadata cannot be read: they are left alone.
+func lockedRevisions(r *repo.Repo) (*repo.Lock, []*repo.Revision, []error, error) {
 	meta, err := lockMeta(r)
-	if err != nil {
-		return nil, nil, err
-	}
-	revs, err := r.Revisions()
-	if err != nil {
-		meta.Unlock()
-		return nil, nil, err
-	}
-	return meta, revs, nil
-}
-
-// lockedRevision takes the meta lock and resolves spec; revs is the list it
-// was resolved in. The caller unlocks.
-func lockedRevision(r *repo.Repo, spec string) (*repo.Lock, []*repo.Revision, *repo.Revision, error) {
-	meta, revs, err := lockedRevisions(r)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	rev, err := repo.Resolve(revs, spec)
+	revs, bad, err := r.ScanRevisions()
+	if err != nil {
+		meta.Unlock()
+		return nil, nil, nil, err
+	}
+	return meta, revs, bad, nil
+}
+
+// lockedRevision takes the meta lock and resolves spec (repo.ResolveIntact);
+// revs is the list it was resolved in. The caller unlocks.
+func lockedRevision(r *repo.Repo, spec string) (*repo.Lock, []*repo.Revision, *repo.Revision, error) {
+	meta, revs, bad, err := lockedRevisions(r)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	rev, err := repo.ResolveIntact(revs, bad, spec)
 	if err != nil {
 		meta.Unlock()
 		return nil, nil, nil, err
@@ -98,12 +99,12 @@ func capList(list []string, n int) []string {
 // backy-store re-verifies every chunk it reuses. It returns the revisions
 // it changed (those already distrusted are left as they are).
 func Distrust(r *repo.Repo, sel Selection) ([]*repo.Revision, error) {
-	meta, revs, err := lockedRevisions(r)
+	meta, revs, bad, err := lockedRevisions(r)
 	if err != nil {
 		return nil, err
 	}
 	defer meta.Unlock()
-	chosen, err := Select(revs, sel)
+	chosen, err := selectIntact(revs, bad, sel)
 	if err != nil {
 		return nil, err
 	}
