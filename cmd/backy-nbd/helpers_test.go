@@ -20,7 +20,8 @@ import (
 )
 
 // fixture is a repository made by the real pipeline from two ext4 images
-// (mke2fs -d): revision "old" tagged daily, and "new", the latest.
+// (mke2fs -d): revision "old" tagged daily (40 MiB and 777 bytes), and
+// "new", the latest (40 MiB).
 type fixture struct {
 	repo     string
 	img      map[string]string // "old", "new" -> image file
@@ -82,7 +83,11 @@ func buildFixture(mke2fs string) (*fixture, error) {
 		if err := os.WriteFile(img, nil, 0o644); err != nil {
 			return nil, err
 		}
-		if err := os.Truncate(img, 40<<20); err != nil {
+		size := int64(40 << 20)
+		if rev == "old" { // a size that is no multiple of 512: short last blocks
+			size += 777
+		}
+		if err := os.Truncate(img, size); err != nil {
 			return nil, err
 		}
 		if out, err := exec.Command(mke2fs, "-q", "-F", "-t", "ext4", "-d", src, img).CombinedOutput(); err != nil {

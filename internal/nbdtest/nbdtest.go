@@ -1,6 +1,6 @@
-// Package nbdtest holds what the tests of pkg/nbdserver and backy-nbd share
-// when they drive real NBD clients: running a client with a time limit, and
-// reading back the hex dumps of qemu-io.
+// Package nbdtest holds what the real-client tests of backy-nbd need to
+// drive NBD clients: running a client with a time limit, reading back the
+// hex dumps of qemu-io, and mounting an export with nbdfuse.
 package nbdtest
 
 import (

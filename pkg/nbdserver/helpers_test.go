@@ -1,7 +1,6 @@
 package nbdserver
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,8 +16,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-
-	"github.com/backy/backy/internal/nbdtest"
 	"time"
 )
 
@@ -207,17 +204,6 @@ func needTool(t testing.TB, bin, pkg string) string {
 	return ""
 }
 
-// run and mustRun start a client with a time limit (internal/nbdtest).
-func run(t testing.TB, name string, args ...string) (string, error) {
-	t.Helper()
-	return nbdtest.Run(name, args...)
-}
-
-func mustRun(t testing.TB, name string, args ...string) string {
-	t.Helper()
-	return nbdtest.MustRun(t, name, args...)
-}
-
 // makeImage writes a file of pseudo-random data with some zero stretches and
 // a size that is not a multiple of 4 KiB.
 func makeImage(t testing.TB, dir, name string, size int64, seed uint64) (string, []byte) {
@@ -237,17 +223,6 @@ func makeImage(t testing.TB, dir, name string, size int64, seed uint64) (string,
 
 func nbdURI(addr, export string) string {
 	return "nbd://" + addr + "/" + export
-}
-
-func sameFile(t testing.TB, want []byte, path string) {
-	t.Helper()
-	got, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("%s differs from the source (%d vs %d bytes, first difference at %d)", path, len(got), len(want), firstDiff(got, want))
-	}
 }
 
 func firstDiff(a, b []byte) int {
