@@ -225,9 +225,9 @@ func (c *corruptRig) checkDamaged(t *testing.T, dir string, tg target) {
 }
 
 // TestCorruptMetadataBits flips single bits all over a revision's metadata
-// file. Metadata is JSON without a checksum, so a flip that leaves valid JSON
-// with the same id and sane values may pass unnoticed; the promise that
-// holds for every flip is that no restore exits 0 with wrong bytes.
+// file: metadata is sealed, so restore refuses every one (exit 4, naming the
+// revision) and none exits 0 with wrong bytes. (TestFlips does the same
+// for verify, over every kind of file.)
 func TestCorruptMetadataBits(t *testing.T) {
 	t.Parallel()
 	c := newCorruptRig(t)
@@ -248,7 +248,8 @@ func TestCorruptMetadataBits(t *testing.T) {
 			pos = idAt // a flip in the id is always caught
 		}
 		writeBack(t, meta(dir), orig)
-		flipBit(t, meta(dir), pos, uint(rng.IntN(8)))
+		bit := uint(rng.IntN(8))
+		flipBit(t, meta(dir), pos, bit)
 		sum, r := restoreSum(t, dir, c.ids[1])
 		switch {
 		case r.code == 0 && sum != c.sums[c.ids[1]]:
@@ -257,12 +258,12 @@ func TestCorruptMetadataBits(t *testing.T) {
 			t.Fatalf("flip at byte %d: restore died: %v", pos, r)
 		case r.code == 0:
 			undetected++
-			if i == 0 {
-				t.Errorf("a flipped bit in the revision id (byte %d) goes unnoticed", pos)
-			}
+			t.Errorf("a flipped bit %d of byte %d of the sealed metadata goes unnoticed by restore", bit, pos)
+		case r.code != exitDamaged || !strings.Contains(r.stderr, c.ids[1]):
+			t.Errorf("flip at byte %d: restore %v, want exit %d naming %s", pos, r, exitDamaged, c.ids[1])
 		}
 	}
-	t.Logf("%d of %d single-bit flips in %s went unnoticed by restore (no checksum on metadata); none gave wrong bytes", undetected, n, filepath.Base(meta(dir)))
+	t.Logf("%d of %d single-bit flips in %s went unnoticed by restore; none gave wrong bytes", undetected, n, filepath.Base(meta(dir)))
 }
 
 // TestBackupAfterDamage makes a new full backup of an image whose chunks
