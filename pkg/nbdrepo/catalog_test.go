@@ -370,3 +370,35 @@ func TestLockAndOptions(t *testing.T) {
 		t.Errorf("New while purge holds the lock: %v", err)
 	}
 }
+
+// TestReadAheadAfterZeros: a reader that jumps over zero chunks to where
+// the data starts (nbdcopy, which knows the map) keeps its read-ahead; a
+// read that lands inside a chunk after zeros (a random reader) loads
+// nothing ahead.
+func TestReadAheadAfterZeros(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		off   int64
+		ahead bool
+	}{{"chunk start", 3 * repo.ChunkSize, true}, {"inside a chunk", 3*repo.ChunkSize + 65536, false}} {
+		dir := t.TempDir()
+		data := image(8*repo.ChunkSize, 10)
+		clear(data[repo.ChunkSize : 3*repo.ChunkSize]) // chunks 1 and 2
+		backup(t, dir, data)
+		c := openCatalog(t, dir, Options{})
+		e, _ := c.Open("")
+		p := make([]byte, 65536)
+		if _, err := e.ReadAt(p, repo.ChunkSize-65536); err != nil { // the end of chunk 0
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond) // let loads ahead of chunk 0 finish
+		before, _ := c.Stats()
+		if _, err := e.ReadAt(p, tc.off); err != nil || !bytes.Equal(p, data[tc.off:tc.off+65536]) {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		after, _ := c.Stats()
+		if got := after.ReadAhead > before.ReadAhead; got != tc.ahead {
+			t.Errorf("%s: read-ahead %d -> %d, want loads ahead: %v", tc.name, before.ReadAhead, after.ReadAhead, tc.ahead)
+		}
+	}
+}

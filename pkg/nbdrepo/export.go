@@ -71,7 +71,7 @@ func (e *export) ReadAt(p []byte, off int64) (int, error) {
 		if h.IsZero() {
 			clear(p[done : done+n])
 		} else {
-			if e.follows(e.last.Load(), k) {
+			if e.follows(e.last.Load(), k, pos) {
 				e.prefetch(k) // before k is loaded, so both run at once
 			}
 			ent, err := e.c.cache.get(h)
@@ -87,11 +87,16 @@ func (e *export) ReadAt(p []byte, off int64) (int, error) {
 	return len(p), eof
 }
 
-// follows reports whether a read of chunk k continues a sequential read
-// that was last in chunk prev: the same chunk, the next, or the next after
-// zero chunks.
-func (e *export) follows(prev, k int64) bool {
-	if k < prev || k-prev > maxSkip {
+// follows reports whether a read at pos in chunk k continues a sequential
+// read that was last in chunk prev: the same chunk, the next, or, from its
+// start, the next after zero chunks (a client that knows the map jumps over
+// them to where the data starts). Random reads that happen to land after
+// zero chunks mostly do not start a chunk, and load nothing ahead.
+func (e *export) follows(prev, k, pos int64) bool {
+	if k == prev || k == prev+1 {
+		return true
+	}
+	if k < prev || k-prev > maxSkip || pos != k*repo.ChunkSize {
 		return false
 	}
 	for i := prev + 1; i < k; i++ {
