@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/backy/backy/internal/clitest"
-	"github.com/backy/backy/pkg/daemon"
 	"github.com/backy/backy/pkg/daemon/daemontest"
+	"github.com/backy/backy/pkg/jobstatus"
 )
 
 // BenchmarkIdle10000Jobs starts the real daemon, built as it ships, with
@@ -57,7 +57,7 @@ func BenchmarkIdle10000Jobs(b *testing.B) {
 		}
 		status := filepath.Join(s.Base, "status")
 		for {
-			if st, err := daemon.ReadStatus(status); err == nil && len(st.Jobs) == jobs && st.Written.After(started) {
+			if st, err := jobstatus.Read(status); err == nil && len(st.Jobs) == jobs && st.Written.After(started) {
 				break
 			}
 			if time.Since(started) > 5*time.Minute {

@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/backy/backy/internal/clitest"
-	"github.com/backy/backy/pkg/daemon"
+	"github.com/backy/backy/pkg/jobstatus"
 	"github.com/backy/backy/pkg/schedule"
 )
 
@@ -307,7 +307,7 @@ source = { type = "file", path = "DIR/vm2.img" }
 	if code != 2 || !strings.Contains(out, "backy-schedule is not running: it stopped at ") {
 		t.Errorf("backy-check after the daemon stopped: %d\n%s", code, out)
 	}
-	if st, err := daemon.ReadStatus(filepath.Join(dir, "base", "status")); err != nil || st.Stopped.IsZero() || len(st.Jobs) != 3 {
+	if st, err := jobstatus.Read(filepath.Join(dir, "base", "status")); err != nil || st.Stopped.IsZero() || len(st.Jobs) != 3 {
 		t.Errorf("last status: %v %+v", err, st)
 	}
 }
@@ -326,7 +326,7 @@ source = { type = "command", command = "sleep 60" }
 `, dir)), 0o644)
 	d := startDaemon(t, "-c", conf, "-l", logfile, "--grace", "1s")
 	eventually(t, 30*time.Second, "the slow job running", func() (bool, string) {
-		st, err := daemon.ReadStatus(filepath.Join(dir, "base", "status"))
+		st, err := jobstatus.Read(filepath.Join(dir, "base", "status"))
 		return err == nil && st.Jobs["slow"].Running, fmt.Sprint(err)
 	})
 	start := time.Now()
@@ -344,7 +344,7 @@ source = { type = "command", command = "sleep 60" }
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}
 	}
-	st, err := daemon.ReadStatus(filepath.Join(dir, "base", "status"))
+	st, err := jobstatus.Read(filepath.Join(dir, "base", "status"))
 	if err != nil || st.Jobs["slow"].Failures != 0 || st.Jobs["slow"].LastResult != "interrupted" {
 		t.Errorf("status after the stop: %v %+v", err, st.Jobs["slow"])
 	}

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/backy/backy/pkg/daemon"
 	"github.com/backy/backy/pkg/daemon/daemontest"
+	"github.com/backy/backy/pkg/jobstatus"
 )
 
 // BenchmarkCheck10000Jobs judges 10,000 jobs, each a real repository with
@@ -25,11 +25,11 @@ func BenchmarkCheck10000Jobs(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Logf("setup of %d repositories: %s", s.Jobs, time.Since(setupStart).Round(time.Millisecond))
-	st := &daemon.Status{Format: daemon.StatusFormat, Written: time.Now().Add(time.Hour), StatusInterval: 30, Jobs: map[string]daemon.JobStatus{}}
+	st := &jobstatus.Status{Format: jobstatus.Format, Written: time.Now().Add(time.Hour), StatusInterval: 30, Jobs: map[string]jobstatus.Job{}}
 	for i := range s.Jobs {
-		st.Jobs[daemontest.JobName(i)] = daemon.JobStatus{SLA: daemon.SLAOK}
+		st.Jobs[daemontest.JobName(i)] = jobstatus.Job{SLA: jobstatus.SLAOK}
 	}
-	if err := daemon.WriteStatus(s.Base+"/status", st); err != nil {
+	if err := jobstatus.Write(s.Base+"/status", st); err != nil {
 		b.Fatal(err)
 	}
 	var worst time.Duration

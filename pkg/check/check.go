@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/backy/backy/pkg/config"
-	"github.com/backy/backy/pkg/daemon"
+	"github.com/backy/backy/pkg/jobstatus"
 	"github.com/backy/backy/pkg/schedule"
 )
 
@@ -41,9 +41,9 @@ const maxNamed = 10
 // Input is everything a check looks at.
 type Input struct {
 	Config    *config.Config
-	Status    *daemon.Status // nil when StatusErr is set
+	Status    *jobstatus.Status // nil when StatusErr is set
 	StatusErr error
-	Repos     map[string]daemon.RepoInfo // by job name
+	Repos     map[string]jobstatus.RepoInfo // by job name
 	Now       time.Time
 }
 
@@ -80,12 +80,12 @@ func judge(in Input, j config.Job) Job {
 		v.State = max(v.State, Warning)
 		v.Reasons = append(v.Reasons, fmt.Sprintf(format, a...))
 	}
-	var st daemon.JobStatus
+	var st jobstatus.Job
 	known := false
 	if in.Status != nil {
 		st, known = in.Status.Jobs[j.Name]
 	}
-	limit := daemon.SLALimit(j.Schedule)
+	limit := jobstatus.SLALimit(j.Schedule)
 
 	switch {
 	case info.Err != "":
@@ -102,7 +102,7 @@ func judge(in Input, j config.Job) Job {
 	default:
 		v.HasTrusted = true
 		v.Age = in.Now.Sub(info.NewestTrusted)
-		if daemon.SLAState(info.NewestTrusted, j.Schedule, in.Now) != daemon.SLAOK {
+		if jobstatus.SLAState(info.NewestTrusted, j.Schedule, in.Now) != jobstatus.SLAOK {
 			crit("newest trusted revision is %s old, SLA %s", age(v.Age), age(limit))
 		}
 	}

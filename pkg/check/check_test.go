@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/backy/backy/pkg/config"
-	"github.com/backy/backy/pkg/daemon"
+	"github.com/backy/backy/pkg/jobstatus"
 	"github.com/backy/backy/pkg/repo"
 )
 
@@ -32,11 +32,11 @@ func testConfig(t *testing.T, base string, jobs ...string) *config.Config {
 
 // world is a check input in which every job is fine and the daemon runs.
 func world(t *testing.T, jobs ...string) Input {
-	in := Input{Config: testConfig(t, "/srv/backy", jobs...), Now: now, Repos: map[string]daemon.RepoInfo{},
-		Status: &daemon.Status{Format: 1, Written: now.Add(-10 * time.Second), StatusInterval: 30, Jobs: map[string]daemon.JobStatus{}}}
+	in := Input{Config: testConfig(t, "/srv/backy", jobs...), Now: now, Repos: map[string]jobstatus.RepoInfo{},
+		Status: &jobstatus.Status{Format: 1, Written: now.Add(-10 * time.Second), StatusInterval: 30, Jobs: map[string]jobstatus.Job{}}}
 	for _, j := range jobs {
-		in.Repos[j] = daemon.RepoInfo{Revisions: 3, Newest: now.Add(-time.Hour), NewestTrusted: now.Add(-time.Hour)}
-		in.Status.Jobs[j] = daemon.JobStatus{}
+		in.Repos[j] = jobstatus.RepoInfo{Revisions: 3, Newest: now.Add(-time.Hour), NewestTrusted: now.Add(-time.Hour)}
+		in.Status.Jobs[j] = jobstatus.Job{}
 	}
 	return in
 }
@@ -57,9 +57,9 @@ func TestAllWithinSLA(t *testing.T) {
 
 func TestOutsideSLA(t *testing.T) {
 	in := world(t, "vm1", "vm2", "vm7", "vm9")
-	in.Repos["vm1"] = daemon.RepoInfo{Revisions: 1, NewestTrusted: now.Add(-36 * time.Hour), Newest: now.Add(-36 * time.Hour)}
-	in.Repos["vm7"] = daemon.RepoInfo{}
-	in.Repos["vm9"] = daemon.RepoInfo{Revisions: 1, NewestTrusted: now.Add(-35 * time.Hour), Newest: now.Add(-35 * time.Hour)}
+	in.Repos["vm1"] = jobstatus.RepoInfo{Revisions: 1, NewestTrusted: now.Add(-36 * time.Hour), Newest: now.Add(-36 * time.Hour)}
+	in.Repos["vm7"] = jobstatus.RepoInfo{}
+	in.Repos["vm9"] = jobstatus.RepoInfo{Revisions: 1, NewestTrusted: now.Add(-35 * time.Hour), Newest: now.Add(-35 * time.Hour)}
 	r := Evaluate(in)
 	got := output(r)
 	want := "CRITICAL: 2 of 4 jobs outside SLA: vm1, vm7 | jobs=4;;;0 outside_sla=2;;0;0 warnings=0;0;;0 oldest_trusted_age=129600s;;;0 status_age=10s;;90;0\n" +
@@ -72,10 +72,10 @@ func TestOutsideSLA(t *testing.T) {
 
 func TestNoTrustedRevisionIsCritical(t *testing.T) {
 	in := world(t, "vm1", "vm2")
-	in.Repos["vm1"] = daemon.RepoInfo{Revisions: 2, Distrusted: 2, Newest: now.Add(-time.Hour),
+	in.Repos["vm1"] = jobstatus.RepoInfo{Revisions: 2, Distrusted: 2, Newest: now.Add(-time.Hour),
 		Damage: []string{"revision abc", "chunk 12ab: corrupt", "chunk 34cd: missing"}}
-	in.Status.Jobs["vm2"] = daemon.JobStatus{Running: true, RunningSince: now.Add(-time.Minute)}
-	in.Repos["vm2"] = daemon.RepoInfo{}
+	in.Status.Jobs["vm2"] = jobstatus.Job{Running: true, RunningSince: now.Add(-time.Minute)}
+	in.Repos["vm2"] = jobstatus.RepoInfo{}
 	got := output(Evaluate(in))
 	for _, w := range []string{
 		"CRITICAL: 2 of 2 jobs outside SLA: vm1, vm2 |",
@@ -90,10 +90,10 @@ func TestNoTrustedRevisionIsCritical(t *testing.T) {
 
 func TestWarnings(t *testing.T) {
 	in := world(t, "vm1", "vm2", "vm3", "vm4")
-	in.Repos["vm1"] = daemon.RepoInfo{Revisions: 3, Distrusted: 1, NewestTrusted: now.Add(-time.Hour), Damage: []string{"revision abc", "chunk x: corrupt"}}
-	in.Status.Jobs["vm2"] = daemon.JobStatus{Failures: 3, LastError: "verify: backy-store exited 4"}
+	in.Repos["vm1"] = jobstatus.RepoInfo{Revisions: 3, Distrusted: 1, NewestTrusted: now.Add(-time.Hour), Damage: []string{"revision abc", "chunk x: corrupt"}}
+	in.Status.Jobs["vm2"] = jobstatus.Job{Failures: 3, LastError: "verify: backy-store exited 4"}
 	delete(in.Status.Jobs, "vm3")
-	in.Repos["vm4"] = daemon.RepoInfo{Revisions: 3, NewestTrusted: now.Add(-time.Hour), DamagedMeta: 1}
+	in.Repos["vm4"] = jobstatus.RepoInfo{Revisions: 3, NewestTrusted: now.Add(-time.Hour), DamagedMeta: 1}
 	r := Evaluate(in)
 	got := output(r)
 	for _, w := range []string{
@@ -118,14 +118,16 @@ func TestDaemonNotRunning(t *testing.T) {
 		setup func(*Input)
 		want  string
 	}{
-		{"missing", func(in *Input) { in.Status, in.StatusErr = nil, fmt.Errorf("daemon: status file: %w", os.ErrNotExist) },
+		{"missing", func(in *Input) {
+			in.Status, in.StatusErr = nil, fmt.Errorf("jobstatus: status file: %w", os.ErrNotExist)
+		},
 			"CRITICAL: backy-schedule is not running: no status file /srv/backy/status; 2 jobs within SLA | "},
 		{"stale", func(in *Input) { in.Status.Written = now.Add(-91 * time.Second) },
 			"CRITICAL: backy-schedule is not running or hangs: status file /srv/backy/status is 1m31s old; 2 jobs within SLA | "},
 		{"stopped", func(in *Input) { in.Status.Stopped = now.Add(-time.Minute) },
 			"CRITICAL: backy-schedule is not running: it stopped at "},
-		{"bad", func(in *Input) { in.Status, in.StatusErr = nil, fmt.Errorf("%w: x", daemon.ErrBadStatus) },
-			"CRITICAL: status file unusable: daemon: bad status file: x; 2 jobs within SLA"},
+		{"bad", func(in *Input) { in.Status, in.StatusErr = nil, fmt.Errorf("%w: x", jobstatus.ErrBadFile) },
+			"CRITICAL: status file unusable: jobstatus: bad status file: x; 2 jobs within SLA"},
 	} {
 		in := world(t, "vm1", "vm2")
 		tc.setup(&in)
@@ -150,7 +152,7 @@ func TestStatusLineNamesAtMostTen(t *testing.T) {
 	}
 	in := world(t, jobs...)
 	for _, j := range jobs {
-		in.Repos[j] = daemon.RepoInfo{}
+		in.Repos[j] = jobstatus.RepoInfo{}
 	}
 	r := Evaluate(in)
 	if !strings.HasPrefix(r.Line, "CRITICAL: 12 of 12 jobs outside SLA: vm00, vm01, vm02, vm03, vm04, vm05, vm06, vm07, vm08, vm09 and 2 more") || len(r.Details) != 12 {
@@ -160,7 +162,7 @@ func TestStatusLineNamesAtMostTen(t *testing.T) {
 
 func TestTextCannotBreakTheFormat(t *testing.T) {
 	in := world(t, "vm1")
-	in.Status.Jobs["vm1"] = daemon.JobStatus{Failures: 1, LastError: "a | b\nc"}
+	in.Status.Jobs["vm1"] = jobstatus.Job{Failures: 1, LastError: "a | b\nc"}
 	if got := output(Evaluate(in)); strings.Count(got, "|") != 1 || strings.Count(got, "\n") != 2 {
 		t.Errorf("output\n%s", got)
 	}
@@ -191,8 +193,8 @@ func TestCheckReadsRealRepositories(t *testing.T) {
 	commit(t, c.Jobs["vm1"].Directory, real.Add(-time.Hour), repo.Verified)
 	commit(t, c.Jobs["vm2"].Directory, real.Add(-2*time.Hour), repo.Trusted)
 	commit(t, c.Jobs["vm2"].Directory, real.Add(-time.Hour), repo.Distrusted)
-	daemon.WriteStatus(c.Global.StatusFile, &daemon.Status{Format: 1, Written: real, StatusInterval: 30,
-		Jobs: map[string]daemon.JobStatus{"vm1": {}, "vm2": {}}})
+	jobstatus.Write(c.Global.StatusFile, &jobstatus.Status{Format: 1, Written: real, StatusInterval: 30,
+		Jobs: map[string]jobstatus.Job{"vm1": {}, "vm2": {}}})
 	r := Check(conf, real)
 	if r.State != Warning || r.Line != "WARNING: 2 jobs within SLA; 1 with warnings: vm2" || r.Details[0] != "WARNING: vm2: 1 distrusted revision" {
 		t.Errorf("state %d\n%s", r.State, output(r))

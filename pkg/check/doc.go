@@ -4,7 +4,7 @@
 //
 // A job is within its SLA when its newest trusted (trusted or verified)
 // revision is younger than 1.5 times the job's shortest interval
-// (daemon.SLALimit). The repositories are the evidence, not the daemon's
+// (jobstatus.SLALimit). The repositories are the evidence, not the daemon's
 // opinion: a job whose daemon reports success but whose repository holds no
 // recent trusted revision is outside its SLA. A job without any trusted
 // revision is always outside it, so a new or broken job is never silently

@@ -4,7 +4,7 @@ import (
 	"time"
 
 	"github.com/backy/backy/pkg/config"
-	"github.com/backy/backy/pkg/daemon"
+	"github.com/backy/backy/pkg/jobstatus"
 )
 
 // scanWorkers read repositories in parallel: reading ten thousand small
@@ -30,11 +30,11 @@ func Check(path string, now time.Time) *Report {
 	for i, n := range names {
 		dirs[i] = cfg.Jobs[n].Directory
 	}
-	infos := daemon.ScanRepos(dirs, scanWorkers)
-	repos := make(map[string]daemon.RepoInfo, len(names))
+	infos := jobstatus.ScanRepos(dirs, scanWorkers)
+	repos := make(map[string]jobstatus.RepoInfo, len(names))
 	for i, n := range names {
 		repos[n] = infos[i]
 	}
-	st, serr := daemon.ReadStatus(cfg.Global.StatusFile)
+	st, serr := jobstatus.Read(cfg.Global.StatusFile)
 	return Evaluate(Input{Config: cfg, Status: st, StatusErr: serr, Repos: repos, Now: now})
 }

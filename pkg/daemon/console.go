@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/backy/backy/pkg/jobstatus"
 )
 
 // Console limits: a forgotten telnet session must not hold resources for
@@ -253,7 +255,7 @@ func (d *daemon) summary(b *bytes.Buffer, now time.Time) {
 		if j.removed {
 			continue
 		}
-		sla[SLAState(j.repo.NewestTrusted, j.job.Schedule, now)]++
+		sla[jobstatus.SLAState(j.repo.NewestTrusted, j.job.Schedule, now)]++
 		switch {
 		case j.running:
 			running++
@@ -267,7 +269,7 @@ func (d *daemon) summary(b *bytes.Buffer, now time.Time) {
 	fmt.Fprintf(b, "backy-schedule %s, pid %d, up %s (since %s)\n", d.opt.Version, pidOf(), now.Sub(d.started).Round(time.Second), when(d.started))
 	fmt.Fprintf(b, "config:      %s, loaded %s\n", d.cfg.File, when(d.loaded))
 	fmt.Fprintf(b, "jobs:        %d: %d running, %d queued, %d failing\n", len(d.cfg.Jobs), running, queued, failing)
-	fmt.Fprintf(b, "sla:         %d ok, %d outside, %d without a trusted revision\n", sla[SLAOK], sla[SLAOutside], sla[SLANone])
+	fmt.Fprintf(b, "sla:         %d ok, %d outside, %d without a trusted revision\n", sla[jobstatus.SLAOK], sla[jobstatus.SLAOutside], sla[jobstatus.SLANone])
 	fmt.Fprintf(b, "workers:     %d of %d busy\n", d.s.running, g.WorkerLimit)
 	fmt.Fprintf(b, "status file: %s, every %s\n", g.StatusFile, g.StatusInterval)
 	fmt.Fprintf(b, "job logs:    %s\n", d.jobLogs())

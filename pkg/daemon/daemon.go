@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/backy/backy/pkg/config"
+	"github.com/backy/backy/pkg/jobstatus"
 	"github.com/backy/backy/pkg/schedule"
 )
 
@@ -54,7 +55,7 @@ type daemon struct {
 type finished struct {
 	name string
 	res  Result
-	info RepoInfo
+	info jobstatus.RepoInfo
 }
 
 type request struct {
@@ -105,7 +106,7 @@ func start(opt Options) (*daemon, error) {
 		lock.Close()
 		return nil, fmt.Errorf("daemon: status file: %w", err)
 	}
-	prev, err := ReadStatus(g.StatusFile)
+	prev, err := jobstatus.Read(g.StatusFile)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		d.log.Printf("ignoring the previous status file: %v", err)
 	}
@@ -178,7 +179,7 @@ func (d *daemon) execute(l launch) {
 	if d.runCtx.Err() != nil && res.Err != nil {
 		res.Interrupted = true
 	}
-	d.done <- finished{name: l.job.Name, res: res, info: ScanRepo(l.job.Directory)}
+	d.done <- finished{name: l.job.Name, res: res, info: jobstatus.ScanRepo(l.job.Directory)}
 }
 
 func (d *daemon) finish(f finished) {
@@ -199,15 +200,15 @@ func (d *daemon) call(fn func()) bool {
 
 func (d *daemon) writeStatus(now time.Time, stopped bool) {
 	g := d.cfg.Global
-	st := &Status{
-		Format: StatusFormat, Written: now, Started: d.started, PID: os.Getpid(), Version: d.opt.Version,
+	st := &jobstatus.Status{
+		Format: jobstatus.Format, Written: now, Started: d.started, PID: os.Getpid(), Version: d.opt.Version,
 		Config: d.cfg.File, StatusInterval: g.StatusInterval.Seconds(), WorkerLimit: g.WorkerLimit,
 		Running: d.s.running, Jobs: d.s.jobStatuses(now),
 	}
 	if stopped {
 		st.Stopped = now
 	}
-	if err := WriteStatus(g.StatusFile, st); err != nil {
+	if err := jobstatus.Write(g.StatusFile, st); err != nil {
 		d.log.Printf("%v", err)
 	}
 }

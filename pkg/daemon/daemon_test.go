@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/backy/backy/internal/clitest"
+	"github.com/backy/backy/pkg/jobstatus"
 	"io"
 	"net"
 	"os"
@@ -297,7 +298,7 @@ func TestStopGivesGraceThenEndsRuns(t *testing.T) {
 	if d := time.Since(start); d < 200*time.Millisecond {
 		t.Errorf("stopped after %s, before the grace period", d)
 	}
-	st, err := ReadStatus(filepath.Join(h.dir, "base", "status"))
+	st, err := jobstatus.Read(filepath.Join(h.dir, "base", "status"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/backy/backy/pkg/config"
+	"github.com/backy/backy/pkg/jobstatus"
 )
 
 // The daemon's reaction to SIGHUP, reload and stop requests.
@@ -49,14 +50,14 @@ func (d *daemon) reload(by string) (string, error) {
 }
 
 // scanAll reads every job's repository, a few at a time.
-func (d *daemon) scanAll(c *config.Config) map[string]RepoInfo {
+func (d *daemon) scanAll(c *config.Config) map[string]jobstatus.RepoInfo {
 	names := c.JobNames()
 	dirs := make([]string, len(names))
 	for i, n := range names {
 		dirs[i] = c.Jobs[n].Directory
 	}
-	infos := ScanRepos(dirs, 8)
-	m := make(map[string]RepoInfo, len(names))
+	infos := jobstatus.ScanRepos(dirs, 8)
+	m := make(map[string]jobstatus.RepoInfo, len(names))
 	for i, n := range names {
 		m[n] = infos[i]
 		if infos[i].Err != "" {

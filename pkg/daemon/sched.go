@@ -11,18 +11,20 @@ import (
 
 	"github.com/backy/backy/pkg/config"
 	"github.com/backy/backy/pkg/exitcode"
+	"github.com/backy/backy/pkg/jobstatus"
 	"github.com/backy/backy/pkg/schedule"
 )
 
-// ErrNoJob is returned for a job name the configuration does not have.
-var ErrNoJob = exitcode.New(exitcode.Failure, "daemon: no such job")
+// ErrUnknownJob is returned for a console request naming a job the daemon
+// does not run.
+var ErrUnknownJob = exitcode.New(exitcode.Failure, "daemon: no such job")
 
 // jobState is everything the daemon knows about one job. Only the loop
 // goroutine touches it (the run goroutine only stores into stage).
 type jobState struct {
 	job    config.Job
 	spread time.Duration
-	repo   RepoInfo
+	repo   jobstatus.RepoInfo
 	retry  schedule.Retry
 
 	// next is when the job should start on its own (its plan, held back by
@@ -77,7 +79,7 @@ func newScheduler() *scheduler {
 // new jobs start with what prev (the status file of an earlier daemon) says
 // about them, and jobs no longer configured are dropped, or marked to go
 // when their run ends. infos are the jobs' repositories, by name.
-func (s *scheduler) setConfig(c *config.Config, infos map[string]RepoInfo, prev *Status, now time.Time) (added, removed []string) {
+func (s *scheduler) setConfig(c *config.Config, infos map[string]jobstatus.RepoInfo, prev *jobstatus.Status, now time.Time) (added, removed []string) {
 	s.global = c.Global
 	for name, j := range s.jobs {
 		if _, ok := c.Jobs[name]; ok {
@@ -113,7 +115,7 @@ func (s *scheduler) setConfig(c *config.Config, infos map[string]RepoInfo, prev 
 
 // restore takes over what an earlier daemon knew about a job: above all its
 // failures, so that a restart does not reset a failing job's backoff.
-func restore(j *jobState, prev *Status, name string) {
+func restore(j *jobState, prev *jobstatus.Status, name string) {
 	if prev == nil {
 		return
 	}
@@ -210,7 +212,7 @@ func (s *scheduler) wake() time.Time {
 // finish records the end of a job's run at now, with its repository as
 // read afterwards, and plans the next run. It returns the outcome as the
 // daemon's log tells it.
-func (s *scheduler) finish(name string, res Result, info RepoInfo, now time.Time) string {
+func (s *scheduler) finish(name string, res Result, info jobstatus.RepoInfo, now time.Time) string {
 	j, ok := s.jobs[name]
 	if !ok || !j.running {
 		return "finished, but was not running"
@@ -278,7 +280,7 @@ func (s *scheduler) missingTags(j *jobState) error {
 func (s *scheduler) trigger(name string, now time.Time) (string, error) {
 	j, ok := s.jobs[name]
 	if !ok || j.removed {
-		return "", fmt.Errorf("%w %q", ErrNoJob, name)
+		return "", fmt.Errorf("%w %q", ErrUnknownJob, name)
 	}
 	switch {
 	case j.running:

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/backy/backy/pkg/config"
+	"github.com/backy/backy/pkg/jobstatus"
 	"github.com/backy/backy/pkg/schedule"
 )
 
@@ -29,7 +30,7 @@ func testConfig(t *testing.T, global string, jobs ...string) *config.Config {
 	return c
 }
 
-func newTestScheduler(t *testing.T, c *config.Config, infos map[string]RepoInfo) *scheduler {
+func newTestScheduler(t *testing.T, c *config.Config, infos map[string]jobstatus.RepoInfo) *scheduler {
 	t.Helper()
 	s := newScheduler()
 	s.setConfig(c, infos, nil, t0)
@@ -37,8 +38,8 @@ func newTestScheduler(t *testing.T, c *config.Config, infos map[string]RepoInfo)
 }
 
 // revisionAt is the repository after a successful run at t with tags.
-func revisionAt(prev RepoInfo, t time.Time, tags ...string) RepoInfo {
-	info := RepoInfo{Last: map[string]time.Time{}, Revisions: prev.Revisions + 1, Newest: t, NewestTrusted: t}
+func revisionAt(prev jobstatus.RepoInfo, t time.Time, tags ...string) jobstatus.RepoInfo {
+	info := jobstatus.RepoInfo{Last: map[string]time.Time{}, Revisions: prev.Revisions + 1, Newest: t, NewestTrusted: t}
 	for k, v := range prev.Last {
 		info.Last[k] = v
 	}
@@ -80,7 +81,7 @@ func TestWorkerLimit(t *testing.T) {
 		t.Errorf("queued = %d, want 3", n)
 	}
 	now := t0.Add(time.Minute)
-	s.finish(first[0].job.Name, Result{Revision: "x"}, revisionAt(RepoInfo{}, t0.Add(time.Second), "daily", "weekly"), now)
+	s.finish(first[0].job.Name, Result{Revision: "x"}, revisionAt(jobstatus.RepoInfo{}, t0.Add(time.Second), "daily", "weekly"), now)
 	if more := s.due(now); len(more) != 1 {
 		t.Fatalf("after one run ended, %d started, want 1", len(more))
 	}
@@ -92,7 +93,7 @@ func TestWorkerLimit(t *testing.T) {
 func TestScheduledRunFollowsTheSlots(t *testing.T) {
 	s := newTestScheduler(t, testConfig(t, "", "vm1"), nil)
 	s.due(t0)
-	s.finish("vm1", Result{Revision: "r1"}, revisionAt(RepoInfo{}, t0.Add(time.Second), "daily", "weekly"), t0.Add(time.Minute))
+	s.finish("vm1", Result{Revision: "r1"}, revisionAt(jobstatus.RepoInfo{}, t0.Add(time.Second), "daily", "weekly"), t0.Add(time.Minute))
 	j := s.jobs["vm1"]
 	spread := schedule.Spread("vm1")
 	// The next slot: epoch + spread mod 1d + whole days, after the revision.
@@ -115,11 +116,11 @@ func TestScheduledRunFollowsTheSlots(t *testing.T) {
 }
 
 func TestCatchUpAfterDowntime(t *testing.T) {
-	info := RepoInfo{Last: map[string]time.Time{
+	info := jobstatus.RepoInfo{Last: map[string]time.Time{
 		"daily":  t0.Add(-3 * 24 * time.Hour),
 		"weekly": t0.Add(-10 * 24 * time.Hour),
 	}}
-	s := newTestScheduler(t, testConfig(t, "", "vm1"), map[string]RepoInfo{"vm1": info})
+	s := newTestScheduler(t, testConfig(t, "", "vm1"), map[string]jobstatus.RepoInfo{"vm1": info})
 	got := names(s.due(t0))
 	if len(got) != 1 || got[0] != "vm1:daily,weekly" {
 		t.Fatalf("after downtime due = %v, want both missed tags at once", got)
@@ -127,7 +128,7 @@ func TestCatchUpAfterDowntime(t *testing.T) {
 	// A daily tag that is not late waits for its slot; the weekly one is
 	// still caught up at once.
 	info.Last["daily"] = t0.Add(-time.Hour)
-	s = newTestScheduler(t, testConfig(t, "", "vm1"), map[string]RepoInfo{"vm1": info})
+	s = newTestScheduler(t, testConfig(t, "", "vm1"), map[string]jobstatus.RepoInfo{"vm1": info})
 	if got := names(s.due(t0)); len(got) != 1 || got[0] != "vm1:weekly" {
 		t.Fatalf("due = %v, want the weekly tag alone", got)
 	}
@@ -142,7 +143,7 @@ func TestBackoffDoublesToSixHours(t *testing.T) {
 			t.Fatalf("failure %d: not started at %s", i, now)
 		}
 		now = now.Add(10 * time.Second)
-		s.finish("vm1", Result{Err: errors.New("boom")}, RepoInfo{}, now)
+		s.finish("vm1", Result{Err: errors.New("boom")}, jobstatus.RepoInfo{}, now)
 		j := s.jobs["vm1"]
 		if d := j.next.Sub(now); d != w*time.Minute {
 			t.Fatalf("after %d failures the retry is in %s, want %s", i+1, d, w*time.Minute)
@@ -153,7 +154,7 @@ func TestBackoffDoublesToSixHours(t *testing.T) {
 		now = j.next
 	}
 	s.due(now)
-	s.finish("vm1", Result{Revision: "r"}, revisionAt(RepoInfo{}, now.Add(time.Second), "daily", "weekly"), now.Add(time.Minute))
+	s.finish("vm1", Result{Revision: "r"}, revisionAt(jobstatus.RepoInfo{}, now.Add(time.Second), "daily", "weekly"), now.Add(time.Minute))
 	if j := s.jobs["vm1"]; j.retry.Failures != 0 || j.lastResult != "ok" {
 		t.Errorf("a success left failures %d, result %q", j.retry.Failures, j.lastResult)
 	}
@@ -164,7 +165,7 @@ func TestManualRunIgnoresButKeepsBackoff(t *testing.T) {
 	now := t0
 	for range 3 {
 		s.due(now)
-		s.finish("vm1", Result{Err: errors.New("boom")}, RepoInfo{}, now)
+		s.finish("vm1", Result{Err: errors.New("boom")}, jobstatus.RepoInfo{}, now)
 		now = s.jobs["vm1"].next
 	}
 	// 3 failures: the job waits 8 minutes; a manual run goes at once.
@@ -181,12 +182,12 @@ func TestManualRunIgnoresButKeepsBackoff(t *testing.T) {
 	if what, _ := s.trigger("vm1", now); what != "already running" {
 		t.Errorf("trigger while running = %q", what)
 	}
-	s.finish("vm1", Result{Err: errors.New("boom")}, RepoInfo{}, now)
+	s.finish("vm1", Result{Err: errors.New("boom")}, jobstatus.RepoInfo{}, now)
 	j := s.jobs["vm1"]
 	if j.retry.Failures != 4 || j.next.Sub(now) != 16*time.Minute {
 		t.Errorf("after a failed manual run: failures %d, retry in %s; want 4, 16m", j.retry.Failures, j.next.Sub(now))
 	}
-	if _, err := s.trigger("nope", now); !errors.Is(err, ErrNoJob) {
+	if _, err := s.trigger("nope", now); !errors.Is(err, ErrUnknownJob) {
 		t.Errorf("trigger of an unknown job: %v", err)
 	}
 }
@@ -196,7 +197,7 @@ func TestSuccessWithoutTheTagsCountsAsFailure(t *testing.T) {
 	s.due(t0)
 	// The run "succeeded" but the repository shows no revision with the
 	// tags: without the guard the job would be due again at once, for ever.
-	msg := s.finish("vm1", Result{Revision: "r"}, RepoInfo{Last: map[string]time.Time{}}, t0.Add(time.Second))
+	msg := s.finish("vm1", Result{Revision: "r"}, jobstatus.RepoInfo{Last: map[string]time.Time{}}, t0.Add(time.Second))
 	j := s.jobs["vm1"]
 	if j.retry.Failures != 1 || !strings.Contains(msg, "no trusted revision with tags daily,weekly") {
 		t.Fatalf("failures %d, message %q", j.retry.Failures, msg)
@@ -209,7 +210,7 @@ func TestSuccessWithoutTheTagsCountsAsFailure(t *testing.T) {
 func TestInterruptedRunIsNotAFailure(t *testing.T) {
 	s := newTestScheduler(t, testConfig(t, "", "vm1"), nil)
 	s.due(t0)
-	s.finish("vm1", Result{Err: errors.New("killed"), Interrupted: true}, RepoInfo{}, t0.Add(time.Second))
+	s.finish("vm1", Result{Err: errors.New("killed"), Interrupted: true}, jobstatus.RepoInfo{}, t0.Add(time.Second))
 	if j := s.jobs["vm1"]; j.retry.Failures != 0 || j.lastResult != "interrupted" {
 		t.Errorf("failures %d, result %q", j.retry.Failures, j.lastResult)
 	}
@@ -218,7 +219,7 @@ func TestInterruptedRunIsNotAFailure(t *testing.T) {
 func TestReloadKeepsStateAndLetsRemovedRunsEnd(t *testing.T) {
 	s := newTestScheduler(t, testConfig(t, "", "a", "b"), nil)
 	s.due(t0) // both run
-	s.finish("a", Result{Err: errors.New("boom")}, RepoInfo{}, t0)
+	s.finish("a", Result{Err: errors.New("boom")}, jobstatus.RepoInfo{}, t0)
 	added, removed := s.setConfig(testConfig(t, "worker-limit = 3", "a", "c"), nil, nil, t0.Add(time.Second))
 	if strings.Join(added, ",") != "c" || strings.Join(removed, ",") != "b" {
 		t.Fatalf("added %v, removed %v", added, removed)
@@ -229,17 +230,17 @@ func TestReloadKeepsStateAndLetsRemovedRunsEnd(t *testing.T) {
 	if s.global.WorkerLimit != 3 {
 		t.Error("reload did not apply worker-limit")
 	}
-	if _, err := s.trigger("b", t0); !errors.Is(err, ErrNoJob) {
+	if _, err := s.trigger("b", t0); !errors.Is(err, ErrUnknownJob) {
 		t.Error("removed job b can still be triggered")
 	}
-	s.finish("b", Result{Revision: "r"}, RepoInfo{}, t0.Add(2*time.Second))
+	s.finish("b", Result{Revision: "r"}, jobstatus.RepoInfo{}, t0.Add(2*time.Second))
 	if _, ok := s.jobs["b"]; ok || s.running != 0 {
 		t.Errorf("removed job b stays after its run (running %d)", s.running)
 	}
 }
 
 func TestBackoffSurvivesARestart(t *testing.T) {
-	prev := &Status{Jobs: map[string]JobStatus{"vm1": {Failures: 5, LastFailure: t0, FirstSeen: t0.Add(-time.Hour)}}}
+	prev := &jobstatus.Status{Jobs: map[string]jobstatus.Job{"vm1": {Failures: 5, LastFailure: t0, FirstSeen: t0.Add(-time.Hour)}}}
 	s := newScheduler()
 	s.setConfig(testConfig(t, "", "vm1"), nil, prev, t0.Add(time.Minute))
 	j := s.jobs["vm1"]
@@ -261,9 +262,9 @@ func TestStoppingStartsNothing(t *testing.T) {
 
 func TestSpreadSeparatesJobs(t *testing.T) {
 	c := testConfig(t, "", "vm1", "vm2", "vm3")
-	infos := map[string]RepoInfo{}
+	infos := map[string]jobstatus.RepoInfo{}
 	for _, n := range []string{"vm1", "vm2", "vm3"} {
-		infos[n] = revisionAt(RepoInfo{}, t0, "daily", "weekly")
+		infos[n] = revisionAt(jobstatus.RepoInfo{}, t0, "daily", "weekly")
 	}
 	s := newTestScheduler(t, c, infos)
 	seen := map[time.Time]bool{}

@@ -8,11 +8,13 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/backy/backy/pkg/jobstatus"
 )
 
 // jobStatus renders a job as the status file and the console show it.
-func (s *scheduler) jobStatus(j *jobState, now time.Time) JobStatus {
-	js := JobStatus{
+func (s *scheduler) jobStatus(j *jobState, now time.Time) jobstatus.Job {
+	js := jobstatus.Job{
 		Schedule:       j.job.ScheduleName,
 		Directory:      j.job.Directory,
 		FirstSeen:      j.firstSeen,
@@ -31,7 +33,7 @@ func (s *scheduler) jobStatus(j *jobState, now time.Time) JobStatus {
 		NewestRevision: j.repo.Newest,
 		NewestTrusted:  j.repo.NewestTrusted,
 		RepoError:      j.repo.Err,
-		SLA:            SLAState(j.repo.NewestTrusted, j.job.Schedule, now),
+		SLA:            jobstatus.SLAState(j.repo.NewestTrusted, j.job.Schedule, now),
 	}
 	if j.running {
 		js.RunningSince = j.started
@@ -43,8 +45,8 @@ func (s *scheduler) jobStatus(j *jobState, now time.Time) JobStatus {
 	return js
 }
 
-func (s *scheduler) jobStatuses(now time.Time) map[string]JobStatus {
-	m := make(map[string]JobStatus, len(s.jobs))
+func (s *scheduler) jobStatuses(now time.Time) map[string]jobstatus.Job {
+	m := make(map[string]jobstatus.Job, len(s.jobs))
 	for name, j := range s.jobs {
 		if !j.removed {
 			m[name] = s.jobStatus(j, now)
@@ -54,7 +56,7 @@ func (s *scheduler) jobStatuses(now time.Time) map[string]JobStatus {
 }
 
 // state is the one word the console's job table shows.
-func (js JobStatus) state() string {
+func state(js jobstatus.Job) string {
 	switch {
 	case js.Running:
 		return "running:" + js.Stage
@@ -84,7 +86,7 @@ func (s *scheduler) writeJobs(w io.Writer, re *regexp.Regexp, now time.Time) int
 		if js.Running {
 			next = "since " + when(js.RunningSince)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", name, js.state(), js.SLA, when(js.LastRun),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", name, state(js), js.SLA, when(js.LastRun),
 			orDash(js.LastResult), when(js.LastSuccess), next, orDash(strings.Join(js.NextTags, ",")),
 			js.Failures, when(js.NewestTrusted))
 	}

@@ -46,7 +46,7 @@ func ScheduleFromConfig(path, job, dir string) (schedule.Schedule, error) {
 	if job != "" {
 		j, ok := c.Jobs[job]
 		if !ok {
-			return schedule.Schedule{}, fmt.Errorf("%w %q in %s", ErrNoJob, job, path)
+			return schedule.Schedule{}, fmt.Errorf("%w %q in %s", ErrJobNotInConfig, job, path)
 		}
 		return j.Schedule, nil
 	}
@@ -56,7 +56,7 @@ func ScheduleFromConfig(path, job, dir string) (schedule.Schedule, error) {
 			return c.Jobs[name].Schedule, nil
 		}
 	}
-	return schedule.Schedule{}, fmt.Errorf("%w: none in %s has its repository in %s (name one with --job)", ErrNoJob, path, dir)
+	return schedule.Schedule{}, fmt.Errorf("%w: none in %s has its repository in %s (name one with --job)", ErrJobNotInConfig, path, dir)
 }
 
 func canonical(dir string) string {

@@ -24,8 +24,8 @@ import (
 	"time"
 
 	pc "github.com/backy/backy/internal/powercut"
-	"github.com/backy/backy/pkg/daemon"
 	"github.com/backy/backy/pkg/extent"
+	"github.com/backy/backy/pkg/jobstatus"
 	"github.com/backy/backy/pkg/repo"
 	"github.com/backy/backy/pkg/restore"
 	"github.com/backy/backy/pkg/store"
@@ -237,7 +237,7 @@ func (r *run) doExpect(name string, failing bool, fn func() error) {
 			s.revs[rn+"/"+rev.ID] = stateOf(rev)
 		}
 	}
-	st, err := daemon.ReadStatus(filepath.Join(r.sim.Dir(), "daemon", "status.json"))
+	st, err := jobstatus.Read(filepath.Join(r.sim.Dir(), "daemon", "status.json"))
 	if err != nil {
 		r.t.Fatalf("after step %s: %v", name, err)
 	}
@@ -288,14 +288,14 @@ func (r *run) writeStatus(n int) {
 	r.do(fmt.Sprintf("status write %d", n), func() error {
 		st := testStatus(n)
 		r.statuses[st.Written] = true
-		return daemon.WriteStatus(filepath.Join(r.sim.Dir(), "daemon", "status.json"), st)
+		return jobstatus.Write(filepath.Join(r.sim.Dir(), "daemon", "status.json"), st)
 	})
 }
 
-func testStatus(n int) *daemon.Status {
-	return &daemon.Status{
-		Format: daemon.StatusFormat, Written: day(n), Started: day(0), PID: 4242, Version: "test",
-		Jobs: map[string]daemon.JobStatus{"vm": {Schedule: "daily", Directory: "/srv/backy/vm", Failures: n, LastResult: "ok"}},
+func testStatus(n int) *jobstatus.Status {
+	return &jobstatus.Status{
+		Format: jobstatus.Format, Written: day(n), Started: day(0), PID: 4242, Version: "test",
+		Jobs: map[string]jobstatus.Job{"vm": {Schedule: "daily", Directory: "/srv/backy/vm", Failures: n, LastResult: "ok"}},
 	}
 }
 
@@ -357,7 +357,7 @@ func (r *run) check(log *pc.Log, n int, v pc.Variant, rng *rand.Rand, c *tally) 
 	}
 
 	// The status file is one that was written, whole.
-	if s, err := daemon.ReadStatus(filepath.Join(dir, "daemon", "status.json")); err != nil {
+	if s, err := jobstatus.Read(filepath.Join(dir, "daemon", "status.json")); err != nil {
 		fail(&c.statusBad, "status file: %v", err)
 	} else if !r.statuses[s.Written] {
 		fail(&c.statusBad, "status file written %s was never written", s.Written)
@@ -533,7 +533,7 @@ func newRun(t *testing.T) *run {
 	if err := os.Mkdir(filepath.Join(backing, "daemon"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := daemon.WriteStatus(filepath.Join(backing, "daemon", "status.json"), testStatus(0)); err != nil {
+	if err := jobstatus.Write(filepath.Join(backing, "daemon", "status.json"), testStatus(0)); err != nil {
 		t.Fatal(err)
 	}
 	return &run{t: t, sim: pc.Mount(t, backing), repos: []string{"repo"}, statuses: map[time.Time]bool{day(0): true}}

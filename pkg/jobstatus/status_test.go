@@ -1,4 +1,4 @@
-package daemon
+package jobstatus
 
 import (
 	"bytes"
@@ -9,23 +9,27 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/backy/backy/pkg/schedule"
 )
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 func TestStatusFileRoundTripsOneJobPerLine(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "status")
-	st := &Status{Format: StatusFormat, Written: t0, Started: t0, PID: 7, Version: "v", Config: "/etc/backy.conf",
-		StatusInterval: 30, WorkerLimit: 2, Jobs: map[string]JobStatus{
+	st := &Status{Format: Format, Written: t0, Started: t0, PID: 7, Version: "v", Config: "/etc/backy.conf",
+		StatusInterval: 30, WorkerLimit: 2, Jobs: map[string]Job{
 			"vm1": {Schedule: "default", Failures: 2, LastError: "backup: backy-extract exited 6", NextTags: []string{"daily"}, SLA: SLAOK, NextDue: t0},
 			"vm2": {Schedule: "default", SLA: SLANone},
 		}}
-	if err := WriteStatus(path, st); err != nil {
+	if err := Write(path, st); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(path)
 	if !json.Valid(b) || bytes.Count(b, []byte("\n")) != 4 {
 		t.Fatalf("status file is not JSON with one job a line:\n%s", b)
 	}
-	got, err := ReadStatus(path)
+	got, err := Read(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,22 +43,26 @@ func TestStatusFileRoundTripsOneJobPerLine(t *testing.T) {
 
 func TestReadStatusErrors(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := ReadStatus(filepath.Join(dir, "none")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := Read(filepath.Join(dir, "none")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v", err)
 	}
 	bad := filepath.Join(dir, "bad")
 	os.WriteFile(bad, []byte(`{"format": 99}`), 0o644)
-	if _, err := ReadStatus(bad); !errors.Is(err, ErrBadStatus) {
+	if _, err := Read(bad); !errors.Is(err, ErrBadFile) {
 		t.Errorf("format 99: %v", err)
 	}
 	os.WriteFile(bad, []byte(`{"format": 1`), 0o644)
-	if _, err := ReadStatus(bad); !errors.Is(err, ErrBadStatus) {
+	if _, err := Read(bad); !errors.Is(err, ErrBadFile) {
 		t.Errorf("truncated: %v", err)
 	}
 }
 
 func TestSLAState(t *testing.T) {
-	s := testConfig(t, "", "vm1").Jobs["vm1"].Schedule
+	s, err := schedule.New(schedule.Rule{Tag: "daily", Interval: 24 * time.Hour, Keep: 9},
+		schedule.Rule{Tag: "weekly", Interval: 7 * 24 * time.Hour, Keep: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		newest time.Time
 		want   string

@@ -1,4 +1,4 @@
-package daemon
+package jobstatus
 
 import (
 	"bytes"
@@ -12,11 +12,11 @@ import (
 	"github.com/backy/backy/pkg/exitcode"
 )
 
-// StatusFormat is the version of the status file layout.
-const StatusFormat = 1
+// Format is the version of the status file layout.
+const Format = 1
 
-// ErrBadStatus is returned for a status file that cannot be understood.
-var ErrBadStatus = exitcode.New(exitcode.Failure, "daemon: bad status file")
+// ErrBadFile is returned for a status file that cannot be understood.
+var ErrBadFile = exitcode.New(exitcode.Failure, "jobstatus: bad status file")
 
 // Status is the status file: what the daemon knows, written atomically every
 // status-interval for backy-check and for people (one job per line, so grep
@@ -26,19 +26,19 @@ type Status struct {
 	Written time.Time `json:"written"`
 	// Stopped is set in the last status a daemon writes when it shuts down
 	// cleanly: the file then tells monitoring that nobody is scheduling.
-	Stopped        time.Time            `json:"stopped,omitzero"`
-	Started        time.Time            `json:"started"`
-	PID            int                  `json:"pid"`
-	Version        string               `json:"version"`
-	Config         string               `json:"config"`
-	StatusInterval float64              `json:"status_interval_seconds"`
-	WorkerLimit    int                  `json:"worker_limit"`
-	Running        int                  `json:"running"`
-	Jobs           map[string]JobStatus `json:"jobs"`
+	Stopped        time.Time      `json:"stopped,omitzero"`
+	Started        time.Time      `json:"started"`
+	PID            int            `json:"pid"`
+	Version        string         `json:"version"`
+	Config         string         `json:"config"`
+	StatusInterval float64        `json:"status_interval_seconds"`
+	WorkerLimit    int            `json:"worker_limit"`
+	Running        int            `json:"running"`
+	Jobs           map[string]Job `json:"jobs"`
 }
 
-// JobStatus is one job's line in the status file.
-type JobStatus struct {
+// Job is one job's line in the status file.
+type Job struct {
 	Schedule     string    `json:"schedule"`
 	Directory    string    `json:"directory"`
 	FirstSeen    time.Time `json:"first_seen"`
@@ -66,8 +66,8 @@ type JobStatus struct {
 	SLA            string    `json:"sla"`
 }
 
-// MarshalStatus renders s with one job per line, in name order.
-func MarshalStatus(s *Status) ([]byte, error) {
+// Marshal renders s with one job per line, in name order.
+func Marshal(s *Status) ([]byte, error) {
 	head := *s
 	head.Jobs = nil
 	b, err := json.Marshal(head)
@@ -103,18 +103,18 @@ func MarshalStatus(s *Status) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// WriteStatus replaces the status file at path atomically: readers see the
+// Write replaces the status file at path atomically: readers see the
 // old file or the new one, never a part. The file is synced before the
 // rename so that a crash cannot leave an empty file behind; the directory
 // is not, since losing the newest status to a crash costs nothing.
-func WriteStatus(path string, s *Status) error {
-	b, err := MarshalStatus(s)
+func Write(path string, s *Status) error {
+	b, err := Marshal(s)
 	if err != nil {
-		return fmt.Errorf("daemon: status file: %w", err)
+		return fmt.Errorf("jobstatus: status file: %w", err)
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
-		return fmt.Errorf("daemon: status file: %w", err)
+		return fmt.Errorf("jobstatus: status file: %w", err)
 	}
 	_, err = f.Write(b)
 	if err == nil {
@@ -131,27 +131,27 @@ func WriteStatus(path string, s *Status) error {
 	}
 	if err != nil {
 		os.Remove(f.Name())
-		return fmt.Errorf("daemon: status file: %w", err)
+		return fmt.Errorf("jobstatus: status file: %w", err)
 	}
 	return nil
 }
 
-// ReadStatus reads a status file. A missing file is an error wrapping
+// Read reads a status file. A missing file is an error wrapping
 // os.ErrNotExist.
-func ReadStatus(path string) (*Status, error) {
+func Read(path string) (*Status, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("daemon: status file: %w", err)
+		return nil, fmt.Errorf("jobstatus: status file: %w", err)
 	}
 	var s Status
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrBadStatus, path, err)
+		return nil, fmt.Errorf("%w: %s: %v", ErrBadFile, path, err)
 	}
-	if s.Format != StatusFormat {
-		return nil, fmt.Errorf("%w: %s has format %d, want %d", ErrBadStatus, path, s.Format, StatusFormat)
+	if s.Format != Format {
+		return nil, fmt.Errorf("%w: %s has format %d, want %d", ErrBadFile, path, s.Format, Format)
 	}
 	if s.Jobs == nil {
-		s.Jobs = map[string]JobStatus{}
+		s.Jobs = map[string]Job{}
 	}
 	return &s, nil
 }
