@@ -1,8 +1,11 @@
 package powercut
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
+	"sort"
 	"strings"
 )
 
@@ -33,13 +36,21 @@ const (
 	Random
 	// Everything keeps every change: what a killed process leaves.
 	Everything
+	// NewestOnly keeps only the newest unsynced directory change and no
+	// unsynced data: the opposite of a journal's order, which finds code
+	// that relies on one change reaching the disk before another without
+	// a sync between them.
+	NewestOnly
 )
 
 // Variants lists every variant.
-var Variants = []Variant{Strict, MetaZero, MetaGarbage, Random, Everything}
+var Variants = []Variant{Strict, MetaZero, MetaGarbage, Random, Everything, NewestOnly}
 
 func (v Variant) String() string {
-	return [...]string{"strict", "meta-ahead-zeros", "meta-ahead-garbage", "random", "everything"}[v]
+	if v == Chosen {
+		return "chosen"
+	}
+	return [...]string{"strict", "meta-ahead-zeros", "meta-ahead-garbage", "random", "everything", "newest-only"}[v]
 }
 
 // State is one post-crash state the model allows.
@@ -76,6 +87,33 @@ func (s *State) File(rel string) ([]byte, bool) {
 func (s *State) Exists(rel string) bool {
 	_, ok := s.t.lookup(rel)
 	return ok
+}
+
+// Digest is a SHA-256 over the names, modes and contents of everything
+// under rel in the state ("" for all): equal digests, equal trees. A test
+// can skip a check it already made on an identical state.
+func (s *State) Digest(rel string) string {
+	id, ok := s.t.lookup(rel)
+	if !ok {
+		return "missing"
+	}
+	h := sha256.New()
+	var walk func(id uint64, p string)
+	walk = func(id uint64, p string) {
+		n := s.t.nodes[id]
+		fmt.Fprintf(h, "%q %v %o %d\n", p, n.dir, n.mode, len(n.data))
+		h.Write(n.data)
+		names := make([]string, 0, len(n.entries))
+		for name := range n.entries {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			walk(n.entries[name], p+"/"+name)
+		}
+	}
+	walk(id, "")
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 func (s *State) String() string {
@@ -126,21 +164,72 @@ func (s *State) pickNotes() {
 // Crash builds the state a power cut after the first n operations leaves
 // in variant v; rng drives the Random variant and the garbage.
 func (l *Log) Crash(n int, v Variant, rng *rand.Rand) *State {
-	if n > len(l.Ops) {
-		n = len(l.Ops)
+	return l.crash(n, v, rng, nil)
+}
+
+// Chosen is the variant of CrashKeeping.
+const Chosen Variant = -1
+
+// CrashKeeping builds the state a power cut after the first n operations
+// leaves when, of the unsynced directory changes (Unsynced), those keep
+// returns true for reached the disk; unsynced data is lost. With every
+// subset of Unsynced(n) a test walks all the directory states of a cut.
+func (l *Log) CrashKeeping(n int, keep func(i int) bool) *State {
+	return l.crash(n, Chosen, nil, keep)
+}
+
+// Unsynced lists the indexes of the directory changes before a cut after
+// n operations that no fsync made durable.
+func (l *Log) Unsynced(n int) []int {
+	n = min(n, len(l.Ops))
+	durable := durability(l.Ops[:n])
+	var out []int
+	for i, op := range l.Ops[:n] {
+		if dir, ok := entryDir(op); ok && !durable(dir, i) {
+			out = append(out, i)
+		}
 	}
-	ops := l.Ops[:n]
-	// The last fsync of each inode before the cut: what precedes it is
-	// durable (data for a file, entries for a directory).
+	return out
+}
+
+// durability tells, for a cut after ops, whether what operation i did to
+// inode ino (data for a file, entries for a directory) was made durable
+// by a later fsync of ino.
+func durability(ops []Op) func(ino uint64, i int) bool {
 	lastSync := map[uint64]int{}
 	for i, op := range ops {
 		if op.Kind == Fsync || op.Kind == FsyncDir {
 			lastSync[op.Ino] = i
 		}
 	}
-	durable := func(ino uint64, i int) bool {
+	return func(ino uint64, i int) bool {
 		j, ok := lastSync[ino]
 		return ok && j > i
+	}
+}
+
+// entryDir is the directory whose fsync makes a directory change durable.
+func entryDir(op Op) (uint64, bool) {
+	switch op.Kind {
+	case Create, Mkdir, Unlink, Rmdir:
+		return op.Parent, true
+	case Rename:
+		return op.NewParent, true
+	}
+	return 0, false
+}
+
+func (l *Log) crash(n int, v Variant, rng *rand.Rand, chosen func(int) bool) *State {
+	if n > len(l.Ops) {
+		n = len(l.Ops)
+	}
+	ops := l.Ops[:n]
+	durable := durability(ops)
+	newest := -1 // the newest unsynced directory change
+	for i, op := range ops {
+		if dir, ok := entryDir(op); ok && !durable(dir, i) {
+			newest = i
+		}
 	}
 	s := &State{Cut: n, Variant: v, t: l.start.clone()}
 	if n > 0 {
@@ -150,7 +239,17 @@ func (l *Log) Crash(n int, v Variant, rng *rand.Rand) *State {
 		if durable(dir, i) {
 			return true
 		}
-		keep := v != Strict && (v != Random || rng.IntN(2) == 0)
+		var keep bool
+		switch v {
+		case MetaZero, MetaGarbage, Everything:
+			keep = true
+		case Random:
+			keep = rng.IntN(2) == 0
+		case NewestOnly:
+			keep = i == newest
+		case Chosen:
+			keep = chosen(i)
+		}
 		if keep {
 			s.MetaKept++
 		} else {
@@ -194,7 +293,7 @@ func (s *State) data(n *inode, op Op, durable bool, rng *rand.Rand) {
 	how := "keep"
 	if !durable {
 		switch s.Variant {
-		case Strict:
+		case Strict, NewestOnly, Chosen:
 			how = "lose"
 		case MetaZero:
 			how = "zeros"

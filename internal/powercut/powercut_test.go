@@ -331,3 +331,20 @@ func TestUnmountBusy(t *testing.T) {
 		t.Errorf("%s is still mounted", s.Dir())
 	}
 }
+
+// The newest-only state keeps the newest unsynced directory change alone:
+// code must not rely on an earlier change reaching the disk first.
+func TestNewestOnly(t *testing.T) {
+	s := Mount(t, t.TempDir())
+	d := s.Dir()
+	mustWrite(t, filepath.Join(d, "a"), []byte("a"), true)
+	mustWrite(t, filepath.Join(d, "b"), []byte("b"), true)
+	log := s.Log()
+	st := log.Crash(len(log.Ops), NewestOnly, rand.New(rand.NewPCG(1, 2)))
+	if st.Exists("a") || !st.Exists("b") {
+		t.Errorf("newest-only: a exists %v, b exists %v; want only b", st.Exists("a"), st.Exists("b"))
+	}
+	if st.MetaKept != 1 || st.MetaUndone != 1 {
+		t.Errorf("newest-only: %d kept, %d undone; want 1 and 1", st.MetaKept, st.MetaUndone)
+	}
+}

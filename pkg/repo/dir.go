@@ -61,11 +61,18 @@ func openOrCreateDir(dir string) (*Repo, error) {
 	return r, nil
 }
 
+// createDir lays out a repository. The subdirectories are made durable
+// before the marker file appears: without the sync between them a power
+// cut could keep the marker and lose a subdirectory (found by
+// TestPowerCutCreateRepository).
 func createDir(dir string) error {
 	for _, sub := range []string{"chunks", "revisions", "tmp", "locks"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
 			return fmt.Errorf("repo: %w", err)
 		}
+	}
+	if err := syncDir(dir); err != nil {
+		return err
 	}
 	if err := writeFileAtomic(filepath.Join(dir, "tmp"), filepath.Join(dir, configFile), newConfig()); err != nil {
 		return err
@@ -144,9 +151,15 @@ func (d *dirBackend) WriteIndex(id string, b []byte) error {
 	return writeFileAtomic(d.tmp(), d.revPath(id, ".idx"), b)
 }
 
+// RemoveRevision makes the removal of the metadata durable before it
+// touches the index: otherwise a power cut could keep the metadata and
+// lose the index, a half revision (found by TestPowerCutEveryOperation).
 func (d *dirBackend) RemoveRevision(id string) error {
 	if err := os.Remove(d.revPath(id, ".rev")); err != nil {
 		return fmt.Errorf("repo: %w", err)
+	}
+	if err := syncDir(filepath.Join(d.dir, "revisions")); err != nil {
+		return err
 	}
 	if err := os.Remove(d.revPath(id, ".idx")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("repo: %w", err)

@@ -186,6 +186,7 @@ func stateOf(rev *repo.Revision) revState {
 // step is one action of a recorded run, with the operations it spans and
 // the repository it left.
 type step struct {
+	num        int // 1 for the first step, 0 for the state before it
 	name       string
 	start, end int
 	revs       map[string]revState // after the step, by repository name and id ("repo/ID")
@@ -223,7 +224,7 @@ func (r *run) doExpect(name string, failing bool, fn func() error) {
 	if err := fn(); (err != nil) != failing {
 		r.t.Fatalf("step %s: error %v, want an error: %v", name, err, failing)
 	}
-	s := step{name: name, start: start, end: r.sim.Ops(), revs: map[string]revState{}}
+	s := step{num: len(r.steps) + 1, name: name, start: start, end: r.sim.Ops(), revs: map[string]revState{}}
 	for _, rn := range r.repos {
 		rp, err := repo.Open(filepath.Join(r.sim.Dir(), rn))
 		if err != nil {
@@ -322,13 +323,13 @@ type tally struct {
 	byVariant                                               map[pc.Variant]int
 	// Checks that passed, by the digest of what they read; how many
 	// restores and verifications actually ran.
-	passed             map[string]bool
-	restores, verifies int
+	passed                     map[string]bool
+	states, restores, verifies int
 }
 
 func (c *tally) String() string {
-	return fmt.Sprintf("%d power cuts (%v): %d lost revisions, %d half revisions, %d verify failures, %d stale marks, %d bad status files (%d older than the last write, as allowed), %d failed next backups (%d restores and %d verifications run, the rest already passed on identical bytes)",
-		c.cuts, c.byVariant, c.lost, c.half, c.damaged, c.stale, c.statusBad, c.statusOlder, c.nextFailed, c.restores, c.verifies)
+	return fmt.Sprintf("%d power cuts (%v): %d lost revisions, %d half revisions, %d verify failures, %d stale marks, %d bad status files (%d older than the last write, as allowed), %d failed next backups (%d distinct repository states checked, %d restores and %d verifications run, the rest already passed on identical bytes)",
+		c.cuts, c.byVariant, c.lost, c.half, c.damaged, c.stale, c.statusBad, c.statusOlder, c.nextFailed, c.states, c.restores, c.verifies)
 }
 
 func (c *tally) failures() int {
@@ -366,7 +367,18 @@ func (r *run) check(log *pc.Log, n int, v pc.Variant, rng *rand.Rand, c *tally) 
 	}
 
 	for _, rn := range r.repos {
+		// The check is a function of the repository's bytes and of the
+		// steps around the cut: an identical case passed already.
+		key := fmt.Sprintf("state %s %d %d", st.Digest(rn), before.num, after.num)
+		if c.passed[key] {
+			continue
+		}
+		c.states++
+		problems := c.failures()
 		r.checkRepo(filepath.Join(dir, rn), rn, before, after, where, c, fail)
+		if c.failures() == problems {
+			c.passed[key] = true
+		}
 	}
 	return r.report(st, where, bad)
 }
@@ -631,7 +643,7 @@ func TestPowerCutRepository(t *testing.T) {
 	if got := len(r.steps[len(r.steps)-1].revs); got < 3 {
 		t.Fatalf("the scenario ends with %d revisions; it should keep at least 3", got)
 	}
-	r.cutAll(cuts(200), rng)
+	r.cutAll(cuts(150), rng)
 }
 
 // The repository's fsyncs reach the simulator: every chunk, index and
@@ -686,4 +698,87 @@ func TestPowerCutAfterFailedStore(t *testing.T) {
 			r.cutAll(cuts(20), rng)
 		})
 	}
+}
+
+// A small run (the store that creates the repository, a differential
+// store, forget) cut after every one of its operations, in the strict and
+// in the newest-only state (every state, long): the latter finds code that
+// relies on one unsynced directory change reaching the disk before another.
+func TestPowerCutEveryOperation(t *testing.T) {
+	rng := rand.New(rand.NewPCG(seed(t), 19))
+	r := newRun(t)
+	r.store(1, true, day(1))
+	r.store(2, false, day(2))
+	r.upkeep("forget image 1", func(rp *repo.Repo) error {
+		revs, err := rp.Revisions()
+		if err != nil {
+			return err
+		}
+		_, err = upkeep.Forget(rp, revs[0].ID, false)
+		return err
+	})
+	log := r.sim.Log()
+	c := &tally{byVariant: map[pc.Variant]int{}, passed: map[string]bool{}}
+	variants := []pc.Variant{pc.Strict, pc.NewestOnly}
+	if long {
+		variants = pc.Variants
+	}
+	for n := 1; n <= len(log.Ops); n++ {
+		for _, v := range variants {
+			if bad := r.check(log, n, v, rng, c); bad != nil {
+				t.Errorf("%s", strings.Join(bad, "\n\t"))
+			}
+		}
+	}
+	t.Logf("%d operations recorded over %d steps; %s", len(log.Ops), len(r.steps), c)
+	if c.failures() > 0 {
+		t.Errorf("power cuts found %d problems", c.failures())
+	}
+}
+
+// Creating a repository, cut after every operation with every subset of
+// the unsynced directory changes kept: once the repository's marker file
+// is there, the repository opens and takes a backup.
+func TestPowerCutCreateRepository(t *testing.T) {
+	r := newRun(t)
+	r.do("create the repository", func() error {
+		_, err := repo.OpenOrCreate(r.repoDir())
+		return err
+	})
+	log := r.sim.Log()
+	states, checked := 0, map[string]bool{}
+	for n := 1; n <= len(log.Ops); n++ {
+		un := log.Unsynced(n)
+		if len(un) > 12 {
+			t.Fatalf("%d unsynced directory changes after op %d: too many subsets", len(un), n)
+		}
+		for mask := 0; mask < 1<<len(un); mask++ {
+			st := log.CrashKeeping(n, func(i int) bool {
+				b, _ := slices.BinarySearch(un, i)
+				return mask&(1<<b) != 0
+			})
+			states++
+			// The states differ, for a store, in which of these exist.
+			var key strings.Builder
+			for _, p := range []string{"backy-repository", "chunks", "revisions", "tmp", "locks"} {
+				fmt.Fprintf(&key, "%s=%v ", p, st.Exists("repo/"+p))
+			}
+			if _, ok := st.File("repo/backy-repository"); !ok || checked[key.String()] {
+				continue
+			}
+			checked[key.String()] = true
+			dir := filepath.Join(t.TempDir(), "crash")
+			if err := st.Materialize(dir); err != nil {
+				t.Fatal(err)
+			}
+			rp, err := repo.Open(filepath.Join(dir, "repo"))
+			if err == nil {
+				_, err = store.Store(context.Background(), rp, fullStream(t, nextImage), store.Options{})
+			}
+			if err != nil {
+				t.Errorf("%s (%s): %v", st, key.String(), err)
+			}
+		}
+	}
+	t.Logf("%d operations, %d crash states, %d distinct ones with the marker file stored into", len(log.Ops), states, len(checked))
 }
