@@ -395,10 +395,14 @@ func (r *run) checkRepo(rdir, rn string, before, after step, where string, c *ta
 		}
 		return
 	}
-	revs, err := rp.Revisions()
+	// Every metadata file is read, and each must be whole.
+	revs, damaged, err := rp.ScanRevisions()
 	if err != nil {
 		fail(&c.half, "%s: revisions: %v", rn, err)
 		return
+	}
+	for _, err := range damaged {
+		fail(&c.half, "%s: %v", rn, err)
 	}
 	have := map[string]bool{}
 	var keys []string // what the revisions' restores depend on
