@@ -8,13 +8,32 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/backy/backy/pkg/cli"
 	"github.com/backy/backy/pkg/extent"
+	"github.com/backy/backy/pkg/quiesce"
 	"github.com/backy/backy/pkg/rbd"
 	"github.com/backy/backy/pkg/rbd/librbd"
 	"github.com/backy/backy/pkg/source"
 )
+
+// consistencyFlags are the same for both sources, so that a pipeline a
+// person types is refused or honoured just as the daemon's would be.
+type consistencyFlags struct {
+	FreezeCommand   string        `help:"Shell command that freezes the guest's file systems before the snapshot (BACKY_JOB, BACKY_POOL, BACKY_IMAGE, BACKY_SNAPSHOT in its environment)." placeholder:"CMD" group:"consistency"`
+	ThawCommand     string        `help:"Shell command that thaws them after the snapshot; it runs whenever the freeze was attempted, even if backy-extract is killed." placeholder:"CMD" group:"consistency"`
+	SnapshotCommand string        `help:"Shell command that asks an agent to make the snapshot $BACKY_SNAPSHOT itself; backy-extract waits for it to appear." placeholder:"CMD" group:"consistency"`
+	GuestAgent      string        `help:"Unix socket of the QEMU guest agent: freeze through it, snapshot, thaw." placeholder:"SOCKET" group:"consistency"`
+	Timeout         time.Duration `name:"consistency-timeout" help:"Longest freeze (freeze plus snapshot), or longest wait for the agent's snapshot (default 60s for a freeze, 90s for an agent)." placeholder:"DURATION" group:"consistency"`
+	Fallback        string        `enum:"crash,fail" default:"crash" help:"When the consistent way fails: take a plain crash-consistent snapshot (crash) or fail." group:"consistency"`
+	Job             string        `help:"Job name, for the commands' environment (BACKY_JOB)." placeholder:"NAME" group:"consistency"`
+}
+
+func (f *consistencyFlags) options() quiesce.Options {
+	return quiesce.Options{FreezeCommand: f.FreezeCommand, ThawCommand: f.ThawCommand,
+		SnapshotCommand: f.SnapshotCommand, GuestAgent: f.GuestAgent, Timeout: f.Timeout, Fallback: f.Fallback}
+}
 
 type fileCmd struct {
 	Path     string      `arg:"" help:"Image file or block device to read, or - for a raw image on stdin."`
@@ -23,6 +42,7 @@ type fileCmd struct {
 	Seed     uint64      `help:"Seed for choosing sampled blocks (default: random)."`
 	Snapshot string      `help:"Snapshot name to record in the stream header."`
 	BaseFrom string      `help:"Repository whose newest revision is the base of a differential stream: every chunk is read and hashed, only chunks whose hash differs are sent." placeholder:"DIR"`
+	consistencyFlags
 }
 
 func (c *fileCmd) Run(env *cli.Env) error {
@@ -31,6 +51,9 @@ func (c *fileCmd) Run(env *cli.Env) error {
 	}
 	if c.Sample > 0 && c.BaseFrom != "" {
 		return fmt.Errorf("%w: --sample reads whole blocks: no --base-from", cli.ErrUsage)
+	}
+	if q := c.options(); q.Method() != "" || c.Timeout != 0 {
+		return fmt.Errorf("%w: a file source has no snapshot for a freeze to cover: --freeze-command, --thaw-command, --snapshot-command, --guest-agent and --consistency-timeout are for rbd", cli.ErrUsage)
 	}
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(env.Stderr, "%s: %s\n", env.Name, fmt.Sprintf(format, args...))
@@ -71,6 +94,7 @@ type rbdCmd struct {
 	Seed        uint64      `help:"Seed for choosing sampled blocks (default: random)." placeholder:"N"`
 	CephConf    string      `help:"Ceph configuration file (default: $CEPH_CONF, /etc/ceph/ceph.conf)." placeholder:"FILE"`
 	CephUser    string      `help:"Ceph client name, without \"client.\" (default: Ceph's, admin)." placeholder:"NAME"`
+	consistencyFlags
 }
 
 func (c *rbdCmd) Run(env *cli.Env) error {
@@ -89,6 +113,13 @@ func (c *rbdCmd) Run(env *cli.Env) error {
 	case img.Snap != "" && c.ID != "":
 		return fmt.Errorf("%w: --id names a new snapshot, but %s names an existing one", cli.ErrUsage, img)
 	}
+	q := c.options()
+	if err := q.Check(); err != nil {
+		return fmt.Errorf("%w: %w", cli.ErrUsage, err)
+	}
+	if img.Snap != "" && q.Method() != "" {
+		return fmt.Errorf("%w: %s names an existing snapshot: nothing to freeze for", cli.ErrUsage, img)
+	}
 	// A write to a closed pipe must fail like any error, so the new
 	// snapshot is removed, instead of killing the process on the spot.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
@@ -102,17 +133,33 @@ func (c *rbdCmd) Run(env *cli.Env) error {
 	}
 	res, err := rbd.Backup(env.Ctx, eng, env.Stdout, rbd.Options{
 		Image: img, BaseFrom: c.BaseFrom, FromSnap: c.FromSnap, Full: c.Full,
-		WholeObject: c.WholeObject, ID: c.ID, Sample: float64(c.Sample), Seed: c.Seed, Logf: logf})
+		WholeObject: c.WholeObject, ID: c.ID, Sample: float64(c.Sample), Seed: c.Seed, Logf: logf,
+		Quiesce: q, Job: c.Job})
 	if res != nil {
 		h, s := res.Header, res.Summary
 		from := ""
 		if h.Base != "" {
 			from = " from " + h.Base
 		}
-		logf("%s stream of %s@%s%s: %d records, %d data bytes (%s engine)",
-			h.Kind, img.Spec(), h.Snapshot, from, s.Records, s.DataBytes, eng.Name())
+		logf("%s stream of %s@%s%s: %d records, %d data bytes (%s engine)%s",
+			h.Kind, img.Spec(), h.Snapshot, from, s.Records, s.DataBytes, eng.Name(), consistencyNote(h))
 	}
 	return err
+}
+
+// consistencyNote is the log's account of the snapshot's consistency.
+func consistencyNote(h extent.Header) string {
+	if h.Consistency == "" {
+		return ""
+	}
+	n := ", consistency " + h.Consistency
+	if h.Frozen > 0 {
+		n += fmt.Sprintf(", frozen %s", h.Frozen.Round(time.Millisecond))
+	}
+	if h.Reason != "" {
+		n += " (" + h.Reason + ")"
+	}
+	return n
 }
 
 func openEngine(ctx context.Context, name string, conn rbd.Conn) (rbd.Engine, error) {
@@ -167,6 +214,9 @@ type extractCLI struct {
 }
 
 func run() int {
+	if os.Getenv(quiesce.HelperEnv) != "" {
+		return quiesce.HelperMain() // the freeze/thaw helper (package quiesce)
+	}
 	return cli.Run("backy-extract", "Read a source image and write a backy extent stream on stdout.", &extractCLI{}, os.Args[1:])
 }
 

@@ -77,7 +77,27 @@ type Job struct {
 	FullAlways   bool    // never store differential revisions
 	VerifySample float64 // percent of the image compared with the source after a backup
 	Directory    string  // absolute path of the job's repository
+	// Consistency says how the snapshots of an RBD job are made
+	// consistent; nil for plain, crash-consistent snapshots.
+	Consistency *Consistency
 }
+
+// Consistency is a job's [jobs.NAME.consistency] table. One way is set:
+// FreezeCommand with ThawCommand, SnapshotCommand, or GuestAgent.
+type Consistency struct {
+	FreezeCommand   string
+	ThawCommand     string
+	SnapshotCommand string
+	GuestAgent      string        // Unix socket of the QEMU guest agent
+	Timeout         time.Duration // 0: the default of the way chosen
+	Fallback        string        // "crash" or "fail"
+	// WarnCrashRuns is how many crash-consistent revisions in a row make
+	// backy-check warn.
+	WarnCrashRuns int
+}
+
+// DefaultWarnCrashRuns is the default of consistency.warn-crash-runs.
+const DefaultWarnCrashRuns = 3
 
 // JobNames returns the job names in order.
 func (c *Config) JobNames() []string {

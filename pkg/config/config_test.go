@@ -213,3 +213,34 @@ func TestLineOfQuotedAndImplicitKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestConsistency(t *testing.T) {
+	c, err := Parse("", []byte(`
+[schedules.s]
+daily = { interval = "1d", keep = 3 }
+[jobs.a]
+schedule = "s"
+source = { type = "rbd", pool = "p", image = "a" }
+consistency = { freeze-command = "f", thaw-command = "t", timeout = "20s" }
+[jobs.b]
+schedule = "s"
+source = { type = "rbd", pool = "p", image = "b" }
+consistency = { snapshot-command = "snap", fallback = "fail", warn-crash-runs = 5 }
+[jobs.c]
+schedule = "s"
+source = { type = "rbd", pool = "p", image = "c" }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]*Consistency{
+		"a": {FreezeCommand: "f", ThawCommand: "t", Timeout: 20 * time.Second, Fallback: "crash", WarnCrashRuns: DefaultWarnCrashRuns},
+		"b": {SnapshotCommand: "snap", Fallback: "fail", WarnCrashRuns: 5},
+		"c": nil,
+	}
+	for name, w := range want {
+		if got := c.Jobs[name].Consistency; !reflect.DeepEqual(got, w) {
+			t.Errorf("job %s: consistency %+v, want %+v", name, got, w)
+		}
+	}
+}

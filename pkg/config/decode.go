@@ -267,6 +267,9 @@ func (d *decoder) job(c *Config, schedules map[string]any, name string, v any) (
 	if s, ok := d.str(m, path, "directory"); ok {
 		j.Directory = under(c.Global.BaseDir, s)
 	}
+	if cm := d.table(m, path, "consistency"); cm != nil {
+		j.Consistency = d.consistency(key(path, "consistency"), cm, j.Source.Type)
+	}
 	return j, len(d.problems) == before
 }
 
@@ -314,6 +317,55 @@ func (d *decoder) source(path []string, m map[string]any) Source {
 		src.Command, _ = d.str(m, path, "command")
 	}
 	return src
+}
+
+// consistency reads a job's consistency table; only RBD sources have a
+// snapshot for a freeze to cover.
+func (d *decoder) consistency(path []string, m map[string]any, typ SourceType) *Consistency {
+	d.only(path, m, consistencyKeys)
+	if typ != SourceRBD && typ != "" {
+		d.fail(ErrBadValue, path, "key %q: a %s source has no snapshot for a freeze to cover: consistency settings need an rbd source",
+			toml.Key(path).String(), typ)
+		return nil
+	}
+	c := &Consistency{Fallback: "crash", WarnCrashRuns: DefaultWarnCrashRuns}
+	c.FreezeCommand, _ = d.str(m, path, "freeze-command")
+	c.ThawCommand, _ = d.str(m, path, "thaw-command")
+	c.SnapshotCommand, _ = d.str(m, path, "snapshot-command")
+	if s, ok := d.str(m, path, "guest-agent"); ok {
+		if filepath.IsAbs(s) {
+			c.GuestAgent = filepath.Clean(s)
+		} else {
+			d.fail(ErrBadValue, key(path, "guest-agent"), "key %q: %q is not an absolute path", toml.Key(key(path, "guest-agent")).String(), s)
+		}
+	}
+	if v, ok := d.duration(m, path, "timeout", time.Second, time.Hour); ok {
+		c.Timeout = v
+	}
+	if s, ok := d.str(m, path, "fallback"); ok {
+		if s != "crash" && s != "fail" {
+			d.fail(ErrBadValue, key(path, "fallback"), "key %q: %q: want \"crash\" or \"fail\"", toml.Key(key(path, "fallback")).String(), s)
+		}
+		c.Fallback = s
+	}
+	if n, ok := d.integer(m, path, "warn-crash-runs", 1, 10000); ok {
+		c.WarnCrashRuns = n
+	}
+	ways := 0
+	for _, set := range []bool{c.FreezeCommand != "" || c.ThawCommand != "", c.SnapshotCommand != "", c.GuestAgent != ""} {
+		if set {
+			ways++
+		}
+	}
+	switch {
+	case (c.FreezeCommand == "") != (c.ThawCommand == ""):
+		d.fail(ErrMissingKey, path, "key %q: freeze-command and thaw-command go together", toml.Key(path).String())
+	case ways == 0:
+		d.fail(ErrMissingKey, path, "key %q: set freeze-command and thaw-command, snapshot-command or guest-agent", toml.Key(path).String())
+	case ways > 1:
+		d.fail(ErrBadValue, path, "key %q: choose one of freeze-command/thaw-command, snapshot-command and guest-agent", toml.Key(path).String())
+	}
+	return c
 }
 
 // rbdName reads a pool or image name. '@' would name a snapshot and '/' a

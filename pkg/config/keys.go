@@ -10,8 +10,10 @@ var (
 		"base-dir", "worker-limit", "status-file", "status-interval",
 		"console-addresses", "console-port", "backoff-initial", "backoff-max",
 	}
-	ruleKeys   = []string{"interval", "keep"}
-	jobKeys    = []string{"schedule", "source", "full-always", "verify-sample", "directory"}
+	ruleKeys        = []string{"interval", "keep"}
+	jobKeys         = []string{"schedule", "source", "full-always", "verify-sample", "directory", "consistency"}
+	consistencyKeys = []string{"freeze-command", "thaw-command", "snapshot-command", "guest-agent",
+		"timeout", "fallback", "warn-crash-runs"}
 	sourceKeys = map[SourceType][]string{
 		SourceFile:    {"type", "path"},
 		SourceRBD:     {"type", "pool", "image"},
@@ -31,6 +33,9 @@ func knownKeys() []string {
 	}
 	for _, k := range jobKeys {
 		keys = append(keys, "jobs.NAME."+k)
+	}
+	for _, k := range consistencyKeys {
+		keys = append(keys, "jobs.NAME.consistency."+k)
 	}
 	for _, typ := range sourceTypes() {
 		for _, k := range sourceKeys[typ] {

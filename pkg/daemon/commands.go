@@ -55,10 +55,33 @@ func backupPipeline(b Bins, j config.Job, tags []string) pipeline {
 		if j.FullAlways {
 			src = append(src, "--full")
 		}
+		src = append(src, consistencyArgs(j)...)
 	case config.SourceCommand:
 		src = []string{b.Shell, "-c", j.Source.Command}
 	}
 	return pipeline{src, {b.Store, "-b", j.Directory, "--tags", strings.Join(tags, ",")}}
+}
+
+// consistencyArgs are backy-extract's flags for the job's consistency
+// table.
+func consistencyArgs(j config.Job) []string {
+	c := j.Consistency
+	if c == nil {
+		return nil
+	}
+	args := []string{"--job", j.Name}
+	for _, f := range []struct{ flag, v string }{
+		{"--freeze-command", c.FreezeCommand}, {"--thaw-command", c.ThawCommand},
+		{"--snapshot-command", c.SnapshotCommand}, {"--guest-agent", c.GuestAgent},
+	} {
+		if f.v != "" {
+			args = append(args, f.flag, f.v)
+		}
+	}
+	if c.Timeout > 0 {
+		args = append(args, "--consistency-timeout", c.Timeout.String())
+	}
+	return append(args, "--fallback", c.Fallback)
 }
 
 // verifyPipeline compares revision id with a fresh sample of the source.

@@ -29,6 +29,10 @@ func TestPipelinesAreWhatAPersonWouldType(t *testing.T) {
 	rbd := jobWith(t, `{ type = "rbd", pool = "ssd", image = "vm1" }`, "full-always = true")
 	fullFile := jobWith(t, `{ type = "file", path = "/dev/vg0/vm1" }`, "full-always = true")
 	cmd := jobWith(t, `{ type = "command", command = "ssh h backy-extract file /dev/sda" }`, "")
+	frozen := jobWith(t, `{ type = "rbd", pool = "ssd", image = "vm1" }`,
+		`consistency = { freeze-command = "virsh domfsfreeze vm1", thaw-command = "virsh domfsthaw vm1", timeout = "20s" }`)
+	agent := jobWith(t, `{ type = "rbd", pool = "ssd", image = "vm1" }`,
+		`consistency = { snapshot-command = "ask-host", fallback = "fail" }`)
 	tags := []string{"daily", "weekly"}
 	for _, tc := range []struct {
 		got  pipeline
@@ -40,6 +44,10 @@ func TestPipelinesAreWhatAPersonWouldType(t *testing.T) {
 			"/usr/bin/backy-extract file /dev/vg0/vm1 | /usr/bin/backy-store -b /srv/backy/vm1 --tags daily"},
 		{backupPipeline(testBins, rbd, tags[:1]),
 			"/usr/bin/backy-extract rbd ssd/vm1 --base-from /srv/backy/vm1 --full | /usr/bin/backy-store -b /srv/backy/vm1 --tags daily"},
+		{backupPipeline(testBins, frozen, tags[:1]),
+			"/usr/bin/backy-extract rbd ssd/vm1 --base-from /srv/backy/vm1 --job vm1 --freeze-command 'virsh domfsfreeze vm1' --thaw-command 'virsh domfsthaw vm1' --consistency-timeout 20s --fallback crash | /usr/bin/backy-store -b /srv/backy/vm1 --tags daily"},
+		{backupPipeline(testBins, agent, tags[:1]),
+			"/usr/bin/backy-extract rbd ssd/vm1 --base-from /srv/backy/vm1 --job vm1 --snapshot-command ask-host --fallback fail | /usr/bin/backy-store -b /srv/backy/vm1 --tags daily"},
 		{backupPipeline(testBins, cmd, tags[:1]),
 			"/bin/sh -c 'ssh h backy-extract file /dev/sda' | /usr/bin/backy-store -b /srv/backy/vm1 --tags daily"},
 		{verifyPipeline(testBins, file, "abcdefghijklmnop", ""),

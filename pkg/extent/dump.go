@@ -52,6 +52,10 @@ type (
 		Source   string `json:"source"`
 		Snapshot string `json:"snapshot"`
 		Base     string `json:"base"`
+		// The consistency block, when the stream has one.
+		Consistency string  `json:"consistency,omitempty"`
+		Reason      string  `json:"reason,omitempty"`
+		Frozen      float64 `json:"frozen_seconds,omitempty"`
 	}
 	dumpData struct {
 		Type   string `json:"type"`
@@ -79,10 +83,15 @@ func (d *dumper) dump(r io.Reader) error {
 	}
 	h := sr.Header()
 	if d.asJSON {
-		d.encode(dumpHeader{"header", h.Kind.String(), h.Size, h.Source, h.Snapshot, h.Base})
+		d.encode(dumpHeader{"header", h.Kind.String(), h.Size, h.Source, h.Snapshot, h.Base,
+			h.Consistency, h.Reason, h.Frozen.Seconds()})
 	} else {
-		d.printf("header kind=%s size=%d source=%q snapshot=%q base=%q\n",
+		d.printf("header kind=%s size=%d source=%q snapshot=%q base=%q",
 			h.Kind, h.Size, h.Source, h.Snapshot, h.Base)
+		if h.Consistency != "" {
+			d.printf(" consistency=%s frozen=%s reason=%q", h.Consistency, h.Frozen, h.Reason)
+		}
+		d.printf("\n")
 	}
 	for d.err == nil {
 		rec, err := sr.Next()

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"time"
 )
 
 // Magic starts every stream. Its first byte is not ASCII and it carries
@@ -86,6 +87,34 @@ type Header struct {
 	Source   string // what was read, e.g. "file:/dev/vg/lv"
 	Snapshot string // snapshot the data was taken from, may be empty
 	Base     string // differential streams: the snapshot they are relative to
+	// Consistency of the snapshot ("" when unknown, as in streams without
+	// the consistency block): ConsistencyFrozen, ConsistencyAgent or
+	// ConsistencyCrash. Reason says why a fallback happened; Frozen is how
+	// long the guest was frozen, from the freeze to the thaw.
+	Consistency string
+	Reason      string
+	Frozen      time.Duration
+}
+
+// Consistency values of the header, and their codes on the wire.
+const (
+	ConsistencyCrash  = "crash"
+	ConsistencyFrozen = "frozen"
+	ConsistencyAgent  = "agent"
+)
+
+var consistencyCodes = []string{1: ConsistencyCrash, 2: ConsistencyFrozen, 3: ConsistencyAgent}
+
+// flagConsistency says the consistency block follows the base.
+const flagConsistency = 0x01
+
+func consistencyCode(s string) byte {
+	for i, c := range consistencyCodes {
+		if c == s && s != "" {
+			return byte(i)
+		}
+	}
+	return 0
 }
 
 // Record is one data or zero record. For data records Data holds the
@@ -120,6 +149,14 @@ func (h *Header) validate() error {
 		return fmt.Errorf("%w: image size %d out of range", ErrBadHeader, h.Size)
 	case len(h.Source) > MaxNameLength || len(h.Snapshot) > MaxNameLength || len(h.Base) > MaxNameLength:
 		return fmt.Errorf("%w: name longer than %d bytes", ErrBadHeader, MaxNameLength)
+	case h.Consistency != "" && consistencyCode(h.Consistency) == 0:
+		return fmt.Errorf("%w: unknown consistency %q", ErrBadHeader, h.Consistency)
+	case h.Consistency == "" && (h.Reason != "" || h.Frozen != 0):
+		return fmt.Errorf("%w: a reason or freeze time without a consistency", ErrBadHeader)
+	case len(h.Reason) > MaxNameLength:
+		return fmt.Errorf("%w: reason longer than %d bytes", ErrBadHeader, MaxNameLength)
+	case h.Frozen < 0:
+		return fmt.Errorf("%w: negative freeze time", ErrBadHeader)
 	case h.Kind == Differential && h.Base == "":
 		return fmt.Errorf("%w: differential stream without base", ErrBadHeader)
 	case h.Kind != Differential && h.Base != "":
@@ -133,11 +170,21 @@ func (h *Header) marshal() []byte {
 	b := make([]byte, 0, 32+len(h.Source)+len(h.Snapshot)+len(h.Base))
 	b = append(b, Magic...)
 	b = binary.BigEndian.AppendUint16(b, Version)
-	b = append(b, byte(h.Kind), 0)
+	var flags byte
+	if h.Consistency != "" {
+		flags |= flagConsistency
+	}
+	b = append(b, byte(h.Kind), flags)
 	b = binary.BigEndian.AppendUint64(b, uint64(h.Size))
 	for _, s := range []string{h.Source, h.Snapshot, h.Base} {
 		b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
 		b = append(b, s...)
+	}
+	if flags&flagConsistency != 0 {
+		b = append(b, consistencyCode(h.Consistency))
+		b = binary.BigEndian.AppendUint64(b, uint64(h.Frozen))
+		b = binary.BigEndian.AppendUint16(b, uint16(len(h.Reason)))
+		b = append(b, h.Reason...)
 	}
 	return binary.BigEndian.AppendUint32(b, checksum(b))
 }

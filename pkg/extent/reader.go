@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"strings"
+	"time"
 )
 
 // crcPiece is how much payload the Reader reads before checksumming it; it
@@ -75,7 +77,7 @@ func (r *Reader) readHeader() error {
 	if v := binary.BigEndian.Uint16(fixed[8:]); v != Version {
 		return fmt.Errorf("%w %d", ErrVersion, v)
 	}
-	if fixed[11] != 0 {
+	if fixed[11]&^flagConsistency != 0 {
 		return fmt.Errorf("%w: unknown flags %#x", ErrBadHeader, fixed[11])
 	}
 	size := binary.BigEndian.Uint64(fixed[12:])
@@ -87,6 +89,13 @@ func (r *Reader) readHeader() error {
 	if err != nil {
 		return err
 	}
+	r.hdr = Header{Kind: Kind(fixed[10]), Size: int64(size),
+		Source: names[0], Snapshot: names[1], Base: names[2]}
+	if fixed[11]&flagConsistency != 0 {
+		if crc, err = r.readConsistency(crc); err != nil {
+			return err
+		}
+	}
 	var sum [4]byte
 	if err := r.readFull(sum[:]); err != nil {
 		return err
@@ -94,14 +103,41 @@ func (r *Reader) readHeader() error {
 	if binary.BigEndian.Uint32(sum[:]) != crc {
 		return fmt.Errorf("%w: header", ErrChecksum)
 	}
-	r.hdr = Header{Kind: Kind(fixed[10]), Size: int64(size),
-		Source: names[0], Snapshot: names[1], Base: names[2]}
 	if err := r.hdr.validate(); err != nil {
 		return err
 	}
 	r.chain = chainAdd(0, crc)
 	r.hdrSize = r.read
 	return nil
+}
+
+// readConsistency reads the consistency block into r.hdr.
+func (r *Reader) readConsistency(crc uint32) (uint32, error) {
+	var fixed [11]byte
+	if err := r.readFull(fixed[:]); err != nil {
+		return 0, err
+	}
+	crc = crc32.Update(crc, castagnoli, fixed[:])
+	code := int(fixed[0])
+	if code == 0 || code >= len(consistencyCodes) {
+		return 0, fmt.Errorf("%w: unknown consistency %d", ErrBadHeader, code)
+	}
+	frozen := binary.BigEndian.Uint64(fixed[1:])
+	if frozen > math.MaxInt64 {
+		return 0, fmt.Errorf("%w: freeze time out of range", ErrBadHeader)
+	}
+	n := binary.BigEndian.Uint16(fixed[9:])
+	if n > MaxNameLength {
+		return 0, fmt.Errorf("%w: reason longer than %d bytes", ErrBadHeader, MaxNameLength)
+	}
+	reason := make([]byte, n)
+	if err := r.readFull(reason); err != nil {
+		return 0, err
+	}
+	r.hdr.Consistency = consistencyCodes[code]
+	r.hdr.Frozen = time.Duration(frozen)
+	r.hdr.Reason = string(reason)
+	return crc32.Update(crc, castagnoli, reason), nil
 }
 
 // readNames reads the three length-prefixed names; firstLen holds the

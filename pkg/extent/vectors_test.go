@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/backy/backy/pkg/extent"
 )
@@ -26,6 +27,8 @@ type vectorManifest struct {
 			Kind                   string
 			Size                   int64
 			Source, Snapshot, Base string
+			Consistency, Reason    string
+			FrozenNS               int64 `json:"frozen_ns"`
 		}
 		Records []struct {
 			Type   string
@@ -105,7 +108,8 @@ func TestVectors(t *testing.T) {
 			}
 			if v.Header != nil {
 				want := extent.Header{Size: v.Header.Size, Source: v.Header.Source,
-					Snapshot: v.Header.Snapshot, Base: v.Header.Base}
+					Snapshot: v.Header.Snapshot, Base: v.Header.Base, Consistency: v.Header.Consistency,
+					Reason: v.Header.Reason, Frozen: time.Duration(v.Header.FrozenNS)}
 				var err error
 				if want.Kind, err = extent.ParseKind(v.Header.Kind); err != nil {
 					t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/backy/backy/pkg/extent"
+	"github.com/backy/backy/pkg/quiesce"
 	"github.com/backy/backy/pkg/repo"
 )
 
@@ -27,6 +28,13 @@ type Options struct {
 	// blocks of Image (which must name a snapshot), chosen with Seed.
 	Sample float64
 	Seed   uint64
+	// Quiesce says how to make the new snapshot consistent (freeze/thaw
+	// commands, an agent's snapshot command, the QEMU guest agent); the
+	// zero value takes a plain, crash-consistent snapshot. The commands
+	// get BACKY_JOB (Job), BACKY_POOL, BACKY_IMAGE and BACKY_SNAPSHOT in
+	// their environment.
+	Quiesce quiesce.Options
+	Job     string
 	// Logf receives notes for the operator (why a stream is full, which
 	// snapshots were removed); nil discards them.
 	Logf func(format string, args ...any)
@@ -84,12 +92,19 @@ func Backup(ctx context.Context, e Engine, out io.Writer, opt Options) (*Result,
 		if slices.ContainsFunc(snaps, func(s Snap) bool { return s.Name == img.Snap }) {
 			return nil, fmt.Errorf("%w: %s", ErrSnapExists, img)
 		}
-		if err := e.CreateSnapshot(ctx, img); err != nil {
+		q := opt.Quiesce
+		q.Env = append(q.Env, "BACKY_JOB="+opt.Job, "BACKY_POOL="+img.Pool, "BACKY_IMAGE="+img.Name, "BACKY_SNAPSHOT="+img.Snap)
+		if q.Logf == nil {
+			q.Logf = opt.Logf
+		}
+		qr, err := quiesce.Snapshot(ctx, q, snapshotter{e, img})
+		if err != nil {
 			return nil, err
 		}
 		res.Created = true
+		res.Header.Consistency, res.Header.Reason, res.Header.Frozen = qr.Consistency, qr.Reason, qr.Frozen
 	}
-	res.Header = extent.Header{Kind: extent.Full, Source: img.Source(), Snapshot: img.Snap}
+	res.Header.Kind, res.Header.Source, res.Header.Snapshot = extent.Full, img.Source(), img.Snap
 	if base != "" {
 		res.Header.Kind, res.Header.Base = extent.Differential, base
 	}
@@ -113,6 +128,19 @@ func Backup(ctx context.Context, e Engine, out io.Writer, opt Options) (*Result,
 		res.Removed, err = removeOld(ctx, e, img, base, snaps, &opt)
 	}
 	return res, err
+}
+
+// snapshotter is the one snapshot a backup makes, for package quiesce.
+type snapshotter struct {
+	e   Engine
+	img Image
+}
+
+func (s snapshotter) Create(ctx context.Context) error { return s.e.CreateSnapshot(ctx, s.img) }
+func (s snapshotter) Remove(ctx context.Context) error { return s.e.RemoveSnapshot(ctx, s.img) }
+func (s snapshotter) Exists(ctx context.Context) (bool, error) {
+	snaps, err := s.e.Snapshots(ctx, s.img)
+	return slices.ContainsFunc(snaps, func(x Snap) bool { return x.Name == s.img.Snap }), err
 }
 
 // sample writes a sample stream of the snapshot img.Snap.

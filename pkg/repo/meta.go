@@ -45,6 +45,14 @@ type Revision struct {
 	Base     string    `json:"base,omitempty"`
 	Size     int64     `json:"size"`
 	Stats    Stats     `json:"stats"`
+	// Consistency of the snapshot the revision was read from (as the
+	// stream header said): "frozen", "agent" or "crash"; empty when not
+	// known (file sources, streams written before it was recorded).
+	// ConsistencyReason says why a fallback to "crash" happened;
+	// FrozenSeconds is how long the guest was frozen, freeze to thaw.
+	Consistency       string  `json:"consistency,omitempty"`
+	ConsistencyReason string  `json:"consistency_reason,omitempty"`
+	FrozenSeconds     float64 `json:"frozen_seconds,omitempty"`
 	// VerifiedAt is when a verification last passed.
 	VerifiedAt *time.Time `json:"verified_at,omitempty"`
 	// Damage lists what the last failed verification found.

@@ -188,6 +188,7 @@ func newRevision(hdr extent.Header, parent *repo.Revision, opt Options, started 
 		ID: repo.NewRevisionID(), Time: started.UTC(), Kind: hdr.Kind.String(),
 		Tags: append([]string{}, opt.Tags...), Trust: repo.Trusted,
 		Source: hdr.Source, Snapshot: hdr.Snapshot, Base: hdr.Base, Size: hdr.Size,
+		Consistency: hdr.Consistency, ConsistencyReason: hdr.Reason, FrozenSeconds: hdr.Frozen.Seconds(),
 		Stats: repo.Stats{
 			StreamBytes: sr.BytesRead(), BytesWritten: c.BytesWritten.Load(),
 			ChunksNew: c.ChunksNew.Load(), ChunksReused: c.ChunksReused.Load(),

@@ -12,11 +12,12 @@ import (
 )
 
 // Status prints the revisions of r, oldest first, as a table (date, id,
-// size, duration, tags, trust) with a total line, or as JSON. A revision
-// whose metadata cannot be read, or whose index is missing or of the wrong
-// length (QuickCheckIndex; bit flips need verify), is listed with trust
-// "damaged" (last, metadata-damaged ones having no time), and Status then
-// returns an ErrDamaged error naming them, after printing everything.
+// size, duration, tags, consistency, trust) with a total line, or as JSON.
+// A revision whose metadata cannot be read, or whose index is missing or
+// of the wrong length (QuickCheckIndex; bit flips need verify), is listed
+// with trust "damaged" (last, metadata-damaged ones having no time), and
+// Status then returns an ErrDamaged error naming them, after printing
+// everything.
 func Status(w io.Writer, r *repo.Repo, asJSON bool) error {
 	revs, bad, err := r.ScanRevisions()
 	if err != nil {
@@ -63,26 +64,26 @@ func Status(w io.Writer, r *repo.Repo, asJSON bool) error {
 		return damageError(damaged)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "DATE\tID\tSIZE\tWRITTEN\tDURATION\tTAGS\tTRUST")
+	fmt.Fprintln(tw, "DATE\tID\tSIZE\tWRITTEN\tDURATION\tTAGS\tCONSISTENCY\tTRUST")
 	var written int64
 	var dur float64
 	for _, x := range rows {
 		if x.Time.IsZero() {
-			fmt.Fprintf(tw, "?\t%s\t?\t?\t?\t?\t%s: %s\n", x.ID, Damaged, x.damage)
+			fmt.Fprintf(tw, "?\t%s\t?\t?\t?\t?\t?\t%s: %s\n", x.ID, Damaged, x.damage)
 			continue
 		}
 		trust := x.Trust
 		if x.damage != "" {
 			trust = Damaged + ": " + x.damage
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			x.Time.Local().Format("2006-01-02 15:04:05"), x.ID, HumanBytes(x.Size),
 			HumanBytes(x.Stats.BytesWritten), humanDuration(x.Stats.Duration),
-			strings.Join(x.Tags, ","), trust)
+			strings.Join(x.Tags, ","), Consistency(x.Revision), trust)
 		written += x.Stats.BytesWritten
 		dur += x.Stats.Duration
 	}
-	fmt.Fprintf(tw, "%d revisions\t\t\t%s\t%s\t\t\n", len(rows), HumanBytes(written), humanDuration(dur))
+	fmt.Fprintf(tw, "%d revisions\t\t\t%s\t%s\t\t\t\n", len(rows), HumanBytes(written), humanDuration(dur))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -110,6 +111,21 @@ func damageError(ids []string) error {
 		return fmt.Errorf("%w: revision %s is damaged (verify reports what is wrong, forget -r %s removes it)", ErrDamaged, ids[0], ids[0])
 	}
 	return fmt.Errorf("%w: revisions %s are damaged (verify reports what is wrong, forget -r ID removes one)", ErrDamaged, strings.Join(ids, ", "))
+}
+
+// Consistency is how a revision's consistency reads in tables: "frozen
+// 1.2s", "agent", "crash", "crash (fallback)" when a consistent way failed
+// (the reason is in the metadata), "-" when unknown.
+func Consistency(rev *repo.Revision) string {
+	switch {
+	case rev.Consistency == "":
+		return "-"
+	case rev.Consistency == "frozen":
+		return "frozen " + humanDuration(rev.FrozenSeconds)
+	case rev.ConsistencyReason != "" && rev.Consistency == "crash":
+		return "crash (fallback)"
+	}
+	return rev.Consistency
 }
 
 // HumanBytes formats a byte count with binary units.

@@ -37,6 +37,10 @@ type hdr struct {
 	source   string
 	snapshot string
 	base     string
+	// The consistency block, written when flags has bit 0 (0x01) set.
+	consistency byte
+	frozen      uint64 // nanoseconds
+	reason      string
 	// sourceLen, if set, is written instead of len(source).
 	sourceLen int
 }
@@ -75,6 +79,12 @@ func newBuilder(h hdr) *builder {
 	for _, s := range []string{h.snapshot, h.base} {
 		b.b = binary.BigEndian.AppendUint16(b.b, uint16(len(s)))
 		b.b = append(b.b, s...)
+	}
+	if h.flags&1 != 0 {
+		b.b = append(b.b, h.consistency)
+		b.b = binary.BigEndian.AppendUint64(b.b, h.frozen)
+		b.b = binary.BigEndian.AppendUint16(b.b, uint16(len(h.reason)))
+		b.b = append(b.b, h.reason...)
 	}
 	b.hdrSum = crc32.Checksum(b.b, castagnoli)
 	b.b = binary.BigEndian.AppendUint32(b.b, b.hdrSum)

@@ -57,6 +57,10 @@ func (v *vector) json(file string) vectorJSON {
 	h := v.b.hdr
 	j.Header = &headerJSON{Kind: kindName(h.kind), Size: h.size,
 		Source: h.source, Snapshot: h.snapshot, Base: h.base}
+	if h.flags&1 != 0 {
+		j.Header.Consistency = [...]string{1: "crash", 2: "frozen", 3: "agent"}[h.consistency]
+		j.Header.FrozenNanos, j.Header.Reason = h.frozen, h.reason
+	}
 	if j.Valid {
 		j.Records = append(j.Records, v.b.records...)
 		j.Summary = &summaryJSON{Records: v.b.count, Data: v.b.data, Zero: v.b.zero}

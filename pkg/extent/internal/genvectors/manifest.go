@@ -33,6 +33,10 @@ type headerJSON struct {
 	Source   string `json:"source"`
 	Snapshot string `json:"snapshot"`
 	Base     string `json:"base"`
+	// The consistency block, when the stream has one.
+	Consistency string `json:"consistency,omitempty"`
+	FrozenNanos uint64 `json:"frozen_ns,omitempty"`
+	Reason      string `json:"reason,omitempty"`
 }
 
 type recordJSON struct {

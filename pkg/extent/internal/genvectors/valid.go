@@ -65,6 +65,15 @@ func validVectors() []vector {
 			"a reader must not allocate its length",
 			newBuilder(hdr{kind: kindFull, size: 1 << 60, source: "rbd:pool/huge"}).
 				zeroRec(0, 1<<60)),
+		valid("frozen", "full stream with a consistency block: frozen for 1.5 s",
+			newBuilder(hdr{kind: kindFull, flags: 1, consistency: 2, frozen: 1500000000, size: 8 * kib,
+				source: "rbd:pool/vm-4.root", snapshot: "backy-Fz7aQ1"}).
+				dataRec(0, payload(13, 4*kib))),
+		valid("crash-fallback", "differential stream with a consistency block: crash, with the reason of the fallback",
+			newBuilder(hdr{kind: kindDifferential, flags: 1, consistency: 1, size: 8 * kib,
+				source: "rbd:pool/vm-5.root", snapshot: "backy-Cr2bW5", base: "backy-Cr1aW4",
+				reason: "freeze failed: \"fsfreeze -f /\" exit status 1"}).
+				zeroRec(0, 4*kib)),
 		valid("long-names", "differential stream with source, snapshot and base of 1024 bytes each",
 			newBuilder(hdr{kind: kindDifferential, size: 4 * kib,
 				source:   "rbd:" + strings.Repeat("p", 1020),

@@ -1,0 +1,112 @@
+package quiesce
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// shell runs command with sh -c and env added to the environment, in a
+// process group of its own that is killed as a whole when ctx ends (a
+// freeze command's children must not outlive a timeout). Its stdout and
+// stderr go to stderr and the last line of them is in the error.
+func shell(ctx context.Context, command string, env []string) error {
+	cmd := exec.Command("/bin/sh", "-c", command)
+	cmd.Env = append(os.Environ(), env...)
+	out := &lastLines{}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("quiesce: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("%w: %q still running, killed", ErrTimeout, command)
+		}
+		return fmt.Errorf("quiesce: %q: %w", command, ctx.Err())
+	}
+	if err != nil {
+		if msg := out.last(); msg != "" {
+			return fmt.Errorf("%q %v: %s", command, err, msg)
+		}
+		return fmt.Errorf("%q %v", command, err)
+	}
+	return nil
+}
+
+// lastLines copies what a command writes to our stderr and keeps the tail.
+type lastLines struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (l *lastLines) Write(p []byte) (int, error) {
+	os.Stderr.Write(p)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b = append(l.b, p...)
+	if len(l.b) > 4096 {
+		l.b = append(l.b[:0], l.b[len(l.b)-4096:]...)
+	}
+	return len(p), nil
+}
+
+func (l *lastLines) last() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return oneLine(string(l.b))
+}
+
+// freezer freezes and thaws a guest.
+type freezer interface {
+	Freeze(ctx context.Context) error
+	Thaw(ctx context.Context) error
+}
+
+// commands is the freezer of freeze and thaw commands.
+type commands struct {
+	freeze, thaw string
+	env          []string
+}
+
+func (c commands) Freeze(ctx context.Context) error { return shell(ctx, c.freeze, c.env) }
+func (c commands) Thaw(ctx context.Context) error   { return shell(ctx, c.thaw, c.env) }
+
+// thawAttempts is how often a thaw is tried; thawPause is the wait between.
+const (
+	thawAttempts = 3
+	thawPause    = time.Second
+)
+
+// thaw thaws with retries, each attempt bounded by timeout.
+func thaw(f freezer, timeout time.Duration, logf func(string, ...any)) error {
+	var err error
+	for i := 1; i <= thawAttempts; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		err = f.Thaw(ctx)
+		cancel()
+		if err == nil {
+			if i > 1 {
+				logf("thaw succeeded at attempt %d", i)
+			}
+			return nil
+		}
+		logf("thaw attempt %d of %d failed: %v", i, thawAttempts, err)
+		if i < thawAttempts {
+			time.Sleep(thawPause)
+		}
+	}
+	return fmt.Errorf("%w: %d attempts: %v", ErrThaw, thawAttempts, err)
+}

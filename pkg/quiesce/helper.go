@@ -1,0 +1,305 @@
+package quiesce
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// HelperEnv is set in the environment of the helper process; it holds the
+// helper's spec as JSON.
+const HelperEnv = "BACKY_QUIESCE_HELPER"
+
+// helperGrace is how much longer than the timeout the helper lets a guest
+// stay frozen when its parent neither says "thaw" nor dies (a stopped
+// parent): the parent thaws at the timeout itself.
+const helperGrace = 5 * time.Second
+
+// spec is what the helper needs to know.
+type spec struct {
+	FreezeCommand string        `json:"freeze_command,omitempty"`
+	ThawCommand   string        `json:"thaw_command,omitempty"`
+	GuestAgent    string        `json:"guest_agent,omitempty"`
+	Env           []string      `json:"env,omitempty"`
+	Timeout       time.Duration `json:"timeout"`
+}
+
+func (s *spec) freezer() freezer {
+	if s.GuestAgent != "" {
+		return guestAgent{socket: s.GuestAgent}
+	}
+	return commands{freeze: s.FreezeCommand, thaw: s.ThawCommand, env: s.Env}
+}
+
+// HelperMain is the helper process: a program calls it first thing in main
+// when HelperEnv is set and exits with its result. It reads commands on
+// stdin and answers on file descriptor 3.
+func HelperMain() int {
+	// Neither the run's end (SIGTERM to everyone, as systemd does) nor a
+	// closed pipe may stop the helper before it has thawed; every step it
+	// takes is bounded by the timeout.
+	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGPIPE)
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "backy quiesce helper %d: %s\n", os.Getpid(), fmt.Sprintf(format, args...))
+	}
+	var s spec
+	if err := json.Unmarshal([]byte(os.Getenv(HelperEnv)), &s); err != nil || s.Timeout <= 0 {
+		logf("bad spec in $%s: %v", HelperEnv, err)
+		return 2
+	}
+	out := os.NewFile(3, "replies")
+	if out == nil {
+		logf("no reply pipe on file descriptor 3")
+		return 2
+	}
+	if err := serve(os.Stdin, out, &s, logf); err != nil {
+		logf("%v", err)
+		return 1
+	}
+	return 0
+}
+
+// serve is the helper's protocol. The parent sends "freeze"; the helper
+// freezes (bounded by the timeout) and answers "frozen" or "failed MSG".
+// The parent sends "thaw"; the helper thaws, with retries, and answers
+// "thawed NANOSECONDS" (the time from the start of the freeze to the end
+// of the thaw) or "thaw-failed MSG". The thaw runs after any attempted
+// freeze: also when the freeze failed or timed out, when the parent's pipe
+// closes (it died), and when the guest has been frozen for longer than the
+// timeout plus helperGrace.
+func serve(in io.Reader, out io.Writer, s *spec, logf func(string, ...any)) error {
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(in)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	reply := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
+	first, ok := <-lines
+	if !ok {
+		return nil // the parent never asked for a freeze
+	}
+	if first != "freeze" {
+		return fmt.Errorf("expected freeze, got %q", first)
+	}
+	f := s.freezer()
+	start := time.Now()
+	deadline := start.Add(s.Timeout + helperGrace)
+	fctx, cancel := context.WithTimeout(context.Background(), s.Timeout)
+	ferr := make(chan error, 1)
+	go func() { ferr <- f.Freeze(fctx) }()
+	parentGone := false
+	var err error
+	select {
+	case err = <-ferr:
+	case _, ok := <-lines:
+		// The parent died (or misspoke) during the freeze: stop it and
+		// thaw. A guest agent's freeze cannot be stopped; it ends within
+		// the timeout.
+		parentGone = !ok
+		cancel()
+		err = <-ferr
+	}
+	cancel()
+	if err != nil {
+		logf("freeze failed after %s: %v; thawing", since(start), err)
+		reply("failed %s", oneLine(err.Error()))
+	} else {
+		reply("frozen")
+		if !parentGone {
+			t := time.NewTimer(time.Until(deadline))
+			select {
+			case line, ok := <-lines:
+				if !ok {
+					logf("parent gone while the guest is frozen: thawing")
+				} else if line != "thaw" {
+					logf("expected thaw, got %q: thawing", line)
+				}
+			case <-t.C:
+				logf("guest frozen for longer than %s: thawing without being told", s.Timeout+helperGrace)
+			}
+			t.Stop()
+		}
+	}
+	if err := thaw(f, s.Timeout, logf); err != nil {
+		reply("thaw-failed %s", oneLine(err.Error()))
+		return err
+	}
+	reply("thawed %d", time.Since(start))
+	logf("thawed; %s from freeze to thaw", since(start))
+	return nil
+}
+
+func since(t time.Time) string { return time.Since(t).Round(time.Millisecond).String() }
+
+// helper is the parent's end of a running helper.
+type helper struct {
+	cmd     *exec.Cmd
+	w       io.WriteCloser
+	replies chan string
+}
+
+// startHelper starts the helper in a session of its own.
+func startHelper(argv []string, s *spec) (*helper, error) {
+	var cmd *exec.Cmd
+	if len(argv) == 0 {
+		// This very executable, under the name it was started by (a
+		// multi-call binary may tell its parts by it).
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("quiesce: finding the helper: %w", err)
+		}
+		cmd = exec.Command(exe)
+		cmd.Args[0] = os.Args[0]
+	} else {
+		cmd = exec.Command(argv[0], argv[1:]...)
+	}
+	js, err := json.Marshal(s)
+	if err != nil {
+		return nil, fmt.Errorf("quiesce: %w", err)
+	}
+	cmd.Env = append(os.Environ(), HelperEnv+"="+string(js))
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	w, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, fmt.Errorf("quiesce: %w", err)
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("quiesce: %w", err)
+	}
+	cmd.ExtraFiles = []*os.File{pw}
+	if err := cmd.Start(); err != nil {
+		pr.Close()
+		pw.Close()
+		return nil, fmt.Errorf("quiesce: starting the helper: %w", err)
+	}
+	pw.Close()
+	h := &helper{cmd: cmd, w: w, replies: make(chan string, 4)}
+	go func() {
+		defer close(h.replies)
+		defer pr.Close()
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			h.replies <- sc.Text()
+		}
+	}()
+	return h, nil
+}
+
+// ask sends line and waits for the reply. When ctx ends first the pipe to
+// the helper is closed, which makes it stop and thaw.
+func (h *helper) ask(ctx context.Context, line string) (string, error) {
+	if _, err := io.WriteString(h.w, line+"\n"); err != nil {
+		return "", fmt.Errorf("quiesce: helper: %w", err)
+	}
+	select {
+	case r, ok := <-h.replies:
+		if !ok {
+			return "", errors.New("quiesce: the helper ended without an answer")
+		}
+		return r, nil
+	case <-ctx.Done():
+		h.w.Close()
+		return "", ctx.Err()
+	}
+}
+
+// finish waits for the helper's answer to the thaw (asked by "thaw" or by
+// a closed pipe) and for it to exit.
+func (h *helper) finish(asked bool) (time.Duration, error) {
+	var r string
+	if asked {
+		io.WriteString(h.w, "thaw\n")
+	}
+	h.w.Close()
+	for line := range h.replies {
+		r = line // the last reply is the thaw's
+	}
+	werr := h.cmd.Wait()
+	word, rest, _ := strings.Cut(r, " ")
+	switch word {
+	case "thawed":
+		ns, _ := strconv.ParseInt(rest, 10, 64)
+		return time.Duration(ns), nil
+	case "thaw-failed":
+		return 0, fmt.Errorf("%w: %s", ErrThaw, rest)
+	}
+	return 0, fmt.Errorf("%w: the helper said %q and exited: %v", ErrThaw, r, werr)
+}
+
+// snapshotFrozen freezes through the helper, snapshots, and thaws. The
+// snapshot must be done within the timeout (counted from the freeze's
+// start); a snapshot still running then is given up, and removed should it
+// appear later, since it was not taken while frozen.
+func snapshotFrozen(ctx context.Context, opt *Options, s Snapshotter) (Result, error) {
+	timeout := opt.timeout()
+	h, err := startHelper(opt.Helper, &spec{FreezeCommand: opt.FreezeCommand, ThawCommand: opt.ThawCommand,
+		GuestAgent: opt.GuestAgent, Env: opt.Env, Timeout: timeout})
+	if err != nil {
+		return Result{}, err
+	}
+	start := time.Now()
+	reply, err := h.ask(ctx, "freeze")
+	if err != nil {
+		_, terr := h.finish(false)
+		return Result{}, errors.Join(err, terr)
+	}
+	if msg, failed := strings.CutPrefix(reply, "failed "); failed {
+		frozen, terr := h.finish(false)
+		if terr != nil {
+			return Result{}, terr
+		}
+		opt.logf("freeze failed: %s", msg)
+		return Result{Frozen: frozen}, fallbackf(ErrFreeze, "freeze failed: %s", msg)
+	}
+	opt.logf("guest frozen in %s", since(start))
+	sctx, cancel := context.WithDeadline(ctx, start.Add(timeout))
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Create(sctx) }()
+	var snapErr error
+	late := false
+	select {
+	case snapErr = <-done:
+	case <-sctx.Done():
+		late = true
+	}
+	frozen, terr := h.finish(true)
+	if late {
+		// The engine may not be able to stop (librbd); wait for it, and
+		// remove a snapshot that was not taken while frozen.
+		if err := <-done; err == nil {
+			rctx, rcancel := context.WithTimeout(context.Background(), time.Minute)
+			s.Remove(rctx)
+			rcancel()
+		}
+		snapErr = fmt.Errorf("%w: no snapshot within %s of the freeze: %w", ErrTimeout, timeout, sctx.Err())
+	}
+	if terr != nil {
+		if snapErr == nil {
+			rctx, rcancel := context.WithTimeout(context.Background(), time.Minute)
+			s.Remove(rctx)
+			rcancel()
+		}
+		return Result{}, errors.Join(terr, snapErr)
+	}
+	if snapErr != nil {
+		return Result{Frozen: frozen}, snapErr
+	}
+	opt.logf("snapshot taken, guest thawed; frozen for %s", frozen.Round(time.Millisecond))
+	return Result{Consistency: Frozen, Frozen: frozen}, nil
+}

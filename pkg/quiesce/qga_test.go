@@ -1,0 +1,118 @@
+package quiesce_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/backy/backy/internal/freezetest"
+	"github.com/backy/backy/pkg/quiesce"
+)
+
+// qgaCall sends one command to the agent on a connection of its own and
+// returns the reply, as another (earlier, failed) client would.
+func qgaCall(t *testing.T, socket, cmd string) string {
+	t.Helper()
+	c, err := net.Dial("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	json.NewEncoder(c).Encode(map[string]string{"execute": cmd})
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		t.Fatalf("%s: %v", cmd, err)
+	}
+	return line
+}
+
+// TestGuestAgent freezes the loop-mounted guest through the real qemu-ga,
+// confined to a mount namespace in which the guest is the only file system
+// it could freeze (proved by GuestAgent before anything is sent). A freeze
+// left over by an earlier client is cleared by the thaw that comes first.
+func TestGuestAgent(t *testing.T) {
+	g := freezetest.New(t)
+	a := g.GuestAgent(t)
+	t.Logf("leftover freeze: %s", qgaCall(t, a.Socket, "guest-fsfreeze-freeze"))
+	if !g.Frozen(300 * time.Millisecond) {
+		t.Fatal("the leftover freeze did not freeze the guest")
+	}
+	snap := newSnap(t)
+	snap.delay = 200 * time.Millisecond
+	var status string
+	frozenAtSnapshot := false
+	snap.onCreate = func() {
+		frozenAtSnapshot = g.Frozen(100 * time.Millisecond)
+		status = qgaCall(t, a.Socket, "guest-fsfreeze-status")
+	}
+	start := time.Now()
+	res, err := quiesce.Snapshot(context.Background(), quiesce.Options{GuestAgent: a.Socket, Timeout: 20 * time.Second, Logf: logTo(t)}, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Consistency != quiesce.Frozen || !frozenAtSnapshot {
+		t.Errorf("result %+v, frozen at the snapshot %v; want frozen", res, frozenAtSnapshot)
+	}
+	if want := `{"return": "frozen"}`; status[:len(status)-1] != want {
+		t.Errorf("status during the snapshot %q, want %s", status, want)
+	}
+	g.ThawedWithin(t, time.Second)
+	if s := qgaCall(t, a.Socket, "guest-fsfreeze-status"); s != "{\"return\": \"thawed\"}\n" {
+		t.Errorf("status after %q", s)
+	}
+	t.Logf("frozen for %s, longest write stall %s", res.Frozen, g.LongestStall(start))
+}
+
+// TestGuestAgentKilled kills the process that froze through the guest
+// agent at random moments; the helper thaws through the agent.
+func TestGuestAgentKilled(t *testing.T) {
+	g := freezetest.New(t)
+	a := g.GuestAgent(t)
+	runs := 5
+	if os.Getenv("BACKY_FAULTS_LONG") != "" {
+		runs = 20
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const timeout = 3 * time.Second
+	left, killedFrozen := 0, 0
+	for i := range runs {
+		spec, err := json.Marshal(standInSpec{Options: quiesce.Options{GuestAgent: a.Socket, Timeout: timeout},
+			Snap: filepath.Join(t.TempDir(), "snap"), Delay: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(exe)
+		cmd.Env = append(os.Environ(), runEnv+"="+string(spec))
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(rand.IntN(1500)) * time.Millisecond)
+		if g.Frozen(50 * time.Millisecond) {
+			killedFrozen++
+		}
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		killed := time.Now()
+		cmd.Wait()
+		for g.Frozen(100*time.Millisecond) && time.Since(killed) < timeout {
+		}
+		if g.Frozen(100 * time.Millisecond) {
+			left++
+			t.Errorf("run %d: guest still frozen %s after the kill", i, time.Since(killed))
+			qgaCall(t, a.Socket, "guest-fsfreeze-thaw")
+		}
+	}
+	t.Logf("%d kill runs through qemu-ga (%d killed while frozen): %d guests left frozen", runs, killedFrozen, left)
+}
