@@ -3,16 +3,17 @@ package quiesce
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"time"
+
+	"github.com/backy/backy/pkg/exitcode"
 )
 
 // ErrGuestAgent is a QEMU guest agent that cannot be reached or answers
 // with an error.
-var ErrGuestAgent = errors.New("quiesce: guest agent")
+var ErrGuestAgent = exitcode.New(exitcode.Failure, "quiesce: guest agent")
 
 // guestAgent is the freezer of the QEMU guest agent at a Unix socket. Its
 // protocol is QMP-like JSON: one command object in, one object out

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/backy/backy/pkg/exitcode"
 )
 
 // Consistency says how consistent a snapshot is.
@@ -29,13 +31,13 @@ const (
 
 // Errors of this package.
 var (
-	ErrBadOptions = errors.New("quiesce: bad options")
-	ErrFreeze     = errors.New("quiesce: freeze failed")
-	ErrNoSnapshot = errors.New("quiesce: the agent made no snapshot")
+	ErrBadOptions = exitcode.New(exitcode.Usage, "quiesce: bad options")
+	ErrFreeze     = exitcode.New(exitcode.Failure, "quiesce: freeze failed")
+	ErrNoSnapshot = exitcode.New(exitcode.Failure, "quiesce: the agent made no snapshot")
 	// ErrThaw means the guest may still be frozen: every thaw attempt failed.
-	ErrThaw = errors.New("quiesce: THAW FAILED, THE GUEST MAY STILL BE FROZEN")
+	ErrThaw = exitcode.New(exitcode.Failure, "quiesce: THAW FAILED, THE GUEST MAY STILL BE FROZEN")
 	// ErrTimeout is a step that took longer than the timeout.
-	ErrTimeout = errors.New("quiesce: timed out")
+	ErrTimeout = exitcode.New(exitcode.Failure, "quiesce: timed out")
 )
 
 // Options say how to make a snapshot consistent. At most one way is set:
