@@ -208,3 +208,33 @@ func TestCOWOverlapping(t *testing.T) {
 		t.Errorf("final read: errno %d, err %v, differs at %d", errno, err, firstDiff(got, model))
 	}
 }
+
+// TestRequestPanic: a request whose export panics ends its connection, not
+// the server.
+func TestRequestPanic(t *testing.T) {
+	cat, addr, d1 := protoSetup(t, Options{})
+	boom := func(off int64) time.Duration {
+		if off == 4096 {
+			panic("test: boom")
+		}
+		return 0
+	}
+	cat.slow.Store(&boom)
+	rc := dialRaw(t, addr)
+	if typ, _, err := rc.goExport("aaaa1111"); err != nil || typ != repAck {
+		t.Fatal(typ, err)
+	}
+	if _, err := rc.send(cmdRead, 4096, 10, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rc.r.ReadByte(); err == nil {
+		t.Error("the connection carried on after its request panicked")
+	}
+	rc = dialRaw(t, addr)
+	if typ, _, err := rc.goExport("aaaa1111"); err != nil || typ != repAck {
+		t.Fatal(typ, err)
+	}
+	if got, errno, err := rc.read(0, 4096); err != nil || errno != 0 || !bytes.Equal(got, d1[:4096]) {
+		t.Errorf("read on the next connection: errno %d, err %v", errno, err)
+	}
+}

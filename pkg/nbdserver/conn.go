@@ -169,11 +169,18 @@ func (c *conn) stop(err error) error {
 }
 
 // start serves one request in its own goroutine; the caller has acquired
-// its budget, which the goroutine releases.
+// its budget, which the goroutine releases. A request that panics ends its
+// connection, not the server.
 func (c *conn) start(f func()) {
 	c.workers.Add(1)
 	go func() {
 		defer c.workers.Done()
+		defer func() {
+			if r := recover(); r != nil {
+				c.log.Error("request handler panicked", "panic", r)
+				c.nc.Close()
+			}
+		}()
 		f()
 	}()
 }
