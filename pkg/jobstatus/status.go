@@ -103,10 +103,10 @@ func Marshal(s *Status) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// Write replaces the status file at path atomically: readers see the
-// old file or the new one, never a part. The file is synced before the
-// rename so that a crash cannot leave an empty file behind; the directory
-// is not, since losing the newest status to a crash costs nothing.
+// Write replaces the status file at path atomically: readers see the old
+// file or the new one, never a part (write a temp file, fsync, rename,
+// fsync the directory), so that neither a crash nor a power cut can leave
+// an empty or half file behind.
 func Write(path string, s *Status) error {
 	b, err := Marshal(s)
 	if err != nil {
@@ -132,6 +132,21 @@ func Write(path string, s *Status) error {
 	if err != nil {
 		os.Remove(f.Name())
 		return fmt.Errorf("jobstatus: status file: %w", err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// syncDir makes the rename into dir durable, so that after a power cut the
+// status file is the new one or the old one, and the backoff it carries is
+// never older than the daemon's last write before the cut.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("jobstatus: status file: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("jobstatus: status file: sync %s: %w", dir, err)
 	}
 	return nil
 }
