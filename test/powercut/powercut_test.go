@@ -651,10 +651,15 @@ func TestPowerCutRepository(t *testing.T) {
 }
 
 // The repository's fsyncs reach the simulator: every chunk, index and
-// metadata file of a store and the directories they go into are synced.
+// metadata file of a store and the directories they go into are synced,
+// and so is the daemon's status file.
 func TestStoreFsyncsReachSimulator(t *testing.T) {
 	r := newRun(t)
 	r.store(1, true, day(1))
+	r.writeStatus(1)
+	if n, err := r.sim.Fsyncs("daemon/status.json"); err != nil || n == 0 {
+		t.Errorf("daemon/status.json: %d fsyncs (%v), want at least one", n, err)
+	}
 	rd := "repo"
 	files := append(r.sim.Files(filepath.Join(rd, "chunks")), r.sim.Files(filepath.Join(rd, "revisions"))...)
 	if len(files) < imageChunks+2 {
