@@ -56,6 +56,11 @@ type Job struct {
 	// when there is none.
 	Age        time.Duration
 	HasTrusted bool
+	// CrashOnly: consistent snapshots are configured, but the newest
+	// revisions, at least consistency.warn-crash-runs of them, are only
+	// crash-consistent; CrashRuns counts them.
+	CrashOnly bool
+	CrashRuns int
 }
 
 // Evaluate judges every job and the daemon.
@@ -71,7 +76,7 @@ func Evaluate(in Input) *Report {
 // judge decides one job.
 func judge(in Input, j config.Job) Job {
 	info := in.Repos[j.Name]
-	v := Job{Name: j.Name}
+	v := Job{Name: j.Name, CrashRuns: info.CrashRuns}
 	crit := func(format string, a ...any) {
 		v.State = max(v.State, Critical)
 		v.Reasons = append(v.Reasons, fmt.Sprintf(format, a...))
@@ -115,6 +120,11 @@ func judge(in Input, j config.Job) Job {
 	if info.DamagedMeta > 0 {
 		warn("%d revision metadata %s cannot be read", info.DamagedMeta, plural(info.DamagedMeta, "file", "files"))
 	}
+	if c := j.Consistency; c != nil && info.CrashRuns >= c.WarnCrashRuns {
+		v.CrashOnly = true
+		warn("the newest %d revisions are only crash-consistent (consistent snapshots are configured): %s",
+			info.CrashRuns, orNone(info.ConsistencyReason))
+	}
 	switch {
 	case in.Status == nil:
 	case !known:
@@ -123,6 +133,13 @@ func judge(in Input, j config.Job) Job {
 		warn("%d failed %s in a row, last: %s", st.Failures, plural(st.Failures, "run", "runs"), st.LastError)
 	}
 	return v
+}
+
+func orNone(reason string) string {
+	if reason == "" {
+		return "no reason recorded"
+	}
+	return reason
 }
 
 // judgeDaemon decides whether a daemon is running, from its status file.

@@ -49,7 +49,7 @@ func output(r *Report) string {
 
 func TestAllWithinSLA(t *testing.T) {
 	r := Evaluate(world(t, "vm1", "vm2", "vm3"))
-	want := "OK: 3 jobs within SLA | jobs=3;;;0 outside_sla=0;;0;0 warnings=0;0;;0 oldest_trusted_age=3600s;;;0 status_age=10s;;90;0\n"
+	want := "OK: 3 jobs within SLA | jobs=3;;;0 outside_sla=0;;0;0 warnings=0;0;;0 oldest_trusted_age=3600s;;;0 crash_consistent_only=0;0;;0 max_crash_runs=0;;;0 status_age=10s;;90;0\n"
 	if r.State != OK || output(r) != want {
 		t.Errorf("state %d, output\n%s\nwant\n%s", r.State, output(r), want)
 	}
@@ -62,7 +62,7 @@ func TestOutsideSLA(t *testing.T) {
 	in.Repos["vm9"] = jobstatus.RepoInfo{Revisions: 1, NewestTrusted: now.Add(-35 * time.Hour), Newest: now.Add(-35 * time.Hour)}
 	r := Evaluate(in)
 	got := output(r)
-	want := "CRITICAL: 2 of 4 jobs outside SLA: vm1, vm7 | jobs=4;;;0 outside_sla=2;;0;0 warnings=0;0;;0 oldest_trusted_age=129600s;;;0 status_age=10s;;90;0\n" +
+	want := "CRITICAL: 2 of 4 jobs outside SLA: vm1, vm7 | jobs=4;;;0 outside_sla=2;;0;0 warnings=0;0;;0 oldest_trusted_age=129600s;;;0 crash_consistent_only=0;0;;0 max_crash_runs=0;;;0 status_age=10s;;90;0\n" +
 		"CRITICAL: vm1: newest trusted revision is 1d12h old, SLA 1d12h\n" +
 		"CRITICAL: vm7: never backed up\n"
 	if r.State != Critical || got != want {
@@ -202,5 +202,29 @@ func TestCheckReadsRealRepositories(t *testing.T) {
 	os.WriteFile(conf, []byte(data+"[jobs.vm3]\nsorce = 1\n"), 0o644)
 	if r := Check(conf, real); r.State != Unknown || !strings.HasPrefix(r.Line, "UNKNOWN: config: "+conf+":") {
 		t.Errorf("bad config: %s", output(r))
+	}
+}
+
+// TestCrashConsistentOnly: a job configured for consistent snapshots whose
+// newest revisions are crash-consistent warn-crash-runs times in a row
+// warns, with the reason of the last fallback and the perfdata; fewer, or
+// a job without the configuration, do not.
+func TestCrashConsistentOnly(t *testing.T) {
+	in := world(t, "vm1", "vm2", "vm3")
+	for _, name := range []string{"vm1", "vm2"} {
+		j := in.Config.Jobs[name]
+		j.Consistency = &config.Consistency{SnapshotCommand: "ask", Fallback: "crash", WarnCrashRuns: 3}
+		in.Config.Jobs[name] = j
+	}
+	info := func(runs int) jobstatus.RepoInfo {
+		return jobstatus.RepoInfo{Revisions: 5, Newest: now.Add(-time.Hour), NewestTrusted: now.Add(-time.Hour),
+			Consistency: "crash", ConsistencyReason: "no snapshot within 1m30s", CrashRuns: runs}
+	}
+	in.Repos["vm1"], in.Repos["vm2"], in.Repos["vm3"] = info(3), info(2), info(9)
+	r := Evaluate(in)
+	want := "WARNING: 3 jobs within SLA; 1 with warnings: vm1 | jobs=3;;;0 outside_sla=0;;0;0 warnings=1;0;;0 oldest_trusted_age=3600s;;;0 crash_consistent_only=1;0;;0 max_crash_runs=3;;;0 status_age=10s;;90;0\n" +
+		"WARNING: vm1: the newest 3 revisions are only crash-consistent (consistent snapshots are configured): no snapshot within 1m30s\n"
+	if got := output(r); r.State != Warning || got != want {
+		t.Errorf("state %d, output\n%s\nwant\n%s", r.State, got, want)
 	}
 }

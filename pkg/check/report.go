@@ -75,9 +75,14 @@ func report(in Input, jobs []Job, daemonState int, daemonMsg string) *Report {
 
 func perf(in Input, jobs []Job, crit, warn int) []string {
 	var oldest float64
+	crashOnly, crashRuns := 0, 0
 	for _, j := range jobs {
 		if j.HasTrusted {
 			oldest = max(oldest, j.Age.Seconds())
+		}
+		if j.CrashOnly {
+			crashOnly++
+			crashRuns = max(crashRuns, j.CrashRuns)
 		}
 	}
 	p := []string{
@@ -85,6 +90,8 @@ func perf(in Input, jobs []Job, crit, warn int) []string {
 		fmt.Sprintf("outside_sla=%d;;0;0", crit),
 		fmt.Sprintf("warnings=%d;0;;0", warn),
 		fmt.Sprintf("oldest_trusted_age=%.0fs;;;0", oldest),
+		fmt.Sprintf("crash_consistent_only=%d;0;;0", crashOnly),
+		fmt.Sprintf("max_crash_runs=%d;;;0", crashRuns),
 	}
 	if in.Status != nil {
 		p = append(p, fmt.Sprintf("status_age=%.0fs;;%.0f;0", max(0, in.Now.Sub(in.Status.Written).Seconds()), StaleAfter(in).Seconds()))

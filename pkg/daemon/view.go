@@ -15,25 +15,29 @@ import (
 // jobStatus renders a job as the status file and the console show it.
 func (s *scheduler) jobStatus(j *jobState, now time.Time) jobstatus.Job {
 	js := jobstatus.Job{
-		Schedule:       j.job.ScheduleName,
-		Directory:      j.job.Directory,
-		FirstSeen:      j.firstSeen,
-		Running:        j.running,
-		Queued:         j.ready(now),
-		LastRun:        j.lastRun,
-		LastEnd:        j.lastEnd,
-		LastResult:     j.lastResult,
-		LastError:      j.lastError,
-		LastRevision:   j.lastRevision,
-		LastSuccess:    j.lastSuccess,
-		Failures:       j.retry.Failures,
-		LastFailure:    j.retry.LastFailure,
-		Revisions:      j.repo.Revisions,
-		Distrusted:     j.repo.Distrusted,
-		NewestRevision: j.repo.Newest,
-		NewestTrusted:  j.repo.NewestTrusted,
-		RepoError:      j.repo.Err,
-		SLA:            jobstatus.SLAState(j.repo.NewestTrusted, j.job.Schedule, now),
+		Schedule:          j.job.ScheduleName,
+		Directory:         j.job.Directory,
+		FirstSeen:         j.firstSeen,
+		Running:           j.running,
+		Queued:            j.ready(now),
+		LastRun:           j.lastRun,
+		LastEnd:           j.lastEnd,
+		LastResult:        j.lastResult,
+		LastError:         j.lastError,
+		LastRevision:      j.lastRevision,
+		LastSuccess:       j.lastSuccess,
+		Failures:          j.retry.Failures,
+		LastFailure:       j.retry.LastFailure,
+		Revisions:         j.repo.Revisions,
+		Distrusted:        j.repo.Distrusted,
+		NewestRevision:    j.repo.Newest,
+		NewestTrusted:     j.repo.NewestTrusted,
+		RepoError:         j.repo.Err,
+		Consistency:       j.repo.Consistency,
+		ConsistencyReason: j.repo.ConsistencyReason,
+		FrozenSeconds:     j.repo.FrozenSeconds,
+		CrashRuns:         j.repo.CrashRuns,
+		SLA:               jobstatus.SLAState(j.repo.NewestTrusted, j.job.Schedule, now),
 	}
 	if j.running {
 		js.RunningSince = j.started
@@ -79,7 +83,7 @@ func (s *scheduler) writeJobs(w io.Writer, re *regexp.Regexp, now time.Time) int
 	}
 	slices.Sort(names)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "JOB\tSTATE\tSLA\tLAST RUN\tRESULT\tLAST SUCCESS\tNEXT\tTAGS\tFAILURES\tNEWEST TRUSTED")
+	fmt.Fprintln(tw, "JOB\tSTATE\tSLA\tLAST RUN\tRESULT\tLAST SUCCESS\tNEXT\tTAGS\tFAILURES\tNEWEST TRUSTED\tCONSISTENCY")
 	for _, name := range names {
 		js := s.jobStatus(s.jobs[name], now)
 		next := when(js.NextDue)
@@ -92,6 +96,19 @@ func (s *scheduler) writeJobs(w io.Writer, re *regexp.Regexp, now time.Time) int
 	}
 	tw.Flush()
 	return len(names)
+}
+
+// consistencyCell is the newest revision's consistency for the console:
+// "frozen 0.4s", "agent", "crash", with "xN" for N crash-consistent
+// revisions in a row.
+func consistencyCell(js jobstatus.Job) string {
+	switch {
+	case js.Consistency == "frozen":
+		return fmt.Sprintf("frozen %.2fs", js.FrozenSeconds)
+	case js.Consistency == "crash" && js.CrashRuns > 1:
+		return fmt.Sprintf("crash x%d", js.CrashRuns)
+	}
+	return orDash(js.Consistency)
 }
 
 func when(t time.Time) string {

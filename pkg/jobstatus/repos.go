@@ -3,6 +3,7 @@ package jobstatus
 import (
 	"errors"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,6 +27,13 @@ type RepoInfo struct {
 	// cannot be read.
 	Damage      []string
 	DamagedMeta int
+	// Consistency, ConsistencyReason and FrozenSeconds are those of the
+	// newest revision (see repo.Revision); CrashRuns counts the newest
+	// revisions in a row that are only crash-consistent.
+	Consistency       string
+	ConsistencyReason string
+	FrozenSeconds     float64
+	CrashRuns         int
 	// Err says why the repository could not be read at all; a repository
 	// that does not exist yet is not an error, just empty.
 	Err string
@@ -69,7 +77,28 @@ func ScanRepo(dir string) RepoInfo {
 		good = append(good, schedule.RevisionInfo{ID: rev.ID, Time: rev.Time, Tags: rev.Tags})
 	}
 	info.Last = schedule.LastByTag(good)
+	consistency(&info, revs)
 	return info
+}
+
+// consistency fills in the consistency figures from the revisions, newest
+// first. Only revisions that say "crash" count towards CrashRuns: one of
+// unknown consistency (written before it was recorded, or from a file)
+// ends the run of them as a consistent one does.
+func consistency(info *RepoInfo, revs []*repo.Revision) {
+	byTime := slices.Clone(revs)
+	slices.SortStableFunc(byTime, func(a, b *repo.Revision) int { return b.Time.Compare(a.Time) })
+	if len(byTime) == 0 {
+		return
+	}
+	n := byTime[0]
+	info.Consistency, info.ConsistencyReason, info.FrozenSeconds = n.Consistency, n.ConsistencyReason, n.FrozenSeconds
+	for _, r := range byTime {
+		if r.Consistency != "crash" {
+			break
+		}
+		info.CrashRuns++
+	}
 }
 
 // dirMissingOrEmpty tells a job that never ran (no directory, or one

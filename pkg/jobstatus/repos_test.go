@@ -69,3 +69,26 @@ func TestScanRepo(t *testing.T) {
 		t.Errorf("ScanRepos: %+v", infos)
 	}
 }
+
+// TestScanRepoConsistency: the newest revision's consistency, and the
+// crash-consistent revisions in a row counted from the newest; one of
+// unknown consistency ends the run.
+func TestScanRepoConsistency(t *testing.T) {
+	revs := []*repo.Revision{
+		{ID: "a", Time: time.Unix(100, 0), Consistency: "crash"},
+		{ID: "b", Time: time.Unix(200, 0)},
+		{ID: "e", Time: time.Unix(500, 0), Consistency: "crash", ConsistencyReason: "late"},
+		{ID: "c", Time: time.Unix(300, 0), Consistency: "frozen", FrozenSeconds: 0.5},
+		{ID: "d", Time: time.Unix(400, 0), Consistency: "crash"},
+	}
+	var info RepoInfo
+	consistency(&info, revs)
+	if info.Consistency != "crash" || info.ConsistencyReason != "late" || info.CrashRuns != 2 {
+		t.Errorf("got %+v, want crash (late), 2 in a row", info)
+	}
+	info = RepoInfo{}
+	consistency(&info, revs[:2])
+	if info.Consistency != "" || info.CrashRuns != 0 {
+		t.Errorf("got %+v, want unknown, 0 in a row", info)
+	}
+}

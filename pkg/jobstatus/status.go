@@ -63,7 +63,13 @@ type Job struct {
 	NewestRevision time.Time `json:"newest_revision,omitzero"`
 	NewestTrusted  time.Time `json:"newest_trusted,omitzero"`
 	RepoError      string    `json:"repository_error,omitempty"`
-	SLA            string    `json:"sla"`
+	// The consistency of the newest revision, and how many of the newest
+	// revisions in a row are only crash-consistent (RepoInfo).
+	Consistency       string  `json:"consistency,omitempty"`
+	ConsistencyReason string  `json:"consistency_reason,omitempty"`
+	FrozenSeconds     float64 `json:"frozen_seconds,omitempty"`
+	CrashRuns         int     `json:"crash_runs,omitempty"`
+	SLA               string  `json:"sla"`
 }
 
 // Marshal renders s with one job per line, in name order.
