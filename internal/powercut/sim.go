@@ -182,6 +182,9 @@ func (s *Sim) CutAfter(n int) {
 	}
 }
 
+// Dead reports whether the power went (CutAfter, Cut).
+func (s *Sim) Dead() bool { return s.isDead() }
+
 // Cut makes the power go now; it returns how many operations happened.
 func (s *Sim) Cut() int {
 	s.mu.Lock()
