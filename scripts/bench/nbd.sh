@@ -16,7 +16,8 @@
 # engine, libnbd underneath) of the same revision, served by this tree's
 # backy-nbd and by backy-nbd as of commit 4213479 (the last one that
 # served one request at a time per connection), built from that commit in a
-# temporary tree; each run takes BENCH_FIO_SECONDS seconds per server, the
+# temporary tree and serving a repository its own tools made of the image
+# (the repository format changed since); each run takes BENCH_FIO_SECONDS seconds per server, the
 # servers taking turns; the figure is the median of BENCH_RUNS runs.
 #
 # The result is Markdown on stdout; the exit status is 1 when a target is
@@ -59,7 +60,8 @@ trap cleanup EXIT
 log "building backy-nbd of $old_commit"
 mkdir "$bin/old"
 git -C "$root" archive "$old_commit" | tar -x -C "$bin/old"
-(cd "$bin/old" && go build -o "$bin/backy-nbd-$old_commit" ./cmd/backy-nbd)
+mkdir "$bin/$old_commit"
+(cd "$bin/old" && go build -o "$bin/$old_commit/" ./cmd/backy-extract ./cmd/backy-store ./cmd/backy-nbd)
 
 # ---- image and repository ----
 img=$W/nbd-vm.img repo=$W/nbd-repo
@@ -72,9 +74,12 @@ fi
 # The repository is made afresh by the binaries measured (a few seconds), so
 # it always holds chunks as they write them; a kept one once held chunks of
 # an older compression setting and measured that.
-rm -rf "$repo"
+rm -rf "$repo" "$repo-$old_commit"
 log "backing up $img into $repo"
 "$bin/backy-extract" file "$img" | "$bin/backy-store" -b "$repo" >/dev/null
+# The old server reads the repository format of its time: its own tools
+# back the image up once more.
+"$bin/$old_commit/backy-extract" file "$img" | "$bin/$old_commit/backy-store" -b "$repo-$old_commit" >/dev/null
 bytes=$(stat -c %s "$img")
 
 # ---- servers ----
@@ -84,7 +89,7 @@ pids+=("$bpid")
 qemu-nbd -r -t -e 8 -f raw -x '' -b 127.0.0.1 -p "$qport" "$img" 2>"$W/nbd-qemu.log" &
 qpid=$!
 pids+=("$qpid")
-"$bin/backy-nbd-$old_commit" -b "$repo" -p "$oport" 2>"$W/nbd-old.log" &
+"$bin/$old_commit/backy-nbd" -b "$repo-$old_commit" -p "$oport" 2>"$W/nbd-old.log" &
 opid=$!
 pids+=("$opid")
 for p in "$port" "$qport" "$oport"; do
