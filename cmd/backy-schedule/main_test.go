@@ -5,10 +5,17 @@ import (
 
 	"github.com/backy/backy/internal/clitest"
 	"github.com/backy/backy/pkg/daemon/daemontest"
+	"github.com/backy/backy/pkg/rbd/cephtest"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
-func TestMain(m *testing.M) { clitest.Main(m, "backy-schedule", run) }
+// cephM runs the tests under cephtest.Main, which stops the test cluster
+// the RBD tests share once they are done.
+type cephM struct{ m *testing.M }
+
+func (c cephM) Run() int { return cephtest.Main(c.m) }
+
+func TestMain(m *testing.M) { clitest.Main(cephM{m}, "backy-schedule", run) }
 
 func TestScripts(t *testing.T) {
 	p := clitest.Params("testdata/script", clitest.BinDir)

@@ -1,0 +1,243 @@
+package main
+
+// End-to-end tests of RBD jobs: the real daemon runs the real backy-extract
+// against the throw-away Ceph cluster (pkg/rbd/cephtest), plain and with
+// freeze/thaw commands around the snapshot of a loop-mounted guest
+// (internal/freezetest).
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/backy/backy/internal/clitest"
+	"github.com/backy/backy/internal/freezetest"
+	"github.com/backy/backy/pkg/rbd/cephtest"
+	"github.com/backy/backy/pkg/repo"
+)
+
+const rbdConf = `[global]
+base-dir = "%[1]s/base"
+worker-limit = 2
+status-interval = "1s"
+console-addresses = []
+backoff-initial = "1s"
+backoff-max = "2s"
+
+[schedules.fast]
+fast = { interval = "3s", keep = 2 }
+
+[jobs.plain]
+schedule = "fast"
+verify-sample = 100
+source = { type = "rbd", pool = "rbd", image = "%[2]s" }
+
+[jobs.frozen]
+schedule = "fast"
+verify-sample = 100
+source = { type = "rbd", pool = "rbd", image = "%[3]s" }
+consistency = { freeze-command = %[4]q, thaw-command = %[5]q, timeout = "20s" }
+`
+
+// rbdEnv is env() with the cluster's configuration.
+func rbdEnv(conf string) []string { return append(env(), "CEPH_CONF="+conf) }
+
+func loadRevs(t *testing.T, dir string) []*repo.Revision {
+	t.Helper()
+	var revs []*repo.Revision
+	for _, id := range revisions(dir) {
+		b, err := os.ReadFile(filepath.Join(dir, "revisions", id+".rev"))
+		if err != nil {
+			continue // expired meanwhile
+		}
+		var r repo.Revision
+		if json.Unmarshal(firstJSON(b), &r) == nil {
+			revs = append(revs, &r)
+		}
+	}
+	slices.SortFunc(revs, func(a, b *repo.Revision) int { return a.Time.Compare(b.Time) })
+	return revs
+}
+
+// firstJSON is the JSON object a metadata file starts with (a seal may
+// follow it).
+func firstJSON(b []byte) []byte {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	var raw json.RawMessage
+	dec.Decode(&raw)
+	return raw
+}
+
+func snapshots(t *testing.T, conf, img string) []string {
+	t.Helper()
+	var list []struct{ Name string }
+	json.Unmarshal(cephtest.Rbd(t, conf, nil, "snap", "ls", "--format", "json", img), &list)
+	var names []string
+	for _, s := range list {
+		names = append(names, s.Name)
+	}
+	return names
+}
+
+// TestRBDEndToEnd: two RBD jobs, one plain and one frozen around its
+// snapshot, run by the daemon on a schedule of seconds: backups, verified
+// against their snapshots, expired and purged; only the snapshots of the
+// newest revisions stay; every revision of the frozen job is frozen, those
+// of the plain one crash-consistent; the newest revision restores equal to
+// its snapshot; and a daemon stopped in the middle of a freeze leaves the
+// guest thawed.
+func TestRBDEndToEnd(t *testing.T) {
+	conf := cephtest.Start(t)
+	g := freezetest.New(t)
+	dir := t.TempDir()
+	plainImg, frozenImg := fmt.Sprintf("e2e-plain-%d", os.Getpid()), fmt.Sprintf("e2e-frozen-%d", os.Getpid())
+	for _, img := range []string{plainImg, frozenImg} {
+		src := filepath.Join(dir, img+".raw")
+		data := make([]byte, 12<<20)
+		copy(data[1<<20:], bytes.Repeat([]byte(img), 1<<18)) // 1 MiB of zeros, then data
+		os.WriteFile(src, data[:12<<20], 0o644)
+		cephtest.Rbd(t, conf, nil, "import", "--no-progress", src, "rbd/"+img)
+	}
+	cfg := filepath.Join(dir, "backy.conf")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(rbdConf, dir, plainImg, frozenImg, g.FreezeCommand(), g.ThawCommand())), 0o644)
+	d := startRBDDaemon(t, conf, cfg, filepath.Join(dir, "daemon.log"), "5s")
+	plainDir, frozenDir := filepath.Join(dir, "base", "plain"), filepath.Join(dir, "base", "frozen")
+
+	// Backups until the first revisions have expired and been purged.
+	var firstPlain, firstFrozen string
+	eventually(t, 3*time.Minute, "revisions of both jobs", func() (bool, string) {
+		p, f := revisions(plainDir), revisions(frozenDir)
+		return len(p) > 0 && len(f) > 0, fmt.Sprint(p, f)
+	})
+	firstPlain, firstFrozen = revisions(plainDir)[0], revisions(frozenDir)[0]
+	eventually(t, 3*time.Minute, "expiry of the first revisions", func() (bool, string) {
+		p, f := strings.Join(revisions(plainDir), " "), strings.Join(revisions(frozenDir), " ")
+		return !strings.Contains(p, firstPlain) && !strings.Contains(f, firstFrozen) && p != "" && f != "", p + " / " + f
+	})
+	// Stop the daemon cleanly between runs to look at a quiet repository.
+	d.signal(syscall.SIGTERM)
+	if code := d.exit(time.Minute); code != 0 {
+		t.Fatalf("daemon exit %d: %s", code, d.stderr.String())
+	}
+	g.ThawedWithin(t, time.Second)
+
+	for _, job := range []struct{ name, dir, img, want string }{
+		{"plain", plainDir, plainImg, "crash"},
+		{"frozen", frozenDir, frozenImg, "frozen"},
+	} {
+		revs := loadRevs(t, job.dir)
+		if len(revs) == 0 || len(revs) > 4 {
+			t.Fatalf("%s: %d revisions, want 1 to 4 (keep 2)", job.name, len(revs))
+		}
+		for _, r := range revs {
+			if r.Consistency != job.want || (job.want == "frozen") != (r.FrozenSeconds > 0) {
+				t.Errorf("%s: revision %s has consistency %q, frozen %gs; want %s", job.name, r.ID, r.Consistency, r.FrozenSeconds, job.want)
+			}
+		}
+		// Snapshot clean-up: no snapshot but those of revisions, at most two.
+		snaps := snapshots(t, conf, "rbd/"+job.img)
+		var revSnaps []string
+		for _, r := range revs {
+			revSnaps = append(revSnaps, r.Snapshot)
+		}
+		for _, s := range snaps {
+			if !slices.Contains(revSnaps, s) {
+				t.Errorf("%s: snapshot %s belongs to no revision (have %v)", job.name, s, revSnaps)
+			}
+		}
+		if len(snaps) == 0 || len(snaps) > 2 {
+			t.Errorf("%s: snapshots %v, want the newest one or two", job.name, snaps)
+		}
+		// The newest revision restores equal to its snapshot.
+		newest := revs[len(revs)-1]
+		restored, exported := filepath.Join(dir, job.name+".restored"), filepath.Join(dir, job.name+".exported")
+		runCmd(t, conf, "backy-restore", "-b", job.dir, "-r", newest.ID, restored)
+		cephtest.Rbd(t, conf, nil, "export", "--no-progress", "rbd/"+job.img+"@"+newest.Snapshot, exported)
+		a, _ := os.ReadFile(restored)
+		b, _ := os.ReadFile(exported)
+		if len(a) != 12<<20 || !bytes.Equal(a, b) {
+			t.Errorf("%s: revision %s restores to %d bytes unlike its snapshot %s (%d bytes)", job.name, newest.ID, len(a), newest.Snapshot, len(b))
+		}
+		log, _ := os.ReadFile(filepath.Join(dir, "base", ".backy-schedule", "log", job.name+".log"))
+		for _, want := range []string{
+			"backy-extract rbd rbd/" + job.img + " --base-from " + job.dir,
+			"backy-extract rbd rbd/" + job.img + "@backy-", "--sample 100% | ", "matches the stream",
+			"expire --schedule fast=3s:2", "purge\n", "run succeeded",
+		} {
+			if !bytes.Contains(log, []byte(want)) {
+				t.Errorf("%s: job log lacks %q", job.name, want)
+			}
+		}
+		if job.name == "frozen" {
+			for _, want := range []string{"--job frozen --freeze-command ", "consistency frozen, frozen ", "thawed; "} {
+				if !bytes.Contains(log, []byte(want)) {
+					t.Errorf("frozen: job log lacks %q", want)
+				}
+			}
+		}
+	}
+	status := runCmd(t, conf, "backy-store", "-b", frozenDir, "status")
+	if !strings.Contains(status, " frozen ") {
+		t.Errorf("status of the frozen job:\n%s", status)
+	}
+
+	// The daemon stopped in the middle of a freeze: the freeze command
+	// freezes, then takes its time; SIGTERM with a grace of 1s ends the
+	// run's process groups, and the helper thaws.
+	slowFreeze := g.FreezeCommand() + " && touch " + filepath.Join(dir, "froze") + " && sleep 30"
+	os.WriteFile(cfg, []byte(fmt.Sprintf(rbdConf, dir, plainImg, frozenImg, slowFreeze, g.ThawCommand())), 0o644)
+	os.Remove(filepath.Join(dir, "froze"))
+	d = startRBDDaemon(t, conf, cfg, filepath.Join(dir, "daemon2.log"), "1s")
+	eventually(t, time.Minute, "a freeze in progress", func() (bool, string) {
+		_, err := os.Stat(filepath.Join(dir, "froze"))
+		return err == nil && g.Frozen(50*time.Millisecond), ""
+	})
+	d.signal(syscall.SIGTERM)
+	d.exit(time.Minute)
+	stopped := time.Now()
+	g.ThawedWithin(t, 25*time.Second)
+	t.Logf("guest thawed %s after the daemon stopped mid-freeze", time.Since(stopped).Round(time.Millisecond))
+	for _, s := range snapshots(t, conf, "rbd/"+frozenImg) {
+		if !slices.ContainsFunc(loadRevs(t, frozenDir), func(r *repo.Revision) bool { return r.Snapshot == s }) {
+			t.Errorf("snapshot %s left behind by the stopped run", s)
+		}
+	}
+}
+
+func startRBDDaemon(t *testing.T, cephConf, cfg, logfile, grace string) *proc {
+	t.Helper()
+	p := &proc{t: t, cmd: exec.Command("backy-schedule", "-c", cfg, "-l", logfile, "--grace", grace), done: make(chan struct{})}
+	p.cmd.Env = rbdEnv(cephConf)
+	p.cmd.Stderr = &p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
+// runCmd runs one of the built commands and returns its stdout.
+func runCmd(t *testing.T, cephConf, name string, args ...string) string {
+	t.Helper()
+	c := exec.Command(filepath.Join(clitest.BinDir, name), args...)
+	c.Env = rbdEnv(cephConf)
+	var stderr bytes.Buffer
+	c.Stderr = &stderr
+	out, err := c.Output()
+	if err != nil {
+		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, stderr.String())
+	}
+	return string(out)
+}
