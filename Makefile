@@ -34,8 +34,11 @@ deps:
 test: deps lint test-go fuzz
 	@echo "make test: all passed"
 
+# gofmt over every Go directory, go.mod and go.sum exactly what go mod tidy
+# makes them, go vet.
 lint:
-	@out=$$(gofmt -l cmd pkg scripts test 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l cmd pkg internal scripts test); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 	$(GO) vet -tags '$(TAGS)' ./...
 
 test-go:
