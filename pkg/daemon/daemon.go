@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/backy/backy/pkg/config"
+	"github.com/backy/backy/pkg/flock"
 	"github.com/backy/backy/pkg/jobstatus"
 	"github.com/backy/backy/pkg/schedule"
 )
@@ -40,7 +41,7 @@ type daemon struct {
 	s          *scheduler
 	log        *Logger
 	runner     Runner
-	lock       *os.File
+	lock       *flock.Lock
 	console    *console
 	done       chan finished
 	requests   chan request
@@ -73,7 +74,7 @@ func Run(ctx context.Context, opt Options) error {
 	if err != nil {
 		return err
 	}
-	defer d.lock.Close()
+	defer d.lock.Unlock()
 	defer close(d.exited)
 	return d.loop(ctx)
 }
@@ -96,14 +97,14 @@ func start(opt Options) (*daemon, error) {
 	if d.runner == nil {
 		bins, env, err := FindBins()
 		if err != nil {
-			lock.Close()
+			lock.Unlock()
 			return nil, err
 		}
 		d.runner = NewPipelineRunner(bins, env, filepath.Join(g.BaseDir, StateDir, "log"))
 		d.log.Printf("using %s and %s", bins.Extract, bins.Store)
 	}
 	if err := os.MkdirAll(filepath.Dir(g.StatusFile), 0o755); err != nil {
-		lock.Close()
+		lock.Unlock()
 		return nil, fmt.Errorf("daemon: status file: %w", err)
 	}
 	prev, err := jobstatus.Read(g.StatusFile)
@@ -111,7 +112,7 @@ func start(opt Options) (*daemon, error) {
 		d.log.Printf("ignoring the previous status file: %v", err)
 	}
 	if d.console, err = openConsole(d, g.ConsoleAddresses, g.ConsolePort); err != nil {
-		lock.Close()
+		lock.Unlock()
 		return nil, err
 	}
 	if v := os.Getenv(schedule.TestMinIntervalEnv); v != "" {

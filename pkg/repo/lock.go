@@ -3,13 +3,10 @@ package repo
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/backy/backy/pkg/flock"
 )
 
 // The repository has three locks:
@@ -70,52 +67,16 @@ func (r *Repo) WaitLock(name string, shared bool, timeout time.Duration) (*Lock,
 // flock takes an flock on the file name under the directory backend's
 // locks/.
 func (d *dirBackend) flock(name string, shared bool, timeout time.Duration) (*Lock, error) {
-	path := filepath.Join(d.dir, "locks", name)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	l, pid, err := flock.Take(filepath.Join(d.dir, "locks", name), shared, timeout)
+	if errors.Is(err, flock.ErrHeld) {
+		holder := ""
+		if pid != 0 {
+			holder = fmt.Sprintf(" (by pid %d)", pid)
+		}
+		return nil, fmt.Errorf("%w: %s lock of %s is held%s", ErrBusy, name, d.dir, holder)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("repo: lock: %w", err)
 	}
-	how := unix.LOCK_EX
-	if shared {
-		how = unix.LOCK_SH
-	}
-	deadline := time.Now().Add(timeout)
-	for {
-		err = unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("repo: lock %s: %w", path, err)
-		}
-		if !time.Now().Before(deadline) {
-			holder := lockHolder(f)
-			f.Close()
-			return nil, fmt.Errorf("%w: %s lock of %s is held%s", ErrBusy, name, d.dir, holder)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if !shared {
-		// Record who holds it, for the message another process prints.
-		_ = f.Truncate(0)
-		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	}
-	return &Lock{release: func() error {
-		if !shared {
-			// Forget our pid, so that the next "held by" message does
-			// not name a process that is long gone.
-			_ = f.Truncate(0)
-		}
-		return f.Close()
-	}}, nil
-}
-
-func lockHolder(f *os.File) string {
-	b := make([]byte, 32)
-	n, _ := f.ReadAt(b, 0)
-	if pid := strings.TrimSpace(string(b[:n])); pid != "" {
-		return " (by pid " + pid + ")"
-	}
-	return ""
+	return &Lock{release: l.Unlock}, nil
 }
