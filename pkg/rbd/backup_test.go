@@ -53,8 +53,8 @@ func backup(t *testing.T, e Engine, opt Options) (*Result, []byte, error) {
 
 func TestBackupFullThenDifferential(t *testing.T) {
 	f := newFake()
-	img := testImage(f, "vm", 3*ChunkSize+4096)
-	fill(img.head[ChunkSize-100:ChunkSize+100], 1)
+	img := testImage(f, "vm", 3*repo.ChunkSize+4096)
+	fill(img.head[repo.ChunkSize-100:repo.ChunkSize+100], 1)
 	dir := filepath.Join(t.TempDir(), "repo") // not there yet: full
 	var notes []string
 	opt := Options{Image: Image{Pool: "rbd", Name: "vm"}, BaseFrom: dir, ID: "one",
@@ -72,7 +72,7 @@ func TestBackupFullThenDifferential(t *testing.T) {
 	}
 	// The 64 KiB pieces across the first chunk boundary stay two records;
 	// what a full stream does not name is zero.
-	if len(recs) != 2 || recs[0].Offset != ChunkSize-64<<10 || recs[1].Offset != ChunkSize {
+	if len(recs) != 2 || recs[0].Offset != repo.ChunkSize-64<<10 || recs[1].Offset != repo.ChunkSize {
 		t.Fatalf("records %v", summarize(recs))
 	}
 	r, err := repo.OpenOrCreate(dir)
@@ -85,7 +85,7 @@ func TestBackupFullThenDifferential(t *testing.T) {
 
 	// A foreign snapshot and a stale backy one, both older.
 	f.CreateSnapshot(context.Background(), Image{"rbd", "vm", "manual"})
-	fill(img.head[2*ChunkSize:2*ChunkSize+10], 9)
+	fill(img.head[2*repo.ChunkSize:2*repo.ChunkSize+10], 9)
 	opt.ID = "two"
 	res, stream, err = backup(t, f, opt)
 	if err != nil {
@@ -95,7 +95,7 @@ func TestBackupFullThenDifferential(t *testing.T) {
 	if h.Kind != extent.Differential || h.Base != "backy-one" || h.Snapshot != "backy-two" {
 		t.Fatalf("header %+v", h)
 	}
-	if len(recs) != 1 || recs[0].Offset != 2*ChunkSize {
+	if len(recs) != 1 || recs[0].Offset != 2*repo.ChunkSize {
 		t.Fatalf("records %v", summarize(recs))
 	}
 	if len(res.Removed) != 0 {
@@ -134,7 +134,7 @@ func summarize(recs []extent.Record) []string {
 
 func TestBackupFallsBackToFull(t *testing.T) {
 	f := newFake()
-	img := testImage(f, "vm", ChunkSize)
+	img := testImage(f, "vm", repo.ChunkSize)
 	fill(img.head[:100], 3)
 	dir := filepath.Join(t.TempDir(), "repo")
 	opt := Options{Image: Image{Pool: "rbd", Name: "vm"}, BaseFrom: dir, ID: "a"}
@@ -190,7 +190,7 @@ func TestBackupFallsBackToFull(t *testing.T) {
 
 func TestBackupFailureRemovesSnapshot(t *testing.T) {
 	f := newFake()
-	img := testImage(f, "vm", 2*ChunkSize)
+	img := testImage(f, "vm", 2*repo.ChunkSize)
 	fill(img.head, 5)
 	f.failAt = 3
 	_, stream, err := backup(t, f, Options{Image: Image{Pool: "rbd", Name: "vm"}, ID: "x"})
@@ -207,7 +207,7 @@ func TestBackupFailureRemovesSnapshot(t *testing.T) {
 
 func TestBackupWriteErrorRemovesSnapshot(t *testing.T) {
 	f := newFake()
-	img := testImage(f, "vm", 2*ChunkSize)
+	img := testImage(f, "vm", 2*repo.ChunkSize)
 	fill(img.head, 5)
 	_, err := Backup(context.Background(), f, failWriter{}, Options{Image: Image{Pool: "rbd", Name: "vm"}, ID: "x"})
 	if err == nil || !slices.Equal(f.calls, []string{"create backy-x", "remove backy-x"}) {
@@ -221,7 +221,7 @@ func (failWriter) Write([]byte) (int, error) { return 0, errors.New("broken pipe
 
 func TestBackupRefusals(t *testing.T) {
 	f := newFake()
-	testImage(f, "vm", ChunkSize)
+	testImage(f, "vm", repo.ChunkSize)
 	f.CreateSnapshot(context.Background(), Image{"rbd", "vm", "backy-taken"})
 	for name, c := range map[string]struct {
 		opt  Options
@@ -269,7 +269,7 @@ func TestParseImage(t *testing.T) {
 // snapshots it listed before making its own.
 func TestBackupKeepsSnapshotsMadeMeanwhile(t *testing.T) {
 	f := newFake()
-	img := testImage(f, "vm", 2*ChunkSize)
+	img := testImage(f, "vm", 2*repo.ChunkSize)
 	fill(img.head[:100], 1)
 	vm := Image{Pool: "rbd", Name: "vm"}
 	for _, name := range []string{"backy-old", "backy-base", "other"} {

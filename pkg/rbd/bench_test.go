@@ -58,10 +58,10 @@ func benchImage(b *testing.B, conf string) rbd.Image {
 func change1Percent(b *testing.B, conf string, img rbd.Image, seed uint64) {
 	b.Helper()
 	rng := rand.New(rand.NewPCG(seed, 1))
-	nblocks := benchSize / rbd.ChunkSize
+	nblocks := benchSize / repo.ChunkSize
 	var ws []write
 	for _, n := range rng.Perm(nblocks)[:(nblocks+99)/100] {
-		ws = append(ws, at(int64(n)*rbd.ChunkSize, rbd.ChunkSize, uint32(rng.Uint32())))
+		ws = append(ws, at(int64(n)*repo.ChunkSize, repo.ChunkSize, uint32(rng.Uint32())))
 	}
 	slices.SortFunc(ws, func(a, b write) int { return cmp.Compare(a.off, b.off) }) // import-diff wants them ascending
 	writeImage(b, conf, img, benchSize, ws...)

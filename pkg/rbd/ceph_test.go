@@ -50,7 +50,7 @@ func TestCephBackupCycle(t *testing.T) {
 			// Only the three chunks written to appear (a new object may come
 			// whole up to the end of its data: rbd's diff is that coarse).
 			for _, rec := range records(t, stream) {
-				if c := rec.Offset / rbd.ChunkSize; c != 1 && c != 7 && c != 9 {
+				if c := rec.Offset / repo.ChunkSize; c != 1 && c != 7 && c != 9 {
 					t.Fatalf("second backup names %s %d+%d, in an unchanged chunk", rec.Type, rec.Offset, rec.Length)
 				}
 			}

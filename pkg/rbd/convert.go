@@ -8,6 +8,7 @@ import (
 
 	"github.com/backy/backy/pkg/extent"
 	"github.com/backy/backy/pkg/rbddiff"
+	"github.com/backy/backy/pkg/repo"
 )
 
 // ConvertOptions tune Convert.
@@ -72,7 +73,7 @@ func copyDiff(ctx context.Context, r *rbddiff.Reader, h *rbddiff.Header, sink Si
 			continue
 		}
 		for off < end {
-			n := min(end, (off/ChunkSize+1)*ChunkSize) - off
+			n := min(end, (off/repo.ChunkSize+1)*repo.ChunkSize) - off
 			if !sink.Wanted(off, off+n) {
 				if _, err := io.CopyN(io.Discard, r, n); err != nil {
 					return err

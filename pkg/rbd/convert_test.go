@@ -12,6 +12,7 @@ import (
 
 	"github.com/backy/backy/pkg/extent"
 	"github.com/backy/backy/pkg/rbddiff"
+	"github.com/backy/backy/pkg/repo"
 	"github.com/backy/backy/pkg/source"
 )
 
@@ -58,18 +59,18 @@ func convert(t *testing.T, diff []byte) ([]byte, error) {
 }
 
 func TestConvertCanonical(t *testing.T) {
-	diff := makeDiff(t, rbddiff.Header{Version: 1, FromSnap: "a", ToSnap: "b", Size: 3*ChunkSize + 5},
+	diff := makeDiff(t, rbddiff.Header{Version: 1, FromSnap: "a", ToSnap: "b", Size: 3*repo.ChunkSize + 5},
 		diffOp{off: 100, data: data(10, 1)},
-		diffOp{off: ChunkSize - 5, data: data(10, 2)},        // across a chunk boundary
-		diffOp{off: 2 * ChunkSize, data: make([]byte, 4096)}, // all zero...
-		diffOp{off: 2*ChunkSize + 4096, n: 4096},             // ...next to a zero record
-		diffOp{off: 3 * ChunkSize, data: data(5, 3)})
+		diffOp{off: repo.ChunkSize - 5, data: data(10, 2)},        // across a chunk boundary
+		diffOp{off: 2 * repo.ChunkSize, data: make([]byte, 4096)}, // all zero...
+		diffOp{off: 2*repo.ChunkSize + 4096, n: 4096},             // ...next to a zero record
+		diffOp{off: 3 * repo.ChunkSize, data: data(5, 3)})
 	out, err := convert(t, diff)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h, recs := decode(t, out)
-	want := extent.Header{Kind: extent.Differential, Size: 3*ChunkSize + 5, Source: "rbd:p/i", Snapshot: "b", Base: "a"}
+	want := extent.Header{Kind: extent.Differential, Size: 3*repo.ChunkSize + 5, Source: "rbd:p/i", Snapshot: "b", Base: "a"}
 	if h != want {
 		t.Fatalf("header %+v, want %+v", h, want)
 	}
@@ -82,7 +83,7 @@ func TestConvertCanonical(t *testing.T) {
 		t.Fatal("split data differs")
 	}
 
-	full := makeDiff(t, rbddiff.Header{Version: 1, ToSnap: "b", Size: ChunkSize}, diffOp{off: 0, data: data(3, 1)})
+	full := makeDiff(t, rbddiff.Header{Version: 1, ToSnap: "b", Size: repo.ChunkSize}, diffOp{off: 0, data: data(3, 1)})
 	out, err = convert(t, full)
 	if err != nil {
 		t.Fatal(err)
@@ -94,8 +95,8 @@ func TestConvertCanonical(t *testing.T) {
 
 func TestConvertLongWrite(t *testing.T) {
 	// rbd writes up to one object per record, and objects may be 32 MiB.
-	big := data(9*ChunkSize/2, 7)
-	out, err := convert(t, makeDiff(t, rbddiff.Header{Version: 1, Size: 5 * ChunkSize}, diffOp{off: ChunkSize / 2, data: big}))
+	big := data(9*repo.ChunkSize/2, 7)
+	out, err := convert(t, makeDiff(t, rbddiff.Header{Version: 1, Size: 5 * repo.ChunkSize}, diffOp{off: repo.ChunkSize / 2, data: big}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +114,7 @@ func TestConvertLongWrite(t *testing.T) {
 }
 
 func TestConvertRefusesBadDiffs(t *testing.T) {
-	good := makeDiff(t, rbddiff.Header{Version: 1, Size: ChunkSize}, diffOp{off: 0, data: data(3, 1)})
+	good := makeDiff(t, rbddiff.Header{Version: 1, Size: repo.ChunkSize}, diffOp{off: 0, data: data(3, 1)})
 	cases := map[string]struct {
 		in   []byte
 		want error
@@ -161,7 +162,7 @@ func TestConvertRealExportDiff(t *testing.T) {
 		t.Fatalf("header %+v, %d records", h, len(recs))
 	}
 	for _, r := range recs {
-		if r.Offset/ChunkSize != (r.End()-1)/ChunkSize && r.Type == extent.Data {
+		if r.Offset/repo.ChunkSize != (r.End()-1)/repo.ChunkSize && r.Type == extent.Data {
 			t.Fatalf("record %d+%d spans chunks", r.Offset, r.Length)
 		}
 	}
@@ -170,17 +171,17 @@ func TestConvertRealExportDiff(t *testing.T) {
 // A sample must not depend on how the data arrived: in rbd diff extents
 // (the CLI engine, which skips unwanted data) or as whole blocks (librbd).
 func TestSampleIndependentOfExtents(t *testing.T) {
-	size := int64(10*ChunkSize + 12345)
+	size := int64(10*repo.ChunkSize + 12345)
 	img := make([]byte, size)
 	fill(img[100:300], 1)
-	fill(img[3*ChunkSize-50:3*ChunkSize+70000], 2)
-	fill(img[7*ChunkSize:8*ChunkSize], 3)
-	fill(img[10*ChunkSize:], 4)
+	fill(img[3*repo.ChunkSize-50:3*repo.ChunkSize+70000], 2)
+	fill(img[7*repo.ChunkSize:8*repo.ChunkSize], 3)
+	fill(img[10*repo.ChunkSize:], 4)
 	var ops []diffOp
-	for _, r := range [][2]int64{{0, 4096}, {3*ChunkSize - 4096, 8 << 20}, {7 * ChunkSize, ChunkSize}, {9 * ChunkSize, size - 9*ChunkSize}} {
+	for _, r := range [][2]int64{{0, 4096}, {3*repo.ChunkSize - 4096, 8 << 20}, {7 * repo.ChunkSize, repo.ChunkSize}, {9 * repo.ChunkSize, size - 9*repo.ChunkSize}} {
 		ops = append(ops, diffOp{off: r[0], data: img[r[0] : r[0]+r[1]]})
 	}
-	ops = append(ops[:1], append([]diffOp{{off: ChunkSize, n: ChunkSize}}, ops[1:]...)...)
+	ops = append(ops[:1], append([]diffOp{{off: repo.ChunkSize, n: repo.ChunkSize}}, ops[1:]...)...)
 	diff := makeDiff(t, rbddiff.Header{Version: 1, ToSnap: "s", Size: uint64(size)}, ops...)
 	hdr := extent.Header{Kind: extent.Sample, Source: "rbd:p/i", Snapshot: "s"}
 	for _, pct := range []float64{1, 30, 100} {
@@ -199,9 +200,9 @@ func TestSampleIndependentOfExtents(t *testing.T) {
 		}
 		e = newEmitter(&viaBlocks, hdr, pct, 42)
 		e.Begin(size)
-		for off := int64(0); off < size; off += ChunkSize {
-			if e.Wanted(off, min(size, off+ChunkSize)) {
-				e.Data(off, img[off:min(size, off+ChunkSize)])
+		for off := int64(0); off < size; off += repo.ChunkSize {
+			if e.Wanted(off, min(size, off+repo.ChunkSize)) {
+				e.Data(off, img[off:min(size, off+repo.ChunkSize)])
 			}
 		}
 		if _, err := e.finish(); err != nil {
@@ -224,7 +225,7 @@ func TestSampleIndependentOfExtents(t *testing.T) {
 		if pct == 100 && covered != size {
 			t.Fatalf("a 100%% sample covers %d of %d bytes: %v", covered, size, summarize(recs))
 		}
-		if want := int64(len(source.SampleBlocks(size, pct, 42))); covered < (want-1)*ChunkSize || covered > want*ChunkSize {
+		if want := int64(len(source.SampleBlocks(size, pct, 42))); covered < (want-1)*repo.ChunkSize || covered > want*repo.ChunkSize {
 			t.Fatalf("%v%%: %d bytes covered for %d blocks", pct, covered, want)
 		}
 	}

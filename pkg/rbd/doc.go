@@ -14,10 +14,6 @@ package rbd
 
 import "github.com/backy/backy/pkg/exitcode"
 
-// ChunkSize is the repository's chunk size: records never span two chunks,
-// so backy-store never has to split one.
-const ChunkSize = 4 << 20
-
 // SnapPrefix starts the name of every snapshot backy makes; backy removes
 // only snapshots with this prefix, never anyone else's.
 const SnapPrefix = "backy-"

@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/backy/backy/pkg/extent"
+	"github.com/backy/backy/pkg/repo"
 	"github.com/backy/backy/pkg/source"
 )
 
@@ -74,7 +75,7 @@ func (e *emitter) Data(off int64, p []byte) error {
 		return fmt.Errorf("rbd: internal error: data before the image size")
 	}
 	for len(p) > 0 {
-		n := int(min(int64(len(p)), (off/ChunkSize+1)*ChunkSize-off))
+		n := int(min(int64(len(p)), (off/repo.ChunkSize+1)*repo.ChunkSize-off))
 		var err error
 		switch {
 		case e.sample != nil:
@@ -137,14 +138,14 @@ func (s *sampler) index(b int64) int {
 // [off, end); a binary search, since an engine may ask for every block.
 func (s *sampler) wanted(off, end int64) bool {
 	rest := s.blocks[s.next:]
-	i := sort.Search(len(rest), func(i int) bool { return (rest[i]+1)*ChunkSize > off })
-	return i < len(rest) && rest[i]*ChunkSize < end
+	i := sort.Search(len(rest), func(i int) bool { return (rest[i]+1)*repo.ChunkSize > off })
+	return i < len(rest) && rest[i]*repo.ChunkSize < end
 }
 
 // data copies a piece (inside one block) into its block, first writing
 // every sampled block before it.
 func (s *sampler) data(off int64, p []byte) error {
-	b := off / ChunkSize
+	b := off / repo.ChunkSize
 	i := s.index(b)
 	if i < 0 {
 		return nil // not sampled
@@ -154,12 +155,12 @@ func (s *sampler) data(off int64, p []byte) error {
 	}
 	if s.cur != i {
 		if s.buf == nil {
-			s.buf = make([]byte, ChunkSize)
+			s.buf = make([]byte, repo.ChunkSize)
 		}
 		clear(s.buf)
 		s.cur = i
 	}
-	copy(s.buf[off-b*ChunkSize:], p)
+	copy(s.buf[off-b*repo.ChunkSize:], p)
 	return nil
 }
 
@@ -167,8 +168,8 @@ func (s *sampler) data(off int64, p []byte) error {
 // its data, the others as zero (nothing in the image there).
 func (s *sampler) flushUpTo(i int) error {
 	for ; s.next < i; s.next++ {
-		off := s.blocks[s.next] * ChunkSize
-		n := min(ChunkSize, s.e.hdr.Size-off)
+		off := s.blocks[s.next] * repo.ChunkSize
+		n := min(repo.ChunkSize, s.e.hdr.Size-off)
 		var err error
 		if s.cur == s.next && !extent.IsZero(s.buf[:n]) {
 			if err = s.e.zero.Flush(); err == nil {

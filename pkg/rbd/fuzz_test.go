@@ -10,6 +10,7 @@ import (
 
 	"github.com/backy/backy/pkg/extent"
 	"github.com/backy/backy/pkg/rbddiff"
+	"github.com/backy/backy/pkg/repo"
 )
 
 // FuzzConvert feeds arbitrary bytes to Convert: it either fails without an
@@ -53,7 +54,7 @@ func FuzzConvert(f *testing.F) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rec.Offset/ChunkSize != (rec.End()-1)/ChunkSize && rec.Type == extent.Data {
+			if rec.Offset/repo.ChunkSize != (rec.End()-1)/repo.ChunkSize && rec.Type == extent.Data {
 				t.Fatalf("data record %d+%d spans chunks", rec.Offset, rec.Length)
 			}
 			if rec.Type == extent.Data {

@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"testing"
+
+	"github.com/backy/backy/pkg/repo"
 )
 
 // BenchmarkSparseExtract streams a 1 TiB sparse file holding 256 MiB of
@@ -14,7 +16,7 @@ import (
 // costs nothing.
 func BenchmarkSparseExtract(b *testing.B) {
 	p := blockImage(b, 1<<40)
-	b.SetBytes(64 * BlockSize)
+	b.SetBytes(64 * repo.ChunkSize)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if _, err := File(context.Background(), p, io.Discard, Options{}); err != nil {
@@ -24,9 +26,9 @@ func BenchmarkSparseExtract(b *testing.B) {
 }
 
 func BenchmarkReadData(b *testing.B) {
-	p := blockImage(b, 64*BlockSize)
-	buf := make([]byte, BlockSize)
-	b.SetBytes(64 * BlockSize)
+	p := blockImage(b, 64*repo.ChunkSize)
+	buf := make([]byte, repo.ChunkSize)
+	b.SetBytes(64 * repo.ChunkSize)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		f, err := os.Open(p)
@@ -46,8 +48,8 @@ func BenchmarkReadData(b *testing.B) {
 // BenchmarkSparseExtract: the two should run at the same rate, showing
 // that the terabyte of holes costs nothing.
 func BenchmarkDenseExtract(b *testing.B) {
-	p := blockImage(b, 64*BlockSize)
-	b.SetBytes(64 * BlockSize)
+	p := blockImage(b, 64*repo.ChunkSize)
+	b.SetBytes(64 * repo.ChunkSize)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if _, err := File(context.Background(), p, io.Discard, Options{}); err != nil {
@@ -60,7 +62,7 @@ func BenchmarkDenseExtract(b *testing.B) {
 // evenly over it (back to back when size is 64 blocks), holes elsewhere.
 func blockImage(b *testing.B, size int64) string {
 	b.Helper()
-	block := make([]byte, BlockSize)
+	block := make([]byte, repo.ChunkSize)
 	for i := range block {
 		block[i] = byte(i*31 + 1)
 	}

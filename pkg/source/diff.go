@@ -58,11 +58,6 @@ func chooseFileBase(dir string, size int64, logf func(string, ...any)) (*fileBas
 	return &fileBase{rev: rev, hashes: ix.Hashes}, nil
 }
 
-// Chunk groups rely on a read block being exactly one chunk: a pipe's
-// blocks never cross a chunk boundary, and a pool buffer holds a chunk.
-// (A negative difference does not compile.)
-const _ = uint(BlockSize-repo.ChunkSize) + uint(repo.ChunkSize-BlockSize)
-
 // chunkGroup is one 4 MiB chunk of the image on its way to being read,
 // hashed and then sent or skipped: the data ranges inside it (holes
 // excluded), then the blocks read from them.

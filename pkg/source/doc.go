@@ -9,10 +9,6 @@ package source
 
 import "github.com/backy/backy/pkg/exitcode"
 
-// BlockSize is the unit in which data is read, checked for zeros and
-// sampled. It equals the repository chunk size.
-const BlockSize = 4 << 20
-
 // Errors of this package.
 var (
 	ErrNotImage     = exitcode.New(exitcode.BadInput, "source: not an image file or block device")

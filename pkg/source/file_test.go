@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"github.com/backy/backy/internal/streamtest"
+	"github.com/backy/backy/pkg/repo"
 	"io"
 	"os"
 	"path/filepath"
@@ -53,10 +54,10 @@ func TestHolesAreNotRead(t *testing.T) {
 	if hdr.Size != 1<<40 || hdr.Kind != extent.Full {
 		t.Fatalf("header %+v", hdr)
 	}
-	if len(recs) != 3 || recs[1].Type != extent.Data || sum.DataBytes > BlockSize {
+	if len(recs) != 3 || recs[1].Type != extent.Data || sum.DataBytes > repo.ChunkSize {
 		t.Fatalf("records %d, data bytes %d", len(recs), sum.DataBytes)
 	}
-	if recs[1].Offset%BlockSize != 0 && recs[1].Offset != 600*MiB {
+	if recs[1].Offset%repo.ChunkSize != 0 && recs[1].Offset != 600*MiB {
 		t.Fatalf("data record at %d", recs[1].Offset)
 	}
 	if !bytes.Contains(recs[1].Data, []byte("hello")) {
@@ -85,7 +86,7 @@ func TestRecordsAlignToBlocks(t *testing.T) {
 	}
 	_, recs := records(t, buf.Bytes())
 	for _, r := range recs {
-		if r.Type == extent.Data && r.Offset/BlockSize != (r.End()-1)/BlockSize {
+		if r.Type == extent.Data && r.Offset/repo.ChunkSize != (r.End()-1)/repo.ChunkSize {
 			t.Fatalf("data record %d+%d crosses a block boundary", r.Offset, r.Length)
 		}
 	}

@@ -4,12 +4,13 @@ import (
 	"context"
 
 	"github.com/backy/backy/pkg/extent"
+	"github.com/backy/backy/pkg/repo"
 	"math/rand/v2"
 	"sort"
 	"sync"
 )
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, BlockSize); return &b }}
+var bufPool = sync.Pool{New: func() any { b := make([]byte, repo.ChunkSize); return &b }}
 
 func getBuf(n int) []byte { return (*bufPool.Get().(*[]byte))[:n] }
 
@@ -28,13 +29,13 @@ func send(ctx context.Context, out chan<- block, b block) bool {
 	}
 }
 
-// readAll reads every data region in blocks aligned to BlockSize and closes
+// readAll reads every data region in blocks aligned to repo.ChunkSize and closes
 // out when done; holes are never read.
 func (img *image) readAll(ctx context.Context, out chan<- block) {
 	defer close(out)
 	err := img.dataRegions(func(from, to int64) error {
 		for off := from; off < to; {
-			end := min((off/BlockSize+1)*BlockSize, to)
+			end := min((off/repo.ChunkSize+1)*repo.ChunkSize, to)
 			if !img.readBlock(ctx, out, off, end) {
 				return context.Canceled
 			}
@@ -71,8 +72,8 @@ func (img *image) readBlock(ctx context.Context, out chan<- block, off, end int6
 func (img *image) readSample(ctx context.Context, out chan<- block, opt Options) {
 	defer close(out)
 	for _, n := range SampleBlocks(img.size, opt.Sample, opt.Seed) {
-		off := n * BlockSize
-		end := min(off+BlockSize, img.size)
+		off := n * repo.ChunkSize
+		end := min(off+repo.ChunkSize, img.size)
 		if !img.seekable {
 			if !img.skip(ctx, out, off) {
 				return
@@ -93,7 +94,7 @@ func (img *image) readSample(ctx context.Context, out chan<- block, opt Options)
 // same blocks; seed 0 picks a random one. Every source samples with it, so
 // a sample means the same blocks whatever produced it.
 func SampleBlocks(size int64, percent float64, seed uint64) []int64 {
-	nblocks := (size + BlockSize - 1) / BlockSize
+	nblocks := (size + repo.ChunkSize - 1) / repo.ChunkSize
 	if percent >= 100 {
 		all := make([]int64, nblocks)
 		for i := range all {
@@ -122,7 +123,7 @@ func SampleBlocks(size int64, percent float64, seed uint64) []int64 {
 // skip reads and discards a pipe's bytes up to off.
 func (img *image) skip(ctx context.Context, out chan<- block, off int64) bool {
 	for img.pos < off {
-		buf := getBuf(int(min(BlockSize, off-img.pos)))
+		buf := getBuf(int(min(repo.ChunkSize, off-img.pos)))
 		err := img.readFull(buf, img.pos)
 		putBuf(buf)
 		if err != nil {

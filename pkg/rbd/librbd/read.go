@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/backy/backy/pkg/rbd"
+	"github.com/backy/backy/pkg/repo"
 	cephrbd "github.com/ceph/go-ceph/rbd"
 )
 
@@ -56,8 +57,8 @@ func (e *engine) Diff(ctx context.Context, req rbd.DiffRequest, sink rbd.Sink) e
 	if req.Sample {
 		// Asked before the pipeline starts: the sink is not safe for
 		// concurrent use.
-		for b := int64(0); b*rbd.ChunkSize < size; b++ {
-			if sink.Wanted(b*rbd.ChunkSize, min(size, (b+1)*rbd.ChunkSize)) {
+		for b := int64(0); b*repo.ChunkSize < size; b++ {
+			if sink.Wanted(b*repo.ChunkSize, min(size, (b+1)*repo.ChunkSize)) {
 				blocks = append(blocks, b)
 			}
 		}
@@ -150,7 +151,7 @@ func (p *pipeline) send(ctx context.Context, pc *piece) bool {
 			return false
 		}
 		if pc.buf == nil {
-			pc.buf = make([]byte, rbd.ChunkSize)
+			pc.buf = make([]byte, repo.ChunkSize)
 		}
 		pc.buf, pc.done = pc.buf[:pc.n], make(chan struct{})
 		select {
@@ -172,8 +173,8 @@ func (p *pipeline) send(ctx context.Context, pc *piece) bool {
 // sendBlocks queues whole sampled blocks.
 func (p *pipeline) sendBlocks(ctx context.Context, blocks []int64, size int64) error {
 	for _, b := range blocks {
-		off := b * rbd.ChunkSize
-		if !p.send(ctx, &piece{off: off, n: min(rbd.ChunkSize, size-off), data: true}) {
+		off := b * repo.ChunkSize
+		if !p.send(ctx, &piece{off: off, n: min(repo.ChunkSize, size-off), data: true}) {
 			return ctx.Err()
 		}
 	}
@@ -224,7 +225,7 @@ func (p *pipeline) sendDiff(ctx context.Context, img *cephrbd.Image, req rbd.Dif
 				continue
 			}
 			for off, end := x.off, x.off+x.n; off < end; {
-				n := min(end, (off/rbd.ChunkSize+1)*rbd.ChunkSize) - off
+				n := min(end, (off/repo.ChunkSize+1)*repo.ChunkSize) - off
 				if !p.send(ctx, &piece{off: off, n: n, data: true}) {
 					return ctx.Err()
 				}
