@@ -18,7 +18,7 @@ MANPAGES := $(MANSRC:.md=)
 FUZZTIME ?= 60s
 SHORTFUZZ ?= 15s
 
-.PHONY: all build test test-go test-faults-long lint fuzz deps demo bench man install clean
+.PHONY: all build test test-go test-faults-long test-fresh lint fuzz deps demo bench man install clean
 
 all: build man
 
@@ -58,8 +58,21 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(SHORTFUZZ) $$pkg || exit 1; \
 	done
 
-demo: build
+# The first command on a fresh machine: installs (as root) the little the
+# demo needs, and without librbd-dev builds without the librbd engine.
+demo:
+	@scripts/deps.sh --demo
+	@if [ -n "$(LIBRBD)" ] && [ ! -e /usr/include/rbd/librbd.h ]; then \
+		echo "demo: no librbd-dev here: building without the librbd engine (make deps or make test installs it)"; \
+		$(MAKE) --no-print-directory build LIBRBD=; \
+	else $(MAKE) --no-print-directory build; fi
 	@scripts/demo.sh
+
+# make demo in a fresh Debian bookworm chroot (debootstrap; a few minutes):
+# proves the demo needs nothing the host happens to have.
+test-fresh:
+	@scripts/deps.sh --fresh
+	@scripts/test-fresh.sh
 
 # File backups against cp, borg and restic (writes docs/benchmarks.md), then
 # backy-nbd against qemu-nbd, then the RBD engines on the test cluster; the

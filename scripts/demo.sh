@@ -9,7 +9,12 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/backy-demo.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 cd "$work"
 
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Bold headings only on a terminal, and never with NO_COLOR set.
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
+	say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+	say() { printf '\n== %s\n' "$*"; }
+fi
 
 say "making a 512 MiB ext4 disk image with real files (mke2fs -d)"
 mkdir -p files

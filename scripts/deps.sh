@@ -2,6 +2,8 @@
 # deps.sh: make sure every tool the test suite needs is installed.
 # As root on Debian it installs the missing packages with apt-get; otherwise
 # it names exactly what is missing and fails, so no test is skipped silently.
+# --demo: only what `make demo` needs; --bench adds the benchmark peers;
+# --fresh adds debootstrap for `make test-fresh`.
 set -euo pipefail
 
 # command-or-file  debian-package
@@ -29,9 +31,11 @@ NEEDS=(
 	"gcc gcc"
 	"pkg-config pkg-config"
 )
-if [ "${1:-}" = "--bench" ]; then
-	NEEDS+=("borg borgbackup" "restic restic" "fio fio")
-fi
+case "${1:-}" in
+--demo) NEEDS=("mke2fs e2fsprogs" "cmp diffutils") ;;
+--bench) NEEDS+=("borg borgbackup" "restic restic" "fio fio") ;;
+--fresh) NEEDS=("debootstrap debootstrap") ;;
+esac
 
 missing=()
 for need in "${NEEDS[@]}"; do
@@ -55,5 +59,5 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 	exit 0
 fi
 echo "deps: missing Debian packages: ${missing[*]}" >&2
-echo "deps: install them (apt-get install ${missing[*]}) or run make test as root" >&2
+echo "deps: install them (apt-get install ${missing[*]}) or run this as root" >&2
 exit 1
