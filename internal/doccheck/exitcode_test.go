@@ -65,7 +65,7 @@ func TestSentinelsCarryDocumentedCodes(t *testing.T) {
 	cfg := &packages.Config{
 		Mode:       packages.NeedName | packages.NeedTypes | packages.NeedSyntax | packages.NeedTypesInfo,
 		Dir:        "../..",
-		BuildFlags: []string{"-tags", "librbd,pacific"},
+		BuildFlags: []string{"-tags", buildTags},
 	}
 	pkgs, err := packages.Load(cfg, "./pkg/...")
 	if err != nil {
