@@ -12,9 +12,24 @@ import (
 	"github.com/backy/backy/pkg/exitcode"
 )
 
-// ErrNotSocket is returned by ListenUnix when something other than a
-// socket is in the way; it is left alone.
-var ErrNotSocket = exitcode.New(exitcode.Usage, "nbdserver: exists and is not a socket")
+var (
+	// ErrNotSocket is returned by ListenUnix when something other than a
+	// socket is in the way; it is left alone.
+	ErrNotSocket = exitcode.New(exitcode.Usage, "nbdserver: exists and is not a socket")
+	// ErrSocketPath is returned by ListenUnix for a path the kernel cannot
+	// bind: Unix socket addresses hold 107 bytes, and the socket is bound
+	// in a temporary directory beside it first.
+	ErrSocketPath = exitcode.New(exitcode.Usage, "nbdserver: socket path too long")
+)
+
+// maxSocketPath is the longest path a Unix socket can be bound at (108
+// bytes of sun_path with the terminating NUL); tmpSocketExtra is what the
+// temporary directory adds to the socket's directory ("/.nbd" and up to
+// ten digits, "/s").
+const (
+	maxSocketPath  = 107
+	tmpSocketExtra = 17
+)
 
 // ListenUnix listens on a Unix socket at path that only the owner can
 // connect to (mode 0600), and removes it when the listener is closed. The
@@ -23,6 +38,9 @@ var ErrNotSocket = exitcode.New(exitcode.Usage, "nbdserver: exists and is not a 
 // permissions. A stale socket at path (nothing accepts on it) is replaced;
 // a live one is syscall.EADDRINUSE; anything else there is ErrNotSocket.
 func ListenUnix(path string) (net.Listener, error) {
+	if dir := filepath.Dir(path); len(path) > maxSocketPath || len(dir)+tmpSocketExtra > maxSocketPath {
+		return nil, fmt.Errorf("%w: %s (its directory may have at most %d bytes)", ErrSocketPath, path, maxSocketPath-tmpSocketExtra)
+	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode().Type() != fs.ModeSocket {
 			return nil, fmt.Errorf("%w: %s", ErrNotSocket, path)
