@@ -43,8 +43,14 @@ type proc struct {
 
 func startDaemon(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return startDaemonEnv(t, env(), args...)
+}
+
+// startDaemonEnv starts backy-schedule with environment environ.
+func startDaemonEnv(t *testing.T, environ []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, cmd: exec.Command("backy-schedule", args...), done: make(chan struct{})}
-	p.cmd.Env = env()
+	p.cmd.Env = environ
 	p.cmd.Stderr = &p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -214,18 +214,7 @@ func TestRBDEndToEnd(t *testing.T) {
 
 func startRBDDaemon(t *testing.T, cephConf, cfg, logfile, grace string) *proc {
 	t.Helper()
-	p := &proc{t: t, cmd: exec.Command("backy-schedule", "-c", cfg, "-l", logfile, "--grace", grace), done: make(chan struct{})}
-	p.cmd.Env = rbdEnv(cephConf)
-	p.cmd.Stderr = &p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.done
-	})
-	return p
+	return startDaemonEnv(t, rbdEnv(cephConf), "-c", cfg, "-l", logfile, "--grace", grace)
 }
 
 // runCmd runs one of the built commands and returns its stdout.

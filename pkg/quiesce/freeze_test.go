@@ -179,17 +179,25 @@ func TestKilledWhileFrozen(t *testing.T) {
 	if os.Getenv("BACKY_FAULTS_LONG") != "" {
 		runs = 100
 	}
+	killRuns(t, g, runs, 1600*time.Millisecond, quiesce.Options{
+		FreezeCommand: "sleep 0.$((RANDOM % 3)); " + g.FreezeCommand(), ThawCommand: g.ThawCommand(), Timeout: 2 * time.Second,
+	}, func() { exec.Command("fsfreeze", "-u", g.Mount).Run() })
+}
+
+// killRuns starts the stand-in for backy-extract runs times with opt and a
+// snapshot that never comes, SIGKILLs its process group after a random
+// time up to killWithin, and checks that the guest is thawed within
+// opt.Timeout of the kill; thaw rescues a guest left frozen.
+func killRuns(t *testing.T, g *freezetest.Guest, runs int, killWithin time.Duration, opt quiesce.Options, thaw func()) {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	const timeout = 2 * time.Second
 	leftFrozen, killedFrozen := 0, 0
 	var worst time.Duration
 	for i := range runs {
-		spec, err := json.Marshal(standInSpec{Options: quiesce.Options{
-			FreezeCommand: "sleep 0.$((RANDOM % 3)); " + g.FreezeCommand(), ThawCommand: g.ThawCommand(), Timeout: timeout,
-		}, Snap: filepath.Join(t.TempDir(), "snap"), Delay: time.Hour})
+		spec, err := json.Marshal(standInSpec{Options: opt, Snap: filepath.Join(t.TempDir(), "snap"), Delay: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -199,20 +207,19 @@ func TestKilledWhileFrozen(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(rand.IntN(1600)) * time.Millisecond)
-		wasFrozen := g.Frozen(50 * time.Millisecond)
-		if wasFrozen {
+		time.Sleep(time.Duration(rand.Int64N(int64(killWithin))))
+		if g.Frozen(50 * time.Millisecond) {
 			killedFrozen++
 		}
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		killed := time.Now()
 		cmd.Wait()
-		for g.Frozen(100*time.Millisecond) && time.Since(killed) < timeout {
+		for g.Frozen(100*time.Millisecond) && time.Since(killed) < opt.Timeout {
 		}
 		if g.Frozen(100 * time.Millisecond) {
 			leftFrozen++
 			t.Errorf("run %d: guest still frozen %s after the kill", i, time.Since(killed))
-			exec.Command("fsfreeze", "-u", g.Mount).Run()
+			thaw()
 		}
 		worst = max(worst, time.Since(killed))
 	}

@@ -4,12 +4,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -81,38 +77,6 @@ func TestGuestAgentKilled(t *testing.T) {
 	if os.Getenv("BACKY_FAULTS_LONG") != "" {
 		runs = 20
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	const timeout = 3 * time.Second
-	left, killedFrozen := 0, 0
-	for i := range runs {
-		spec, err := json.Marshal(standInSpec{Options: quiesce.Options{GuestAgent: a.Socket, Timeout: timeout},
-			Snap: filepath.Join(t.TempDir(), "snap"), Delay: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(exe)
-		cmd.Env = append(os.Environ(), runEnv+"="+string(spec))
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Duration(rand.IntN(1500)) * time.Millisecond)
-		if g.Frozen(50 * time.Millisecond) {
-			killedFrozen++
-		}
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		killed := time.Now()
-		cmd.Wait()
-		for g.Frozen(100*time.Millisecond) && time.Since(killed) < timeout {
-		}
-		if g.Frozen(100 * time.Millisecond) {
-			left++
-			t.Errorf("run %d: guest still frozen %s after the kill", i, time.Since(killed))
-			qgaCall(t, a.Socket, "guest-fsfreeze-thaw")
-		}
-	}
-	t.Logf("%d kill runs through qemu-ga (%d killed while frozen): %d guests left frozen", runs, killedFrozen, left)
+	killRuns(t, g, runs, 1500*time.Millisecond, quiesce.Options{GuestAgent: a.Socket, Timeout: 3 * time.Second},
+		func() { qgaCall(t, a.Socket, "guest-fsfreeze-thaw") })
 }

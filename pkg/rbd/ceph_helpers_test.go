@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/backy/backy/pkg/extent"
+	"github.com/backy/backy/pkg/quiesce"
 	"github.com/backy/backy/pkg/rbd"
 	"github.com/backy/backy/pkg/rbd/cephtest"
 	"github.com/backy/backy/pkg/rbd/librbd"
@@ -25,7 +26,12 @@ import (
 // they are skipped when Ceph is not installed and BACKY_REQUIRE_CEPH is
 // unset, and fail when it is set.
 
-func TestMain(m *testing.M) { os.Exit(cephtest.Main(m)) }
+func TestMain(m *testing.M) {
+	if os.Getenv(quiesce.HelperEnv) != "" {
+		os.Exit(quiesce.HelperMain()) // the freeze/thaw helper of the freeze benchmark
+	}
+	os.Exit(cephtest.Main(m))
+}
 
 const (
 	KiB = 1 << 10
