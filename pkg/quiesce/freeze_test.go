@@ -229,3 +229,18 @@ func killRuns(t *testing.T, g *freezetest.Guest, runs int, killWithin time.Durat
 		t.Error("no run was killed while the guest was frozen: the test proves nothing")
 	}
 }
+
+// TestSnapshotFails: a snapshot that fails while the guest is frozen fails
+// the run, and the guest is thawed.
+func TestSnapshotFails(t *testing.T) {
+	g := freezetest.New(t)
+	snap := newSnap(t)
+	os.WriteFile(snap.path, nil, 0o644) // the name is taken: Create fails
+	_, err := quiesce.Snapshot(context.Background(), quiesce.Options{
+		FreezeCommand: g.FreezeCommand(), ThawCommand: g.ThawCommand(), Timeout: 10 * time.Second, Logf: logTo(t),
+	}, snap)
+	if !errors.Is(err, os.ErrExist) {
+		t.Fatalf("err %v, want the snapshot's error", err)
+	}
+	g.ThawedWithin(t, time.Second)
+}
