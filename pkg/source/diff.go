@@ -3,10 +3,9 @@ package source
 import (
 	"context"
 	"fmt"
-	"runtime"
-	"sync"
 
 	"github.com/backy/backy/pkg/extent"
+	"github.com/backy/backy/pkg/ordered"
 	"github.com/backy/backy/pkg/repo"
 	"github.com/zeebo/blake3"
 )
@@ -67,76 +66,32 @@ type chunkGroup struct {
 	blocks []block    // what was read: one per range
 	buf    []byte     // seekable sources: the one buffer blocks point into
 	hash   repo.Hash
-	err    error
-	done   chan struct{}
 }
 
 // emitDiff writes the records of every chunk whose content differs from
 // the base: data and zero records covering the whole chunk, so that nothing
 // of the base chunk survives. Chunks are read and hashed by a worker per
-// core (a pipe is read by one reader, in order, and hashed by the
-// workers); records stay in order.
+// core in an ordered pipeline (a pipe is read by one reader, in order, and
+// hashed by the workers); records stay in order, and nothing reads the
+// image once emitDiff has returned (a pipe's reader may be stuck in a read
+// and is left to end by itself).
 func emitDiff(ctx context.Context, w *extent.Writer, img *image, base *fileBase) error {
-	ctx, cancel := context.WithCancel(ctx)
-	// The planner and the workers are done before emitDiff returns, so
-	// nothing reads the image once File has closed it. (A pipe's reader
-	// may be stuck in a read and is left to end by itself.)
-	var wg sync.WaitGroup
-	defer func() {
-		cancel()
-		wg.Wait()
-	}()
-	workers := runtime.GOMAXPROCS(0)
-	jobs := make(chan *chunkGroup, workers)
-	order := make(chan *chunkGroup, 2*workers+2)
-	errc := make(chan error, 1)
-	read := true
-	wg.Add(1 + workers)
-	if img.seekable {
-		go func() {
-			defer wg.Done()
-			planChunks(ctx, img, jobs, order, errc)
-		}()
-	} else {
+	produce := img.planChunks
+	work := func(_ context.Context, _ int, g *chunkGroup) error { return img.readGroup(g) }
+	if !img.seekable {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
 		blocks := make(chan block, 4)
 		go img.readAll(ctx, blocks)
-		go func() {
-			defer wg.Done()
-			groupBlocks(ctx, blocks, jobs, order, errc)
-		}()
-		read = false
-	}
-	for range workers {
-		go func() {
-			defer wg.Done()
-			for g := range jobs {
-				if read {
-					g.err = img.readGroup(g)
-				} else {
-					g.hash = groupHash(g)
-				}
-				close(g.done)
-			}
-		}()
+		produce = groupBlocks(blocks)
+		work = func(_ context.Context, _ int, g *chunkGroup) error { g.hash = groupHash(g); return nil }
 	}
 	e := diffEmitter{w: w, size: img.size, hashes: base.hashes, z: extent.ZeroRun{Write: w.WriteZero}}
-	for g := range order {
-		<-g.done
-		err := g.err
-		if err == nil {
-			err = e.group(g)
-		}
-		g.release()
-		if err != nil {
-			return err
-		}
-	}
-	select {
-	case err := <-errc:
-		return err
-	default:
-	}
-	if err := ctx.Err(); err != nil {
+	err := ordered.Run(ctx, 0, 0, produce, work, func(g *chunkGroup) error {
+		defer g.release()
+		return e.group(g)
+	})
+	if err != nil {
 		return err
 	}
 	if err := e.gap(repo.ChunkCount(img.size)); err != nil {
@@ -145,51 +100,31 @@ func emitDiff(ctx context.Context, w *extent.Writer, img *image, base *fileBase)
 	return e.z.Flush()
 }
 
-// pass hands a group to the workers and, in order, to the emitter.
-func pass(ctx context.Context, g *chunkGroup, jobs, order chan<- *chunkGroup) bool {
-	select {
-	case jobs <- g:
-	case <-ctx.Done():
-		return false
-	}
-	select {
-	case order <- g:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 // planChunks splits the data regions of a seekable image into chunk
 // groups, without reading anything.
-func planChunks(ctx context.Context, img *image, jobs, order chan<- *chunkGroup, errc chan<- error) {
-	defer close(order)
-	defer close(jobs)
-	var g *chunkGroup
+func (img *image) planChunks(_ context.Context, send func(chunkGroup) error) error {
+	g := chunkGroup{n: -1}
 	err := img.dataRegions(func(from, to int64) error {
 		for off := from; off < to; {
 			n := off / repo.ChunkSize
 			end := min((n+1)*repo.ChunkSize, to)
-			if g != nil && g.n != n {
-				if !pass(ctx, g, jobs, order) {
-					return context.Canceled
+			if g.n != n {
+				if g.n >= 0 {
+					if err := send(g); err != nil {
+						return err
+					}
 				}
-				g = nil
-			}
-			if g == nil {
-				g = &chunkGroup{n: n, done: make(chan struct{})}
+				g = chunkGroup{n: n}
 			}
 			g.ranges = append(g.ranges, [2]int64{off, end})
 			off = end
 		}
 		return nil
 	})
-	if err == nil && g != nil {
-		pass(ctx, g, jobs, order)
+	if err != nil || g.n < 0 {
+		return err
 	}
-	if err != nil && err != context.Canceled {
-		errc <- err
-	}
+	return send(g)
 }
 
 // release returns the group's buffers to the pool.
@@ -240,39 +175,37 @@ func (img *image) readGroup(g *chunkGroup) error {
 
 // groupBlocks gathers consecutive blocks of one chunk, read from a pipe,
 // into groups.
-func groupBlocks(ctx context.Context, blocks <-chan block, jobs, order chan<- *chunkGroup, errc chan<- error) {
-	defer close(order)
-	defer close(jobs)
-	var g *chunkGroup
-	for {
-		var b block
-		var ok bool
-		select {
-		case b, ok = <-blocks:
-		case <-ctx.Done():
-			return // the reader may be stuck in a read of the pipe
-		}
-		if !ok {
-			break
-		}
-		if b.err != nil {
-			errc <- b.err
-			return
-		}
-		n := b.off / repo.ChunkSize
-		if g != nil && g.n != n {
-			if !pass(ctx, g, jobs, order) {
-				return
+func groupBlocks(blocks <-chan block) func(context.Context, func(chunkGroup) error) error {
+	return func(ctx context.Context, send func(chunkGroup) error) error {
+		g := chunkGroup{n: -1}
+		for {
+			var b block
+			var ok bool
+			select {
+			case b, ok = <-blocks:
+			case <-ctx.Done():
+				return context.Cause(ctx) // the reader may be stuck in a read of the pipe
 			}
-			g = nil
+			if !ok {
+				break
+			}
+			if b.err != nil {
+				return b.err
+			}
+			if n := b.off / repo.ChunkSize; g.n != n {
+				if g.n >= 0 {
+					if err := send(g); err != nil {
+						return err
+					}
+				}
+				g = chunkGroup{n: n}
+			}
+			g.blocks = append(g.blocks, b)
 		}
-		if g == nil {
-			g = &chunkGroup{n: n, done: make(chan struct{})}
+		if g.n < 0 {
+			return nil
 		}
-		g.blocks = append(g.blocks, b)
-	}
-	if g != nil {
-		pass(ctx, g, jobs, order)
+		return send(g)
 	}
 }
 
