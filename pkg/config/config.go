@@ -43,8 +43,9 @@ type Global struct {
 	WorkerLimit      int           // jobs running at once
 	StatusFile       string        // absolute
 	StatusInterval   time.Duration // how often the status file is rewritten
-	ConsoleAddresses []string      // IP addresses; empty means no console
+	ConsoleAddresses []string      // IP addresses; empty means no TCP console
 	ConsolePort      int
+	ConsoleSocket    string // absolute path of the console's Unix socket; empty means none
 	Backoff          schedule.Backoff
 }
 

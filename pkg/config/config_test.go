@@ -141,7 +141,7 @@ func TestDefaults(t *testing.T) {
 	want := Global{
 		BaseDir: DefaultBaseDir, WorkerLimit: DefaultWorkerLimit, StatusFile: "/srv/backy/status",
 		StatusInterval: DefaultStatusInterval, ConsoleAddresses: []string{"127.0.0.1"},
-		ConsolePort: DefaultConsolePort, Backoff: schedule.DefaultBackoff,
+		ConsolePort: DefaultConsolePort, ConsoleSocket: "/srv/backy/.backy-schedule/console.sock", Backoff: schedule.DefaultBackoff,
 	}
 	if g := c.Global; !globalEqual(g, want) {
 		t.Errorf("Global = %+v, want %+v", g, want)

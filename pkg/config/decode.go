@@ -177,6 +177,13 @@ func (d *decoder) global(m map[string]any) Global {
 	if n, ok := d.integer(m, path, "console-port", 1, 65535); ok {
 		g.ConsolePort = n
 	}
+	g.ConsoleSocket = filepath.Join(g.BaseDir, ".backy-schedule", "console.sock")
+	if s, ok := d.str(m, path, "console-socket"); ok {
+		g.ConsoleSocket = ""
+		if s != "" {
+			g.ConsoleSocket = under(g.BaseDir, s)
+		}
+	}
 	if v, ok := d.duration(m, path, "backoff-initial", time.Second, schedule.MaxInterval); ok {
 		g.Backoff.Initial = v
 	}

@@ -8,7 +8,7 @@ var (
 	topKeys    = []string{"global", "schedules", "jobs"}
 	globalKeys = []string{
 		"base-dir", "worker-limit", "status-file", "status-interval",
-		"console-addresses", "console-port", "backoff-initial", "backoff-max",
+		"console-addresses", "console-port", "console-socket", "backoff-initial", "backoff-max",
 	}
 	ruleKeys        = []string{"interval", "keep"}
 	jobKeys         = []string{"schedule", "source", "full-always", "verify-sample", "directory", "consistency"}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -13,6 +15,8 @@ import (
 	"time"
 
 	"github.com/backy/backy/pkg/jobstatus"
+
+	"github.com/backy/backy/pkg/fsperm"
 )
 
 // Console limits: a forgotten telnet session must not hold resources for
@@ -45,11 +49,18 @@ type console struct {
 	wg        sync.WaitGroup
 }
 
-// openConsole listens on every address; none means no console. Not being
-// able to listen is an error at start: an operator who configured a
-// console should not find it silently missing.
-func openConsole(d *daemon, addrs []string, port int) (*console, error) {
+// openConsole listens on every address and on the Unix socket; none means
+// no console. Not being able to listen is an error at start: an operator
+// who configured a console should not find it silently missing.
+func openConsole(d *daemon, addrs []string, port int, socket string) (*console, error) {
 	c := &console{d: d, conns: map[net.Conn]struct{}{}}
+	if socket != "" {
+		l, err := listenUnix(socket)
+		if err != nil {
+			return nil, fmt.Errorf("daemon: console: %w", err)
+		}
+		c.listeners = append(c.listeners, l)
+	}
 	for _, a := range addrs {
 		l, err := net.Listen("tcp", net.JoinHostPort(a, strconv.Itoa(port)))
 		if err != nil {
@@ -59,6 +70,29 @@ func openConsole(d *daemon, addrs []string, port int) (*console, error) {
 		c.listeners = append(c.listeners, l)
 	}
 	return c, nil
+}
+
+// listenUnix listens on a Unix socket that only the daemon's user may
+// connect to (mode 0600; connecting needs write permission). A socket left
+// by a daemon that died is removed: the base directory's lock says no
+// other daemon is using it. The socket's directory is made private if
+// missing, so the moment between bind and chmod is closed to others too.
+func listenUnix(path string) (net.Listener, error) {
+	if err := fsperm.MkdirAll(filepath.Dir(path)); err != nil {
+		return nil, err
+	}
+	if st, err := os.Lstat(path); err == nil && st.Mode().Type() == os.ModeSocket {
+		os.Remove(path)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
 }
 
 func (c *console) where() string {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/backy/backy/pkg/config"
 	"github.com/backy/backy/pkg/flock"
+	"github.com/backy/backy/pkg/fsperm"
 	"github.com/backy/backy/pkg/jobstatus"
 	"github.com/backy/backy/pkg/schedule"
 )
@@ -103,7 +104,7 @@ func start(opt Options) (*daemon, error) {
 		d.runner = NewPipelineRunner(bins, env, filepath.Join(g.BaseDir, StateDir, "log"))
 		d.log.Printf("using %s and %s", bins.Extract, bins.Store)
 	}
-	if err := os.MkdirAll(filepath.Dir(g.StatusFile), 0o755); err != nil {
+	if err := fsperm.MkdirAll(filepath.Dir(g.StatusFile)); err != nil {
 		lock.Unlock()
 		return nil, fmt.Errorf("daemon: status file: %w", err)
 	}
@@ -111,7 +112,7 @@ func start(opt Options) (*daemon, error) {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		d.log.Printf("ignoring the previous status file: %v", err)
 	}
-	if d.console, err = openConsole(d, g.ConsoleAddresses, g.ConsolePort); err != nil {
+	if d.console, err = openConsole(d, g.ConsoleAddresses, g.ConsolePort, g.ConsoleSocket); err != nil {
 		lock.Unlock()
 		return nil, err
 	}

@@ -37,8 +37,8 @@ func (d *daemon) reload(by string) (string, error) {
 		d.log.Printf("reload (%s) failed, keeping the previous configuration: %v", by, err)
 		return "", err
 	}
-	if !slices.Equal(c.Global.ConsoleAddresses, d.cfg.Global.ConsoleAddresses) || c.Global.ConsolePort != d.cfg.Global.ConsolePort {
-		d.log.Printf("reload (%s): console-addresses and console-port take effect at the next start", by)
+	if !slices.Equal(c.Global.ConsoleAddresses, d.cfg.Global.ConsoleAddresses) || c.Global.ConsolePort != d.cfg.Global.ConsolePort || c.Global.ConsoleSocket != d.cfg.Global.ConsoleSocket {
+		d.log.Printf("reload (%s): console-addresses, console-port and console-socket take effect at the next start", by)
 	}
 	now := time.Now()
 	added, removed := d.s.setConfig(c, d.scanAll(c), nil, now)

@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/backy/backy/pkg/fsperm"
 )
 
 // logTime is the timestamp of log lines: local time, as operators read it
@@ -39,7 +42,7 @@ func (l *Logger) Reopen() error {
 	if l.path == "" {
 		return nil
 	}
-	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := openLog(l.path)
 	if err != nil {
 		return fmt.Errorf("daemon: log file: %w", err)
 	}
@@ -59,6 +62,22 @@ func (l *Logger) Printf(format string, args ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	io.WriteString(l.w, line)
+}
+
+// openLog opens a log file for appending, private to the owner or shared
+// with the group of its directory (pkg/fsperm), whatever the umask; a log
+// an older backy made readable by everyone is closed.
+func openLog(path string) (*os.File, error) {
+	perm := fsperm.Of(filepath.Dir(path))
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, perm.File())
+	if err != nil {
+		return nil, err
+	}
+	if err := perm.Restrict(path); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // Close closes the log file, if there is one.

@@ -53,7 +53,7 @@ var revisionID = regexp.MustCompile(`^[a-z][a-z2-7]{15}$`)
 // never runs after a failed verification, since the distrusted new revision
 // would count towards the keep counts and push good revisions out.
 func (r *PipelineRunner) Run(ctx context.Context, job config.Job, tags []string, stage func(string)) (res Result) {
-	log, err := os.OpenFile(r.JobLog(job.Name), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	log, err := openLog(r.JobLog(job.Name))
 	if err != nil {
 		return Result{Err: fmt.Errorf("daemon: job log: %w", err)}
 	}

@@ -35,7 +35,7 @@ type Lock struct {
 // timeout (0: not at all). When another process still holds it, Take
 // returns ErrHeld and the pid an exclusive holder wrote (0 when none).
 func Take(path string, shared bool, timeout time.Duration) (*Lock, int, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, 0, err
 	}

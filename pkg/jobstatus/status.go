@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/backy/backy/pkg/exitcode"
+	"github.com/backy/backy/pkg/fsperm"
 )
 
 // Format is the version of the status file layout.
@@ -122,9 +123,12 @@ func Write(path string, s *Status) error {
 	if err != nil {
 		return fmt.Errorf("jobstatus: status file: %w", err)
 	}
-	_, err = f.Write(b)
+	// Readable by the group of its directory when that is shared (750):
+	// how backy-check run by a monitoring user reads it.
+	perm := fsperm.Of(filepath.Dir(path))
+	err = perm.SetFile(f, perm.File())
 	if err == nil {
-		err = f.Chmod(0o644)
+		_, err = f.Write(b)
 	}
 	if err == nil {
 		err = f.Sync()

@@ -2,17 +2,25 @@ package repo
 
 import (
 	"fmt"
+
 	"os"
 	"path/filepath"
+
+	"github.com/backy/backy/pkg/fsperm"
 )
 
 // writeFileAtomic publishes data at path: write a temp file in tmpDir,
 // fsync it, rename it over path, fsync path's directory. Readers see either
 // the old or the new file, never a part.
-func writeFileAtomic(tmpDir, path string, data []byte) error {
+func writeFileAtomic(tmpDir, path string, data []byte, perm fsperm.Mode) error {
 	f, err := os.CreateTemp(tmpDir, filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return fmt.Errorf("repo: %w", err)
+	}
+	if err := perm.SetFile(f, perm.File()); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
 	}
 	tmp := f.Name()
 	ok := false

@@ -9,6 +9,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/backy/backy/pkg/fsperm"
 )
 
 // ChunkStore keeps compressed chunks by hash. The directory store is the
@@ -171,11 +173,16 @@ func (b *dirBatch) Put(h Hash, compressed []byte) error {
 	if dup {
 		return nil
 	}
-	f, err := os.OpenFile(filepath.Join(b.tmp, h.String()), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	f, err := os.OpenFile(filepath.Join(b.tmp, h.String()), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o400)
 	if err != nil {
 		return fmt.Errorf("repo: write chunk %s: %w", h, err)
 	}
-	_, err = f.Write(compressed)
+	// Private to the owner whatever the umask (pkg/fsperm): a chunk is the
+	// disk's content.
+	err = fsperm.Private.SetFile(f, fsperm.Private.ReadOnly())
+	if err == nil {
+		_, err = f.Write(compressed)
+	}
 	if err == nil {
 		_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
 	}
@@ -209,7 +216,7 @@ func (b *dirBatch) Commit() error {
 		dir := filepath.Dir(dst)
 		if !touched[dir] {
 			if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-				if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+				if err := fsperm.Private.Mkdir(dir); err != nil {
 					return fmt.Errorf("repo: %w", err)
 				}
 			}

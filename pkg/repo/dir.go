@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/backy/backy/pkg/fsperm"
 )
 
 // dirBackend is a repository in one self-contained directory
@@ -17,6 +19,38 @@ type dirBackend struct {
 	chunks *dirStore
 	// createdDir is set when openOrCreateDir made the directory itself.
 	createdDir bool
+	// perm says who may read the repository's metadata (pkg/fsperm):
+	// shared with the directory's group when that is 750. Chunks and
+	// indexes are always private to the owner.
+	perm fsperm.Mode
+	// restricted is set once this process closed the directories of a
+	// repository an older backy made open to everyone.
+	restricted bool
+}
+
+// restrict closes the directories of the repository to everyone but the
+// owner (and its group, for the metadata, if shared), before this process
+// first writes to it: a backy before fsperm made them 755 and chunks 444.
+// Closing the 260 directories is enough for nobody else to reach a file;
+// the files keep their modes (rewriting them all would cost a pass over
+// every chunk).
+func (d *dirBackend) restrict() error {
+	if d.restricted {
+		return nil
+	}
+	for _, p := range []string{d.dir, filepath.Join(d.dir, "revisions"), filepath.Join(d.dir, "locks")} {
+		if err := d.perm.Restrict(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	subs, _ := filepath.Glob(filepath.Join(d.dir, "chunks", "??"))
+	for _, p := range append([]string{filepath.Join(d.dir, "chunks"), filepath.Join(d.dir, "tmp")}, subs...) {
+		if err := fsperm.Private.Restrict(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	d.restricted = true
+	return nil
 }
 
 func openDir(dir string) (*Repo, error) {
@@ -31,7 +65,8 @@ func openDir(dir string) (*Repo, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &dirBackend{dir: dir, chunks: newDirStore(dir)}
+	perm := fsperm.Of(dir)
+	d := &dirBackend{dir: dir, chunks: newDirStore(dir), perm: perm}
 	r := newRepo(d, dir)
 	r.format = format
 	return r, nil
@@ -66,15 +101,34 @@ func openOrCreateDir(dir string) (*Repo, error) {
 // cut could keep the marker and lose a subdirectory (found by
 // TestPowerCutCreateRepository).
 func createDir(dir string) error {
+	// A new repository shares its metadata with a group when the directory
+	// it is made in is shared (750, pkg/fsperm), so that backy-check run
+	// by a monitoring user can read it; chunks and indexes, the disk's
+	// content, stay private to the owner. A directory umask 022 made (755)
+	// is closed.
+	if err := fsperm.MkdirAll(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	if err := fsperm.Of(filepath.Dir(dir)).Mkdir(dir); err != nil {
+		return err
+	}
+	perm := fsperm.Of(dir)
+	if err := perm.Restrict(dir); err != nil {
+		return err
+	}
 	for _, sub := range []string{"chunks", "revisions", "tmp", "locks"} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
-			return fmt.Errorf("repo: %w", err)
+		m := perm
+		if sub == "chunks" || sub == "tmp" {
+			m = fsperm.Private
+		}
+		if err := m.Mkdir(filepath.Join(dir, sub)); err != nil {
+			return err
 		}
 	}
 	if err := syncDir(dir); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "tmp"), filepath.Join(dir, configFile), newConfig()); err != nil {
+	if err := writeFileAtomic(filepath.Join(dir, "tmp"), filepath.Join(dir, configFile), newConfig(), perm); err != nil {
 		return err
 	}
 	return syncDir(filepath.Dir(filepath.Clean(dir)))
@@ -123,7 +177,7 @@ func (d *dirBackend) ReadMeta(id string) ([]byte, error) {
 }
 
 func (d *dirBackend) WriteMeta(id string, b []byte) error {
-	return writeFileAtomic(d.tmp(), d.revPath(id, ".rev"), b)
+	return writeFileAtomic(d.tmp(), d.revPath(id, ".rev"), b, d.perm)
 }
 
 func (d *dirBackend) ReadIndex(id string) ([]byte, error) {
@@ -148,7 +202,7 @@ func (d *dirBackend) ReadIndex(id string) ([]byte, error) {
 }
 
 func (d *dirBackend) WriteIndex(id string, b []byte) error {
-	return writeFileAtomic(d.tmp(), d.revPath(id, ".idx"), b)
+	return writeFileAtomic(d.tmp(), d.revPath(id, ".idx"), b, fsperm.Private)
 }
 
 // RemoveRevision makes the removal of the metadata durable before it

@@ -17,7 +17,13 @@ import (
 // caller holds the meta lock, as for every metadata change.
 func (r *Repo) seal() error {
 	d, ok := r.b.(*dirBackend)
-	if r.format != legacyFormat || !ok {
+	if !ok {
+		return nil
+	}
+	if err := d.restrict(); err != nil {
+		return err
+	}
+	if r.format != legacyFormat {
 		return nil
 	}
 	path := filepath.Join(d.dir, configFile)
@@ -46,7 +52,7 @@ func (r *Repo) seal() error {
 				return err
 			}
 		}
-		if err := writeFileAtomic(d.tmp(), path, marshalConfig(FormatVersion)); err != nil {
+		if err := writeFileAtomic(d.tmp(), path, marshalConfig(FormatVersion), d.perm); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,155 @@
+// Package fsperm decides who may read what backy writes: repositories, logs
+// and the daemon's status file are private to their owner, or also readable
+// by one group, whatever the umask (docs/reliability.md, "Who can read a
+// backup").
+//
+// The rule: a directory that is open to its group and closed to everyone
+// else (mode 750, 2750) shares what backy makes in it with that group
+// (directories 750, files 640, owned by the directory's group); any other
+// directory (700, or 755, the mode umask 022 gives) keeps it private to the
+// owner (700, 600). Nothing backy makes is ever readable by others.
+package fsperm
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// Mode is how to make files and directories in one place.
+type Mode struct {
+	Group bool // share with the group GID
+	GID   int
+}
+
+// Private is the mode that shares with nobody.
+var Private = Mode{}
+
+// Of returns the mode for what is made in dir: shared with dir's group
+// when dir is open to its group (read and search) and closed to others.
+// A directory that cannot be read is Private.
+func Of(dir string) Mode {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return Private
+	}
+	p := st.Mode().Perm()
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok || p&0o007 != 0 || p&0o050 != 0o050 {
+		return Private
+	}
+	return Mode{Group: true, GID: int(sys.Gid)}
+}
+
+// File is the mode of a file.
+func (m Mode) File() fs.FileMode {
+	if m.Group {
+		return 0o640
+	}
+	return 0o600
+}
+
+// ReadOnly is the mode of a file never written again (a chunk).
+func (m Mode) ReadOnly() fs.FileMode {
+	if m.Group {
+		return 0o440
+	}
+	return 0o400
+}
+
+// Dir is the mode of a directory.
+func (m Mode) Dir() fs.FileMode {
+	if m.Group {
+		return 0o750
+	}
+	return 0o700
+}
+
+// SetFile gives an open file its mode exactly (the umask may have taken
+// bits away) and, when shared, the group. If the group cannot be set (the
+// owner is not in it), the file stays private.
+func (m Mode) SetFile(f *os.File, mode fs.FileMode) error {
+	if m.Group {
+		if err := f.Chown(-1, m.GID); err != nil {
+			mode &^= 0o070
+		}
+	}
+	if err := f.Chmod(mode); err != nil {
+		return fmt.Errorf("fsperm: %w", err)
+	}
+	return nil
+}
+
+// Set gives the file or directory at path the mode (File or Dir by kind)
+// and, when shared, the group; like SetFile.
+func (m Mode) Set(path string) error {
+	st, err := os.Lstat(path)
+	if err != nil {
+		return fmt.Errorf("fsperm: %w", err)
+	}
+	mode := m.File()
+	if st.IsDir() {
+		mode = m.Dir() | st.Mode()&fs.ModeSetgid
+	}
+	if m.Group {
+		if err := os.Lchown(path, -1, m.GID); err != nil {
+			mode &^= 0o070
+		}
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		return fmt.Errorf("fsperm: %w", err)
+	}
+	return nil
+}
+
+// Mkdir makes the directory path with the mode exactly; one that exists
+// already is left as it is.
+func (m Mode) Mkdir(path string) error {
+	err := os.Mkdir(path, m.Dir())
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("fsperm: %w", err)
+	}
+	return m.Set(path)
+}
+
+// MkdirAll makes path and its missing parents private, the way a new
+// repository or base directory begins, and returns nil if path exists.
+func MkdirAll(path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	if parent := filepath.Dir(path); parent != path {
+		if err := MkdirAll(parent); err != nil {
+			return err
+		}
+	}
+	return Private.Mkdir(path)
+}
+
+// Restrict takes away every permission of path beyond the mode (Dir or
+// File by kind): what a backy before this one made 755 and 644 (or 444)
+// closes to others, and to the group unless it is shared.
+func (m Mode) Restrict(path string) error {
+	st, err := os.Lstat(path)
+	if err != nil {
+		return fmt.Errorf("fsperm: %w", err)
+	}
+	limit := m.File() | 0o100
+	if st.IsDir() {
+		limit = m.Dir()
+	}
+	p := st.Mode().Perm()
+	if p&^limit == 0 {
+		return nil
+	}
+	if err := os.Chmod(path, p&limit|st.Mode()&(fs.ModeSetgid|fs.ModeSticky)); err != nil {
+		return fmt.Errorf("fsperm: %w", err)
+	}
+	return nil
+}
