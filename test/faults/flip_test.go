@@ -40,6 +40,9 @@ type flipFile struct {
 func TestFlips(t *testing.T) {
 	t.Parallel()
 	n := scale(300, 3000)
+	if raceEnabled && !long {
+		n = 150 // verify's decompression under the race detector costs ten times more
+	}
 	if s := os.Getenv("BACKY_FAULTS_FLIPS"); s != "" {
 		fmt.Sscan(s, &n)
 	}
