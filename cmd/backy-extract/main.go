@@ -12,6 +12,7 @@ import (
 
 	"github.com/backy/backy/pkg/cli"
 	"github.com/backy/backy/pkg/extent"
+	"github.com/backy/backy/pkg/progress"
 	"github.com/backy/backy/pkg/quiesce"
 	"github.com/backy/backy/pkg/rbd"
 	"github.com/backy/backy/pkg/rbd/librbd"
@@ -42,6 +43,7 @@ type fileCmd struct {
 	Seed     uint64      `help:"Seed for choosing sampled blocks (default: random)."`
 	Snapshot string      `help:"Snapshot name to record in the stream header."`
 	BaseFrom string      `help:"Repository whose newest revision is the base of a differential stream: every chunk is read and hashed, only chunks whose hash differs are sent." placeholder:"DIR"`
+	Quiet    bool        `short:"q" help:"Show no progress line on a terminal (the summary line still ends the run)."`
 	consistencyFlags
 }
 
@@ -55,12 +57,18 @@ func (c *fileCmd) Run(env *cli.Env) error {
 	if q := c.options(); q.Method() != "" || c.Timeout != 0 {
 		return fmt.Errorf("%w: a file source has no snapshot for a freeze to cover: --freeze-command, --thaw-command, --snapshot-command, --guest-agent and --consistency-timeout are for rbd", cli.ErrUsage)
 	}
-	logf := func(format string, args ...any) {
-		fmt.Fprintf(env.Stderr, "%s: %s\n", env.Name, fmt.Sprintf(format, args...))
-	}
+	pc := new(progress.Counter)
+	d := progress.Start(env.Stderr, env.Name, pc.Load, progress.Options{Quiet: c.Quiet})
+	logf := func(format string, args ...any) { d.Printf("%s: %s", env.Name, fmt.Sprintf(format, args...)) }
 	_, err := source.File(env.Ctx, c.Path, env.Stdout, source.Options{
 		Size: c.Size, Sample: float64(c.Sample), Seed: c.Seed, Stdin: env.Stdin, Snapshot: c.Snapshot,
-		BaseFrom: c.BaseFrom, Logf: logf})
+		BaseFrom: c.BaseFrom, Logf: logf, Progress: pc})
+	// The reader of the stream sees its end now, not after Stop, which
+	// may wait for the reader's progress line to go.
+	if cerr := env.Stdout.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	d.Stop()
 	return err
 }
 

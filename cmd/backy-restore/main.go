@@ -4,11 +4,15 @@ package main
 
 import (
 	"bufio"
+	"fmt"
+	"io"
 	"os"
 
 	"github.com/backy/backy/pkg/cli"
+	"github.com/backy/backy/pkg/progress"
 	"github.com/backy/backy/pkg/repo"
 	"github.com/backy/backy/pkg/restore"
+	"github.com/backy/backy/pkg/upkeep"
 )
 
 type restoreCLI struct {
@@ -16,6 +20,7 @@ type restoreCLI struct {
 	Base     string          `short:"b" default:"." help:"Repository directory." placeholder:"DIR"`
 	Revision string          `short:"r" default:"latest" help:"Revision: latest, a tag, an id or unique id prefix, or N for the N-th newest (0 = newest)." placeholder:"SPEC"`
 	Format   string          `short:"f" enum:"raw,extents,rbd-diff" default:"raw" help:"Output format: raw (image bytes), extents (an extent stream for backy-store) or rbd-diff (for rbd import-diff)."`
+	Quiet    bool            `short:"q" help:"Show no progress line on a terminal (the summary line still ends the run)."`
 	Target   string          `arg:"" help:"File or block device to write, or - for stdout."`
 }
 
@@ -37,39 +42,91 @@ func (c *restoreCLI) Run(env *cli.Env) error {
 	if err != nil {
 		return err
 	}
-	if c.Target != "-" {
-		if c.Format != "raw" {
-			return c.toStream(env, r, rev, ix, nil)
+	if c.Target == "-" {
+		if err := cli.RefuseTerminal(env.Stdout); err != nil {
+			return err
 		}
-		return restore.ToPath(env.Ctx, r, rev, ix, c.Target, restore.Options{})
 	}
-	if err := cli.RefuseTerminal(env.Stdout); err != nil {
+	pc := new(progress.Counter)
+	data := restore.DataBytes(ix)
+	pc.SetTotal(data)
+	d := progress.Start(env.Stderr, env.Name, pc.Load, progress.Options{Quiet: c.Quiet})
+	opt := restore.Options{Progress: pc}
+	var written int64
+	switch {
+	case c.Target != "-" && c.Format == "raw":
+		err = restore.ToPath(env.Ctx, r, rev, ix, c.Target, opt)
+		written = data
+	case c.Target != "-":
+		written, err = c.toStream(env, r, rev, ix, nil, opt)
+	default:
+		written, err = c.toStream(env, r, rev, ix, env.Stdout, opt)
+		// The reader sees the end now, not after Stop (which may wait
+		// for the reader's own progress line to go).
+		if cerr := env.Stdout.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+	}
+	took := d.Stop()
+	if err != nil {
 		return err
 	}
-	return c.toStream(env, r, rev, ix, env.Stdout)
+	to, rest := c.Target, "holes"
+	switch {
+	case to == "-":
+		to, rest = "stdout", "zeros"
+	case c.Format == "raw" && isDevice(to):
+		rest = "zeroed"
+	}
+	secs := max(took.Seconds(), 1e-3)
+	fmt.Fprintf(env.Stderr, "%s: revision %s to %s (%s): %s image, %s written, %s %s, %.2fs, %s/s\n",
+		env.Name, rev.ID, to, c.Format, upkeep.HumanBytes(ix.Size), upkeep.HumanBytes(written),
+		upkeep.HumanBytes(ix.Size-data), rest, secs, upkeep.HumanBytes(int64(float64(ix.Size)/secs)))
+	return nil
 }
 
-// toStream writes to out, or to a new file at Target when out is nil.
-func (c *restoreCLI) toStream(env *cli.Env, r *repo.Repo, rev *repo.Revision, ix *repo.Index, out *os.File) error {
+func isDevice(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode()&os.ModeDevice != 0
+}
+
+// toStream writes to out, or to a new file at Target when out is nil, and
+// returns the bytes written.
+func (c *restoreCLI) toStream(env *cli.Env, r *repo.Repo, rev *repo.Revision, ix *repo.Index, out *os.File, opt restore.Options) (int64, error) {
 	if out == nil {
 		f, err := os.Create(c.Target)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		defer f.Close()
 		out = f
 	}
+	cw := &countingWriter{w: out}
+	var err error
 	switch c.Format {
 	case "extents":
-		return restore.Extents(env.Ctx, r, rev, ix, out, restore.Options{})
+		err = restore.Extents(env.Ctx, r, rev, ix, cw, opt)
 	case "rbd-diff":
-		return restore.RBDDiff(env.Ctx, r, rev, ix, out, restore.Options{})
+		err = restore.RBDDiff(env.Ctx, r, rev, ix, cw, opt)
+	default:
+		bw := bufio.NewWriterSize(cw, 1<<20)
+		if err = restore.Raw(env.Ctx, r, rev, ix, bw, opt); err == nil {
+			err = bw.Flush()
+		}
 	}
-	bw := bufio.NewWriterSize(out, 1<<20)
-	if err := restore.Raw(env.Ctx, r, rev, ix, bw, restore.Options{}); err != nil {
-		return err
-	}
-	return bw.Flush()
+	return cw.n, err
+}
+
+// countingWriter counts the bytes that reach w.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func run() int {

@@ -5,16 +5,22 @@ package main
 import (
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/backy/backy/pkg/cli"
+	"github.com/backy/backy/pkg/progress"
 	"github.com/backy/backy/pkg/repo"
 	"github.com/backy/backy/pkg/store"
 	"github.com/backy/backy/pkg/upkeep"
 )
 
 type globals struct {
-	Base string `short:"b" default:"." help:"Repository directory (created on first store)." placeholder:"DIR"`
+	Base  string `short:"b" default:"." help:"Repository directory (created on first store)." placeholder:"DIR"`
+	Quiet bool   `short:"q" help:"Show no progress line on a terminal (store, verify, purge); summary lines still end the run."`
+}
+
+// show starts the progress line of a long run (nothing off a terminal).
+func show(env *cli.Env, g *globals, f progress.Func, items string) *progress.Display {
+	return progress.Start(env.Stderr, env.Name, f, progress.Options{Quiet: g.Quiet, Items: items})
 }
 
 type storeCmd struct {
@@ -30,9 +36,9 @@ func (c *storeCmd) Run(env *cli.Env, g *globals) error {
 		return err
 	}
 	counters := new(store.Counters)
-	stop := progress(env, counters)
+	d := show(env, g, func() (int64, int64) { return counters.Position.Load(), counters.Size.Load() }, "")
 	rev, err := store.Store(env.Ctx, r, env.Stdin, store.Options{Tags: c.Tags, Counters: counters})
-	stop()
+	d.Stop()
 	if err != nil {
 		_ = r.DiscardIfEmpty() // a refused first stream leaves no repository behind
 		return err
@@ -43,30 +49,6 @@ func (c *storeCmd) Run(env *cli.Env, g *globals) error {
 		env.Name, rev.ID, upkeep.HumanBytes(rev.Size), upkeep.HumanBytes(s.StreamBytes),
 		upkeep.HumanBytes(s.BytesWritten), s.ChunksNew, s.ChunksReused, s.ChunksZero, s.Duration)
 	return nil
-}
-
-// progress shows a live line while stderr is a terminal.
-func progress(env *cli.Env, c *store.Counters) func() {
-	f, ok := env.Stderr.(*os.File)
-	if !ok || !cli.IsTerminal(f) {
-		return func() {}
-	}
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(500 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				fmt.Fprint(f, "\r\033[K")
-				return
-			case <-t.C:
-				fmt.Fprintf(f, "\r\033[K%s: %s read, %d new, %d reused, %d zero chunks", env.Name,
-					upkeep.HumanBytes(c.StreamBytes.Load()), c.ChunksNew.Load(), c.ChunksReused.Load(), c.ChunksZero.Load())
-			}
-		}
-	}()
-	return func() { close(done) }
 }
 
 type statusCmd struct {

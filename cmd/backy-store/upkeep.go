@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/backy/backy/pkg/cli"
+	"github.com/backy/backy/pkg/progress"
 	"github.com/backy/backy/pkg/repo"
 	"github.com/backy/backy/pkg/schedule"
 	"github.com/backy/backy/pkg/upkeep"
@@ -22,6 +23,16 @@ func logf(env *cli.Env) func(string, ...any) {
 }
 
 func options(env *cli.Env) upkeep.Options { return upkeep.Options{Logf: logf(env)} }
+
+// watched is options for a long run: a progress line on a terminal, with
+// the report lines written above it. Stop the Display before the summary.
+func watched(env *cli.Env, g *globals, items string) (upkeep.Options, *progress.Display) {
+	pc := new(progress.Counter)
+	d := show(env, g, pc.Load, items)
+	return upkeep.Options{Progress: pc, Logf: func(format string, a ...any) {
+		d.Printf("%s: %s", env.Name, fmt.Sprintf(format, a...))
+	}}, d
+}
 
 type verifyCmd struct {
 	Revision string        `short:"r" placeholder:"SPEC" xor:"r-all" help:"Verify one revision: latest, a tag, an id or unique id prefix, or N for the N-th newest (0 = newest)."`
@@ -46,7 +57,9 @@ func (c *verifyCmd) Run(env *cli.Env, g *globals) error {
 		return c.against(env, r)
 	}
 	sel := upkeep.Selection{Spec: c.Revision, All: c.All || c.Revision == ""}
-	res, err := upkeep.Verify(env.Ctx, r, upkeep.VerifyOptions{Options: options(env), Selection: sel, Sample: float64(c.Sample)})
+	opt, d := watched(env, g, "")
+	res, err := upkeep.Verify(env.Ctx, r, upkeep.VerifyOptions{Options: opt, Selection: sel, Sample: float64(c.Sample)})
+	d.Stop()
 	if res != nil {
 		what := "checked"
 		if c.Sample > 0 && c.Sample < 100 {
@@ -234,7 +247,9 @@ func (c *purgeCmd) Run(env *cli.Env, g *globals) error {
 	if err != nil {
 		return err
 	}
-	res, err := upkeep.Purge(env.Ctx, r, upkeep.PurgeOptions{Options: options(env), Wait: c.Wait, DryRun: c.DryRun})
+	opt, d := watched(env, g, "chunks")
+	res, err := upkeep.Purge(env.Ctx, r, upkeep.PurgeOptions{Options: opt, Wait: c.Wait, DryRun: c.DryRun})
+	d.Stop()
 	if err != nil {
 		return err
 	}

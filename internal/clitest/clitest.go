@@ -5,9 +5,11 @@
 package clitest
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -17,6 +19,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/creack/pty"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
@@ -76,6 +79,7 @@ func Params(dir, binDir string) testscript.Params {
 			"flipbyte":     flipbyte,
 			"treehash":     treehash,
 			"truncatefile": truncatefile,
+			"ttyexec":      ttyexec,
 		},
 		RequireExplicitExec: true,
 		Condition: func(cond string) (bool, error) {
@@ -289,4 +293,92 @@ func truncatefile(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("usage: truncatefile FILE N")
 	}
 	ts.Check(os.Truncate(ts.MkAbs(args[0]), parseSize(ts, args[1])))
+}
+
+// ttyexec [-stdin FILE] PROG ARGS...: run PROG with its stderr on a
+// pseudo-terminal (40 rows, 120 columns) and its stdout captured apart, so a
+// script can check what a person at a terminal sees (as stderr, raw, escape
+// codes and all) and that the data on stdout stayed intact.
+func ttyexec(ts *testscript.TestScript, neg bool, args []string) {
+	var stdin string
+	if len(args) > 2 && args[0] == "-stdin" {
+		stdin, args = args[1], args[2:]
+	}
+	if len(args) == 0 {
+		ts.Fatalf("usage: ttyexec [-stdin FILE] PROG ARGS...")
+	}
+	out, errs, err := RunOnTTY(ts.MkAbs("."), ts.Getenv("PATH"), environ(ts), stdin, args...)
+	ts.Logf("[tty stderr, the last 800 bytes]\n%q", errs[max(0, len(errs)-800):])
+	ts.Stdout().Write(out) // keep ts's buffers for stdout/stderr matching
+	ts.Stderr().Write(errs)
+	if err != nil && !neg {
+		ts.Fatalf("%s: %v", args[0], err)
+	}
+	if err == nil && neg {
+		ts.Fatalf("%s: unexpected success", args[0])
+	}
+}
+
+// environ is the environment of a script's commands, as far as ttyexec
+// needs it: the test process's own with the script's PATH and HOME and the
+// variables that change terminal output.
+func environ(ts *testscript.TestScript) []string {
+	env := os.Environ()
+	for _, k := range []string{"PATH", "HOME", "TERM", "NO_COLOR", "BACKY_PROGRESS_INTERVAL"} {
+		if v := ts.Getenv(k); v != "" {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+// RunOnTTY runs args in dir with env, stdin from the file stdin (none when
+// empty) and stderr on a new pseudo-terminal of 40 rows and 120 columns; it
+// returns the command's stdout and all that reached the terminal.
+func RunOnTTY(dir, path string, env []string, stdin string, args ...string) (stdout, tty []byte, err error) {
+	prog := args[0]
+	if !strings.Contains(prog, "/") {
+		for _, d := range filepath.SplitList(path) {
+			if st, err := os.Stat(filepath.Join(d, prog)); err == nil && st.Mode().IsRegular() {
+				prog = filepath.Join(d, prog)
+				break
+			}
+		}
+	}
+	master, slave, err := pty.Open()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer master.Close()
+	if err := pty.Setsize(master, &pty.Winsize{Rows: 40, Cols: 120}); err != nil {
+		slave.Close()
+		return nil, nil, err
+	}
+	cmd := exec.Command(prog, args[1:]...)
+	cmd.Dir, cmd.Env, cmd.Stderr = dir, env, slave
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if stdin != "" {
+		f, err := os.Open(filepath.Join(dir, stdin))
+		if err != nil {
+			slave.Close()
+			return nil, nil, err
+		}
+		defer f.Close()
+		cmd.Stdin = f
+	}
+	err = cmd.Start()
+	slave.Close()
+	if err != nil {
+		return nil, nil, err
+	}
+	var seen bytes.Buffer
+	read := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(&seen, master) // ends with EIO once the command's side is closed
+		close(read)
+	}()
+	err = cmd.Wait()
+	<-read
+	return out.Bytes(), seen.Bytes(), err
 }

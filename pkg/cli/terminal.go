@@ -3,14 +3,11 @@ package cli
 import (
 	"os"
 
-	"golang.org/x/sys/unix"
+	"github.com/backy/backy/pkg/progress"
 )
 
 // IsTerminal reports whether f is a terminal.
-func IsTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
-}
+func IsTerminal(f *os.File) bool { return progress.IsTerminal(f) }
 
 // RefuseTerminal returns ErrTerminal when f is a terminal: binary streams and
 // images must never be dumped on a user's screen.

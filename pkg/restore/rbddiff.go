@@ -26,6 +26,7 @@ func RBDDiff(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Ind
 		return dw.WriteZero(uint64(off), uint64(length))
 	}}
 	err := each(ctx, r, rev, ix, opt.Workers, func(off, length int64, data []byte) error {
+		opt.done(data)
 		if data == nil {
 			return zeros.Add(off, off+length)
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/backy/backy/pkg/exitcode"
 	"github.com/backy/backy/pkg/extent"
+	"github.com/backy/backy/pkg/progress"
 	"github.com/backy/backy/pkg/repo"
 	"golang.org/x/sys/unix"
 )
@@ -21,11 +22,29 @@ var ErrTargetTooSmall = exitcode.New(exitcode.BadInput, "restore: target device 
 // Options tune a restore.
 type Options struct {
 	Workers int // readers and decompressors; default GOMAXPROCS
+	// Progress, when set, counts the bytes of data (non-zero) chunks
+	// restored; its total is set to DataBytes.
+	Progress *progress.Counter
+}
+
+func (o Options) done(data []byte) { o.Progress.Add(int64(len(data))) }
+
+// DataBytes is how many bytes of ix lie in data (non-zero) chunks: what a
+// restore reads, verifies and writes; the rest are holes.
+func DataBytes(ix *repo.Index) int64 {
+	var n int64
+	for i, h := range ix.Hashes {
+		if !h.IsZero() {
+			n += min(repo.ChunkSize, ix.Size-int64(i)*repo.ChunkSize)
+		}
+	}
+	return n
 }
 
 // Raw writes the image to w as a plain byte stream.
 func Raw(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Index, w io.Writer, opt Options) error {
 	return each(ctx, r, rev, ix, opt.Workers, func(off, length int64, data []byte) error {
+		opt.done(data)
 		if data == nil {
 			data = extent.Zeros(int(length))
 		}
@@ -62,6 +81,7 @@ func ToPath(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Inde
 	fw := newTargetWriter(f)
 	// Zero chunks are left as holes: eachData skips them.
 	err = eachData(ctx, r, rev, ix, opt.Workers, func(off int64, data []byte) error {
+		defer opt.done(data)
 		return fw.writeChunk(data, off)
 	})
 	if cerr := fw.Close(); err == nil && cerr != nil {
@@ -101,6 +121,7 @@ func toDevice(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.In
 	}
 	w := newTargetWriter(f)
 	err = eachData(ctx, r, rev, ix, opt.Workers, func(off int64, data []byte) error {
+		defer opt.done(data)
 		return w.writeRun(data, off) // a device has no holes: zero pages too
 	})
 	if cerr := w.Close(); err == nil && cerr != nil {
@@ -173,6 +194,7 @@ func Extents(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Ind
 	}
 	zeros := extent.ZeroRun{Write: ew.WriteZero}
 	err = each(ctx, r, rev, ix, opt.Workers, func(off, length int64, data []byte) error {
+		opt.done(data)
 		if data == nil {
 			return zeros.Add(off, off+length)
 		}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/backy/backy/pkg/extent"
 	"github.com/backy/backy/pkg/ordered"
+	"github.com/backy/backy/pkg/progress"
 	"github.com/backy/backy/pkg/repo"
 	"github.com/zeebo/blake3"
 )
@@ -75,7 +76,7 @@ type chunkGroup struct {
 // hashed by the workers); records stay in order, and nothing reads the
 // image once emitDiff has returned (a pipe's reader may be stuck in a read
 // and is left to end by itself).
-func emitDiff(ctx context.Context, w *extent.Writer, img *image, base *fileBase) error {
+func emitDiff(ctx context.Context, w *extent.Writer, img *image, base *fileBase, done *progress.Counter) error {
 	produce := img.planChunks
 	work := func(_ context.Context, _ int, g *chunkGroup) error { return img.readGroup(g) }
 	if !img.seekable {
@@ -89,7 +90,11 @@ func emitDiff(ctx context.Context, w *extent.Writer, img *image, base *fileBase)
 	e := diffEmitter{w: w, size: img.size, hashes: base.hashes, z: extent.ZeroRun{Write: w.WriteZero}}
 	err := ordered.Run(ctx, 0, 0, produce, work, func(g *chunkGroup) error {
 		defer g.release()
-		return e.group(g)
+		if err := e.group(g); err != nil {
+			return err
+		}
+		done.Set(min((g.n+1)*repo.ChunkSize, img.size))
+		return nil
 	})
 	if err != nil {
 		return err
@@ -97,6 +102,7 @@ func emitDiff(ctx context.Context, w *extent.Writer, img *image, base *fileBase)
 	if err := e.gap(repo.ChunkCount(img.size)); err != nil {
 		return err
 	}
+	done.Set(img.size)
 	return e.z.Flush()
 }
 

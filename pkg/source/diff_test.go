@@ -402,7 +402,7 @@ func TestBaseFromReadErrorReachesEmitter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := emitDiff(context.Background(), w, img, base); !errors.Is(err, ErrShrunk) {
+	if err := emitDiff(context.Background(), w, img, base, nil); !errors.Is(err, ErrShrunk) {
 		t.Fatalf("error %v, want %v", err, ErrShrunk)
 	}
 }

@@ -5,8 +5,10 @@ import (
 	"context"
 	"io"
 	"os"
+	"time"
 
 	"github.com/backy/backy/pkg/extent"
+	"github.com/backy/backy/pkg/progress"
 	"github.com/backy/backy/pkg/repo"
 )
 
@@ -27,8 +29,12 @@ type Options struct {
 	// backup of this same source and size, the stream is differential and
 	// carries only the chunks whose hash differs from that revision's.
 	BaseFrom string
-	// Logf reports why a stream with BaseFrom is full after all.
+	// Logf reports why a stream with BaseFrom is full after all, and
+	// what was sent when the stream is complete.
 	Logf func(format string, args ...any)
+	// Progress, when set, follows the image offset up to which the image
+	// was read and sent; its total is the image size.
+	Progress *progress.Counter
 }
 
 // block is one piece of the image read ahead by the reader goroutine.
@@ -60,6 +66,7 @@ func writeBlock(w *extent.Writer, z *extent.ZeroRun, b block) error {
 // returns without writing the END record, so nothing downstream can mistake
 // the output for a complete stream.
 func File(ctx context.Context, path string, out io.Writer, opt Options) (extent.Summary, error) {
+	started := time.Now()
 	img, err := openImage(path, opt.Stdin, opt.Size)
 	if err != nil {
 		return extent.Summary{}, err
@@ -67,6 +74,7 @@ func File(ctx context.Context, path string, out io.Writer, opt Options) (extent.
 	if path != "-" {
 		defer img.f.Close()
 	}
+	opt.Progress.SetTotal(img.size)
 	hdr := extent.Header{Kind: extent.Full, Size: img.size, Source: "file:" + img.name, Snapshot: opt.Snapshot}
 	var base *fileBase
 	switch {
@@ -91,7 +99,7 @@ func File(ctx context.Context, path string, out io.Writer, opt Options) (extent.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if base != nil {
-		err = emitDiff(ctx, w, img, base)
+		err = emitDiff(ctx, w, img, base, opt.Progress)
 	} else {
 		blocks := make(chan block, 4)
 		if opt.Sample > 0 {
@@ -99,7 +107,7 @@ func File(ctx context.Context, path string, out io.Writer, opt Options) (extent.
 		} else {
 			go img.readAll(ctx, blocks)
 		}
-		err = emit(w, blocks, img.size, opt.Sample == 0)
+		err = emit(w, blocks, img.size, opt.Sample == 0, opt.Progress)
 	}
 	if err != nil {
 		return w.Summary(), err
@@ -119,12 +127,14 @@ func File(ctx context.Context, path string, out io.Writer, opt Options) (extent.
 	if err := bw.Flush(); err != nil {
 		return w.Summary(), err
 	}
-	if opt.BaseFrom != "" && opt.Logf != nil {
+	if opt.Logf != nil {
 		s, rel := w.Summary(), ""
 		if hdr.Base != "" {
 			rel = " relative to " + hdr.Base
 		}
-		opt.Logf("%s stream of %s%s: %d records, %d data bytes", hdr.Kind, img.name, rel, s.Records, s.DataBytes)
+		secs := max(time.Since(started).Seconds(), 1e-3)
+		opt.Logf("%s stream of %s%s: %d records, %d data bytes, %.2fs, %.0f MiB/s",
+			hdr.Kind, img.name, rel, s.Records, s.DataBytes, secs, float64(img.size)/secs/(1<<20))
 	}
 	return w.Summary(), nil
 }
@@ -133,7 +143,7 @@ func File(ctx context.Context, path string, out io.Writer, opt Options) (extent.
 // and all-zero blocks) into one zero record. With fillGaps (full streams)
 // the ranges between blocks are holes and become zero records too; in a
 // sample stream they are simply not checked.
-func emit(w *extent.Writer, blocks <-chan block, size int64, fillGaps bool) error {
+func emit(w *extent.Writer, blocks <-chan block, size int64, fillGaps bool, done *progress.Counter) error {
 	z := extent.ZeroRun{Write: w.WriteZero}
 	pos := int64(0)
 	for b := range blocks {
@@ -151,11 +161,13 @@ func emit(w *extent.Writer, blocks <-chan block, size int64, fillGaps bool) erro
 			return err
 		}
 		pos = b.off + int64(len(b.buf))
+		done.Set(pos)
 	}
 	if fillGaps && size > pos {
 		if err := z.Add(pos, size); err != nil {
 			return err
 		}
 	}
+	done.Set(size)
 	return z.Flush()
 }

@@ -18,6 +18,10 @@ type Counters struct {
 	ChunksZero   atomic.Int64
 	BytesWritten atomic.Int64
 	StreamBytes  atomic.Int64
+	// Size is the image size from the stream header; Position is the image
+	// offset up to which the stream was read (a progress display's figures).
+	Size     atomic.Int64
+	Position atomic.Int64
 }
 
 // pipeline runs the workers that hash, check and compress chunks.

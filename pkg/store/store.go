@@ -50,6 +50,7 @@ func storeLocked(ctx context.Context, r *repo.Repo, in io.Reader, opt Options) (
 		return nil, err
 	}
 	hdr := sr.Header()
+	opt.Counters.Size.Store(hdr.Size)
 	// A revision whose metadata or index is damaged is no parent: the new
 	// revision is based on the newest intact one.
 	revs, _, err := r.ScanRevisions()
@@ -119,6 +120,7 @@ func feed(p *pipeline, sr *extent.Reader) error {
 		if err := a.apply(rec); err != nil {
 			return err
 		}
+		p.counters.Position.Store(rec.End())
 	}
 }
 

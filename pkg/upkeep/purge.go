@@ -1,11 +1,14 @@
 package upkeep
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
+	"github.com/backy/backy/pkg/progress"
 	"github.com/backy/backy/pkg/repo"
 )
 
@@ -69,7 +72,8 @@ func Purge(ctx context.Context, r *repo.Repo, opt PurgeOptions) (*PurgeResult, e
 	res.Removed = len(garbage)
 	res.Missing = res.Referenced - (res.Chunks - res.Removed)
 	if !opt.DryRun {
-		if err := removeParallel(r, garbage, opt.Workers); err != nil {
+		opt.Progress.SetTotal(int64(len(garbage)))
+		if err := removeParallel(r, garbage, opt.Workers, opt.Progress); err != nil {
 			return nil, err
 		}
 	}
@@ -148,7 +152,11 @@ func removeLeftovers(r *repo.Repo, res *PurgeResult, dryRun bool) error {
 // hash) to one of workers goroutines: unlinking is kernel work that scales
 // with cores when the directories differ, and each Remove call still
 // groups its unlinks by directory.
-func removeParallel(r *repo.Repo, hs []repo.Hash, workers int) error {
+// removeBatch is how many chunks one worker removes between two progress
+// reports.
+const removeBatch = 256
+
+func removeParallel(r *repo.Repo, hs []repo.Hash, workers int, pc *progress.Counter) error {
 	groups := make([][]repo.Hash, workers)
 	for _, h := range hs {
 		w := int(h[0]) % workers
@@ -156,7 +164,21 @@ func removeParallel(r *repo.Repo, hs []repo.Hash, workers int) error {
 	}
 	errs := make(chan error, workers)
 	for _, g := range groups {
-		go func() { errs <- r.Chunks.Remove(g) }()
+		go func() {
+			// In batches, so that a progress display moves; sorted, so
+			// a batch touches (and syncs) few directories.
+			slices.SortFunc(g, func(a, b repo.Hash) int { return bytes.Compare(a[:], b[:]) })
+			for len(g) > 0 {
+				n := min(len(g), removeBatch)
+				if err := r.Chunks.Remove(g[:n]); err != nil {
+					errs <- err
+					return
+				}
+				pc.Add(int64(n))
+				g = g[n:]
+			}
+			errs <- nil
+		}()
 	}
 	var first error
 	for range groups {

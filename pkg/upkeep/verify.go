@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/backy/backy/pkg/progress"
 	"github.com/backy/backy/pkg/repo"
 )
 
@@ -20,6 +21,9 @@ type Options struct {
 	Workers int                           // default GOMAXPROCS
 	Now     func() time.Time              // default time.Now
 	Logf    func(format string, a ...any) // one line of report on stderr; default: discard
+	// Progress, when set, follows the work: bytes of chunks checked
+	// (verify), chunks removed (purge).
+	Progress *progress.Counter
 }
 
 func (o *Options) defaults() {
@@ -82,7 +86,8 @@ func Verify(ctx context.Context, r *repo.Repo, opt VerifyOptions) (*VerifyResult
 	if opt.Sample > 0 && opt.Sample < 100 {
 		hashes = sample(hashes, opt.Sample)
 	}
-	if err := checkChunks(ctx, r, hashes, opt.Workers, res); err != nil {
+	opt.Progress.SetTotal(int64(len(hashes)) * repo.ChunkSize)
+	if err := checkChunks(ctx, r, hashes, opt.Workers, res, opt.Progress); err != nil {
 		return nil, err
 	}
 	if len(res.Bad) > 0 {
@@ -176,7 +181,7 @@ func sample(hs []repo.Hash, percent float64) []repo.Hash {
 
 // checkChunks reads, decompresses and re-hashes every chunk in hs on
 // workers goroutines and records the bad ones in res.Bad.
-func checkChunks(ctx context.Context, r *repo.Repo, hs []repo.Hash, workers int, res *VerifyResult) error {
+func checkChunks(ctx context.Context, r *repo.Repo, hs []repo.Hash, workers int, res *VerifyResult, pc *progress.Counter) error {
 	var (
 		next   atomic.Int64
 		stored atomic.Int64
@@ -203,6 +208,7 @@ func checkChunks(ctx context.Context, r *repo.Repo, hs []repo.Hash, workers int,
 					res.Bad[hs[i]] = err
 					mu.Unlock()
 				}
+				pc.Add(repo.ChunkSize)
 			}
 		}()
 	}
