@@ -47,6 +47,9 @@ type Global struct {
 	ConsolePort      int
 	ConsoleSocket    string // absolute path of the console's Unix socket; empty means none
 	Backoff          schedule.Backoff
+	// MetricsListen is HOST:PORT of the Prometheus endpoint; empty means
+	// none. A bare port (or ":PORT") is on 127.0.0.1.
+	MetricsListen string
 }
 
 // SourceType names where a job's data comes from.

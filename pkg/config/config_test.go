@@ -176,6 +176,31 @@ func TestGoodConfigs(t *testing.T) {
 
 func globalEqual(a, b Global) bool { return reflect.DeepEqual(a, b) }
 
+// metrics-listen: off unless given, on loopback unless an address is given.
+func TestMetricsListen(t *testing.T) {
+	for in, want := range map[string]string{
+		"":               "",
+		`"9467"`:         "127.0.0.1:9467",
+		`":9467"`:        "127.0.0.1:9467",
+		`"0.0.0.0:9467"`: "0.0.0.0:9467",
+		`"[::1]:9467"`:   "[::1]:9467",
+		`"192.0.2.7:80"`: "192.0.2.7:80",
+	} {
+		text := "[global]\n"
+		if in != "" {
+			text += "metrics-listen = " + in + "\n"
+		}
+		c, err := Parse("test.toml", []byte(text))
+		if err != nil {
+			t.Errorf("%s: %v", in, err)
+			continue
+		}
+		if c.Global.MetricsListen != want {
+			t.Errorf("metrics-listen = %s: %q, want %q", in, c.Global.MetricsListen, want)
+		}
+	}
+}
+
 func TestLoadMissingFile(t *testing.T) {
 	_, err := Load("testdata/no-such-file.toml")
 	if !errors.Is(err, os.ErrNotExist) || errors.Is(err, ErrInvalid) {

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -183,6 +185,9 @@ func (d *decoder) global(m map[string]any) Global {
 		if s != "" {
 			g.ConsoleSocket = under(g.BaseDir, s)
 		}
+	}
+	if s, ok := d.str(m, path, "metrics-listen"); ok {
+		g.MetricsListen = d.listen(path, "metrics-listen", s)
 	}
 	if v, ok := d.duration(m, path, "backoff-initial", time.Second, schedule.MaxInterval); ok {
 		g.Backoff.Initial = v
@@ -530,6 +535,28 @@ func (d *decoder) addresses(m map[string]any, path []string, k string) ([]string
 		addrs = append(addrs, a.String())
 	}
 	return addrs, true
+}
+
+// listen checks a listening address: PORT, :PORT (both on 127.0.0.1) or
+// IP:PORT ([IPv6]:PORT), and returns it as HOST:PORT.
+func (d *decoder) listen(path []string, k, s string) string {
+	host, port := "127.0.0.1", s
+	if strings.Contains(s, ":") {
+		var err error
+		if host, port, err = net.SplitHostPort(s); err != nil {
+			host = "!"
+		}
+		if host == "" {
+			host = "127.0.0.1"
+		}
+	}
+	a, aerr := netip.ParseAddr(host)
+	n, perr := strconv.Atoi(port)
+	if aerr != nil || perr != nil || n < 1 || n > 65535 {
+		d.fail(ErrBadValue, key(path, k), "key %q: %q is not PORT, :PORT or IP:PORT (port 1 to 65535)", toml.Key(key(path, k)).String(), s)
+		return ""
+	}
+	return net.JoinHostPort(a.String(), port)
 }
 
 func (d *decoder) wrongType(path []string, k, want string, v any) {

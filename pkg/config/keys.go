@@ -9,6 +9,7 @@ var (
 	globalKeys = []string{
 		"base-dir", "worker-limit", "status-file", "status-interval",
 		"console-addresses", "console-port", "console-socket", "backoff-initial", "backoff-max",
+		"metrics-listen",
 	}
 	ruleKeys        = []string{"interval", "keep"}
 	jobKeys         = []string{"schedule", "source", "full-always", "verify-sample", "directory", "consistency"}

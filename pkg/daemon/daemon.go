@@ -44,6 +44,7 @@ type daemon struct {
 	runner     Runner
 	lock       *flock.Lock
 	console    *console
+	metrics    *metricsServer
 	done       chan finished
 	requests   chan request
 	exited     chan struct{}
@@ -55,9 +56,10 @@ type daemon struct {
 }
 
 type finished struct {
-	name string
-	res  Result
-	info jobstatus.RepoInfo
+	name    string
+	res     Result
+	info    jobstatus.RepoInfo
+	figures runFigures
 }
 
 type request struct {
@@ -116,6 +118,11 @@ func start(opt Options) (*daemon, error) {
 		lock.Unlock()
 		return nil, err
 	}
+	if d.metrics, err = openMetrics(d, g.MetricsListen); err != nil {
+		d.console.close()
+		lock.Unlock()
+		return nil, err
+	}
 	if v := os.Getenv(schedule.TestMinIntervalEnv); v != "" {
 		d.log.Printf("warning: %s=%s: intervals down to %s are accepted; this is for tests only",
 			schedule.TestMinIntervalEnv, v, schedule.FormatDuration(schedule.MinimumInterval()))
@@ -123,9 +130,10 @@ func start(opt Options) (*daemon, error) {
 	now := time.Now()
 	d.s.setConfig(d.cfg, d.scanAll(d.cfg), prev, now)
 	d.warnSources(d.cfg, d.cfg.JobNames())
-	d.log.Printf("started: pid %d, %s, %d jobs, worker-limit %d, status file %s, console %s",
-		os.Getpid(), d.cfg.File, len(d.cfg.Jobs), g.WorkerLimit, g.StatusFile, d.console.where())
+	d.log.Printf("started: pid %d, %s, %d jobs, worker-limit %d, status file %s, console %s, metrics %s",
+		os.Getpid(), d.cfg.File, len(d.cfg.Jobs), g.WorkerLimit, g.StatusFile, d.console.where(), d.metrics.where())
 	go d.console.serve()
+	d.metrics.serve(d.log)
 	return d, nil
 }
 
@@ -181,11 +189,15 @@ func (d *daemon) execute(l launch) {
 	if d.runCtx.Err() != nil && res.Err != nil {
 		res.Interrupted = true
 	}
-	d.done <- finished{name: l.job.Name, res: res, info: jobstatus.ScanRepo(l.job.Directory)}
+	d.done <- finished{name: l.job.Name, res: res, info: jobstatus.ScanRepo(l.job.Directory),
+		figures: measureRun(l.job.Directory, res.Revision)}
 }
 
 func (d *daemon) finish(f finished) {
 	d.log.Printf("%s: %s", f.name, d.s.finish(f.name, f.res, f.info, time.Now()))
+	if j, ok := d.s.jobs[f.name]; ok {
+		f.figures.apply(j)
+	}
 }
 
 // call runs fn on the loop goroutine; false if the loop has ended.

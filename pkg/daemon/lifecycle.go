@@ -40,6 +40,9 @@ func (d *daemon) reload(by string) (string, error) {
 	if !slices.Equal(c.Global.ConsoleAddresses, d.cfg.Global.ConsoleAddresses) || c.Global.ConsolePort != d.cfg.Global.ConsolePort || c.Global.ConsoleSocket != d.cfg.Global.ConsoleSocket {
 		d.log.Printf("reload (%s): console-addresses, console-port and console-socket take effect at the next start", by)
 	}
+	if c.Global.MetricsListen != d.cfg.Global.MetricsListen {
+		d.log.Printf("reload (%s): metrics-listen takes effect at the next start", by)
+	}
 	now := time.Now()
 	added, removed := d.s.setConfig(c, d.scanAll(c), nil, now)
 	d.cfg, d.loaded, d.nextStatus = c, now, now
@@ -83,6 +86,7 @@ func (d *daemon) warnSources(c *config.Config, names []string) {
 func (d *daemon) shutdown(why string) error {
 	d.s.stopping = true
 	d.console.close()
+	d.metrics.close()
 	d.log.Printf("stopping (%s): %d runs in progress, grace period %s", why, d.s.running, d.opt.Grace)
 	d.writeStatus(time.Now(), false)
 	grace := time.NewTimer(d.opt.Grace)

@@ -50,6 +50,10 @@ type jobState struct {
 	lastError    string
 	lastRevision string
 	lastSuccess  time.Time
+
+	// What the last backup read and wrote, and the repository's size after
+	// the last run (runFigures; for the metrics).
+	lastRead, lastWritten, repoBytes int64
 }
 
 // launch is a run the loop is to start.
@@ -129,6 +133,7 @@ func restore(j *jobState, prev *jobstatus.Status, name string) {
 	}
 	j.lastRun, j.lastEnd, j.lastSuccess = p.LastRun, p.LastEnd, p.LastSuccess
 	j.lastResult, j.lastError, j.lastRevision = p.LastResult, p.LastError, p.LastRevision
+	j.lastRead, j.lastWritten, j.repoBytes = p.LastReadBytes, p.LastWrittenBytes, p.RepositoryBytes
 }
 
 // plan is the job's next run as the schedule and its backoff have it.

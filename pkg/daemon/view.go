@@ -38,6 +38,10 @@ func (s *scheduler) jobStatus(j *jobState, now time.Time) jobstatus.Job {
 		FrozenSeconds:     j.repo.FrozenSeconds,
 		CrashRuns:         j.repo.CrashRuns,
 		SLA:               jobstatus.SLAState(j.repo.NewestTrusted, j.job.Schedule, now),
+
+		LastReadBytes:    j.lastRead,
+		LastWrittenBytes: j.lastWritten,
+		RepositoryBytes:  j.repoBytes,
 	}
 	if j.running {
 		js.RunningSince = j.started
