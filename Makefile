@@ -3,8 +3,11 @@
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
+SYSCONFDIR ?= /etc
 BINDIR  := $(DESTDIR)$(PREFIX)/bin
 MANDIR  := $(DESTDIR)$(PREFIX)/share/man
+UNITDIR := $(DESTDIR)$(PREFIX)/lib/systemd/system
+LOGROTATEDIR := $(DESTDIR)$(SYSCONFDIR)/logrotate.d
 GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/backy/backy/pkg/cli.Version=$(VERSION)
@@ -88,12 +91,18 @@ man: $(MANPAGES)
 man/%: man/%.md
 	go-md2man -in $< -out $@
 
+# Binaries, man pages, the systemd unit of backy-schedule and an example
+# logrotate file; DESTDIR for a staged install (cmd/backy-schedule's
+# TestInstall installs into a scratch root and runs systemd-analyze verify).
 install: build man
-	install -d $(BINDIR) $(MANDIR)/man1 $(MANDIR)/man5
+	install -d $(BINDIR) $(MANDIR)/man1 $(MANDIR)/man5 $(UNITDIR) $(LOGROTATEDIR)
 	install -m 0755 $(addprefix bin/,$(CMDS)) $(BINDIR)/
 	for p in $(MANPAGES); do \
 		sec=$${p##*.}; install -m 0644 $$p $(MANDIR)/man$$sec/; \
 	done
+	sed 's|@BINDIR@|$(PREFIX)/bin|g' dist/backy-schedule.service > $(UNITDIR)/backy-schedule.service
+	chmod 0644 $(UNITDIR)/backy-schedule.service
+	install -m 0644 dist/backy.logrotate $(LOGROTATEDIR)/backy
 
 clean:
 	rm -rf bin $(MANPAGES)

@@ -30,6 +30,8 @@ NEEDS=(
 	"/usr/bin/time time"
 	"gcc gcc"
 	"pkg-config pkg-config"
+	"systemd-analyze systemd"
+	"logrotate logrotate"
 )
 case "${1:-}" in
 --demo) NEEDS=("mke2fs e2fsprogs" "cmp diffutils") ;;
