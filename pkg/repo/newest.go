@@ -28,7 +28,7 @@ func IsRevisionBase(base string) (id string, ok bool) {
 func NewestRevision(loc string, opts ...Option) (*Repo, *Revision, error) {
 	if !IsRados(loc) {
 		entries, err := os.ReadDir(loc)
-		if errors.Is(err, os.ErrNotExist) || err == nil && len(entries) == 0 {
+		if errors.Is(err, os.ErrNotExist) || err == nil && (len(entries) == 0 || beingCreated(loc, entries)) {
 			return nil, nil, nil
 		}
 	}
@@ -45,4 +45,25 @@ func NewestRevision(loc string, opts ...Option) (*Repo, *Revision, error) {
 	}
 	rev, _, err := r.NewestIntact(revs)
 	return r, rev, err
+}
+
+// beingCreated reports whether dir holds only what createDir makes before
+// the marker file: a backy-store creating the repository right now (the
+// other end of backy-extract --base-from DIR | backy-store -b DIR, started
+// at the same moment). Such a directory has no revisions yet.
+func beingCreated(dir string, entries []os.DirEntry) bool {
+	if IsRepository(dir) {
+		return false
+	}
+	for _, e := range entries {
+		switch e.Name() {
+		case "chunks", "revisions", "tmp", "locks":
+			if !e.IsDir() {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
 }
