@@ -21,6 +21,9 @@ func shell(ctx context.Context, command string, env []string) error {
 	out := &lastLines{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// A grandchild that left the group (timeout(1) makes a group of its
+	// own) may hold the output pipe: Wait must not wait for it.
+	cmd.WaitDelay = time.Second
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("quiesce: %w", err)
 	}
@@ -32,6 +35,7 @@ func shell(ctx context.Context, command string, env []string) error {
 	case <-ctx.Done():
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-done
+		waitGroupGone(cmd.Process.Pid)
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return fmt.Errorf("%w: %q still running, killed", ErrTimeout, command)
 		}
@@ -44,6 +48,22 @@ func shell(ctx context.Context, command string, env []string) error {
 		return fmt.Errorf("%q %v", command, err)
 	}
 	return nil
+}
+
+// groupWait bounds how long waitGroupGone waits.
+const groupWait = time.Minute
+
+// waitGroupGone waits until no process of process group pgid is left. A
+// SIGKILL does not end a process in uninterruptible sleep - fsfreeze -f
+// waiting in the kernel for writers to drain - and a freeze that completes
+// after the thaw would leave the guest frozen: the thaw must come after.
+func waitGroupGone(pgid int) {
+	for deadline := time.Now().Add(groupWait); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+			return
+		}
+		syscall.Kill(-pgid, syscall.SIGKILL)
+	}
 }
 
 // lastLines copies what a command writes to our stderr and keeps the tail.

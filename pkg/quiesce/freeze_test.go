@@ -143,7 +143,7 @@ func (u *uncancellable) Create(ctx context.Context) error {
 func TestThawRetried(t *testing.T) {
 	g := freezetest.New(t)
 	counter := filepath.Join(t.TempDir(), "n")
-	flaky := fmt.Sprintf(`n=$(cat %[1]s 2>/dev/null || echo 0); echo $((n+1)) > %[1]s; [ $n -ge 2 ] && %[2]s`, counter, g.ThawCommand())
+	flaky := fmt.Sprintf(`n=$(cat %[1]s 2>/dev/null || echo 0); echo $((n+1)) > %[1]s; [ $n -ge 2 ] && { %[2]s; }`, counter, g.ThawCommand())
 	res, err := quiesce.Snapshot(context.Background(), quiesce.Options{
 		FreezeCommand: g.FreezeCommand(), ThawCommand: flaky, Timeout: 5 * time.Second, Logf: logTo(t),
 	}, newSnap(t))
