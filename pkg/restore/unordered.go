@@ -2,12 +2,11 @@ package restore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime"
-	"sync"
 
 	"github.com/backy/backy/pkg/repo"
+	"golang.org/x/sync/errgroup"
 )
 
 // eachData calls fn for every non-zero chunk of ix with its verified bytes
@@ -15,8 +14,8 @@ import (
 // order. It is for targets written at explicit offsets (files and block
 // devices), where a worker that waits for its write to reach the disk
 // should not hold up the others: several writes are then in flight, which
-// the ordered each cannot give. The first error stops the rest and is
-// returned.
+// the ordered each cannot give. The workers and the feeder form an
+// errgroup: the first error stops the rest and is returned.
 func eachData(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Index, workers int,
 	fn func(off int64, data []byte) error) error {
 	if workers <= 0 {
@@ -27,39 +26,37 @@ func eachData(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.In
 		// so 3 keeps clear of the 128 MiB bound.
 		workers = 3 * runtime.GOMAXPROCS(0)
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	g, ctx := errgroup.WithContext(ctx)
 	jobs := make(chan int64)
-	var wg sync.WaitGroup
 	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		g.Go(func() error {
 			buf := make([]byte, repo.ChunkSize)
 			for n := range jobs {
 				if err := writeOne(r, rev, ix, buf, n, fn); err != nil {
-					cancel(err)
+					return err
 				}
 			}
-		}()
+			return nil
+		})
 	}
-feed:
-	for n, h := range ix.Hashes {
-		if h.IsZero() {
-			continue
+	g.Go(func() error {
+		defer close(jobs)
+		for n, h := range ix.Hashes {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if h.IsZero() {
+				continue
+			}
+			select {
+			case jobs <- int64(n):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
-		select {
-		case jobs <- int64(n):
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(jobs)
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return ctx.Err()
+		return nil
+	})
+	return g.Wait()
 }
 
 // writeOne fetches chunk n into buf and hands it to fn.

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/backy/backy/pkg/repo"
+	"golang.org/x/sync/errgroup"
 )
 
 // Counters are live figures of a running store, safe to read concurrently.
@@ -26,7 +27,7 @@ type Counters struct {
 
 // pipeline runs the workers that hash, check and compress chunks.
 type pipeline struct {
-	ctx   context.Context
+	ctx   context.Context // cancelled at the first error
 	r     *repo.Repo
 	batch repo.Batch
 	index *repo.Index
@@ -41,30 +42,28 @@ type pipeline struct {
 
 	jobs     chan *job
 	bufs     chan []byte // free chunk buffers; its capacity bounds memory
-	wg       sync.WaitGroup
-	errOnce  sync.Once
-	err      error
-	cancel   context.CancelFunc
-	verified sync.Map // chunks re-verified in this run
+	verified sync.Map    // chunks re-verified in this run
 }
 
-func (p *pipeline) start(workers int) {
+// run calls feed, which hands chunks to the workers with getBuf and
+// submit, and waits for feed and the workers (an errgroup): the first
+// error of any of them stops the others and is returned.
+func (p *pipeline) run(ctx context.Context, workers int, feed func() error) error {
+	g, ctx := errgroup.WithContext(ctx)
+	p.ctx = ctx
 	p.jobs = make(chan *job, workers)
 	p.bufs = make(chan []byte, 2*workers+2)
 	for range cap(p.bufs) {
 		p.bufs <- nil // allocated on first use
 	}
 	for range workers {
-		p.wg.Add(1)
-		go p.work()
+		g.Go(p.work)
 	}
-}
-
-func (p *pipeline) fail(err error) {
-	p.errOnce.Do(func() {
-		p.err = err
-		p.cancel()
+	g.Go(func() error {
+		defer close(p.jobs)
+		return feed()
 	})
+	return g.Wait()
 }
 
 // chunkLen is how many bytes of chunk n lie inside the image.
@@ -85,7 +84,7 @@ func (p *pipeline) getBuf() ([]byte, error) {
 		}
 		return b, nil // holds an old chunk: submit clears what the stream left out
 	case <-p.ctx.Done():
-		return nil, p.stopErr()
+		return nil, p.ctx.Err()
 	}
 }
 
@@ -94,39 +93,24 @@ func (p *pipeline) submit(j *job) error {
 	case p.jobs <- j:
 		return nil
 	case <-p.ctx.Done():
-		return p.stopErr()
+		return p.ctx.Err()
 	}
 }
 
-func (p *pipeline) stopErr() error {
-	if p.err != nil {
-		return p.err
-	}
-	return p.ctx.Err()
-}
-
-// wait closes the job queue and waits for the workers.
-func (p *pipeline) wait() error {
-	close(p.jobs)
-	p.wg.Wait()
-	return p.err
-}
-
-func (p *pipeline) work() {
-	defer p.wg.Done()
+func (p *pipeline) work() error {
 	var scratch, out []byte
 	for j := range p.jobs {
-		if p.ctx.Err() != nil {
-			p.bufs <- j.buf
-			continue
+		if err := p.ctx.Err(); err != nil {
+			return err
 		}
 		var err error
 		scratch, out, err = p.finish(j, scratch, out)
 		p.bufs <- j.buf
 		if err != nil {
-			p.fail(err)
+			return err
 		}
 	}
+	return nil
 }
 
 // finish completes one chunk: fill from the base, hash, store if new.

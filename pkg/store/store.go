@@ -61,9 +61,7 @@ func storeLocked(ctx context.Context, r *repo.Repo, in io.Reader, opt Options) (
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	p.ctx, p.cancel, p.counters = ctx, cancel, opt.Counters
+	p.counters = opt.Counters
 	if p.batch, err = r.Chunks.Begin(); err != nil {
 		return nil, err
 	}
@@ -77,12 +75,7 @@ func storeLocked(ctx context.Context, r *repo.Repo, in io.Reader, opt Options) (
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	p.start(workers)
-	err = feed(p, sr)
-	if werr := p.wait(); err == nil {
-		err = werr
-	}
-	if err != nil {
+	if err := p.run(ctx, workers, func() error { return feed(p, sr) }); err != nil {
 		return nil, err
 	}
 	if err := p.batch.Commit(); err != nil {
@@ -107,7 +100,7 @@ func feed(p *pipeline, sr *extent.Reader) error {
 	a := &assembler{p: p, last: -1}
 	for {
 		if err := p.ctx.Err(); err != nil {
-			return p.stopErr()
+			return err
 		}
 		rec, err := sr.Next()
 		p.counters.StreamBytes.Store(sr.BytesRead())

@@ -12,6 +12,7 @@ import (
 
 	"github.com/backy/backy/pkg/extent"
 	"github.com/backy/backy/pkg/repo"
+	"golang.org/x/sync/errgroup"
 )
 
 // span is a range inside one chunk, [lo, hi).
@@ -74,21 +75,22 @@ func (c *comparer) run(ctx context.Context, in io.Reader) error {
 	for range cap(c.bufs) {
 		c.bufs <- nil
 	}
-	var wg sync.WaitGroup
+	// The feeder and the workers form an errgroup: a malformed stream
+	// stops the workers.
+	g, gctx := errgroup.WithContext(ctx)
 	for range c.workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.work(ctx)
-		}()
+		g.Go(func() error { c.work(gctx); return nil })
 	}
-	covered, err := c.feed(ctx, sr)
-	close(c.jobs)
-	wg.Wait()
-	if err != nil {
+	var covered int64
+	g.Go(func() (err error) {
+		defer close(c.jobs)
+		covered, err = c.feed(gctx, sr)
+		return err
+	})
+	if err := g.Wait(); err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
+	if err := ctx.Err(); err != nil { // the workers skipped what was left
 		return err
 	}
 	c.res.Records, c.res.Bytes = c.records.Load(), c.bytes.Load()
