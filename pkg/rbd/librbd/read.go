@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/backy/backy/pkg/ordered"
 	"github.com/backy/backy/pkg/rbd"
 	"github.com/backy/backy/pkg/repo"
 	cephrbd "github.com/ceph/go-ceph/rbd"
@@ -26,12 +27,12 @@ type piece struct {
 	off, n int64
 	data   bool   // read it; otherwise it reads as zeros
 	buf    []byte // the bytes read, when data
-	err    error
-	done   chan struct{}
 }
 
 // Diff implements rbd.Engine: diff iteration (or, for a sample, the
-// sampled blocks) feeds the readers, the sink gets the pieces in order.
+// sampled blocks) produces the pieces, Readers read them ahead into the
+// buffers of their slots of an ordered pipeline, and the sink gets them in
+// order.
 func (e *engine) Diff(ctx context.Context, req rbd.DiffRequest, sink rbd.Sink) error {
 	lister, err := e.open(req.Image, false)
 	if err != nil {
@@ -39,7 +40,8 @@ func (e *engine) Diff(ctx context.Context, req rbd.DiffRequest, sink rbd.Sink) e
 	}
 	defer lister.Close()
 	// Reads get a handle of their own, so no read ever runs alongside a
-	// diff iteration on the same handle.
+	// diff iteration on the same handle. The pipeline is over before it is
+	// closed: no read outlives it.
 	reader, err := e.open(req.Image, false)
 	if err != nil {
 		return err
@@ -63,119 +65,45 @@ func (e *engine) Diff(ctx context.Context, req rbd.DiffRequest, sink rbd.Sink) e
 			}
 		}
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	p := &pipeline{img: reader,
-		bufs:  make(chan []byte, 2*Readers),
-		jobs:  make(chan *piece, Readers),
-		order: make(chan *piece, 2*Readers)}
-	for range cap(p.bufs) {
-		p.bufs <- nil
-	}
-	for range Readers {
-		p.wg.Add(1)
-		go p.read()
-	}
-	go func() {
-		defer close(p.order)
-		defer close(p.jobs)
-		var err error
-		if req.Sample {
-			err = p.sendBlocks(ctx, blocks, size)
-		} else {
-			err = p.sendDiff(ctx, lister, req, size)
-		}
-		if err != nil {
-			p.send(ctx, &piece{err: err, done: closed})
-		}
-	}()
-	err = p.deliver(ctx, sink)
-	cancel()
-	for range p.order { // let the producer finish
-	}
-	p.wg.Wait() // no read may outlive the image handle
-	return err
-}
-
-var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
-
-type pipeline struct {
-	img   *cephrbd.Image
-	bufs  chan []byte // bounds the data in flight
-	jobs  chan *piece
-	order chan *piece
-	wg    sync.WaitGroup
-}
-
-// deliver hands the pieces to the sink in order.
-func (p *pipeline) deliver(ctx context.Context, sink rbd.Sink) error {
-	for pc := range p.order {
-		<-pc.done
-		var err error
-		switch {
-		case pc.err != nil:
-			err = pc.err
-		case pc.data:
-			err = sink.Data(pc.off, pc.buf)
-			p.bufs <- pc.buf
-		default:
-			err = sink.Zero(pc.off, pc.n)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return ctx.Err()
-}
-
-func (p *pipeline) read() {
-	defer p.wg.Done()
-	for pc := range p.jobs {
-		n, err := p.img.ReadAt(pc.buf, pc.off)
-		switch {
-		case err != nil:
-			pc.err = fmt.Errorf("rbd: reading %d bytes at %d: %w", len(pc.buf), pc.off, err)
-		case n != len(pc.buf):
-			pc.err = fmt.Errorf("rbd: short read at %d: %d of %d bytes", pc.off, n, len(pc.buf))
-		}
-		close(pc.done)
-	}
-}
-
-// send queues a piece, starting its read; false when ctx is done.
-func (p *pipeline) send(ctx context.Context, pc *piece) bool {
-	if pc.data {
-		select {
-		case pc.buf = <-p.bufs:
-		case <-ctx.Done():
-			return false
-		}
-		if pc.buf == nil {
-			pc.buf = make([]byte, repo.ChunkSize)
-		}
-		pc.buf, pc.done = pc.buf[:pc.n], make(chan struct{})
-		select {
-		case p.jobs <- pc:
-		case <-ctx.Done():
-			return false
-		}
-	} else if pc.done == nil {
-		pc.done = closed
-	}
-	select {
-	case p.order <- pc:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	var bufs [2 * Readers][]byte // bounds the data in flight
+	return ordered.Run(ctx, Readers, len(bufs),
+		func(ctx context.Context, send func(piece) error) error {
+			if req.Sample {
+				return sendBlocks(send, blocks, size)
+			}
+			return sendDiff(ctx, send, lister, req, size)
+		},
+		func(_ context.Context, slot int, pc *piece) error {
+			if !pc.data {
+				return nil
+			}
+			if bufs[slot] == nil {
+				bufs[slot] = make([]byte, repo.ChunkSize)
+			}
+			pc.buf = bufs[slot][:pc.n]
+			n, err := reader.ReadAt(pc.buf, pc.off)
+			switch {
+			case err != nil:
+				return fmt.Errorf("rbd: reading %d bytes at %d: %w", len(pc.buf), pc.off, err)
+			case n != len(pc.buf):
+				return fmt.Errorf("rbd: short read at %d: %d of %d bytes", pc.off, n, len(pc.buf))
+			}
+			return nil
+		},
+		func(pc *piece) error {
+			if pc.data {
+				return sink.Data(pc.off, pc.buf)
+			}
+			return sink.Zero(pc.off, pc.n)
+		})
 }
 
 // sendBlocks queues whole sampled blocks.
-func (p *pipeline) sendBlocks(ctx context.Context, blocks []int64, size int64) error {
+func sendBlocks(send func(piece) error, blocks []int64, size int64) error {
 	for _, b := range blocks {
 		off := b * repo.ChunkSize
-		if !p.send(ctx, &piece{off: off, n: min(repo.ChunkSize, size-off), data: true}) {
-			return ctx.Err()
+		if err := send(piece{off: off, n: min(repo.ChunkSize, size-off), data: true}); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -189,7 +117,7 @@ type extent struct {
 
 // sendDiff iterates the diff window by window and queues its extents,
 // data cut at chunk boundaries.
-func (p *pipeline) sendDiff(ctx context.Context, img *cephrbd.Image, req rbd.DiffRequest, size int64) error {
+func sendDiff(ctx context.Context, send func(piece) error, img *cephrbd.Image, req rbd.DiffRequest, size int64) error {
 	whole := cephrbd.DisableWholeObject
 	if req.WholeObject {
 		whole = cephrbd.EnableWholeObject
@@ -219,15 +147,15 @@ func (p *pipeline) sendDiff(ctx context.Context, img *cephrbd.Image, req rbd.Dif
 		sort.SliceStable(exts, func(i, j int) bool { return exts[i].off < exts[j].off })
 		for _, x := range exts {
 			if !x.exists {
-				if !p.send(ctx, &piece{off: x.off, n: x.n}) {
-					return ctx.Err()
+				if err := send(piece{off: x.off, n: x.n}); err != nil {
+					return err
 				}
 				continue
 			}
 			for off, end := x.off, x.off+x.n; off < end; {
 				n := min(end, (off/repo.ChunkSize+1)*repo.ChunkSize) - off
-				if !p.send(ctx, &piece{off: off, n: n, data: true}) {
-					return ctx.Err()
+				if err := send(piece{off: off, n: n, data: true}); err != nil {
+					return err
 				}
 				off += n
 			}
