@@ -23,6 +23,8 @@ NEEDS=(
 	"qemu-nbd qemu-utils"
 	"mke2fs e2fsprogs"
 	"debugfs e2fsprogs"
+	"sfdisk fdisk"
+	"sgdisk gdisk"
 	"/usr/sbin/qemu-ga qemu-guest-agent"
 	"fsfreeze util-linux"
 	"losetup mount"

@@ -48,6 +48,7 @@ var packages = map[string]string{
 	"nbdinfo": "libnbd-bin", "nbdcopy": "libnbd-bin", "nbdfuse": "nbdfuse",
 	"qemu-img": "qemu-utils", "qemu-io": "qemu-utils", "qemu-nbd": "qemu-utils",
 	"mke2fs": "e2fsprogs", "debugfs": "e2fsprogs", "fusermount3": "fuse3",
+	"sfdisk": "fdisk", "sgdisk": "gdisk",
 }
 
 // lookTool finds a client, also in the sbin directories a non-root PATH

@@ -3,6 +3,7 @@ package nbdrepo
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"strings"
 
@@ -23,6 +24,8 @@ type Options struct {
 	// CacheChunks is how many decompressed 4 MiB chunks the cache shared
 	// by all connections keeps; 0 means DefaultCacheChunks.
 	CacheChunks int
+	// Logger is told about partition tables that are not followed.
+	Logger *slog.Logger
 }
 
 // Catalog is a nbdserver.Catalog over a repository, safe for concurrent use.
@@ -30,6 +33,7 @@ type Catalog struct {
 	r     *repo.Repo
 	lock  *repo.Lock
 	cache *chunkCache
+	log   *slog.Logger
 }
 
 var _ nbdserver.Catalog = (*Catalog)(nil)
@@ -47,7 +51,11 @@ func New(r *repo.Repo, opt Options) (*Catalog, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Catalog{r: r, lock: lock,
+	log := opt.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Catalog{r: r, lock: lock, log: log,
 		cache: newChunkCache(opt.CacheChunks, readAheadLoads(opt.CacheChunks), r.ReadChunk)}, nil
 }
 
@@ -65,28 +73,49 @@ func (c *Catalog) Close() error { return c.lock.Unlock() }
 func (c *Catalog) Stats() (CacheStats, int) { return c.cache.snapshot() }
 
 // List returns one export per intact revision, oldest first, named by
-// revision id (one whose metadata is damaged is left out).
+// revision id (one whose metadata is damaged is left out), each followed
+// by one export per partition of its table, named ID/pN. A revision whose
+// index or table cannot be read is listed without partitions.
 func (c *Catalog) List() ([]nbdserver.ExportInfo, error) {
 	revs, _, err := c.r.ScanRevisions()
 	if err != nil {
 		return nil, err
 	}
-	out := make([]nbdserver.ExportInfo, len(revs))
-	for i, rev := range revs {
-		out[i] = nbdserver.ExportInfo{Name: rev.ID, Description: describe(rev)}
+	out := make([]nbdserver.ExportInfo, 0, len(revs))
+	for _, rev := range revs {
+		out = append(out, nbdserver.ExportInfo{Name: rev.ID, Description: describe(rev)})
+		ix, err := c.r.Index(rev.ID)
+		if err != nil {
+			continue
+		}
+		ps, err := c.partitions(newExport(c, rev, ix))
+		if err != nil {
+			c.log.Warn("cannot read partition table", "revision", rev.ID, "err", err.Error())
+			continue
+		}
+		for _, p := range ps {
+			out = append(out, nbdserver.ExportInfo{Name: fmt.Sprintf("%s/p%d", rev.ID, p.Number), Description: describePartition(rev.ID, p)})
+		}
 	}
 	return out, nil
 }
 
 // Open resolves a revision spec as backy-restore -r does (the empty name
-// is latest) and opens that revision. Unknown and ambiguous specs wrap
-// nbdserver.ErrNotFound.
+// is latest) and opens that revision; SPEC/pN opens partition N of its
+// partition table (MBR or GPT) as a read-only window. Unknown and
+// ambiguous specs, and partitions the table does not have (or that it
+// places outside the image), wrap nbdserver.ErrNotFound.
 func (c *Catalog) Open(name string) (nbdserver.Export, error) {
-	rev, err := c.r.Find(name)
+	spec, part, isPart := splitPartition(name)
+	rev, err := c.r.Find(spec)
 	if err == nil {
 		var ix *repo.Index
 		if ix, err = c.r.Index(rev.ID); err == nil {
-			return newExport(c, rev, ix), nil
+			e := newExport(c, rev, ix)
+			if isPart {
+				return c.openPartition(e, part)
+			}
+			return e, nil
 		}
 	}
 	if errors.Is(err, repo.ErrNoRevision) || errors.Is(err, repo.ErrAmbiguous) {

@@ -52,15 +52,9 @@ func (e *export) Close() error        { return nil }
 // or is loaded and verified by repo.ReadChunk. On error p holds no byte of
 // the failing chunk, and the error names the chunk, revision and offset.
 func (e *export) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 {
-		return 0, errNegativeOffset
-	}
-	if off >= e.ix.Size {
-		return 0, io.EOF
-	}
-	var eof error
-	if int64(len(p)) > e.ix.Size-off {
-		p, eof = p[:e.ix.Size-off], io.EOF
+	p, eof := window(p, off, e.ix.Size)
+	if eof != nil && len(p) == 0 {
+		return 0, eof
 	}
 	for done := 0; done < len(p); {
 		pos := off + int64(done)
@@ -85,6 +79,21 @@ func (e *export) ReadAt(p []byte, off int64) (int, error) {
 		done += n
 	}
 	return len(p), eof
+}
+
+// window cuts p to what lies inside an export of size bytes from off. The
+// error is errNegativeOffset, or io.EOF when the read reaches the end (p
+// then holds the bytes before it, none if off is past the end).
+func window(p []byte, off, size int64) ([]byte, error) {
+	switch {
+	case off < 0:
+		return nil, errNegativeOffset
+	case off >= size:
+		return nil, io.EOF
+	case int64(len(p)) > size-off:
+		return p[:size-off], io.EOF
+	}
+	return p, nil
 }
 
 // follows reports whether a read at pos in chunk k continues a sequential

@@ -36,7 +36,7 @@ func Serve(ctx context.Context, opt ServeOptions) error {
 	if err != nil {
 		return err
 	}
-	cat, err := New(r, Options{CacheChunks: opt.CacheChunks})
+	cat, err := New(r, Options{CacheChunks: opt.CacheChunks, Logger: log})
 	if err != nil {
 		return err
 	}
