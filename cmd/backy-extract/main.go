@@ -16,6 +16,7 @@ import (
 	"github.com/backy/backy/pkg/quiesce"
 	"github.com/backy/backy/pkg/rbd"
 	"github.com/backy/backy/pkg/rbd/librbd"
+	"github.com/backy/backy/pkg/repo"
 	"github.com/backy/backy/pkg/source"
 )
 
@@ -42,8 +43,9 @@ type fileCmd struct {
 	Sample   cli.Percent `help:"Write a sample stream of N% of the 4 MiB blocks (or \"all\") for verify --against." placeholder:"N%"`
 	Seed     uint64      `help:"Seed for choosing sampled blocks (default: random)."`
 	Snapshot string      `help:"Snapshot name to record in the stream header."`
-	BaseFrom string      `help:"Repository whose newest revision is the base of a differential stream: every chunk is read and hashed, only chunks whose hash differs are sent." placeholder:"DIR"`
+	BaseFrom string      `help:"Repository (a directory or rados:POOL/JOB) whose newest revision is the base of a differential stream: every chunk is read and hashed, only chunks whose hash differs are sent." placeholder:"REPO"`
 	Quiet    bool        `short:"q" help:"Show no progress line on a terminal (the summary line still ends the run)."`
+	cli.Ceph
 	consistencyFlags
 }
 
@@ -62,7 +64,7 @@ func (c *fileCmd) Run(env *cli.Env) error {
 	logf := func(format string, args ...any) { d.Printf("%s: %s", env.Name, fmt.Sprintf(format, args...)) }
 	_, err := source.File(env.Ctx, c.Path, env.Stdout, source.Options{
 		Size: c.Size, Sample: float64(c.Sample), Seed: c.Seed, Stdin: env.Stdin, Snapshot: c.Snapshot,
-		BaseFrom: c.BaseFrom, Logf: logf, Progress: pc})
+		BaseFrom: c.BaseFrom, Repo: repo.Via(env.Ctx, c.Conn()), Logf: logf, Progress: pc})
 	// The reader of the stream sees its end now, not after Stop, which
 	// may wait for the reader's progress line to go.
 	if cerr := env.Stdout.Close(); err == nil && cerr != nil {
@@ -92,7 +94,7 @@ func (c *dumpCmd) Run(env *cli.Env) error {
 
 type rbdCmd struct {
 	Image       string      `arg:"" help:"The image, POOL/IMAGE; POOL/IMAGE@SNAP reads that existing snapshot instead of making one." placeholder:"POOL/IMAGE[@SNAP]"`
-	BaseFrom    string      `xor:"base" help:"Repository whose newest revision's snapshot is the base of a differential stream." placeholder:"DIR"`
+	BaseFrom    string      `xor:"base" help:"Repository (a directory or rados:POOL/JOB) whose newest revision's snapshot is the base of a differential stream." placeholder:"REPO"`
 	FromSnap    string      `xor:"base" help:"Base snapshot of a differential stream, by name." placeholder:"NAME"`
 	Full        bool        `help:"Write a full stream whatever the base."`
 	WholeObject bool        `help:"Diff whole changed objects, as rbd export-diff --whole-object."`
@@ -100,8 +102,7 @@ type rbdCmd struct {
 	ID          string      `help:"Name the new snapshot backy-ID (default: a fresh revision id)." placeholder:"ID"`
 	Sample      cli.Percent `help:"Write a sample stream of N% of the 4 MiB blocks of POOL/IMAGE@SNAP (or \"all\") for verify --against." placeholder:"N%"`
 	Seed        uint64      `help:"Seed for choosing sampled blocks (default: random)." placeholder:"N"`
-	CephConf    string      `help:"Ceph configuration file (default: $CEPH_CONF, /etc/ceph/ceph.conf)." placeholder:"FILE"`
-	CephUser    string      `help:"Ceph client name, without \"client.\" (default: Ceph's, admin)." placeholder:"NAME"`
+	cli.Ceph
 	consistencyFlags
 }
 
@@ -131,7 +132,7 @@ func (c *rbdCmd) Run(env *cli.Env) error {
 	// A write to a closed pipe must fail like any error, so the new
 	// snapshot is removed, instead of killing the process on the spot.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	eng, err := openEngine(env.Ctx, c.Engine, rbd.Conn{Conf: c.CephConf, User: c.CephUser})
+	eng, err := openEngine(env.Ctx, c.Engine, c.Conn())
 	if err != nil {
 		return err
 	}
@@ -140,7 +141,7 @@ func (c *rbdCmd) Run(env *cli.Env) error {
 		fmt.Fprintf(env.Stderr, "%s: %s\n", env.Name, fmt.Sprintf(format, args...))
 	}
 	res, err := rbd.Backup(env.Ctx, eng, env.Stdout, rbd.Options{
-		Image: img, BaseFrom: c.BaseFrom, FromSnap: c.FromSnap, Full: c.Full,
+		Image: img, BaseFrom: c.BaseFrom, Repo: repo.Via(env.Ctx, c.Conn()), FromSnap: c.FromSnap, Full: c.Full,
 		WholeObject: c.WholeObject, ID: c.ID, Sample: float64(c.Sample), Seed: c.Seed, Logf: logf,
 		Quiesce: q, Job: c.Job})
 	if res != nil {

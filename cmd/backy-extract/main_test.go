@@ -1,9 +1,6 @@
 package main
 
 import (
-	"fmt"
-	"os"
-	"strings"
 	"testing"
 
 	"github.com/backy/backy/internal/clitest"
@@ -24,43 +21,11 @@ func TestScripts(t *testing.T) {
 	p := clitest.Params("testdata/script", clitest.BinDir)
 	cond := p.Condition
 	p.Condition = func(c string) (bool, error) {
-		switch c {
-		case "ceph":
-			return cephInstalled()
-		case "librbd":
+		if c == "librbd" {
 			return librbd.Available, nil
 		}
 		return cond(c)
 	}
-	p.Cmds["cephcluster"] = cephCluster
+	cephtest.ScriptSetup(&p)
 	testscript.Run(t, p)
-}
-
-// cephInstalled is the condition [ceph]. A missing Ceph is an error, not a
-// false condition, when BACKY_REQUIRE_CEPH is set, so CI cannot skip the
-// rbd scripts by accident.
-func cephInstalled() (bool, error) {
-	missing := cephtest.Missing()
-	if len(missing) == 0 {
-		return true, nil
-	}
-	if os.Getenv(cephtest.RequireEnv) != "" {
-		return false, fmt.Errorf("%s not installed, and %s is set", strings.Join(missing, ", "), cephtest.RequireEnv)
-	}
-	return false, nil
-}
-
-// cephcluster: start the shared test cluster (once per test binary) and
-// set CEPH_CONF for the rest of the script. Scripts say "[!ceph] skip"
-// before it; without Ceph it fails.
-func cephCluster(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 0 {
-		ts.Fatalf("usage: cephcluster")
-	}
-	if missing := cephtest.Missing(); len(missing) > 0 {
-		ts.Fatalf("cephcluster: %s not installed", strings.Join(missing, ", "))
-	}
-	conf, err := cephtest.Shared()
-	ts.Check(err)
-	ts.Setenv("CEPH_CONF", conf)
 }

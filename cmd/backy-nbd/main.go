@@ -9,16 +9,18 @@ import (
 
 	"github.com/backy/backy/pkg/cli"
 	"github.com/backy/backy/pkg/nbdrepo"
+	"github.com/backy/backy/pkg/repo"
 )
 
 type nbdCLI struct {
-	Version     cli.VersionFlag `help:"Print the version and exit."`
-	Base        string          `short:"b" default:"." help:"Repository directory." placeholder:"DIR"`
-	Host        string          `short:"H" default:"127.0.0.1" help:"Address to listen on (NBD has no authentication: keep it on loopback)." placeholder:"ADDR"`
-	Port        int             `short:"p" default:"9000" help:"TCP port to listen on (0 = any free port, logged)."`
-	Socket      string          `help:"Listen on this Unix socket (mode 0600, removed at exit) instead of TCP." placeholder:"PATH"`
-	Cow         bool            `help:"Let clients write into a per-connection overlay in $TMPDIR, discarded at disconnect."`
-	CacheChunks int             `default:"32" help:"Decompressed 4 MiB chunks kept in memory, shared by all clients." placeholder:"N"`
+	Version cli.VersionFlag `help:"Print the version and exit."`
+	Base    string          `short:"b" default:"." help:"Repository: a directory, or rados:POOL/JOB." placeholder:"REPO"`
+	cli.Ceph
+	Host        string `short:"H" default:"127.0.0.1" help:"Address to listen on (NBD has no authentication: keep it on loopback)." placeholder:"ADDR"`
+	Port        int    `short:"p" default:"9000" help:"TCP port to listen on (0 = any free port, logged)."`
+	Socket      string `help:"Listen on this Unix socket (mode 0600, removed at exit) instead of TCP." placeholder:"PATH"`
+	Cow         bool   `help:"Let clients write into a per-connection overlay in $TMPDIR, discarded at disconnect."`
+	CacheChunks int    `default:"32" help:"Decompressed 4 MiB chunks kept in memory, shared by all clients." placeholder:"N"`
 }
 
 func (c *nbdCLI) Run(env *cli.Env) error {
@@ -30,7 +32,7 @@ func (c *nbdCLI) Run(env *cli.Env) error {
 	}
 	log := slog.New(slog.NewTextHandler(env.Stderr, nil))
 	return nbdrepo.Serve(env.Ctx, nbdrepo.ServeOptions{
-		Dir: c.Base, Host: c.Host, Port: c.Port, Socket: c.Socket, COW: c.Cow, CacheChunks: c.CacheChunks, Logger: log,
+		Dir: c.Base, Open: repo.Via(env.Ctx, c.Conn()), Host: c.Host, Port: c.Port, Socket: c.Socket, COW: c.Cow, CacheChunks: c.CacheChunks, Logger: log,
 	})
 }
 

@@ -12,10 +12,18 @@ import (
 	"time"
 
 	"github.com/backy/backy/internal/clitest"
+	"github.com/backy/backy/pkg/rbd/cephtest"
+	"github.com/backy/backy/pkg/repo"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
 func TestMain(m *testing.M) { clitest.Main(cleanFixture{m}, "backy-nbd", run) }
+
+// cephM runs the tests under cephtest.Main, which stops the test cluster
+// the rados script starts.
+type cephM struct{ m testscript.TestingM }
+
+func (c cephM) Run() int { return cephtest.Main(c.m) }
 
 // cleanFixture removes the shared fixture after the tests ran.
 type cleanFixture struct{ m testscript.TestingM }
@@ -26,7 +34,7 @@ func (c cleanFixture) Run() int {
 			os.RemoveAll(fixDir)
 		}
 	}()
-	return c.m.Run()
+	return cephM{c.m}.Run()
 }
 
 func TestScripts(t *testing.T) {
@@ -38,8 +46,12 @@ func TestScripts(t *testing.T) {
 		if name, ok := strings.CutPrefix(c, "tool:"); ok {
 			return haveTool(name)
 		}
+		if c == "rados" {
+			return repo.RadosAvailable, nil
+		}
 		return cond(c)
 	}
+	cephtest.ScriptSetup(&p)
 	testscript.Run(t, p)
 }
 

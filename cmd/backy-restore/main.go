@@ -17,15 +17,16 @@ import (
 
 type restoreCLI struct {
 	Version  cli.VersionFlag `help:"Print the version and exit."`
-	Base     string          `short:"b" default:"." help:"Repository directory." placeholder:"DIR"`
+	Base     string          `short:"b" default:"." help:"Repository: a directory, or rados:POOL/JOB." placeholder:"REPO"`
 	Revision string          `short:"r" default:"latest" help:"Revision: latest, a tag, an id or unique id prefix, or N for the N-th newest (0 = newest)." placeholder:"SPEC"`
 	Format   string          `short:"f" enum:"raw,extents,rbd-diff" default:"raw" help:"Output format: raw (image bytes), extents (an extent stream for backy-store) or rbd-diff (for rbd import-diff)."`
 	Quiet    bool            `short:"q" help:"Show no progress line on a terminal (the summary line still ends the run)."`
 	Target   string          `arg:"" help:"File or block device to write, or - for stdout."`
+	cli.Ceph
 }
 
 func (c *restoreCLI) Run(env *cli.Env) error {
-	r, err := repo.Open(c.Base)
+	r, err := repo.Open(c.Base, repo.Via(env.Ctx, c.Conn())...)
 	if err != nil {
 		return err
 	}

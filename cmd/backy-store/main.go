@@ -14,8 +14,14 @@ import (
 )
 
 type globals struct {
-	Base  string `short:"b" default:"." help:"Repository directory (created on first store)." placeholder:"DIR"`
+	Base  string `short:"b" default:"." help:"Repository: a directory, or rados:POOL/JOB (created on first store)." placeholder:"REPO"`
 	Quiet bool   `short:"q" help:"Show no progress line on a terminal (store, verify, purge); summary lines still end the run."`
+	cli.Ceph
+}
+
+// open opens the repository named by -b.
+func (g *globals) open(env *cli.Env) (*repo.Repo, error) {
+	return repo.Open(g.Base, repo.Via(env.Ctx, g.Conn())...)
 }
 
 // show starts the progress line of a long run (nothing off a terminal).
@@ -31,7 +37,7 @@ func (c *storeCmd) Run(env *cli.Env, g *globals) error {
 	if cli.IsTerminal(env.Stdin) {
 		return fmt.Errorf("%w: stdin is a terminal; pipe an extent stream in (backy-extract file IMAGE | backy-store)", cli.ErrUsage)
 	}
-	r, err := repo.OpenOrCreate(g.Base)
+	r, err := repo.OpenOrCreate(g.Base, repo.Via(env.Ctx, g.Conn())...)
 	if err != nil {
 		return err
 	}
@@ -56,7 +62,7 @@ type statusCmd struct {
 }
 
 func (c *statusCmd) Run(env *cli.Env, g *globals) error {
-	r, err := repo.Open(g.Base)
+	r, err := g.open(env)
 	if err != nil {
 		return err
 	}

@@ -3,16 +3,24 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/backy/backy/internal/clitest"
+	"github.com/backy/backy/pkg/rbd/cephtest"
 	"github.com/backy/backy/pkg/repo"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
-func TestMain(m *testing.M) { clitest.Main(m, "backy-store", run) }
+// cephM runs the tests under cephtest.Main, which stops the test cluster
+// the rados scripts share once they are done.
+type cephM struct{ m *testing.M }
+
+func (c cephM) Run() int { return cephtest.Main(c.m) }
+
+func TestMain(m *testing.M) { clitest.Main(cephM{m}, "backy-store", run) }
 
 func TestScripts(t *testing.T) {
 	p := clitest.Params("testdata/script", clitest.BinDir)
@@ -20,6 +28,15 @@ func TestScripts(t *testing.T) {
 	p.Cmds["setid"] = setid
 	p.Cmds["clonerev"] = clonerev
 	p.Cmds["settime"] = settime
+	p.Cmds["radoschunk"] = radosChunk
+	cond := p.Condition
+	p.Condition = func(c string) (bool, error) {
+		if c == "rados" {
+			return repo.RadosAvailable, nil
+		}
+		return cond(c)
+	}
+	cephtest.ScriptSetup(&p)
 	testscript.Run(t, p)
 }
 
@@ -30,11 +47,15 @@ func holdlock(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) < 2 {
 		ts.Fatalf("usage: holdlock REPO NAME [shared]")
 	}
-	r, err := repo.Open(ts.MkAbs(args[0]))
+	loc := args[0]
+	if !repo.IsRados(loc) {
+		loc = ts.MkAbs(loc)
+	}
+	r, err := repo.Open(loc, repo.WithCeph(repo.Ceph{Conf: ts.Getenv("CEPH_CONF")}))
 	ts.Check(err)
 	l, err := r.TryLock(args[1], len(args) > 2 && args[2] == "shared")
 	ts.Check(err)
-	ts.Defer(func() { l.Unlock() })
+	ts.Defer(func() { l.Unlock(); r.Close() })
 }
 
 // setid VAR: set VAR to the first line of the last command's stdout (the
@@ -83,4 +104,34 @@ func loadrev(ts *testscript.TestScript, dir, id string) (*repo.Repo, *repo.Revis
 	rev, err := r.LoadRevision(id)
 	ts.Check(err)
 	return r, rev
+}
+
+// radoschunk REPO damage|delete N: overwrite or delete, behind backy's
+// back, the chunk object of chunk N of the newest revision of the RADOS
+// repository REPO (rados:POOL/JOB).
+func radosChunk(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: radoschunk REPO damage|delete N")
+	}
+	conf := ts.Getenv("CEPH_CONF")
+	r, err := repo.Open(args[0], repo.WithCeph(repo.Ceph{Conf: conf}))
+	ts.Check(err)
+	defer r.Close()
+	revs, err := r.Revisions()
+	ts.Check(err)
+	ix, err := r.Index(revs[len(revs)-1].ID)
+	ts.Check(err)
+	n, err := strconv.Atoi(args[2])
+	ts.Check(err)
+	loc, _ := repo.ParseRadosLocation(args[0])
+	oid := "chunk." + ix.Hashes[n].String()
+	switch args[1] {
+	case "damage":
+		_, err = cephtest.Rados(conf, []byte("not a chunk"), "-p", loc.Pool, "put", oid, "-")
+	case "delete":
+		_, err = cephtest.Rados(conf, nil, "-p", loc.Pool, "rm", oid)
+	default:
+		ts.Fatalf("usage: radoschunk REPO damage|delete N")
+	}
+	ts.Check(err)
 }

@@ -49,7 +49,7 @@ func (c *verifyCmd) Run(env *cli.Env, g *globals) error {
 	if c.Timeout < 0 {
 		return fmt.Errorf("%w: --timeout must be positive", cli.ErrUsage)
 	}
-	r, err := repo.Open(g.Base)
+	r, err := g.open(env)
 	if err != nil {
 		return err
 	}
@@ -111,7 +111,7 @@ func (c *distrustCmd) Run(env *cli.Env, g *globals) error {
 	if c.Revision == "" && c.From == "" && c.Until == "" && !c.All {
 		return fmt.Errorf("%w: say which revisions: -r SPEC, --from/--until DATE or --all", cli.ErrUsage)
 	}
-	r, err := repo.Open(g.Base)
+	r, err := g.open(env)
 	if err != nil {
 		return err
 	}
@@ -132,7 +132,7 @@ type tagsCmd struct {
 }
 
 func (c *tagsCmd) Run(env *cli.Env, g *globals) error {
-	r, err := repo.Open(g.Base)
+	r, err := g.open(env)
 	if err != nil {
 		return err
 	}
@@ -172,7 +172,7 @@ func (c *forgetCmd) Run(env *cli.Env, g *globals) error {
 	if spec == "" {
 		return fmt.Errorf("%w: forget needs a revision (-r SPEC); it has no default", cli.ErrUsage)
 	}
-	r, err := repo.Open(g.Base)
+	r, err := g.open(env)
 	if err != nil {
 		return err
 	}
@@ -212,7 +212,7 @@ func (c *expireCmd) Run(env *cli.Env, g *globals) error {
 	if c.Job != "" && c.Config == "" {
 		return fmt.Errorf("%w: --job goes with --config", cli.ErrUsage)
 	}
-	r, err := repo.Open(g.Base)
+	r, err := g.open(env)
 	if err != nil {
 		return err
 	}
@@ -235,20 +235,21 @@ func (c *expireCmd) Run(env *cli.Env, g *globals) error {
 }
 
 type purgeCmd struct {
-	Wait   time.Duration `placeholder:"DURATION" help:"Wait up to DURATION for a running store, restore or verify to finish instead of failing at once (exit 5)."`
-	DryRun bool          `short:"n" help:"Only count what would be removed."`
+	Wait        time.Duration `placeholder:"DURATION" help:"Wait up to DURATION for a running store, restore or verify to finish instead of failing at once (exit 5)."`
+	DryRun      bool          `short:"n" help:"Only count what would be removed."`
+	MinInterval time.Duration `placeholder:"DURATION" help:"RADOS: skip the sweep of the pool if the last one began less than DURATION ago."`
 }
 
 func (c *purgeCmd) Run(env *cli.Env, g *globals) error {
 	if c.Wait < 0 {
 		return fmt.Errorf("%w: --wait must be positive", cli.ErrUsage)
 	}
-	r, err := repo.Open(g.Base)
+	r, err := g.open(env)
 	if err != nil {
 		return err
 	}
 	opt, d := watched(env, g, "chunks")
-	res, err := upkeep.Purge(env.Ctx, r, upkeep.PurgeOptions{Options: opt, Wait: c.Wait, DryRun: c.DryRun})
+	res, err := upkeep.Purge(env.Ctx, r, upkeep.PurgeOptions{Options: opt, Wait: c.Wait, DryRun: c.DryRun, MinInterval: c.MinInterval})
 	d.Stop()
 	if err != nil {
 		return err
@@ -256,6 +257,15 @@ func (c *purgeCmd) Run(env *cli.Env, g *globals) error {
 	verb := "removed"
 	if c.DryRun {
 		verb = "would remove"
+	}
+	if res.Pool {
+		if res.Skipped {
+			fmt.Fprintf(env.Stderr, "%s: purge: skipped, the pool was swept less than %s ago\n", env.Name, c.MinInterval)
+			return nil
+		}
+		fmt.Fprintf(env.Stderr, "%s: purge: pool of %d jobs: %s %d of %d chunks (%d in use by %d revisions, %d unused but too young), %d leftover indexes, in %.2fs\n",
+			env.Name, res.Jobs, verb, res.Removed, res.Chunks, res.Referenced, res.Revisions, res.Young, res.Indexes, res.Duration.Seconds())
+		return nil
 	}
 	fmt.Fprintf(env.Stderr, "%s: purge: %s %d of %d chunks (%d in use by %d revisions), %d tmp entries, %d index files without metadata, in %.2fs\n",
 		env.Name, verb, res.Removed, res.Chunks, res.Referenced, res.Revisions, res.Tmp, res.Indexes, res.Duration.Seconds())

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"sort"
 	"strings"
 
@@ -43,7 +44,7 @@ func BuildCommands(skip string) (string, error) {
 		}
 	}
 	args := append([]string{"build", "-o", dir + "/"}, pkgs...)
-	if tags := os.Getenv("BACKY_BUILD_TAGS"); tags != "" {
+	if tags := buildTags(); tags != "" {
 		args = append([]string{"build", "-tags", tags, "-o", dir + "/"}, pkgs...)
 	}
 	cmd := exec.Command("go", args...)
@@ -52,6 +53,23 @@ func BuildCommands(skip string) (string, error) {
 		return "", fmt.Errorf("go build: %v\n%s", err, out)
 	}
 	return dir, nil
+}
+
+// buildTags are $BACKY_BUILD_TAGS, or else the tags the test binary was
+// built with: a test run with -tags librbd,pacific runs commands that
+// reach Ceph (rados: repositories) too.
+func buildTags() string {
+	if tags := os.Getenv("BACKY_BUILD_TAGS"); tags != "" {
+		return tags
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "-tags" {
+				return s.Value
+			}
+		}
+	}
+	return ""
 }
 
 func moduleRoot() (string, error) {

@@ -40,6 +40,7 @@ type Config struct {
 // Global holds the daemon-wide settings.
 type Global struct {
 	BaseDir          string        // absolute; jobs' repositories live below it
+	RadosPool        string        // if set, jobs' repositories default to rados:POOL/NAME
 	WorkerLimit      int           // jobs running at once
 	StatusFile       string        // absolute
 	StatusInterval   time.Duration // how often the status file is rewritten
@@ -80,7 +81,9 @@ type Job struct {
 	Source       Source
 	FullAlways   bool    // never store differential revisions
 	VerifySample float64 // percent of the image compared with the source after a backup
-	Directory    string  // absolute path of the job's repository
+	// Directory is the job's repository: an absolute directory, or a
+	// RADOS location rados:POOL/JOB.
+	Directory string
 	// Consistency says how the snapshots of an RBD job are made
 	// consistent; nil for plain, crash-consistent snapshots.
 	Consistency *Consistency

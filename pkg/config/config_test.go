@@ -168,6 +168,15 @@ func TestGoodConfigs(t *testing.T) {
 	if r, _ := c.Schedules["short"].Rule("twice-weekly"); r.Interval != 84*time.Hour {
 		t.Errorf("twice-weekly = %v", r)
 	}
+	c, err = Load("testdata/good/rados.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for job, want := range map[string]string{"vm1": "rados:backy/vm1", "vm2": "rados:other/vm2", "vm3": DefaultBaseDir + "/vm3"} {
+		if got := c.Jobs[job].Directory; got != want {
+			t.Errorf("job %s: repository %s, want %s", job, got, want)
+		}
+	}
 	c, err = Load("testdata/good/empty.toml")
 	if err != nil || len(c.Jobs) != 0 || c.Global.BaseDir != DefaultBaseDir {
 		t.Errorf("empty file: %+v, %v", c, err)

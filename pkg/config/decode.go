@@ -163,6 +163,14 @@ func (d *decoder) global(m map[string]any) Global {
 			d.fail(ErrBadValue, k, "key %q: %q is not an absolute path", toml.Key(k).String(), s)
 		}
 	}
+	if s, ok := d.str(m, path, "rados-pool"); ok {
+		if s == "" || strings.ContainsAny(s, "/ \t") {
+			k := key(path, "rados-pool")
+			d.fail(ErrBadValue, k, "key %q: %q is not a pool name", toml.Key(k).String(), s)
+		} else {
+			g.RadosPool = s
+		}
+	}
 	if n, ok := d.integer(m, path, "worker-limit", 1, 10000); ok {
 		g.WorkerLimit = n
 	}
@@ -276,8 +284,26 @@ func (d *decoder) job(c *Config, schedules map[string]any, name string, v any) (
 	if f, ok := d.number(m, path, "verify-sample", 0, 100); ok {
 		j.VerifySample = f
 	}
+	if c.Global.RadosPool != "" {
+		j.Directory = radosPrefix + c.Global.RadosPool + "/" + name
+	}
 	if s, ok := d.str(m, path, "directory"); ok {
 		j.Directory = under(c.Global.BaseDir, s)
+	}
+	if s, ok := d.str(m, path, "repository"); ok {
+		k := key(path, "repository")
+		_, both := m["directory"]
+		switch {
+		case both:
+			d.fail(ErrBadValue, k, "key %q: give directory or repository, not both", toml.Key(k).String())
+		case strings.HasPrefix(s, radosPrefix):
+			if !validRados(s) {
+				d.fail(ErrBadValue, k, "key %q: %q is not a RADOS location rados:POOL/JOB", toml.Key(k).String(), s)
+			}
+			j.Directory = s
+		default:
+			j.Directory = under(c.Global.BaseDir, s)
+		}
 	}
 	if cm := d.table(m, path, "consistency"); cm != nil {
 		j.Consistency = d.consistency(key(path, "consistency"), cm, j.Source.Type)
@@ -622,4 +648,14 @@ func tomlValue(v any) string {
 		return fmt.Sprintf("%q", s)
 	}
 	return typeName(v)
+}
+
+// radosPrefix starts a RADOS repository location, rados:POOL/JOB
+// (docs/repository.md, "RADOS"; pkg/repo parses it when it opens one).
+const radosPrefix = "rados:"
+
+// validRados accepts rados:POOL/JOB with a job name as checkName wants.
+func validRados(s string) bool {
+	pool, job, ok := strings.Cut(strings.TrimPrefix(s, radosPrefix), "/")
+	return ok && pool != "" && !strings.ContainsAny(pool, " \t") && checkName(job) == nil
 }

@@ -36,7 +36,7 @@ func FuzzParse(f *testing.F) {
 			if _, ok := c.Schedules[j.ScheduleName]; !ok || j.Schedule.Len() == 0 {
 				t.Fatalf("job %q has schedule %q", name, j.ScheduleName)
 			}
-			if checkName(name) != nil || !filepath.IsAbs(j.Directory) || j.Source.Type == "" {
+			if checkName(name) != nil || !filepath.IsAbs(j.Directory) && !validRados(j.Directory) || j.Source.Type == "" {
 				t.Fatalf("accepted job %+v", j)
 			}
 		}

@@ -9,10 +9,10 @@ var (
 	globalKeys = []string{
 		"base-dir", "worker-limit", "status-file", "status-interval",
 		"console-addresses", "console-port", "console-socket", "backoff-initial", "backoff-max",
-		"metrics-listen",
+		"metrics-listen", "rados-pool",
 	}
 	ruleKeys        = []string{"interval", "keep"}
-	jobKeys         = []string{"schedule", "source", "full-always", "verify-sample", "directory", "consistency"}
+	jobKeys         = []string{"schedule", "source", "full-always", "verify-sample", "directory", "repository", "consistency"}
 	consistencyKeys = []string{"freeze-command", "thaw-command", "snapshot-command", "guest-agent",
 		"timeout", "fallback", "warn-crash-runs"}
 	sourceKeys = map[SourceType][]string{

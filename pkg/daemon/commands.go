@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/backy/backy/pkg/config"
+	"github.com/backy/backy/pkg/repo"
 	"github.com/backy/backy/pkg/schedule"
 )
 
@@ -108,9 +110,18 @@ func expirePipeline(b Bins, j config.Job) pipeline {
 	return pipeline{{b.Store, "-b", j.Directory, "expire", "--schedule", scheduleRules(j.Schedule)}}
 }
 
+// purgePipeline purges the job's repository. A RADOS job's pool is shared
+// by many jobs and a purge sweeps all of it, so it is swept at most once a
+// day (docs/repository.md, "Purge on a shared pool").
 func purgePipeline(b Bins, j config.Job) pipeline {
+	if repo.IsRados(j.Directory) {
+		return pipeline{{b.Store, "-b", j.Directory, "purge", "--min-interval", PoolPurgeInterval.String()}}
+	}
 	return pipeline{{b.Store, "-b", j.Directory, "purge"}}
 }
+
+// PoolPurgeInterval is how often the daemon sweeps a shared RADOS pool.
+const PoolPurgeInterval = 24 * time.Hour
 
 // scheduleRules writes s in backy-store expire's TAG=INTERVAL:KEEP form.
 func scheduleRules(s schedule.Schedule) string {

@@ -33,6 +33,7 @@ func TestPipelinesAreWhatAPersonWouldType(t *testing.T) {
 		`consistency = { freeze-command = "virsh domfsfreeze vm1", thaw-command = "virsh domfsthaw vm1", timeout = "20s" }`)
 	agent := jobWith(t, `{ type = "rbd", pool = "ssd", image = "vm1" }`,
 		`consistency = { snapshot-command = "ask-host", fallback = "fail" }`)
+	pooled := jobWith(t, `{ type = "rbd", pool = "ssd", image = "vm1" }`, `repository = "rados:backy/vm1"`)
 	tags := []string{"daily", "weekly"}
 	for _, tc := range []struct {
 		got  pipeline
@@ -58,6 +59,9 @@ func TestPipelinesAreWhatAPersonWouldType(t *testing.T) {
 			"/usr/bin/backy-store -b /srv/backy/vm1 verify -r abcdefghijklmnop --sample 1%"},
 		{expirePipeline(testBins, file), "/usr/bin/backy-store -b /srv/backy/vm1 expire --schedule daily=1d:9,weekly=7d:5"},
 		{purgePipeline(testBins, file), "/usr/bin/backy-store -b /srv/backy/vm1 purge"},
+		{backupPipeline(testBins, pooled, tags[:1]),
+			"/usr/bin/backy-extract rbd ssd/vm1 --base-from rados:backy/vm1 | /usr/bin/backy-store -b rados:backy/vm1 --tags daily"},
+		{purgePipeline(testBins, pooled), "/usr/bin/backy-store -b rados:backy/vm1 purge --min-interval 24h0m0s"},
 	} {
 		if got := tc.got.String(); got != tc.want {
 			t.Errorf("got  %s\nwant %s", got, tc.want)

@@ -132,6 +132,7 @@ func revisionSnapshot(dir, id string) string {
 	if err != nil {
 		return ""
 	}
+	defer r.Close()
 	rev, err := r.LoadRevision(id)
 	if err != nil {
 		return ""

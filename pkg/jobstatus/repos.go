@@ -44,12 +44,13 @@ func ScanRepo(dir string) RepoInfo {
 	info := RepoInfo{Last: map[string]time.Time{}}
 	r, err := repo.Open(dir)
 	if err != nil {
-		if errors.Is(err, repo.ErrNotRepository) && dirMissingOrEmpty(dir) {
-			return info
+		if errors.Is(err, repo.ErrNotRepository) && (repo.IsRados(dir) || dirMissingOrEmpty(dir)) {
+			return info // a job that never ran: no job in the pool yet
 		}
 		info.Err = err.Error()
 		return info
 	}
+	defer r.Close()
 	revs, bad, err := r.ScanRevisions()
 	if err != nil {
 		info.Err = err.Error()

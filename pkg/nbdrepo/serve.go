@@ -16,11 +16,12 @@ import (
 
 // ServeOptions are what backy-nbd is told on its command line.
 type ServeOptions struct {
-	Dir         string // the repository
-	Host        string // address to listen on
-	Port        int    // 0 picks a free port
-	Socket      string // if set, a Unix socket to listen on instead of Host:Port
-	COW         bool   // writable per-connection overlays (nbdserver.Options.COW)
+	Dir         string        // the repository: a directory or rados:POOL/JOB
+	Open        []repo.Option // how to reach it (Ceph settings)
+	Host        string        // address to listen on
+	Port        int           // 0 picks a free port
+	Socket      string        // if set, a Unix socket to listen on instead of Host:Port
+	COW         bool          // writable per-connection overlays (nbdserver.Options.COW)
 	CacheChunks int
 	Logger      *slog.Logger
 }
@@ -32,7 +33,7 @@ func Serve(ctx context.Context, opt ServeOptions) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r, err := repo.Open(opt.Dir)
+	r, err := repo.Open(opt.Dir, opt.Open...)
 	if err != nil {
 		return err
 	}

@@ -18,8 +18,10 @@ type Options struct {
 	// Image is what to read. With a snapshot (POOL/IMAGE@SNAP) that
 	// snapshot is streamed and no snapshot is made or removed; without,
 	// Backup makes SnapPrefix+ID first.
-	Image       Image
-	BaseFrom    string // repository whose newest revision names the base
+	Image    Image
+	BaseFrom string // repository whose newest revision names the base
+	// Repo says how to reach BaseFrom (Ceph settings of a rados: location).
+	Repo        []repo.Option
 	FromSnap    string // base snapshot given by name
 	Full        bool   // ignore any base
 	WholeObject bool   // whole changed objects, as rbd export-diff --whole-object

@@ -20,9 +20,12 @@ func chooseBase(opt *Options, snaps []Snap) (string, error) {
 	case opt.FromSnap != "":
 		want = opt.FromSnap
 	case opt.BaseFrom != "":
-		_, parent, err := repo.NewestRevision(opt.BaseFrom)
+		r, parent, err := repo.NewestRevision(opt.BaseFrom, opt.Repo...)
 		if err != nil {
 			return "", err
+		}
+		if r != nil {
+			r.Close()
 		}
 		switch {
 		case parent == nil:

@@ -12,14 +12,12 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/backy/backy/pkg/cephconn"
 	"github.com/backy/backy/pkg/rbddiff"
 )
 
 // Conn says how to reach the cluster; both engines take it.
-type Conn struct {
-	Conf string // Ceph configuration file; "" for $CEPH_CONF or Ceph's default
-	User string // Ceph client name without "client."; "" for Ceph's default
-}
+type Conn = cephconn.Options
 
 // CLI is the engine that runs the rbd command.
 type CLI struct {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/backy/backy/pkg/cephconn"
 	"github.com/backy/backy/pkg/exitcode"
 )
 
@@ -68,7 +69,7 @@ type Leftovers struct {
 }
 
 // ErrNoRados is returned for a RADOS location by a build without librados.
-var ErrNoRados = exitcode.New(exitcode.Failure, "repo: this backy was built without RADOS support (build tags librbd,pacific)")
+var ErrNoRados = exitcode.New(exitcode.Usage, "repo: this backy was built without RADOS support (build tags librbd,pacific)")
 
 // RadosPrefix starts a RADOS location: rados:POOL/JOB.
 const RadosPrefix = "rados:"
@@ -114,10 +115,7 @@ func validJob(s string) bool {
 
 // Ceph says how to reach the cluster of a RADOS location; the zero value
 // is Ceph's defaults ($CEPH_CONF or /etc/ceph/ceph.conf, client.admin).
-type Ceph struct {
-	Conf string // configuration file
-	User string // client name without "client."
-}
+type Ceph = cephconn.Options
 
 // Option changes how Open and OpenOrCreate reach a repository.
 type Option func(*openOptions)
@@ -134,6 +132,10 @@ func WithCeph(c Ceph) Option { return func(o *openOptions) { o.ceph = c } }
 // up to client_mount_timeout for a monitor otherwise).
 func WithContext(ctx context.Context) Option { return func(o *openOptions) { o.ctx = ctx } }
 
+// Via is the options of a command that opens repositories with the Ceph
+// settings c, the connection attempt bounded by ctx.
+func Via(ctx context.Context, c Ceph) []Option { return []Option{WithCeph(c), WithContext(ctx)} }
+
 func options(opts []Option) openOptions {
 	o := openOptions{ctx: context.Background()}
 	for _, f := range opts {
@@ -141,3 +143,49 @@ func options(opts []Option) openOptions {
 	}
 	return o
 }
+
+// PoolPurge is what a pool purge found and did.
+type PoolPurge struct {
+	Jobs, Revisions int
+	Chunks          int // chunk objects listed
+	Referenced      int // distinct chunks the revisions (and pending indexes) use
+	Removed         int // unreferenced chunks removed (or, dry, to remove)
+	Young           int // unreferenced chunks kept: written or reused after the cutoff
+	Indexes         int // leftover indexes removed
+	Writers         int // stores running when the purge began
+	Cutoff          time.Time
+	Skipped         bool // the last sweep was younger than MinInterval
+	LastSweep       time.Time
+}
+
+// PoolPurgeOptions tune PurgePool.
+type PoolPurgeOptions struct {
+	Wait        time.Duration // for the pool's purge lock and each job's meta lock
+	DryRun      bool
+	MinInterval time.Duration // skip the sweep if the last began less than this ago
+	// Unsafe is wrapped around the error of an index that cannot be read:
+	// purge then refuses, as it cannot know which chunks it needs.
+	Unsafe error
+}
+
+// PoolPurger is a backend whose chunks are shared by the jobs of a pool:
+// purge works on the whole pool.
+type PoolPurger interface {
+	PurgePool(ctx context.Context, opt PoolPurgeOptions) (*PoolPurge, error)
+}
+
+// GraceEnv overrides the grace period of a pool purge (a Go duration;
+// default DefaultGrace), for tests.
+const GraceEnv = "BACKY_RADOS_GRACE"
+
+// DefaultGrace is subtracted from the oldest running store's start before
+// a pool purge sweeps: it covers clocks of backup servers that disagree.
+const DefaultGrace = time.Hour
+
+// LeaseEnv overrides the lease of RADOS locks (a Go duration of at least a
+// second; default DefaultLease), for tests that wait for a dead holder's
+// lease to end.
+const LeaseEnv = "BACKY_RADOS_LEASE"
+
+// DefaultLease is how long a RADOS lock outlives its holder's last renewal.
+const DefaultLease = 30 * time.Second

@@ -37,5 +37,5 @@ var (
 	ErrMissingChunk  = exitcode.New(exitcode.Damaged, "repo: missing chunk")
 	ErrCorruptIndex  = exitcode.New(exitcode.Damaged, "repo: corrupt index")
 	ErrCorruptMeta   = exitcode.New(exitcode.Damaged, "repo: corrupt metadata")
-	ErrBadLocation   = exitcode.New(exitcode.Failure, "repo: bad repository location")
+	ErrBadLocation   = exitcode.New(exitcode.Usage, "repo: bad repository location")
 )

@@ -31,6 +31,8 @@ type Lock struct {
 	// held reports an error once the lock may have been lost (a lease
 	// that could not be renewed in time); nil for an flock.
 	held func() error
+	// cookie names a RADOS lock's holder.
+	cookie string
 }
 
 // Unlock releases the lock.

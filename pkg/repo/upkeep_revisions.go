@@ -17,6 +17,9 @@ import (
 // and one error per file that could not be read (a *RevisionError), so
 // verify can report every damaged file and still check the rest.
 func (r *Repo) ScanRevisions() ([]*Revision, []error, error) {
+	if ml, ok := r.b.(metaLister); ok {
+		return r.scanListed(ml)
+	}
 	ids, err := r.b.RevisionIDs()
 	if err != nil {
 		return nil, nil, err
@@ -30,6 +33,31 @@ func (r *Repo) ScanRevisions() ([]*Revision, []error, error) {
 				continue // removed since it was listed
 			}
 			bad = append(bad, &RevisionError{ID: id, Err: err})
+			continue
+		}
+		revs = append(revs, rev)
+	}
+	sortRevisions(revs)
+	return revs, bad, nil
+}
+
+// metaLister is a backend that reads every revision's metadata at once
+// (RADOS: one omap read instead of one per revision).
+type metaLister interface {
+	listMeta() (map[string][]byte, error)
+}
+
+func (r *Repo) scanListed(ml metaLister) ([]*Revision, []error, error) {
+	metas, err := ml.listMeta()
+	if err != nil {
+		return nil, nil, err
+	}
+	var revs []*Revision
+	var bad []error
+	for id, b := range metas {
+		rev, err := decodeRevision(b, r.objName(id, ".rev"), id, r.format == legacyFormat)
+		if err != nil {
+			bad = append(bad, err)
 			continue
 		}
 		revs = append(revs, rev)

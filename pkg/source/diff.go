@@ -30,10 +30,13 @@ type fileBase struct {
 // Which source the base revision was taken from does not matter: chunks
 // are compared by content, so a base of another file (an LVM snapshot with
 // a new name each day, say) costs only what differs, and is never wrong.
-func chooseFileBase(dir string, size int64, logf func(string, ...any)) (*fileBase, error) {
-	r, rev, err := repo.NewestRevision(dir)
+func chooseFileBase(dir string, open []repo.Option, size int64, logf func(string, ...any)) (*fileBase, error) {
+	r, rev, err := repo.NewestRevision(dir, open...)
 	if err != nil {
 		return nil, err
+	}
+	if r != nil {
+		defer r.Close()
 	}
 	switch {
 	case rev == nil:

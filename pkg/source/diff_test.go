@@ -386,7 +386,7 @@ func TestBaseFromReadErrorReachesEmitter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer img.f.Close()
-	base, err := chooseFileBase(f.dir, size, func(string, ...any) {})
+	base, err := chooseFileBase(f.dir, nil, size, func(string, ...any) {})
 	if err != nil || base == nil {
 		t.Fatalf("base %v, error %v", base, err)
 	}

@@ -29,6 +29,8 @@ type Options struct {
 	// backup of this same source and size, the stream is differential and
 	// carries only the chunks whose hash differs from that revision's.
 	BaseFrom string
+	// Repo says how to reach BaseFrom (Ceph settings of a rados: location).
+	Repo []repo.Option
 	// Logf reports why a stream with BaseFrom is full after all, and
 	// what was sent when the stream is complete.
 	Logf func(format string, args ...any)
@@ -84,7 +86,7 @@ func File(ctx context.Context, path string, out io.Writer, opt Options) (extent.
 		if opt.Logf == nil {
 			opt.Logf = func(string, ...any) {}
 		}
-		if base, err = chooseFileBase(opt.BaseFrom, img.size, opt.Logf); err != nil {
+		if base, err = chooseFileBase(opt.BaseFrom, opt.Repo, img.size, opt.Logf); err != nil {
 			return extent.Summary{}, err
 		}
 		if base != nil {

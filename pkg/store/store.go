@@ -34,10 +34,12 @@ func Store(ctx context.Context, r *repo.Repo, in io.Reader, opt Options) (*repo.
 		return nil, err
 	}
 	defer chunkLock.Unlock()
-	return storeLocked(ctx, r, in, opt)
+	return storeLocked(ctx, r, in, opt, storeLock)
 }
 
-func storeLocked(ctx context.Context, r *repo.Repo, in io.Reader, opt Options) (*repo.Revision, error) {
+// storeLocked stores under storeLock, which it checks is still held (a
+// RADOS lease) before it publishes the revision.
+func storeLocked(ctx context.Context, r *repo.Repo, in io.Reader, opt Options, storeLock *repo.Lock) (*repo.Revision, error) {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
@@ -88,6 +90,9 @@ func storeLocked(ctx context.Context, r *repo.Repo, in io.Reader, opt Options) (
 		return nil, err
 	}
 	defer meta.Unlock()
+	if err := storeLock.Held(); err != nil {
+		return nil, err
+	}
 	if err := r.Commit(rev, p.index); err != nil {
 		return nil, err
 	}

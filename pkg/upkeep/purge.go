@@ -19,6 +19,9 @@ type PurgeOptions struct {
 	// once (repo.ErrBusy) when another process holds them.
 	Wait   time.Duration
 	DryRun bool // count, but remove nothing
+	// MinInterval skips the sweep of a shared pool (RADOS) whose last
+	// sweep began less than this long ago; the job's leftovers still go.
+	MinInterval time.Duration
 }
 
 // PurgeResult says what Purge found and removed.
@@ -31,6 +34,11 @@ type PurgeResult struct {
 	Tmp        int // entries of tmp/ left by interrupted stores
 	Indexes    int // index files without metadata
 	Duration   time.Duration
+	// Of a shared pool (RADOS), where purge covers every job:
+	Pool    bool
+	Jobs    int  // jobs whose revisions were marked
+	Young   int  // unused chunks kept: written or reused since the oldest running store began (less the grace period)
+	Skipped bool // no sweep: the last one is younger than MinInterval
 }
 
 // Purge removes chunks no revision references and what interrupted stores
@@ -42,6 +50,9 @@ type PurgeResult struct {
 func Purge(ctx context.Context, r *repo.Repo, opt PurgeOptions) (*PurgeResult, error) {
 	opt.defaults()
 	started := opt.Now()
+	if pp, ok := r.Backend().(repo.PoolPurger); ok {
+		return purgePool(ctx, pp, opt, started)
+	}
 	storeLock, err := r.WaitLock(repo.LockStore, false, opt.Wait)
 	if err != nil {
 		return nil, err
@@ -187,4 +198,18 @@ func removeParallel(r *repo.Repo, hs []repo.Hash, workers int, pc *progress.Coun
 		}
 	}
 	return first
+}
+
+// purgePool purges a pool shared by many jobs (docs/repository.md, "Purge
+// on a shared pool").
+func purgePool(ctx context.Context, pp repo.PoolPurger, opt PurgeOptions, started time.Time) (*PurgeResult, error) {
+	p, err := pp.PurgePool(ctx, repo.PoolPurgeOptions{Wait: opt.Wait, DryRun: opt.DryRun, MinInterval: opt.MinInterval, Unsafe: ErrPurgeUnsafe})
+	if err != nil {
+		return nil, err
+	}
+	return &PurgeResult{
+		Pool: true, Jobs: p.Jobs, Revisions: p.Revisions, Chunks: p.Chunks, Referenced: p.Referenced,
+		Removed: p.Removed, Young: p.Young, Indexes: p.Indexes, Skipped: p.Skipped,
+		Duration: opt.Now().Sub(started),
+	}, nil
 }

@@ -44,7 +44,7 @@ import (
 const RequireEnv = "BACKY_REQUIRE_CEPH"
 
 // Binaries are the programs the cluster and the tests need.
-var Binaries = []string{"ceph-mon", "ceph-osd", "monmaptool", "ceph", "rbd"}
+var Binaries = []string{"ceph-mon", "ceph-osd", "monmaptool", "ceph", "rbd", "rados"}
 
 // startTimeout bounds one cluster start; it normally takes 5-10 s.
 const startTimeout = 3 * time.Minute

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/backy/backy/pkg/cephconn"
 	"github.com/backy/backy/pkg/rbd"
 	"github.com/ceph/go-ceph/rados"
 	cephrbd "github.com/ceph/go-ceph/rbd"
@@ -27,39 +28,12 @@ type engine struct {
 	pool map[string]*rados.IOContext
 }
 
-// New connects to the cluster. Cancelling ctx abandons a connection attempt
-// that is still waiting for a monitor (librados waits up to
-// client_mount_timeout, 300 s by default, and cannot be interrupted): New
-// returns ctx's error at once and the attempt is left to the exiting
-// process.
+// New connects to the cluster (cephconn.Connect: cancelling ctx abandons a
+// connection attempt still waiting for a monitor).
 func New(ctx context.Context, c rbd.Conn) (rbd.Engine, error) {
-	var conn *rados.Conn
-	var err error
-	if c.User != "" {
-		conn, err = rados.NewConnWithUser(c.User)
-	} else {
-		conn, err = rados.NewConn()
-	}
+	conn, err := cephconn.Connect(ctx, c)
 	if err != nil {
-		return nil, fmt.Errorf("rbd: librados: %w", err)
-	}
-	if c.Conf != "" {
-		err = conn.ReadConfigFile(c.Conf)
-	} else {
-		err = conn.ReadDefaultConfigFile() // honours $CEPH_CONF
-	}
-	if err != nil {
-		return nil, fmt.Errorf("rbd: reading the Ceph configuration %s: %w", cmp.Or(c.Conf, "($CEPH_CONF or /etc/ceph/ceph.conf)"), err)
-	}
-	connected := make(chan error, 1)
-	go func() { connected <- conn.Connect() }()
-	select {
-	case err := <-connected:
-		if err != nil {
-			return nil, fmt.Errorf("rbd: connecting to the cluster: %w", err)
-		}
-	case <-ctx.Done():
-		return nil, fmt.Errorf("rbd: connecting to the cluster: %w", ctx.Err())
+		return nil, err
 	}
 	return &engine{conn: conn, pool: map[string]*rados.IOContext{}}, nil
 }

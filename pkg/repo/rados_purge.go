@@ -1,0 +1,307 @@
+//go:build librbd
+
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ceph/go-ceph/rados"
+	"golang.org/x/sys/unix"
+)
+
+// radosCode is the negative errno of a librados error, or 0.
+func radosCode(err error) int {
+	var c interface{ ErrorCode() int }
+	if errors.As(err, &c) {
+		return c.ErrorCode()
+	}
+	return 0
+}
+
+// Purge on a shared pool (docs/repository.md, "Purge on a shared pool"):
+// mark from every job's indexes, sweep the chunks nobody marked that were
+// neither written nor reused since the oldest running store began (less a
+// grace period), each with a delete that fails if the chunk was touched
+// after it was looked at.
+
+const (
+	lockPurge  = "purge"  // exclusive on the marker: one pool purge at a time
+	omapPurged = "purged" // marker omap: when the last sweep began (unix ns)
+)
+
+func grace() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(GraceEnv)); err == nil && d >= 0 {
+		return d
+	}
+	return DefaultGrace
+}
+
+// registerWriter announces a store of this job to pool purges: the marker
+// lists writer.JOB.COOKIE with the store's start. The entry is live while
+// the job's store lock is held with that cookie.
+func (b *radosBackend) registerWriter(cookie string, start time.Time) error {
+	key := omapWriter + b.loc.Job + "." + cookie
+	err := b.io.SetOmap(radosMarker, map[string][]byte{key: []byte(strconv.FormatInt(start.UnixNano(), 10))})
+	if err != nil {
+		return radosErr(radosMarker, err)
+	}
+	return nil
+}
+
+func (b *radosBackend) unregisterWriter(cookie string) error {
+	return b.io.RmOmapKeys(radosMarker, []string{omapWriter + b.loc.Job + "." + cookie})
+}
+
+func (b *radosBackend) PurgePool(ctx context.Context, opt PoolPurgeOptions) (*PoolPurge, error) {
+	if opt.Unsafe == nil {
+		opt.Unsafe = errors.New("repo: purge refused")
+	}
+	pl, err := b.lockObj(radosMarker, lockPurge, false, opt.Wait, "pool "+b.loc.Pool)
+	if err != nil {
+		return nil, err
+	}
+	defer pl.Unlock()
+	res := &PoolPurge{}
+	all, err := b.io.GetAllOmapValues(radosMarker, "", "", 1000)
+	if err != nil {
+		return nil, radosErr(radosMarker, err)
+	}
+	if v, ok := all[omapPurged]; ok {
+		if ns, err := strconv.ParseInt(string(v), 10, 64); err == nil {
+			res.LastSweep = time.Unix(0, ns)
+		}
+	}
+	started := time.Now()
+	if opt.MinInterval > 0 && started.Sub(res.LastSweep) < opt.MinInterval {
+		res.Skipped = true
+		return res, nil
+	}
+	cutoff, err := b.cutoff(all, started, res)
+	if err != nil {
+		return nil, err
+	}
+	res.Cutoff = cutoff
+	used := map[Hash]struct{}{}
+	for k := range all {
+		job, ok := strings.CutPrefix(k, omapJob)
+		if !ok {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		res.Jobs++
+		if err := b.markJob(job, used, res, opt); err != nil {
+			return nil, err
+		}
+	}
+	res.Referenced = len(used)
+	var garbage []Hash
+	err = b.chunks.Walk(func(h Hash) error {
+		res.Chunks++
+		if _, ok := used[h]; !ok {
+			garbage = append(garbage, h)
+		}
+		return ctx.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := b.sweep(ctx, garbage, cutoff, res, opt.DryRun); err != nil {
+		return nil, err
+	}
+	if !opt.DryRun {
+		stamp := []byte(strconv.FormatInt(started.UnixNano(), 10))
+		if err := b.io.SetOmap(radosMarker, map[string][]byte{omapPurged: stamp}); err != nil {
+			return nil, radosErr(radosMarker, err)
+		}
+	}
+	if err := pl.Held(); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// cutoff is the oldest start of a running store, or the purge's start,
+// less the grace period; registrations of stores whose lock is gone are
+// dropped.
+func (b *radosBackend) cutoff(all map[string][]byte, started time.Time, res *PoolPurge) (time.Time, error) {
+	oldest := started
+	for k, v := range all {
+		rest, ok := strings.CutPrefix(k, omapWriter)
+		if !ok {
+			continue
+		}
+		// rest is JOB.COOKIE; a cookie has no '.', a job may.
+		i := strings.LastIndexByte(rest, '.')
+		if i < 0 {
+			continue
+		}
+		job, cookie := rest[:i], rest[i+1:]
+		info, err := b.io.ListLockers(radosJobPrefix+job, LockStore)
+		if err != nil && !errors.Is(err, rados.ErrNotFound) {
+			return time.Time{}, radosErr(radosJobPrefix+job, err)
+		}
+		live := false
+		if info != nil {
+			for _, c := range info.Cookies {
+				live = live || c == cookie
+			}
+		}
+		if !live {
+			_ = b.io.RmOmapKeys(radosMarker, []string{k})
+			continue
+		}
+		res.Writers++
+		if ns, err := strconv.ParseInt(string(v), 10, 64); err == nil && time.Unix(0, ns).Before(oldest) {
+			oldest = time.Unix(0, ns)
+		}
+	}
+	return oldest.Add(-grace()), nil
+}
+
+// markJob adds the chunks of one job's revisions to used. A job nobody
+// uses (its store and chunks locks free) first loses its leftover indexes
+// (forgotten revisions, interrupted stores); a busy job's leftover indexes
+// are marked like revisions, since a store may build on one, or a reader
+// read one, until it is done.
+func (b *radosBackend) markJob(job string, used map[Hash]struct{}, res *PoolPurge, opt PoolPurgeOptions) error {
+	jb := &radosBackend{loc: RadosLocation{Pool: b.loc.Pool, Job: job}, conn: b.conn, io: b.io, chunks: b.chunks, lease: b.lease}
+	r := newRepo(jb, "")
+	idle := false
+	// The store lock through lockObj: no writer registration for a look.
+	if st, err := jb.lockObj(jb.jobObj(), LockStore, false, 0, jb.loc.String()); err == nil {
+		if ch, err := jb.Lock(LockChunks, false, 0); err == nil {
+			idle = true
+			defer ch.Unlock()
+		}
+		defer st.Unlock()
+	}
+	meta, err := jb.Lock(LockMeta, false, max(opt.Wait, time.Minute))
+	if err != nil {
+		return err
+	}
+	defer meta.Unlock()
+	m, err := jb.io.GetAllOmapValues(jb.jobObj(), "", "", 1000)
+	if errors.Is(err, rados.ErrNotFound) {
+		return nil // discarded since the list was read
+	}
+	if err != nil {
+		return radosErr(jb.jobObj(), err)
+	}
+	var ids, pending []string
+	for k := range m {
+		if id, ok := strings.CutPrefix(k, omapRev); ok {
+			ids = append(ids, id)
+		} else if id, ok := strings.CutPrefix(k, omapPending); ok {
+			if _, pub := m[omapRev+id]; !pub {
+				pending = append(pending, id)
+			}
+		}
+	}
+	if idle && len(pending) > 0 && !opt.DryRun {
+		if err := jb.RemoveLeftovers(Leftovers{Indexes: pending}); err != nil {
+			return err
+		}
+		res.Indexes += len(pending)
+		pending = nil
+	}
+	res.Revisions += len(ids)
+	for _, id := range ids {
+		ix, err := r.readIndex(id)
+		if err != nil {
+			return fmt.Errorf("%w: job %s: %w", opt.Unsafe, job, err)
+		}
+		addHashes(used, ix)
+	}
+	for _, id := range pending {
+		ix, err := r.readIndex(id)
+		if errors.Is(err, ErrCorruptIndex) {
+			if _, serr := jb.io.Stat(jb.indexObj(id)); errors.Is(serr, rados.ErrNotFound) {
+				continue // never written: a store died before its index
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("%w: job %s: %w", opt.Unsafe, job, err)
+		}
+		addHashes(used, ix)
+	}
+	return nil
+}
+
+func addHashes(used map[Hash]struct{}, ix *Index) {
+	for _, h := range ix.Hashes {
+		if !h.IsZero() {
+			used[h] = struct{}{}
+		}
+	}
+}
+
+// sweepHook, when set (tests), runs between reading a chunk's version and
+// removing it.
+var sweepHook func(Hash)
+
+// sweep removes the unreferenced chunks touched before cutoff. Each is
+// read (touched time, object version) and removed by an operation that
+// asserts the version: a store that reused the chunk meanwhile changed
+// it, and the chunk stays.
+func (b *radosBackend) sweep(ctx context.Context, garbage []Hash, cutoff time.Time, res *PoolPurge, dry bool) error {
+	io, err := b.conn.OpenIOContext(b.loc.Pool) // GetLastVersion is per IOContext
+	if err != nil {
+		return radosErr(b.loc.Pool, err)
+	}
+	defer io.Destroy()
+	buf := make([]byte, 32)
+	for _, h := range garbage {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		oid := chunkObj(h)
+		n, err := io.GetXattr(oid, radosTouched, buf)
+		if errors.Is(err, rados.ErrNotFound) {
+			continue // gone already
+		}
+		var touched time.Time
+		if err == nil {
+			if ns, perr := strconv.ParseInt(string(buf[:n]), 10, 64); perr == nil {
+				touched = time.Unix(0, ns)
+			}
+		} else if radosCode(err) != -int(unix.ENODATA) { // no stamp: as old as can be
+			return radosErr(oid, err)
+		}
+		if !touched.Before(cutoff) {
+			res.Young++
+			continue
+		}
+		ver, err := io.GetLastVersion()
+		if err != nil {
+			return radosErr(oid, err)
+		}
+		if sweepHook != nil {
+			sweepHook(h)
+		}
+		if dry {
+			res.Removed++
+			continue
+		}
+		op := rados.CreateWriteOp()
+		op.AssertVersion(ver)
+		op.Remove()
+		err = op.Operate(io, oid, rados.OperationNoFlag)
+		op.Release()
+		switch {
+		case err == nil:
+			res.Removed++
+		case errors.Is(err, rados.ErrNotFound):
+		default:
+			res.Young++ // touched since it was looked at: kept
+		}
+	}
+	return nil
+}

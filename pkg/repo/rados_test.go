@@ -1,0 +1,360 @@
+//go:build librbd
+
+package repo
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backy/backy/pkg/rbd/cephtest"
+)
+
+func TestMain(m *testing.M) {
+	if loc := os.Getenv("BACKY_TEST_HOLD"); loc != "" {
+		holdAndWait(loc)
+		return
+	}
+	os.Exit(cephtest.Main(m))
+}
+
+// holdAndWait is the child process of TestRadosDeadHolderLeaseExpires:
+// it takes the store lock of loc, says so, and waits to be killed.
+func holdAndWait(loc string) {
+	r, err := Open(loc, WithCeph(Ceph{Conf: os.Getenv("CEPH_CONF")}))
+	if err == nil {
+		_, err = r.TryLock(LockStore, false)
+	}
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	fmt.Println("locked")
+	time.Sleep(time.Hour)
+}
+
+var poolSeq int
+
+// radosRepo makes a fresh pool on the shared test cluster and opens (or
+// creates) job in it.
+func radosPool(t *testing.T) (conf, pool string) {
+	t.Helper()
+	conf = cephtest.Start(t)
+	poolSeq++
+	pool = cephtest.Pool(t, conf, fmt.Sprintf("repo-%s-%d", strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), poolSeq))
+	return conf, pool
+}
+
+func radosRepo(t *testing.T, conf, pool, job string) *Repo {
+	t.Helper()
+	r, err := OpenOrCreate(RadosLocation{Pool: pool, Job: job}.String(), WithCeph(Ceph{Conf: conf}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func testChunk(seed byte) ([]byte, Hash) {
+	data := bytes.Repeat([]byte{seed, seed + 1, 'x'}, ChunkSize/3+1)[:ChunkSize]
+	return data, HashChunk(data)
+}
+
+func putChunks(t *testing.T, r *Repo, seeds ...byte) []Hash {
+	t.Helper()
+	b, err := r.Chunks.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hs []Hash
+	for _, s := range seeds {
+		data, h := testChunk(s)
+		if err := b.Put(h, Compress(nil, data)); err != nil {
+			t.Fatal(err)
+		}
+		hs = append(hs, h)
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	return hs
+}
+
+func commitRev(t *testing.T, r *Repo, hs ...Hash) *Revision {
+	t.Helper()
+	ix := NewIndex(int64(len(hs)) * ChunkSize)
+	copy(ix.Hashes, hs)
+	rev := &Revision{ID: NewRevisionID(), Time: time.Now().UTC(), Kind: "full", Trust: Trusted, Size: ix.Size}
+	if err := r.Commit(rev, ix); err != nil {
+		t.Fatal(err)
+	}
+	return rev
+}
+
+func TestRadosRepository(t *testing.T) {
+	conf, pool := radosPool(t)
+	loc := "rados:" + pool + "/a"
+	if _, err := Open(loc, WithCeph(Ceph{Conf: conf})); !errors.Is(err, ErrNotRepository) {
+		t.Fatalf("open of a pool without a marker: %v", err)
+	}
+	if _, err := Open("rados:"+pool, WithCeph(Ceph{Conf: conf})); !errors.Is(err, ErrBadLocation) {
+		t.Fatalf("location without a job: %v", err)
+	}
+	a := radosRepo(t, conf, pool, "a")
+	b := radosRepo(t, conf, pool, "b")
+	if _, err := Open("rados:"+pool+"/c", WithCeph(Ceph{Conf: conf})); !errors.Is(err, ErrNotRepository) {
+		t.Fatalf("open of a missing job: %v", err)
+	}
+
+	hs := putChunks(t, a, 1, 2)
+	ra := commitRev(t, a, hs[0], hs[1], ZeroHash)
+	// b stores one chunk a has and one of its own: dedup across jobs
+	putChunks(t, b, 2, 3)
+	_, h3 := testChunk(3)
+	rb := commitRev(t, b, hs[1], h3)
+	n := 0
+	if err := a.Chunks.Walk(func(Hash) error { n++; return nil }); err != nil || n != 3 {
+		t.Fatalf("%d chunk objects (%v), want 3", n, err)
+	}
+
+	for _, c := range []struct {
+		r   *Repo
+		rev *Revision
+	}{{a, ra}, {b, rb}} {
+		revs, err := c.r.Revisions()
+		if err != nil || len(revs) != 1 || revs[0].ID != c.rev.ID {
+			t.Fatalf("%s: revisions %v, %v", c.r.Location(), revs, err)
+		}
+		ix, err := c.r.Index(c.rev.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, h := range ix.Hashes {
+			if _, err := c.r.ReadChunk(make([]byte, ChunkSize), h); err != nil {
+				t.Fatalf("%s chunk %d: %v", c.r.Location(), i, err)
+			}
+		}
+	}
+
+	// damage and loss behind backy's back are found on read
+	if _, err := cephtest.Rados(conf, []byte("junk"), "-p", pool, "put", "chunk."+hs[0].String(), "-"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ReadChunk(make([]byte, ChunkSize), hs[0]); !errors.Is(err, ErrCorruptChunk) {
+		t.Fatalf("damaged chunk read: %v", err)
+	}
+	// the next Put of its data replaces it
+	putChunks(t, b, 1)
+	if _, err := a.ReadChunk(make([]byte, ChunkSize), hs[0]); err != nil {
+		t.Fatalf("repaired chunk: %v", err)
+	}
+	if _, err := cephtest.Rados(conf, nil, "-p", pool, "rm", "chunk."+hs[0].String()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ReadChunk(make([]byte, ChunkSize), hs[0]); !errors.Is(err, ErrMissingChunk) {
+		t.Fatalf("deleted chunk read: %v", err)
+	}
+
+	// a removed revision is gone at once; its index stays pending
+	if err := a.RemoveRevision(ra.ID); err != nil {
+		t.Fatal(err)
+	}
+	if revs, _ := a.Revisions(); len(revs) != 0 {
+		t.Fatalf("revisions after remove: %v", revs)
+	}
+	if ids, _ := a.OrphanIndexes(); len(ids) != 1 || ids[0] != ra.ID {
+		t.Fatalf("orphan indexes %v", ids)
+	}
+}
+
+func TestRadosLocksAndLeases(t *testing.T) {
+	conf, pool := radosPool(t)
+	t.Setenv(LeaseEnv, "3s")
+	a := radosRepo(t, conf, pool, "a")
+	other, err := Open(a.Location(), WithCeph(Ceph{Conf: conf}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	l, err := a.TryLock(LockStore, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.TryLock(LockStore, false); !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), fmt.Sprintf("by pid %d on", os.Getpid())) {
+		t.Fatalf("second store lock: %v", err)
+	}
+	s1, err := a.TryLock(LockChunks, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := other.TryLock(LockChunks, true)
+	if err != nil {
+		t.Fatalf("second shared lock: %v", err)
+	}
+	if _, err := other.TryLock(LockChunks, false); !errors.Is(err, ErrBusy) {
+		t.Fatalf("exclusive over shared: %v", err)
+	}
+	s1.Unlock()
+	s2.Unlock()
+	// held across several lease periods while renewed
+	time.Sleep(4 * time.Second)
+	if err := l.Held(); err != nil {
+		t.Fatalf("renewed lock: %v", err)
+	}
+	if _, err := other.TryLock(LockStore, false); !errors.Is(err, ErrBusy) {
+		t.Fatalf("store lock after a lease period: %v", err)
+	}
+	// a lock broken behind the holder's back: the holder notices
+	rb := a.b.(*radosBackend)
+	info, err := rb.io.ListLockers(rb.jobObj(), LockStore)
+	if err != nil || len(info.Clients) != 1 {
+		t.Fatalf("lockers %+v, %v", info, err)
+	}
+	if _, err := rb.io.BreakLock(rb.jobObj(), LockStore, info.Clients[0], info.Cookies[0]); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if err := l.Held(); !errors.Is(err, ErrBusy) {
+		t.Fatalf("broken lock still held: %v", err)
+	}
+	l.Unlock()
+	l2, err := other.TryLock(LockStore, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2.Unlock()
+}
+
+// A holder killed with SIGKILL keeps its lock until the lease runs out,
+// then loses it without anyone cleaning up.
+func TestRadosDeadHolderLeaseExpires(t *testing.T) {
+	conf, pool := radosPool(t)
+	const lease = 3 * time.Second
+	t.Setenv(LeaseEnv, lease.String())
+	a := radosRepo(t, conf, pool, "a")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "BACKY_TEST_HOLD="+a.Location(), "CEPH_CONF="+conf)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if line != "locked\n" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("holder: %q", line)
+	}
+	if _, err := a.TryLock(LockStore, false); !errors.Is(err, ErrBusy) {
+		t.Fatalf("lock of a live holder: %v", err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	killed := time.Now()
+	if _, err := a.TryLock(LockStore, false); !errors.Is(err, ErrBusy) {
+		t.Fatalf("lock right after the kill: %v", err)
+	}
+	l, err := a.WaitLock(LockStore, false, 3*lease)
+	if err != nil {
+		t.Fatalf("lock %s after the kill: %v", time.Since(killed), err)
+	}
+	defer l.Unlock()
+	if d := time.Since(killed); d > lease+2*time.Second {
+		t.Fatalf("took %s after the kill, lease %s", d, lease)
+	}
+}
+
+// Purge of a pool: chunks of every job's revisions and of running stores
+// stay; a chunk touched between the sweep's look and its delete stays.
+func TestRadosPurge(t *testing.T) {
+	conf, pool := radosPool(t)
+	t.Setenv(GraceEnv, "0s")
+	a := radosRepo(t, conf, pool, "a")
+	b := radosRepo(t, conf, pool, "b")
+	hs := putChunks(t, a, 1, 2, 3)
+	commitRev(t, a, hs[0], hs[1])
+	rb := commitRev(t, b, hs[1], hs[2])
+	old := putChunks(t, b, 4)[0] // garbage from before the writer below
+
+	// a store of b running: it registered, and wrote chunk 5
+	time.Sleep(10 * time.Millisecond)
+	w, err := b.TryLock(LockStore, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	young := putChunks(t, b, 5)[0]
+	// b's revision is forgotten meanwhile: b is busy, so its index stays
+	// marked
+	if err := b.RemoveRevision(rb.ID); err != nil {
+		t.Fatal(err)
+	}
+	p, err := a.b.(PoolPurger).PurgePool(t.Context(), PoolPurgeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Jobs != 2 || p.Chunks != 5 || p.Referenced != 3 || p.Removed != 1 || p.Young != 1 || p.Writers != 1 || p.Indexes != 0 {
+		t.Fatalf("purge with a writer: %+v", p)
+	}
+	for _, h := range []Hash{hs[0], hs[1], hs[2], young} {
+		if has, _ := a.Chunks.Has(h); !has {
+			t.Fatalf("chunk %s removed", h.Short())
+		}
+	}
+	if has, _ := a.Chunks.Has(old); has {
+		t.Fatal("old garbage kept")
+	}
+	w.Unlock()
+
+	// the store is done: b's leftover index and the chunks only it and
+	// the store used go
+	p, err = a.b.(PoolPurger).PurgePool(t.Context(), PoolPurgeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Writers != 0 || p.Indexes != 1 || p.Removed != 2 || p.Referenced != 2 {
+		t.Fatalf("purge after the writer: %+v", p)
+	}
+	for h, want := range map[Hash]bool{hs[0]: true, hs[1]: true, hs[2]: false, young: false} {
+		if has, _ := a.Chunks.Has(h); has != want {
+			t.Fatalf("chunk %s there: %v, want %v", h.Short(), has, want)
+		}
+	}
+
+	// a chunk reused between the sweep's look and its delete is kept
+	g := putChunks(t, a, 6)[0]
+	time.Sleep(10 * time.Millisecond)
+	sweepHook = func(h Hash) {
+		if h == g {
+			if has, err := b.Chunks.Has(g); !has || err != nil {
+				t.Errorf("touch during sweep: %v %v", has, err)
+			}
+		}
+	}
+	defer func() { sweepHook = nil }()
+	p, err = a.b.(PoolPurger).PurgePool(t.Context(), PoolPurgeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Removed != 0 || p.Young != 1 {
+		t.Fatalf("purge racing a touch: %+v", p)
+	}
+	if has, _ := a.Chunks.Has(g); !has {
+		t.Fatal("touched chunk removed")
+	}
+	// a damaged index makes purge refuse
+	ra, _ := a.Revisions()
+	if _, err := cephtest.Rados(conf, []byte("junk"), "-p", pool, "put", "index.a."+ra[0].ID, "-"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.b.(PoolPurger).PurgePool(t.Context(), PoolPurgeOptions{}); !errors.Is(err, ErrCorruptIndex) {
+		t.Fatalf("purge over a damaged index: %v", err)
+	}
+}

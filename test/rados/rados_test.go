@@ -1,0 +1,319 @@
+package rados
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/backy/backy/internal/clitest"
+	"github.com/backy/backy/pkg/rbd/cephtest"
+	"github.com/backy/backy/pkg/repo"
+)
+
+var binDir string
+
+type cephM struct{ m *testing.M }
+
+func (c cephM) Run() int { return cephtest.Main(c.m) }
+
+func TestMain(m *testing.M) {
+	if repo.RadosAvailable {
+		dir, err := clitest.BuildCommands("")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		binDir = dir
+		defer os.RemoveAll(dir)
+	}
+	code := cephtest.Main(m)
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// rig is a pool on the test cluster and the environment the commands run
+// with: short leases, no purge grace.
+type rig struct {
+	t          *testing.T
+	conf, pool string
+	env        []string
+	dir        string
+}
+
+func newRig(t *testing.T, pool string, extraEnv ...string) *rig {
+	if !repo.RadosAvailable {
+		t.Skip("built without RADOS (tags librbd,pacific)")
+	}
+	conf := cephtest.Start(t)
+	cephtest.Pool(t, conf, pool)
+	env := append(os.Environ(), "CEPH_CONF="+conf, repo.LeaseEnv+"=2s", repo.GraceEnv+"=0s")
+	return &rig{t: t, conf: conf, pool: pool, env: append(env, extraEnv...), dir: t.TempDir()}
+}
+
+func (r *rig) loc(job string) string { return "rados:" + r.pool + "/" + job }
+
+func (r *rig) cmd(stdin []byte, name string, args ...string) *exec.Cmd {
+	c := exec.Command(filepath.Join(binDir, name), args...)
+	c.Env = r.env
+	if stdin != nil {
+		c.Stdin = bytes.NewReader(stdin)
+	}
+	return c
+}
+
+// run runs a command to its end: exit code, stdout, stderr.
+func (r *rig) run(stdin []byte, name string, args ...string) (int, string, string) {
+	r.t.Helper()
+	c := r.cmd(stdin, name, args...)
+	var out, errb bytes.Buffer
+	c.Stdout, c.Stderr = &out, &errb
+	return code(r.t, c.Run()), out.String(), errb.String()
+}
+
+func (r *rig) must(stdin []byte, name string, args ...string) string {
+	r.t.Helper()
+	rc, out, errs := r.run(stdin, name, args...)
+	if rc != 0 {
+		r.t.Fatalf("%s %s: exit %d: %s", name, strings.Join(args, " "), rc, errs)
+	}
+	return out
+}
+
+func code(t testing.TB, err error) int {
+	if err == nil {
+		return 0
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		t.Fatalf("running a command: %v", err)
+	}
+	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return -int(ws.Signal())
+	}
+	return ee.ExitCode()
+}
+
+// image writes a test image of n chunks: the template's content with the
+// chunks in own changed (cloned VMs share the rest); returns path and
+// SHA-256.
+func (r *rig) image(name string, n int, own map[int]byte) (string, string) {
+	b := make([]byte, n*repo.ChunkSize)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	for c, v := range own {
+		b[c*repo.ChunkSize+17] ^= v
+	}
+	path := filepath.Join(r.dir, name)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		r.t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return path, hex.EncodeToString(sum[:])
+}
+
+func (r *rig) stream(img string) []byte {
+	return []byte(r.must(nil, "backy-extract", "file", img))
+}
+
+type revInfo struct {
+	ID   string   `json:"id"`
+	Tags []string `json:"tags"`
+}
+
+func (r *rig) revisions(job string) []revInfo {
+	r.t.Helper()
+	out := r.must(nil, "backy-store", "-b", r.loc(job), "status", "--json")
+	var revs []revInfo
+	if err := json.Unmarshal([]byte(out), &revs); err != nil {
+		r.t.Fatalf("status: %v: %s", err, out)
+	}
+	return revs
+}
+
+func (r *rig) restoreSum(job, id string) string {
+	r.t.Helper()
+	out := r.must(nil, "backy-restore", "-b", r.loc(job), "-r", id, "-")
+	sum := sha256.Sum256([]byte(out))
+	return hex.EncodeToString(sum[:])
+}
+
+// TestKills stores into three jobs of one pool at once, with a purge of
+// the pool running beside them, and kills each with SIGKILL at a random
+// moment, round after round, until at least 30 processes died mid-work.
+// Then, after the leases ran out, a purge and a verify of every job pass
+// and every revision restores bit for bit.
+func TestKills(t *testing.T) {
+	r := newRig(t, "faults-kills")
+	jobs := []string{"a", "b", "c"}
+	sums := map[string]string{} // tag -> image SHA-256
+	streams := map[string][][]byte{}
+	for j, job := range jobs {
+		for v := range 2 {
+			img, sum := r.image(fmt.Sprintf("%s%d.img", job, v), 4, map[int]byte{j: byte(v + 1), 3: byte(10*j + v + 1)})
+			streams[job] = append(streams[job], r.stream(img))
+			sums[fmt.Sprintf("%s-v%d", job, v)] = sum
+		}
+	}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	want := 30
+	if n, err := strconv.Atoi(os.Getenv("BACKY_FAULTS_KILLS")); err == nil && n > 0 {
+		want = n
+	}
+	// every job exists and has a revision before the killing starts
+	for _, job := range jobs {
+		r.must(streams[job][0], "backy-store", "-b", r.loc(job), "--tags", job+"-v0")
+	}
+	kills, rounds := 0, 0
+	outcomes := map[string]int{}
+	for kills < want && rounds < 4*want {
+		rounds++
+		var procs []*exec.Cmd
+		var names []string
+		for _, job := range jobs {
+			v := rng.IntN(2)
+			tag := fmt.Sprintf("%s-v%d", job, v)
+			procs = append(procs, r.cmd(streams[job][v], "backy-store", "-b", r.loc(job), "--tags", tag))
+			names = append(names, "store")
+		}
+		procs = append(procs, r.cmd(nil, "backy-store", "-b", r.loc(jobs[rng.IntN(3)]), "purge"))
+		names = append(names, "purge")
+		// each is killed at a random moment of the next 2.5 s, unless it
+		// is done by then
+		start := time.Now()
+		done := make(chan struct{})
+		codes := make([]int, len(procs))
+		for i, p := range procs {
+			if err := p.Start(); err != nil {
+				t.Fatal(err)
+			}
+			at := time.Duration(rng.IntN(2500)) * time.Millisecond
+			go func() {
+				exited := make(chan int, 1)
+				go func() { exited <- code(t, p.Wait()) }()
+				select {
+				case codes[i] = <-exited:
+				case <-time.After(at - time.Since(start)):
+					p.Process.Signal(syscall.SIGKILL)
+					codes[i] = <-exited
+				}
+				done <- struct{}{}
+			}()
+		}
+		for range procs {
+			<-done
+		}
+		for i, rc := range codes {
+			switch rc {
+			case -int(syscall.SIGKILL):
+				kills++
+				outcomes[names[i]+" killed"]++
+			case 0, 5:
+				outcomes[fmt.Sprintf("%s exit %d", names[i], rc)]++
+			default:
+				t.Fatalf("round %d: %s exit %d (neither success, busy nor killed); so far %v", rounds, names[i], rc, outcomes)
+			}
+		}
+	}
+	t.Logf("%d rounds, %d kills: %v", rounds, kills, outcomes)
+	if kills < want {
+		t.Fatalf("only %d kills in %d rounds", kills, rounds)
+	}
+	time.Sleep(2500 * time.Millisecond) // the dead holders' leases run out
+	r.must(nil, "backy-store", "-b", r.loc("a"), "purge", "--wait", "10s")
+	checked := 0
+	for _, job := range jobs {
+		r.must(nil, "backy-store", "-b", r.loc(job), "verify")
+		for _, rev := range r.revisions(job) {
+			if len(rev.Tags) != 1 || sums[rev.Tags[0]] == "" {
+				t.Fatalf("job %s: revision %s with tags %v", job, rev.ID, rev.Tags)
+			}
+			if got := r.restoreSum(job, rev.ID); got != sums[rev.Tags[0]] {
+				t.Fatalf("job %s: revision %s (%s) restores to %s, want %s", job, rev.ID, rev.Tags[0], got, sums[rev.Tags[0]])
+			}
+			checked++
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no revision survived to check")
+	}
+	t.Logf("%d revisions restored bit for bit", checked)
+}
+
+// TestPausedOSD stops the cluster's only OSD with SIGSTOP in the middle of
+// a store whose client gives up on an operation after 3 s: the store fails
+// with a clear error and publishes nothing; after SIGCONT the next backup
+// succeeds and restores bit for bit.
+func TestPausedOSD(t *testing.T) {
+	r := newRig(t, "faults-paused", "CEPH_ARGS=--rados_osd_op_timeout=3")
+	img, sum := r.image("p.img", 6, nil)
+	stream := r.stream(img)
+	pidb, err := os.ReadFile(filepath.Join(filepath.Dir(r.conf), "run", "osd.0.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(pidb)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	osd, err := os.FindProcess(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { osd.Signal(syscall.SIGCONT) })
+	c := r.cmd(nil, "backy-store", "-b", r.loc("p"))
+	in, err := c.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errb bytes.Buffer
+	c.Stderr = &errb
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// half the stream, then the OSD stops, then the rest
+	in.Write(stream[:len(stream)/2])
+	time.Sleep(500 * time.Millisecond)
+	if err := osd.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	in.Write(stream[len(stream)/2:])
+	in.Close()
+	start := time.Now()
+	rc := code(t, c.Wait())
+	took := time.Since(start)
+	if err := osd.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if rc == 0 || !strings.Contains(errb.String(), "backy-store: error: ") || !strings.Contains(errb.String(), "timed out") {
+		t.Fatalf("store with the OSD stopped: exit %d after %s: %s", rc, took, errb.String())
+	}
+	t.Logf("store with the OSD stopped: exit %d after %s: %s", rc, took.Round(time.Millisecond), strings.TrimSpace(errb.String()))
+	time.Sleep(2500 * time.Millisecond) // a lock it could not release runs out
+	if rc, out, errs := r.run(nil, "backy-store", "-b", r.loc("p"), "status", "--json"); rc == 0 {
+		if revs := r.revisions("p"); len(revs) != 0 {
+			t.Fatalf("a store that failed published %v", revs)
+		}
+	} else if rc != 6 {
+		t.Fatalf("status after the pause: exit %d: %s%s", rc, out, errs)
+	}
+	id := strings.TrimSpace(r.must(stream, "backy-store", "-b", r.loc("p")))
+	if got := r.restoreSum("p", id); got != sum {
+		t.Fatalf("restore after SIGCONT: %s, want %s", got, sum)
+	}
+}
