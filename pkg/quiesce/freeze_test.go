@@ -186,7 +186,8 @@ func TestKilledWhileFrozen(t *testing.T) {
 
 // killRuns starts the stand-in for backy-extract runs times with opt and a
 // snapshot that never comes, SIGKILLs its process group after a random
-// time up to killWithin, and checks that the guest is thawed within
+// time up to killWithin (every other run: at a random moment of the
+// freeze, once the guest is frozen), and checks that the guest is thawed within
 // opt.Timeout of the kill; thaw rescues a guest left frozen.
 func killRuns(t *testing.T, g *freezetest.Guest, runs int, killWithin time.Duration, opt quiesce.Options, thaw func()) {
 	t.Helper()
@@ -207,7 +208,17 @@ func killRuns(t *testing.T, g *freezetest.Guest, runs int, killWithin time.Durat
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(rand.Int64N(int64(killWithin))))
+		if i%2 == 1 {
+			// Every other run waits for the freeze and kills within it,
+			// so that a quick machine cannot leave the frozen window
+			// untested; the others kill at any moment of the run.
+			for deadline := time.Now().Add(opt.Timeout); !g.Frozen(50*time.Millisecond) && time.Now().Before(deadline); {
+				time.Sleep(10 * time.Millisecond)
+			}
+			time.Sleep(time.Duration(rand.Int64N(int64(200 * time.Millisecond))))
+		} else {
+			time.Sleep(time.Duration(rand.Int64N(int64(killWithin))))
+		}
 		if g.Frozen(50 * time.Millisecond) {
 			killedFrozen++
 		}
