@@ -305,14 +305,38 @@ func TestPausedOSD(t *testing.T) {
 	}
 	t.Logf("store with the OSD stopped: exit %d after %s: %s", rc, took.Round(time.Millisecond), strings.TrimSpace(errb.String()))
 	time.Sleep(2500 * time.Millisecond) // a lock it could not release runs out
-	if rc, out, errs := r.run(nil, "backy-store", "-b", r.loc("p"), "status", "--json"); rc == 0 {
+	// The OSD may need a while after SIGCONT before it serves I/O again
+	// (the monitor can have marked it down meanwhile): status is retried
+	// while it only times out, for at most 90 s.
+	rc, out, errs := r.run(nil, "backy-store", "-b", r.loc("p"), "status", "--json")
+	for deadline := time.Now().Add(90 * time.Second); rc == 1 && strings.Contains(errs, "timed out") && time.Now().Before(deadline); {
+		t.Logf("status after SIGCONT: cluster not serving yet, retrying: %s", strings.TrimSpace(errs))
+		time.Sleep(2 * time.Second)
+		rc, out, errs = r.run(nil, "backy-store", "-b", r.loc("p"), "status", "--json")
+	}
+	if rc == 0 {
 		if revs := r.revisions("p"); len(revs) != 0 {
 			t.Fatalf("a store that failed published %v", revs)
 		}
 	} else if rc != 6 {
 		t.Fatalf("status after the pause: exit %d: %s%s", rc, out, errs)
 	}
-	id := strings.TrimSpace(r.must(stream, "backy-store", "-b", r.loc("p")))
+	// The OSD may need a moment after SIGCONT before it serves I/O again
+	// (the monitor can have marked it down meanwhile): the next backup is
+	// retried while it only times out, for at most a minute.
+	var id string
+	for deadline := time.Now().Add(time.Minute); ; {
+		rc, out, errs := r.run(stream, "backy-store", "-b", r.loc("p"))
+		if rc == 0 {
+			id = strings.TrimSpace(out)
+			break
+		}
+		if !strings.Contains(errs, "timed out") || time.Now().After(deadline) {
+			t.Fatalf("backup after SIGCONT: exit %d: %s", rc, errs)
+		}
+		t.Logf("backup after SIGCONT: cluster not serving yet, retrying: %s", strings.TrimSpace(errs))
+		time.Sleep(2 * time.Second)
+	}
 	if got := r.restoreSum("p", id); got != sum {
 		t.Fatalf("restore after SIGCONT: %s, want %s", got, sum)
 	}
