@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -287,3 +288,16 @@ func syncFile(path string) error {
 }
 
 func (b *dirBatch) Abort() { os.RemoveAll(b.tmp) }
+
+// Unreferenced walks every chunk in s and returns those not in used (what a
+// purge may sweep) and how many chunks it walked; it stops when ctx ends.
+func Unreferenced(ctx context.Context, s ChunkStore, used map[Hash]struct{}) (garbage []Hash, walked int, err error) {
+	err = s.Walk(func(h Hash) error {
+		walked++
+		if _, ok := used[h]; !ok {
+			garbage = append(garbage, h)
+		}
+		return ctx.Err()
+	})
+	return garbage, walked, err
+}

@@ -102,14 +102,8 @@ func (b *radosBackend) PurgePool(ctx context.Context, opt PoolPurgeOptions) (*Po
 		}
 	}
 	res.Referenced = len(used)
-	var garbage []Hash
-	err = b.chunks.Walk(func(h Hash) error {
-		res.Chunks++
-		if _, ok := used[h]; !ok {
-			garbage = append(garbage, h)
-		}
-		return ctx.Err()
-	})
+	garbage, walked, err := Unreferenced(ctx, b.chunks, used)
+	res.Chunks += walked
 	if err != nil {
 		return nil, err
 	}

@@ -69,14 +69,8 @@ func Purge(ctx context.Context, r *repo.Repo, opt PurgeOptions) (*PurgeResult, e
 	if err != nil {
 		return nil, err
 	}
-	var garbage []repo.Hash
-	err = r.Chunks.Walk(func(h repo.Hash) error {
-		res.Chunks++
-		if _, ok := used[h]; !ok {
-			garbage = append(garbage, h)
-		}
-		return ctx.Err()
-	})
+	garbage, walked, err := repo.Unreferenced(ctx, r.Chunks, used)
+	res.Chunks += walked
 	if err != nil {
 		return nil, err
 	}
