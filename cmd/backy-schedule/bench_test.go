@@ -47,32 +47,26 @@ func BenchmarkIdle10000Jobs(b *testing.B) {
 	b.Logf("setup of %d repositories: %s", jobs, time.Since(start).Round(time.Millisecond))
 
 	for b.Loop() {
-		cmd := exec.Command(bin, "-c", s.Config, "-l", filepath.Join(dir, "daemon.log"))
-		cmd.Env = append(os.Environ(), "PATH="+clitest.BinDir+string(os.PathListSeparator)+os.Getenv("PATH"))
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
 		started := time.Now()
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
+		d := daemontest.Start(b, bin, append(os.Environ(), "PATH="+clitest.BinDir+string(os.PathListSeparator)+os.Getenv("PATH")),
+			[]string{"-c", s.Config, "-l", filepath.Join(dir, "daemon.log")})
 		status := filepath.Join(s.Base, "status")
 		for {
 			if st, err := jobstatus.Read(status); err == nil && len(st.Jobs) == jobs && st.Written.After(started) {
 				break
 			}
 			if time.Since(started) > 5*time.Minute {
-				cmd.Process.Kill()
-				b.Fatalf("no status after 5 minutes: %s", stderr.String())
+				b.Fatalf("no status after 5 minutes: %s", d.Stderr())
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
 		ready := time.Since(started)
-		cpu0 := cpuTicks(b, cmd.Process.Pid)
+		cpu0 := cpuTicks(b, d.Pid())
 		time.Sleep(window)
-		cpu1 := cpuTicks(b, cmd.Process.Pid)
-		hwm := vmHWM(b, cmd.Process.Pid)
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
+		cpu1 := cpuTicks(b, d.Pid())
+		hwm := vmHWM(b, d.Pid())
+		d.Signal(syscall.SIGTERM)
+		d.Exit(time.Minute)
 		log, _ := os.ReadFile(filepath.Join(dir, "daemon.log"))
 		runs := strings.Count(string(log), "run started")
 

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/backy/backy/internal/clitest"
+	"github.com/backy/backy/pkg/daemon/daemontest"
 	"github.com/backy/backy/pkg/jobstatus"
 	"github.com/backy/backy/pkg/schedule"
 )
@@ -33,56 +34,15 @@ func env() []string {
 		schedule.TestMinIntervalEnv+"=1s")
 }
 
-type proc struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	stderr bytes.Buffer
-	done   chan struct{}
-	err    error
-}
-
-func startDaemon(t *testing.T, args ...string) *proc {
+func startDaemon(t *testing.T, args ...string) *daemontest.Daemon {
 	t.Helper()
 	return startDaemonEnv(t, env(), args...)
 }
 
 // startDaemonEnv starts backy-schedule with environment environ.
-func startDaemonEnv(t *testing.T, environ []string, args ...string) *proc {
+func startDaemonEnv(t *testing.T, environ []string, args ...string) *daemontest.Daemon {
 	t.Helper()
-	p := &proc{t: t, cmd: exec.Command("backy-schedule", args...), done: make(chan struct{})}
-	p.cmd.Env = environ
-	p.cmd.Stderr = &p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.done
-	})
-	return p
-}
-
-func (p *proc) signal(sig syscall.Signal) {
-	p.t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		p.t.Fatal(err)
-	}
-}
-
-// exit waits for the daemon to end and returns its exit code.
-func (p *proc) exit(timeout time.Duration) int {
-	p.t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(timeout):
-		p.t.Fatalf("backy-schedule did not exit within %s", timeout)
-	}
-	var ee *exec.ExitError
-	if errors.As(p.err, &ee) {
-		return ee.ExitCode()
-	}
-	return 0
+	return daemontest.Start(t, "backy-schedule", environ, args)
 }
 
 // eventually polls cond until it holds, failing with its last word after
@@ -271,7 +231,7 @@ func TestEndToEnd(t *testing.T) {
 schedule = "fast"
 source = { type = "file", path = "DIR/vm2.img" }
 `, "DIR", dir)), 0o644)
-	d.signal(syscall.SIGHUP)
+	d.Signal(syscall.SIGHUP)
 	eventually(t, 30*time.Second, "reload on SIGHUP", func() (bool, string) {
 		b, _ := os.ReadFile(logfile)
 		return bytes.Contains(b, []byte("reload (SIGHUP): reloaded "+conf+": 3 jobs, 1 added, 0 removed")), string(b)
@@ -283,7 +243,7 @@ source = { type = "file", path = "DIR/vm2.img" }
 	// A bad configuration on SIGHUP is refused; the daemon goes on.
 	good, _ := os.ReadFile(conf)
 	os.WriteFile(conf, append(good, "\n[global]\n"...), 0o644)
-	d.signal(syscall.SIGHUP)
+	d.Signal(syscall.SIGHUP)
 	eventually(t, 30*time.Second, "refused reload", func() (bool, string) {
 		b, _ := os.ReadFile(logfile)
 		return bytes.Contains(b, []byte("reload (SIGHUP) failed, keeping the previous configuration: config: "+conf+":")), string(b)
@@ -299,15 +259,15 @@ source = { type = "file", path = "DIR/vm2.img" }
 	msg, err := second.CombinedOutput()
 	var ee *exec.ExitError
 	want := fmt.Sprintf("backy-schedule: error: daemon: another backy-schedule is running (pid %d) on base directory %s/base (lock %s/base/.backy-schedule/lock)\n",
-		d.cmd.Process.Pid, dir, dir)
+		d.Pid(), dir, dir)
 	if !errors.As(err, &ee) || ee.ExitCode() != 5 || string(msg) != want {
 		t.Errorf("second daemon: %v\n%s\nwant exit 5 and\n%s", err, msg, want)
 	}
 
 	// SIGTERM: the daemon stops cleanly, and monitoring learns it at once.
-	d.signal(syscall.SIGTERM)
-	if code := d.exit(30 * time.Second); code != 0 {
-		t.Errorf("exit code %d after SIGTERM; stderr:\n%s", code, d.stderr.String())
+	d.Signal(syscall.SIGTERM)
+	if code := d.Exit(30 * time.Second); code != 0 {
+		t.Errorf("exit code %d after SIGTERM; stderr:\n%s", code, d.Stderr())
 	}
 	code, out := backyCheck(t, conf)
 	if code != 2 || !strings.Contains(out, "backy-schedule is not running: it stopped at ") {
@@ -336,9 +296,9 @@ source = { type = "command", command = "sleep 60" }
 		return err == nil && st.Jobs["slow"].Running, fmt.Sprint(err)
 	})
 	start := time.Now()
-	d.signal(syscall.SIGTERM)
-	if code := d.exit(30 * time.Second); code != 0 {
-		t.Errorf("exit code %d; stderr:\n%s", code, d.stderr.String())
+	d.Signal(syscall.SIGTERM)
+	if code := d.Exit(30 * time.Second); code != 0 {
+		t.Errorf("exit code %d; stderr:\n%s", code, d.Stderr())
 	}
 	if took := time.Since(start); took < time.Second || took > 10*time.Second {
 		t.Errorf("stopped after %s, want the 1s grace period and a moment", took)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/backy/backy/internal/clitest"
+	"github.com/backy/backy/pkg/daemon/daemontest"
 	"github.com/backy/backy/pkg/jobstatus"
 )
 
@@ -106,7 +107,7 @@ func TestKill9(t *testing.T) {
 	var atKill *jobstatus.Status
 	for i := range kills + 1 {
 		d := startDaemon(t, "-c", conf, "-l", logfile)
-		pid := d.cmd.Process.Pid
+		pid := d.Pid()
 		logBefore := fileLen(logfile)
 		if atKill != nil {
 			// The first status the new daemon writes carries the counts it
@@ -137,15 +138,14 @@ func TestKill9(t *testing.T) {
 				return err == nil && len(revisions(good)) > n && st.Jobs["bad"].Failures > atKill.Jobs["bad"].Failures,
 					fmt.Sprintf("%d revisions, was %d; %v", len(revisions(good)), n, err)
 			})
-			d.signal(syscall.SIGTERM)
-			if code := d.exit(time.Minute); code != 0 {
-				t.Errorf("exit %d after SIGTERM: %s", code, d.stderr.String())
+			d.Signal(syscall.SIGTERM)
+			if code := d.Exit(time.Minute); code != 0 {
+				t.Errorf("exit %d after SIGTERM: %s", code, d.Stderr())
 			}
 			break
 		}
 		time.Sleep(time.Duration(100+rng.IntN(1900)) * time.Millisecond)
-		d.cmd.Process.Kill()
-		<-d.done
+		d.Kill()
 		st, err := jobstatus.Read(statusPath)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("kill %d: status file: %v", i, err)
@@ -251,7 +251,7 @@ func waitOrphans(t *testing.T, dir string) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
-		pids := processesUnder(dir)
+		pids := daemontest.ProcessesUnder(dir)
 		if len(pids) == 0 {
 			return
 		}
@@ -264,21 +264,4 @@ func waitOrphans(t *testing.T, dir string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// processesUnder lists the processes whose command line names dir.
-func processesUnder(dir string) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		var pid int
-		if _, err := fmt.Sscan(e.Name(), &pid); err != nil || pid == os.Getpid() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && strings.Contains(string(b), dir) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }

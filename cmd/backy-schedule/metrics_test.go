@@ -230,8 +230,8 @@ func TestMetricsEndToEnd(t *testing.T) {
 		t.Error("no process_start_time_seconds")
 	}
 
-	d.signal(syscall.SIGTERM)
-	if code := d.exit(30 * time.Second); code != 0 {
+	d.Signal(syscall.SIGTERM)
+	if code := d.Exit(30 * time.Second); code != 0 {
 		t.Errorf("exit %d after SIGTERM", code)
 	}
 }

@@ -162,8 +162,8 @@ source = { type = "file", path = "%[1]s/vm1.img" }
 		}
 		return nil
 	})
-	d.signal(syscall.SIGTERM)
-	d.exit(time.Minute)
+	d.Signal(syscall.SIGTERM)
+	d.Exit(time.Minute)
 
 	// A repository an older backy made (755 directories, 444 chunks) is
 	// closed by the next write: its directories, so no file is reachable.

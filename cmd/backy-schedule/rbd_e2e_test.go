@@ -20,6 +20,7 @@ import (
 
 	"github.com/backy/backy/internal/clitest"
 	"github.com/backy/backy/internal/freezetest"
+	"github.com/backy/backy/pkg/daemon/daemontest"
 	"github.com/backy/backy/pkg/rbd/cephtest"
 	"github.com/backy/backy/pkg/repo"
 )
@@ -123,9 +124,9 @@ func TestRBDEndToEnd(t *testing.T) {
 		return !strings.Contains(p, firstPlain) && !strings.Contains(f, firstFrozen) && p != "" && f != "", p + " / " + f
 	})
 	// Stop the daemon cleanly between runs to look at a quiet repository.
-	d.signal(syscall.SIGTERM)
-	if code := d.exit(time.Minute); code != 0 {
-		t.Fatalf("daemon exit %d: %s", code, d.stderr.String())
+	d.Signal(syscall.SIGTERM)
+	if code := d.Exit(time.Minute); code != 0 {
+		t.Fatalf("daemon exit %d: %s", code, d.Stderr())
 	}
 	g.ThawedWithin(t, time.Second)
 
@@ -200,8 +201,8 @@ func TestRBDEndToEnd(t *testing.T) {
 		_, err := os.Stat(filepath.Join(dir, "froze"))
 		return err == nil && g.Frozen(50*time.Millisecond), ""
 	})
-	d.signal(syscall.SIGTERM)
-	d.exit(time.Minute)
+	d.Signal(syscall.SIGTERM)
+	d.Exit(time.Minute)
 	stopped := time.Now()
 	g.ThawedWithin(t, 25*time.Second)
 	t.Logf("guest thawed %s after the daemon stopped mid-freeze", time.Since(stopped).Round(time.Millisecond))
@@ -212,7 +213,7 @@ func TestRBDEndToEnd(t *testing.T) {
 	}
 }
 
-func startRBDDaemon(t *testing.T, cephConf, cfg, logfile, grace string) *proc {
+func startRBDDaemon(t *testing.T, cephConf, cfg, logfile, grace string) *daemontest.Daemon {
 	t.Helper()
 	return startDaemonEnv(t, rbdEnv(cephConf), "-c", cfg, "-l", logfile, "--grace", grace)
 }
