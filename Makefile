@@ -8,6 +8,8 @@ BINDIR  := $(DESTDIR)$(PREFIX)/bin
 MANDIR  := $(DESTDIR)$(PREFIX)/share/man
 UNITDIR := $(DESTDIR)$(PREFIX)/lib/systemd/system
 LOGROTATEDIR := $(DESTDIR)$(SYSCONFDIR)/logrotate.d
+BASHCOMPDIR := $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR := $(DESTDIR)$(PREFIX)/share/zsh/site-functions
 GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/backy/backy/pkg/cli.Version=$(VERSION)
@@ -91,11 +93,12 @@ man: $(MANPAGES)
 man/%: man/%.md
 	go-md2man -in $< -out $@
 
-# Binaries, man pages, the systemd unit of backy-schedule and an example
-# logrotate file; DESTDIR for a staged install (cmd/backy-schedule's
+# Binaries, man pages, the systemd unit of backy-schedule, an example
+# logrotate file, and the bash and zsh completion each command prints
+# (--completion bash|zsh; loaded on demand from these directories); DESTDIR for a staged install (cmd/backy-schedule's
 # TestInstall installs into a scratch root and runs systemd-analyze verify).
 install: build man
-	install -d $(BINDIR) $(MANDIR)/man1 $(MANDIR)/man5 $(UNITDIR) $(LOGROTATEDIR)
+	install -d $(BINDIR) $(MANDIR)/man1 $(MANDIR)/man5 $(UNITDIR) $(LOGROTATEDIR) $(BASHCOMPDIR) $(ZSHCOMPDIR)
 	install -m 0755 $(addprefix bin/,$(CMDS)) $(BINDIR)/
 	for p in $(MANPAGES); do \
 		sec=$${p##*.}; install -m 0644 $$p $(MANDIR)/man$$sec/; \
@@ -103,6 +106,11 @@ install: build man
 	sed 's|@BINDIR@|$(PREFIX)/bin|g' dist/backy-schedule.service > $(UNITDIR)/backy-schedule.service
 	chmod 0644 $(UNITDIR)/backy-schedule.service
 	install -m 0644 dist/backy.logrotate $(LOGROTATEDIR)/backy
+	for c in $(CMDS); do \
+		bin/$$c --completion bash > $(BASHCOMPDIR)/$$c && \
+		bin/$$c --completion zsh > $(ZSHCOMPDIR)/_$$c || exit 1; \
+	done
+	chmod 0644 $(BASHCOMPDIR)/* $(ZSHCOMPDIR)/*
 
 clean:
 	rm -rf bin $(MANPAGES)

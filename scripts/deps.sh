@@ -34,6 +34,7 @@ NEEDS=(
 	"pkg-config pkg-config"
 	"systemd-analyze systemd"
 	"logrotate logrotate"
+	"zsh zsh"
 )
 case "${1:-}" in
 --demo) NEEDS=("mke2fs e2fsprogs" "cmp diffutils") ;;

@@ -13,9 +13,10 @@ import (
 )
 
 type checkCLI struct {
-	Version cli.VersionFlag `help:"Print the version and exit."`
-	Config  string          `short:"c" default:"/etc/backy.conf" placeholder:"FILE" help:"Configuration file."`
-	Timeout time.Duration   `short:"t" default:"50s" placeholder:"DURATION" help:"Give up with UNKNOWN after this long."`
+	Version    cli.VersionFlag    `help:"Print the version and exit."`
+	Completion cli.CompletionFlag `placeholder:"SHELL" predictor:"shell" help:"Print the shell completion script (bash or zsh) and exit."`
+	Config     string             `short:"c" default:"/etc/backy.conf" placeholder:"FILE" help:"Configuration file."`
+	Timeout    time.Duration      `short:"t" default:"50s" placeholder:"DURATION" help:"Give up with UNKNOWN after this long."`
 
 	state int
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/backy/backy/pkg/cli"
+	"github.com/backy/backy/pkg/completion"
 	"github.com/backy/backy/pkg/extent"
 	"github.com/backy/backy/pkg/progress"
 	"github.com/backy/backy/pkg/quiesce"
@@ -29,7 +30,7 @@ type consistencyFlags struct {
 	GuestAgent      string        `help:"Unix socket of the QEMU guest agent: freeze through it, snapshot, thaw." placeholder:"SOCKET" group:"consistency"`
 	Timeout         time.Duration `name:"consistency-timeout" help:"Longest freeze (freeze plus snapshot), or longest wait for the agent's snapshot (default 60s for a freeze, 90s for an agent)." placeholder:"DURATION" group:"consistency"`
 	Fallback        string        `enum:"crash,fail" default:"crash" help:"When the consistent way fails: take a plain crash-consistent snapshot (crash) or fail." group:"consistency"`
-	Job             string        `help:"Job name, for the commands' environment (BACKY_JOB)." placeholder:"NAME" group:"consistency"`
+	Job             string        `predictor:"job" help:"Job name, for the commands' environment (BACKY_JOB)." placeholder:"NAME" group:"consistency"`
 }
 
 func (f *consistencyFlags) options() quiesce.Options {
@@ -215,18 +216,19 @@ func (c *rbdDiffCmd) Run(env *cli.Env) error {
 }
 
 type extractCLI struct {
-	Version cli.VersionFlag `help:"Print the version and exit."`
-	File    fileCmd         `cmd:"" help:"Write a full, differential (--base-from) or sample stream of an image file or block device."`
-	Rbd     rbdCmd          `cmd:"" name:"rbd" help:"Snapshot a Ceph RBD image and write a full or differential stream (or a sample of a snapshot)."`
-	RbdDiff rbdDiffCmd      `cmd:"" name:"rbd-diff" help:"Convert an rbd export-diff stream into an extent stream."`
-	Dump    dumpCmd         `cmd:"" help:"Print an extent stream's header and records as text or JSON."`
+	Version    cli.VersionFlag    `help:"Print the version and exit."`
+	Completion cli.CompletionFlag `placeholder:"SHELL" predictor:"shell" help:"Print the shell completion script (bash or zsh) and exit."`
+	File       fileCmd            `cmd:"" help:"Write a full, differential (--base-from) or sample stream of an image file or block device."`
+	Rbd        rbdCmd             `cmd:"" name:"rbd" help:"Snapshot a Ceph RBD image and write a full or differential stream (or a sample of a snapshot)."`
+	RbdDiff    rbdDiffCmd         `cmd:"" name:"rbd-diff" help:"Convert an rbd export-diff stream into an extent stream."`
+	Dump       dumpCmd            `cmd:"" help:"Print an extent stream's header and records as text or JSON."`
 }
 
 func run() int {
 	if os.Getenv(quiesce.HelperEnv) != "" {
 		return quiesce.HelperMain() // the freeze/thaw helper (package quiesce)
 	}
-	return cli.Run("backy-extract", "Read a source image and write a backy extent stream on stdout.", &extractCLI{}, os.Args[1:])
+	return cli.Run("backy-extract", "Read a source image and write a backy extent stream on stdout.", &extractCLI{}, os.Args[1:], completion.Predictors())
 }
 
 func main() { os.Exit(run()) }

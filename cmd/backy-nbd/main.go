@@ -13,8 +13,9 @@ import (
 )
 
 type nbdCLI struct {
-	Version cli.VersionFlag `help:"Print the version and exit."`
-	Base    string          `short:"b" default:"." help:"Repository: a directory, or rados:POOL/JOB." placeholder:"REPO"`
+	Version    cli.VersionFlag    `help:"Print the version and exit."`
+	Completion cli.CompletionFlag `placeholder:"SHELL" predictor:"shell" help:"Print the shell completion script (bash or zsh) and exit."`
+	Base       string             `short:"b" default:"." help:"Repository: a directory, or rados:POOL/JOB." placeholder:"REPO"`
 	cli.Ceph
 	Host        string `short:"H" default:"127.0.0.1" help:"Address to listen on (NBD has no authentication: keep it on loopback)." placeholder:"ADDR"`
 	Port        int    `short:"p" default:"9000" help:"TCP port to listen on (0 = any free port, logged)."`

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/backy/backy/pkg/cli"
+	"github.com/backy/backy/pkg/completion"
 	"github.com/backy/backy/pkg/progress"
 	"github.com/backy/backy/pkg/repo"
 	"github.com/backy/backy/pkg/restore"
@@ -16,12 +17,13 @@ import (
 )
 
 type restoreCLI struct {
-	Version  cli.VersionFlag `help:"Print the version and exit."`
-	Base     string          `short:"b" default:"." help:"Repository: a directory, or rados:POOL/JOB." placeholder:"REPO"`
-	Revision string          `short:"r" default:"latest" help:"Revision: latest, a tag, an id or unique id prefix, or N for the N-th newest (0 = newest)." placeholder:"SPEC"`
-	Format   string          `short:"f" enum:"raw,extents,rbd-diff" default:"raw" help:"Output format: raw (image bytes), extents (an extent stream for backy-store) or rbd-diff (for rbd import-diff)."`
-	Quiet    bool            `short:"q" help:"Show no progress line on a terminal (the summary line still ends the run)."`
-	Target   string          `arg:"" help:"File or block device to write, or - for stdout."`
+	Version    cli.VersionFlag    `help:"Print the version and exit."`
+	Completion cli.CompletionFlag `placeholder:"SHELL" predictor:"shell" help:"Print the shell completion script (bash or zsh) and exit."`
+	Base       string             `short:"b" default:"." help:"Repository: a directory, or rados:POOL/JOB." placeholder:"REPO"`
+	Revision   string             `short:"r" predictor:"revision" default:"latest" help:"Revision: latest, a tag, an id or unique id prefix, or N for the N-th newest (0 = newest)." placeholder:"SPEC"`
+	Format     string             `short:"f" enum:"raw,extents,rbd-diff" default:"raw" help:"Output format: raw (image bytes), extents (an extent stream for backy-store) or rbd-diff (for rbd import-diff)."`
+	Quiet      bool               `short:"q" help:"Show no progress line on a terminal (the summary line still ends the run)."`
+	Target     string             `arg:"" help:"File or block device to write, or - for stdout."`
 	cli.Ceph
 }
 
@@ -131,7 +133,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 }
 
 func run() int {
-	return cli.Run("backy-restore", "Restore a revision of a backy repository.", &restoreCLI{}, os.Args[1:])
+	return cli.Run("backy-restore", "Restore a revision of a backy repository.", &restoreCLI{}, os.Args[1:], completion.Predictors())
 }
 
 func main() { os.Exit(run()) }

@@ -47,10 +47,17 @@ func TestInstall(t *testing.T) {
 		"usr/bin/backy-check", "usr/bin/backy-nbd",
 		"usr/share/man/man1/backy-schedule.1", "usr/share/man/man5/backy.conf.5",
 		"usr/lib/systemd/system/backy-schedule.service", "etc/logrotate.d/backy",
+		"usr/share/bash-completion/completions/backy-store", "usr/share/zsh/site-functions/_backy-restore",
 	} {
 		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
 			t.Errorf("make install did not install %s: %v", f, err)
 		}
+	}
+	// bash-completion loads the file when backy-store is first completed.
+	comp := filepath.Join(root, "usr/share/bash-completion/completions/backy-store")
+	if out, err := exec.Command("bash", "-c", `source "$1" && complete -p backy-store`, "-", comp).CombinedOutput(); err != nil ||
+		strings.TrimSpace(string(out)) != "complete -o default -F _backy_store backy-store" {
+		t.Errorf("bash did not load %s: %v\n%s", comp, err, out)
 	}
 	unit, err := os.ReadFile(filepath.Join(root, "usr/lib/systemd/system/backy-schedule.service"))
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/backy/backy/pkg/cli"
+	"github.com/backy/backy/pkg/completion"
 	"github.com/backy/backy/pkg/progress"
 	"github.com/backy/backy/pkg/repo"
 	"github.com/backy/backy/pkg/store"
@@ -71,20 +72,21 @@ func (c *statusCmd) Run(env *cli.Env, g *globals) error {
 
 type storeCLI struct {
 	globals
-	Version  cli.VersionFlag `help:"Print the version and exit."`
-	Store    storeCmd        `cmd:"" default:"withargs" help:"Read an extent stream on stdin and commit it as a new revision (the default)."`
-	Status   statusCmd       `cmd:"" help:"List the revisions: date, id, size, duration, tags, trust."`
-	Verify   verifyCmd       `cmd:"" help:"Re-read and re-hash chunks, or compare a revision with an extent stream (--against)."`
-	Distrust distrustCmd     `cmd:"" help:"Mark revisions distrusted: no differential backup builds on them, reused chunks are re-verified."`
-	Tags     tagsCmd         `cmd:"" help:"Add, remove or set the tags of a revision."`
-	Forget   forgetCmd       `cmd:"" help:"Remove a revision (its chunks go at the next purge)."`
-	Expire   expireCmd       `cmd:"" help:"Apply a schedule's retention: untag old revisions, remove those left without tags."`
-	Purge    purgeCmd        `cmd:"" help:"Remove chunks no revision uses and leftovers of interrupted stores."`
+	Version    cli.VersionFlag    `help:"Print the version and exit."`
+	Completion cli.CompletionFlag `placeholder:"SHELL" predictor:"shell" help:"Print the shell completion script (bash or zsh) and exit."`
+	Store      storeCmd           `cmd:"" default:"withargs" help:"Read an extent stream on stdin and commit it as a new revision (the default)."`
+	Status     statusCmd          `cmd:"" help:"List the revisions: date, id, size, duration, tags, trust."`
+	Verify     verifyCmd          `cmd:"" help:"Re-read and re-hash chunks, or compare a revision with an extent stream (--against)."`
+	Distrust   distrustCmd        `cmd:"" help:"Mark revisions distrusted: no differential backup builds on them, reused chunks are re-verified."`
+	Tags       tagsCmd            `cmd:"" help:"Add, remove or set the tags of a revision."`
+	Forget     forgetCmd          `cmd:"" help:"Remove a revision (its chunks go at the next purge)."`
+	Expire     expireCmd          `cmd:"" help:"Apply a schedule's retention: untag old revisions, remove those left without tags."`
+	Purge      purgeCmd           `cmd:"" help:"Remove chunks no revision uses and leftovers of interrupted stores."`
 }
 
 func run() int {
 	var c storeCLI
-	return cli.Run("backy-store", "Store extent streams as revisions of a backy repository, and look after it.", &c, os.Args[1:], &c.globals)
+	return cli.Run("backy-store", "Store extent streams as revisions of a backy repository, and look after it.", &c, os.Args[1:], &c.globals, completion.Predictors())
 }
 
 func main() { os.Exit(run()) }

@@ -35,7 +35,7 @@ func watched(env *cli.Env, g *globals, items string) (upkeep.Options, *progress.
 }
 
 type verifyCmd struct {
-	Revision string        `short:"r" placeholder:"SPEC" xor:"r-all" help:"Verify one revision: latest, a tag, an id or unique id prefix, or N for the N-th newest (0 = newest)."`
+	Revision string        `short:"r" predictor:"revision" placeholder:"SPEC" xor:"r-all" help:"Verify one revision: latest, a tag, an id or unique id prefix, or N for the N-th newest (0 = newest)."`
 	All      bool          `xor:"r-all,all-against" help:"Verify every revision (the default without -r)."`
 	Sample   cli.Percent   `placeholder:"N%" xor:"sample-against" help:"Check only N% of the distinct chunks, at random; damage found counts, a clean sample marks nothing verified."`
 	Against  string        `placeholder:"FILE" xor:"sample-against,all-against" help:"Compare the revision (-r, default latest) with the extent stream in FILE (- for stdin), e.g. from backy-extract file --sample."`
@@ -101,7 +101,7 @@ func (c *verifyCmd) against(env *cli.Env, r *repo.Repo) error {
 }
 
 type distrustCmd struct {
-	Revision string `short:"r" placeholder:"SPEC" xor:"r-from,r-until,r-all" help:"Distrust one revision: latest, a tag, an id or unique id prefix, or N for the N-th newest (0 = newest)."`
+	Revision string `short:"r" predictor:"revision" placeholder:"SPEC" xor:"r-from,r-until,r-all" help:"Distrust one revision: latest, a tag, an id or unique id prefix, or N for the N-th newest (0 = newest)."`
 	From     string `placeholder:"DATE" xor:"r-from,from-all" help:"Distrust revisions taken at or after DATE (YYYY-MM-DD or RFC 3339)."`
 	Until    string `placeholder:"DATE" xor:"r-until,until-all" help:"Distrust revisions taken up to DATE (YYYY-MM-DD takes in the whole day, or RFC 3339)."`
 	All      bool   `xor:"r-all,from-all,until-all" help:"Distrust every revision."`
@@ -126,7 +126,7 @@ func (c *distrustCmd) Run(env *cli.Env, g *globals) error {
 }
 
 type tagsCmd struct {
-	Revision string   `short:"r" placeholder:"SPEC" default:"latest" help:"The revision: latest, a tag, an id or unique id prefix, or N for the N-th newest (0 = newest)."`
+	Revision string   `short:"r" predictor:"revision" placeholder:"SPEC" default:"latest" help:"The revision: latest, a tag, an id or unique id prefix, or N for the N-th newest (0 = newest)."`
 	Action   string   `arg:"" enum:"add,remove,set" help:"add, remove or set (replace all tags with TAG...)."`
 	Tags     []string `arg:"" name:"tag" help:"Tags: a letter, then letters, digits, '.', '_' or '-'."`
 }
@@ -156,8 +156,8 @@ func tagText(tags []string) string {
 }
 
 type forgetCmd struct {
-	Revision string `short:"r" placeholder:"SPEC" help:"The revision to remove: latest, a tag, an id or unique id prefix, or N for the N-th newest (0 = newest)."`
-	Spec     string `arg:"" optional:"" name:"spec" help:"The revision, as an alternative to -r."`
+	Revision string `short:"r" predictor:"revision" placeholder:"SPEC" help:"The revision to remove: latest, a tag, an id or unique id prefix, or N for the N-th newest (0 = newest)."`
+	Spec     string `arg:"" optional:"" name:"spec" predictor:"revision" help:"The revision, as an alternative to -r."`
 	Force    bool   `help:"Allow removing the newest revision (the base of the next differential backup)."`
 }
 
@@ -191,7 +191,7 @@ func (c *forgetCmd) Run(env *cli.Env, g *globals) error {
 type expireCmd struct {
 	Schedule string `placeholder:"RULES" xor:"schedule" help:"Retention per tag: TAG=INTERVAL:KEEP,..., e.g. daily=1d:9,weekly=7d:5."`
 	Config   string `placeholder:"FILE" xor:"schedule" help:"Take the schedule from this backy configuration file (e.g. /etc/backy.conf)."`
-	Job      string `placeholder:"NAME" help:"With --config: the job whose schedule applies (default: the job whose repository is -b)."`
+	Job      string `predictor:"job" placeholder:"NAME" help:"With --config: the job whose schedule applies (default: the job whose repository is -b)."`
 	DryRun   bool   `short:"n" help:"Only print what would change."`
 }
 

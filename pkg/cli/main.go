@@ -7,9 +7,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
 	"github.com/alecthomas/kong"
+	"github.com/posener/complete"
 
 	"github.com/backy/backy/pkg/exitcode"
 )
@@ -38,8 +40,19 @@ func (v VersionFlag) BeforeReset(app *kong.Kong, vars kong.Vars) error {
 // Run parses args into cmd (a kong grammar whose commands have
 // Run(*Env) error methods), runs the selected command under a context that
 // is cancelled by SIGINT or SIGTERM, prints any error as
-// "NAME: error: ..." and returns the exit code.
+// "NAME: error: ..." and returns the exit code. A bind of type
+// map[string]complete.Predictor is not bound: it names the completers of
+// the values tagged predictor:"NAME" when a shell asks for completions
+// (COMP_LINE set; see CompletionFlag).
 func Run(name, description string, cmd any, args []string, binds ...any) int {
+	var preds map[string]complete.Predictor
+	binds = slices.DeleteFunc(binds, func(b any) bool {
+		p, ok := b.(map[string]complete.Predictor)
+		if ok {
+			preds = p
+		}
+		return ok
+	})
 	exit := -1
 	parser, err := kong.New(cmd, kong.Name(name), kong.Description(description),
 		kong.UsageOnError(), kong.Writers(os.Stdout, os.Stderr),
@@ -48,6 +61,10 @@ func Run(name, description string, cmd any, args []string, binds ...any) int {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: error: %v\n", name, err)
 		return exitcode.Failure
+	}
+	if os.Getenv("COMP_LINE") != "" {
+		completeLine(parser, preds)
+		return exitcode.OK
 	}
 	kctx, code, done := parse(parser, args, &exit)
 	if done {
