@@ -82,6 +82,7 @@ type storeCLI struct {
 	Forget     forgetCmd          `cmd:"" help:"Remove a revision (its chunks go at the next purge)."`
 	Expire     expireCmd          `cmd:"" help:"Apply a schedule's retention: untag old revisions, remove those left without tags."`
 	Purge      purgeCmd           `cmd:"" help:"Remove chunks no revision uses and leftovers of interrupted stores."`
+	Copy       copyCmd            `cmd:"" help:"Copy revisions to another repository (--to), moving only the chunks it lacks."`
 }
 
 func run() int {

@@ -29,6 +29,7 @@ func TestScripts(t *testing.T) {
 	p.Cmds["clonerev"] = clonerev
 	p.Cmds["settime"] = settime
 	p.Cmds["radoschunk"] = radosChunk
+	p.Cmds["radoshash"] = radoshash
 	cond := p.Condition
 	p.Condition = func(c string) (bool, error) {
 		if c == "rados" {
@@ -86,7 +87,7 @@ func clonerev(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 // settime REPO ID TIME: change the time of a revision (RFC 3339), as if it
-// had been made then; the metadata stays sealed.
+// had been made then; the metadata stays sealed. REPO may be rados:POOL/JOB.
 func settime(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 3 {
 		ts.Fatalf("usage: settime REPO ID TIME")
@@ -98,9 +99,13 @@ func settime(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(r.SaveRevision(rev))
 }
 
-func loadrev(ts *testscript.TestScript, dir, id string) (*repo.Repo, *repo.Revision) {
-	r, err := repo.Open(ts.MkAbs(dir))
+func loadrev(ts *testscript.TestScript, loc, id string) (*repo.Repo, *repo.Revision) {
+	if !repo.IsRados(loc) {
+		loc = ts.MkAbs(loc)
+	}
+	r, err := repo.Open(loc, repo.WithCeph(repo.Ceph{Conf: ts.Getenv("CEPH_CONF")}))
 	ts.Check(err)
+	ts.Defer(func() { r.Close() })
 	rev, err := r.LoadRevision(id)
 	ts.Check(err)
 	return r, rev
@@ -134,4 +139,17 @@ func radosChunk(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("usage: radoschunk REPO damage|delete N")
 	}
 	ts.Check(err)
+}
+
+// radoshash POOL FILE: write to FILE every object of POOL with the SHA-256
+// of its content and of its omap, so a script can prove with cmp that a
+// failed command changed nothing in a pool (the RADOS treehash; xattrs,
+// which hold the locks, are left out as locks/ is by treehash).
+func radoshash(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: radoshash POOL FILE")
+	}
+	digest, err := poolDigest(ts.Getenv("CEPH_CONF"), args[0])
+	ts.Check(err)
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(digest), 0o644))
 }

@@ -154,6 +154,12 @@ func (b *radosBackend) objName(id, ext string) string {
 	return "rados:" + b.loc.Pool + "/" + b.jobObj() + " omap " + omapRev + id
 }
 
+// cluster is the fsid of the cluster (SameRepository).
+func (b *radosBackend) cluster() string {
+	id, _ := b.conn.GetFSID()
+	return id
+}
+
 func (b *radosBackend) Location() string   { return b.loc.String() }
 func (b *radosBackend) Chunks() ChunkStore { return b.chunks }
 

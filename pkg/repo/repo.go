@@ -137,6 +137,12 @@ func (r *Repo) readIndex(id string) (*Index, error) {
 // each atomically. The chunks the index names must already be durable
 // (Batch.Commit).
 func (r *Repo) Commit(rev *Revision, ix *Index) error {
+	return r.commit(rev.ID, ix, func() error { return r.saveRevision(rev) })
+}
+
+// commit publishes revision id: the index, then the metadata that publish
+// writes (Commit, CommitCopy).
+func (r *Repo) commit(id string, ix *Index, publish func() error) error {
 	if err := r.seal(); err != nil {
 		return err
 	}
@@ -144,10 +150,10 @@ func (r *Repo) Commit(rev *Revision, ix *Index) error {
 	if err != nil {
 		return err
 	}
-	if err := r.b.WriteIndex(rev.ID, b); err != nil {
+	if err := r.b.WriteIndex(id, b); err != nil {
 		return err
 	}
-	return r.SaveRevision(rev)
+	return publish()
 }
 
 // SaveRevision writes revision metadata atomically. Callers changing an
