@@ -11,7 +11,7 @@ import (
 
 type copyCmd struct {
 	To         string   `short:"t" required:"" placeholder:"REPO" help:"The target repository: a directory, or rados:POOL/JOB (created when missing)."`
-	Specs      []string `arg:"" optional:"" name:"spec" help:"The revisions to copy: latest, a tag, an id or unique id prefix, or N for the N-th newest; default every revision."`
+	Specs      []string `arg:"" optional:"" name:"spec" predictor:"revision" help:"The revisions to copy: latest, a tag, an id or unique id prefix, or N for the N-th newest; default every revision."`
 	ToCephConf string   `placeholder:"FILE" help:"For a rados: target on another cluster: its Ceph configuration (default: --ceph-conf)."`
 	ToCephUser string   `placeholder:"NAME" help:"For a rados: target on another cluster: the Ceph client name (default: --ceph-user)."`
 }
