@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -136,9 +137,11 @@ type revInfo struct {
 	Tags []string `json:"tags"`
 }
 
+// revisions lists the revisions of a repository: a job of the rig's pool
+// (its name), or any location.
 func (r *rig) revisions(job string) []revInfo {
 	r.t.Helper()
-	out := r.must(nil, "backy-store", "-b", r.loc(job), "status", "--json")
+	out := r.must(nil, "backy-store", "-b", r.where(job), "status", "--json")
 	var revs []revInfo
 	if err := json.Unmarshal([]byte(out), &revs); err != nil {
 		r.t.Fatalf("status: %v: %s", err, out)
@@ -146,18 +149,40 @@ func (r *rig) revisions(job string) []revInfo {
 	return revs
 }
 
+// where is the location of a job of the rig's pool, or loc itself when it
+// is a location already.
+func (r *rig) where(loc string) string {
+	if repo.IsRados(loc) || filepath.IsAbs(loc) {
+		return loc
+	}
+	return r.loc(loc)
+}
+
+// ids is the sorted ids of revs, joined.
+func ids(revs []revInfo) string {
+	var s []string
+	for _, rev := range revs {
+		s = append(s, rev.ID)
+	}
+	sort.Strings(s)
+	return strings.Join(s, ",")
+}
+
 func (r *rig) restoreSum(job, id string) string {
 	r.t.Helper()
-	out := r.must(nil, "backy-restore", "-b", r.loc(job), "-r", id, "-")
+	out := r.must(nil, "backy-restore", "-b", r.where(job), "-r", id, "-")
 	sum := sha256.Sum256([]byte(out))
 	return hex.EncodeToString(sum[:])
 }
 
 // TestKills stores into three jobs of one pool at once, with a purge of
-// the pool running beside them, and kills each with SIGKILL at a random
-// moment, round after round, until at least 30 processes died mid-work.
-// Then, after the leases ran out, a purge and a verify of every job pass
-// and every revision restores bit for bit.
+// the pool and a copy running beside them, and kills each with SIGKILL at
+// a random moment, round after round, until at least 30 processes died
+// mid-work. The copy of a round is one of: job a to a directory, that
+// directory to job f (directory to RADOS), job b to job e (RADOS to
+// RADOS). Then, after the leases ran out, a purge and a verify of every
+// job and of the directory pass and every revision of each restores bit
+// for bit.
 func TestKills(t *testing.T) {
 	r := newRig(t, "faults-kills")
 	jobs := []string{"a", "b", "c"}
@@ -179,6 +204,12 @@ func TestKills(t *testing.T) {
 	for _, job := range jobs {
 		r.must(streams[job][0], "backy-store", "-b", r.loc(job), "--tags", job+"-v0")
 	}
+	adir := filepath.Join(r.dir, "adir")
+	copies := [][]string{
+		{"-b", r.loc("a"), "copy", "--to", adir},
+		{"-b", adir, "copy", "--to", r.loc("f")},
+		{"-b", r.loc("b"), "copy", "--to", r.loc("e")},
+	}
 	kills, rounds := 0, 0
 	outcomes := map[string]int{}
 	for kills < want && rounds < 4*want {
@@ -193,6 +224,10 @@ func TestKills(t *testing.T) {
 		}
 		procs = append(procs, r.cmd(nil, "backy-store", "-b", r.loc(jobs[rng.IntN(3)]), "purge"))
 		names = append(names, "purge")
+		if c := copies[rng.IntN(len(copies))]; c[1] != adir || repo.IsRepository(adir) {
+			procs = append(procs, r.cmd(nil, "backy-store", c...))
+			names = append(names, "copy")
+		}
 		// each is killed at a random moment of the next 2.5 s, unless it
 		// is done by then
 		start := time.Now()
@@ -235,18 +270,30 @@ func TestKills(t *testing.T) {
 		t.Fatalf("only %d kills in %d rounds", kills, rounds)
 	}
 	time.Sleep(2500 * time.Millisecond) // the dead holders' leases run out
+	// once more each copy, to its end: what the killed ones left is no
+	// obstacle
+	for _, c := range copies {
+		r.must(nil, "backy-store", c...)
+	}
 	r.must(nil, "backy-store", "-b", r.loc("a"), "purge", "--wait", "10s")
+	r.must(nil, "backy-store", "-b", adir, "purge")
 	checked := 0
-	for _, job := range jobs {
-		r.must(nil, "backy-store", "-b", r.loc(job), "verify")
-		for _, rev := range r.revisions(job) {
+	for _, loc := range []string{r.loc("a"), r.loc("b"), r.loc("c"), adir, r.loc("e"), r.loc("f")} {
+		r.must(nil, "backy-store", "-b", loc, "verify")
+		for _, rev := range r.revisions(loc) {
 			if len(rev.Tags) != 1 || sums[rev.Tags[0]] == "" {
-				t.Fatalf("job %s: revision %s with tags %v", job, rev.ID, rev.Tags)
+				t.Fatalf("%s: revision %s with tags %v", loc, rev.ID, rev.Tags)
 			}
-			if got := r.restoreSum(job, rev.ID); got != sums[rev.Tags[0]] {
-				t.Fatalf("job %s: revision %s (%s) restores to %s, want %s", job, rev.ID, rev.Tags[0], got, sums[rev.Tags[0]])
+			if got := r.restoreSum(loc, rev.ID); got != sums[rev.Tags[0]] {
+				t.Fatalf("%s: revision %s (%s) restores to %s, want %s", loc, rev.ID, rev.Tags[0], got, sums[rev.Tags[0]])
 			}
 			checked++
+		}
+	}
+	// the copies hold what their sources held
+	for _, pair := range [][2]string{{r.loc("a"), adir}, {adir, r.loc("f")}, {r.loc("b"), r.loc("e")}} {
+		if from, to := ids(r.revisions(pair[0])), ids(r.revisions(pair[1])); from != to {
+			t.Fatalf("%s holds %s, its copy %s holds %s", pair[0], from, pair[1], to)
 		}
 	}
 	if checked == 0 {
