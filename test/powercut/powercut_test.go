@@ -194,13 +194,9 @@ type step struct {
 }
 
 // run is a recorded scenario: repositories (repo/ unless a test names
-// more) and a daemon status file at daemon/status.json on one simulator
-// mount. Every repository is checked after every cut, so a scenario across
-// two repositories, such as copy (issue 12) once it exists, is one more
-// name in repos and a step that calls it:
-//
-//	r.repos = append(r.repos, "copy")
-//	r.do("copy", func() error { return copy(repo/ -> copy/) })
+// more, as TestPowerCutCopy does) and a daemon status file at
+// daemon/status.json on one simulator mount. Every repository is checked
+// after every cut.
 type run struct {
 	t        *testing.T
 	sim      *pc.Sim
@@ -655,6 +651,52 @@ func TestPowerCutRepository(t *testing.T) {
 		t.Fatalf("the scenario ends with %d revisions; it should keep at least 3", got)
 	}
 	r.cutAll(cuts(150), rng)
+}
+
+// TestPowerCutCopy records copies (issue 12) from one repository into a
+// new one and on into a third, between stores, distrust and verify marks,
+// then cuts the run: every repository must hold exactly the revisions
+// (with their tags and trust) it had before or after the step in progress,
+// each restoring bit for bit, and take the next backup. A copy cut at any
+// point leaves its target valid.
+func TestPowerCutCopy(t *testing.T) {
+	rng := rand.New(rand.NewPCG(seed(t), 20))
+	r := newRun(t)
+	r.repos = append(r.repos, "copy", "back")
+	copyTo := func(from, to string, specs ...string) {
+		r.do(fmt.Sprintf("copy %s to %s %v", from, to, specs), func() error {
+			src, err := repo.Open(filepath.Join(r.sim.Dir(), from))
+			if err != nil {
+				return err
+			}
+			dst, err := repo.OpenOrCreate(filepath.Join(r.sim.Dir(), to))
+			if err != nil {
+				return err
+			}
+			_, err = upkeep.Copy(context.Background(), src, dst, upkeep.CopyOptions{Options: upkeep.Options{Workers: 2}, Specs: specs})
+			return err
+		})
+	}
+	r.store(1, true, day(1))
+	r.store(2, false, day(2))
+	r.upkeep("distrust image 1", func(rp *repo.Repo) error {
+		_, err := upkeep.Distrust(rp, upkeep.Selection{Spec: "1"})
+		return err
+	})
+	copyTo("repo", "copy")
+	r.store(3, true, day(3))
+	copyTo("repo", "copy")
+	copyTo("copy", "back", "latest")
+	r.upkeep("verify", func(rp *repo.Repo) error {
+		_, err := upkeep.Verify(context.Background(), rp, upkeep.VerifyOptions{Selection: upkeep.Selection{All: true}, Options: upkeep.Options{Now: func() time.Time { return day(3) }}})
+		return err
+	})
+	copyTo("repo", "back")
+	last := r.steps[len(r.steps)-1].revs
+	if n := len(last); n != 9 {
+		t.Fatalf("the scenario ends with %d revisions in its 3 repositories, want 3 in each: %v", n, last)
+	}
+	r.cutAll(cuts(60), rng)
 }
 
 // The repository's fsyncs reach the simulator: every chunk, index and
