@@ -50,9 +50,10 @@ test-go:
 	BACKY_REQUIRE_TOOLS=1 BACKY_REQUIRE_CEPH=1 $(GO) test -tags '$(TAGS)' -race -timeout 40m ./...
 
 # The fault suite's long mode (hundreds of kills, thousands of mutated
-# streams, thousands of power cuts): for local runs, not CI.
+# streams, thousands of power cuts, the RADOS faults with the paused OSD):
+# for local runs, not CI.
 test-faults-long:
-	BACKY_FAULTS_LONG=1 $(GO) test -count=1 -v -timeout 90m ./test/faults ./test/powercut
+	BACKY_FAULTS_LONG=1 $(GO) test -tags '$(TAGS)' -count=1 -v -timeout 90m ./test/faults ./test/powercut ./test/rados
 
 # Fuzz every parser for a bounded time; the extent stream for FUZZTIME.
 fuzz:
