@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/backy/backy/internal/clitest"
+	"github.com/backy/backy/internal/freezetest"
 	"github.com/backy/backy/pkg/daemon/daemontest"
 	"github.com/backy/backy/pkg/rbd/cephtest"
 	"github.com/rogpeppe/go-internal/testscript"
@@ -15,7 +16,12 @@ type cephM struct{ m *testing.M }
 
 func (c cephM) Run() int { return cephtest.Main(c.m) }
 
-func TestMain(m *testing.M) { clitest.Main(cephM{m}, "backy-schedule", run) }
+// The test binary is also the namespace builder of the qemu-ga tests
+// (freezetest.MaybeChild).
+func TestMain(m *testing.M) {
+	freezetest.MaybeChild()
+	clitest.Main(cephM{m}, "backy-schedule", run)
+}
 
 func TestScripts(t *testing.T) {
 	p := clitest.Params("testdata/script", clitest.BinDir)

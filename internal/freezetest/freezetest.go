@@ -43,6 +43,7 @@ type Guest struct {
 	writes []Write
 	stop   chan struct{}
 	done   chan struct{}
+	probes sync.WaitGroup // writes of Frozen and WaitThawed still under way
 }
 
 // Write is one write the writer made: when it started and how long it took
@@ -104,9 +105,16 @@ func New(t testing.TB) *Guest {
 	}
 	run(t, "mount", "-t", "ext4", g.Dev, g.Mount)
 	t.Cleanup(func() {
-		if out, err := exec.Command("umount", g.Mount).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", g.Mount, err, out)
+		// A probe's file may be a moment from closed after the thaw.
+		var out []byte
+		var err error
+		for range 20 {
+			if out, err = exec.Command("umount", g.Mount).CombinedOutput(); err == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
+		t.Errorf("umount %s: %v: %s", g.Mount, err, out)
 	})
 	g.prove(t, before)
 	g.stop, g.done = make(chan struct{}), make(chan struct{})
@@ -114,6 +122,14 @@ func New(t testing.TB) *Guest {
 	t.Cleanup(func() {
 		close(g.stop)
 		<-g.done
+		// The probes that waited for a thaw finish now that it came.
+		probed := make(chan struct{})
+		go func() { g.probes.Wait(); close(probed) }()
+		select {
+		case <-probed:
+		case <-time.After(10 * time.Second):
+			t.Errorf("freezetest: writes into %s still waiting 10 s after the thaw", g.Mount)
+		}
 	})
 	// Registered last, so it runs first: thaw before anything else,
 	// whatever the test left behind. fsfreeze -u of a thawed file system
@@ -294,7 +310,9 @@ func (g *Guest) LongestStall(since time.Time) time.Duration {
 // which ends at the thaw.
 func (g *Guest) Frozen(wait time.Duration) bool {
 	done := make(chan struct{})
+	g.probes.Add(1)
 	go func() {
+		defer g.probes.Done()
 		defer close(done)
 		f, err := os.OpenFile(filepath.Join(g.Mount, "probe"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 		if err == nil {
@@ -308,6 +326,32 @@ func (g *Guest) Frozen(wait time.Duration) bool {
 		return false
 	case <-time.After(wait):
 		return true
+	}
+}
+
+// WaitThawed writes into the guest and returns how long the write took. A
+// write into a frozen file system waits in the kernel for the thaw, so the
+// time is that until the thaw (an upper bound: the write itself counts).
+// ok is false when the write has not returned after max; it then finishes
+// in the background at the thaw.
+func (g *Guest) WaitThawed(max time.Duration) (took time.Duration, ok bool) {
+	start := time.Now()
+	done := make(chan struct{})
+	g.probes.Add(1)
+	go func() {
+		defer g.probes.Done()
+		defer close(done)
+		f, err := os.OpenFile(filepath.Join(g.Mount, "thaw-probe"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err == nil {
+			f.Write([]byte("probe"))
+			f.Close()
+		}
+	}()
+	select {
+	case <-done:
+		return time.Since(start), true
+	case <-time.After(max):
+		return max, false
 	}
 }
 

@@ -1,11 +1,14 @@
 package quiesce
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -53,17 +56,50 @@ func shell(ctx context.Context, command string, env []string) error {
 // groupWait bounds how long waitGroupGone waits.
 const groupWait = time.Minute
 
-// waitGroupGone waits until no process of process group pgid is left. A
-// SIGKILL does not end a process in uninterruptible sleep - fsfreeze -f
+// waitGroupGone waits until no process of process group pgid is running.
+// A SIGKILL does not end a process in uninterruptible sleep - fsfreeze -f
 // waiting in the kernel for writers to drain - and a freeze that completes
 // after the thaw would leave the guest frozen: the thaw must come after.
+// A zombie has ended and does not count: the orphans of a killed shell are
+// reaped by init, which may take its time (a second or two on some VMs).
 func waitGroupGone(pgid int) {
 	for deadline := time.Now().Add(groupWait); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+		if !groupRunning(pgid) {
 			return
 		}
 		syscall.Kill(-pgid, syscall.SIGKILL)
 	}
+}
+
+// groupRunning reports whether a process of group pgid has not ended: it
+// exists and is not a zombie (/proc/PID/stat).
+func groupRunning(pgid int) bool {
+	if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+		return false
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return true
+	}
+	for _, e := range entries {
+		if e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// PID (COMM) STATE PPID PGRP ...; COMM may hold anything.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) >= 3 && f[2] == strconv.Itoa(pgid) && f[0] != "Z" && f[0] != "X" {
+			return true
+		}
+	}
+	return false
 }
 
 // lastLines copies what a command writes to our stderr and keeps the tail.

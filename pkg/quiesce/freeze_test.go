@@ -2,15 +2,11 @@ package quiesce_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -168,78 +164,9 @@ func TestThawRetried(t *testing.T) {
 	// freezetest's clean-up thaws it.
 }
 
-// TestKilledWhileFrozen kills the process that asked for the freeze, with
-// its whole process group as the daemon does, at random moments of the
-// freeze and the snapshot; the helper must thaw every time, within the
-// timeout. It counts the runs and the guests left frozen (the target is
-// none); BACKY_FAULTS_LONG=1 runs 100 instead of 20.
-func TestKilledWhileFrozen(t *testing.T) {
-	g := freezetest.New(t)
-	runs := 20
-	if os.Getenv("BACKY_FAULTS_LONG") != "" {
-		runs = 100
-	}
-	killRuns(t, g, runs, 1600*time.Millisecond, quiesce.Options{
-		FreezeCommand: "sleep 0.$((RANDOM % 3)); " + g.FreezeCommand(), ThawCommand: g.ThawCommand(), Timeout: 2 * time.Second,
-	}, func() { exec.Command("fsfreeze", "-u", g.Mount).Run() })
-}
-
-// killRuns starts the stand-in for backy-extract runs times with opt and a
-// snapshot that never comes, SIGKILLs its process group after a random
-// time up to killWithin (every other run: at a random moment of the
-// freeze, once the guest is frozen), and checks that the guest is thawed within
-// opt.Timeout of the kill; thaw rescues a guest left frozen.
-func killRuns(t *testing.T, g *freezetest.Guest, runs int, killWithin time.Duration, opt quiesce.Options, thaw func()) {
-	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	leftFrozen, killedFrozen := 0, 0
-	var worst time.Duration
-	for i := range runs {
-		spec, err := json.Marshal(standInSpec{Options: opt, Snap: filepath.Join(t.TempDir(), "snap"), Delay: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(exe)
-		cmd.Env = append(os.Environ(), runEnv+"="+string(spec))
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		if i%2 == 1 {
-			// Every other run waits for the freeze and kills within it,
-			// so that a quick machine cannot leave the frozen window
-			// untested; the others kill at any moment of the run.
-			for deadline := time.Now().Add(opt.Timeout); !g.Frozen(50*time.Millisecond) && time.Now().Before(deadline); {
-				time.Sleep(10 * time.Millisecond)
-			}
-			time.Sleep(time.Duration(rand.Int64N(int64(200 * time.Millisecond))))
-		} else {
-			time.Sleep(time.Duration(rand.Int64N(int64(killWithin))))
-		}
-		if g.Frozen(50 * time.Millisecond) {
-			killedFrozen++
-		}
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		killed := time.Now()
-		cmd.Wait()
-		for g.Frozen(100*time.Millisecond) && time.Since(killed) < opt.Timeout {
-		}
-		if g.Frozen(100 * time.Millisecond) {
-			leftFrozen++
-			t.Errorf("run %d: guest still frozen %s after the kill", i, time.Since(killed))
-			thaw()
-		}
-		worst = max(worst, time.Since(killed))
-	}
-	t.Logf("%d kill runs (%d killed while the guest was frozen): %d guests left frozen; slowest thaw after the kill within %s",
-		runs, killedFrozen, leftFrozen, worst.Round(time.Millisecond))
-	if killedFrozen == 0 {
-		t.Error("no run was killed while the guest was frozen: the test proves nothing")
-	}
-}
+// The kill runs - backy-extract SIGKILLed at random moments of the freeze
+// and the snapshot, 0 guests left frozen - run the real binary on the test
+// cluster: TestExtractKilledWhileFrozen in cmd/backy-schedule.
 
 // TestSnapshotFails: a snapshot that fails while the guest is frozen fails
 // the run, and the guest is thawed.

@@ -20,11 +20,6 @@ import (
 // helper's spec as JSON.
 const HelperEnv = "BACKY_QUIESCE_HELPER"
 
-// helperGrace is how much longer than the timeout the helper lets a guest
-// stay frozen when its parent neither says "thaw" nor dies (a stopped
-// parent): the parent thaws at the timeout itself.
-const helperGrace = 5 * time.Second
-
 // spec is what the helper needs to know.
 type spec struct {
 	FreezeCommand string        `json:"freeze_command,omitempty"`
@@ -70,13 +65,23 @@ func HelperMain() int {
 }
 
 // serve is the helper's protocol. The parent sends "freeze"; the helper
-// freezes (bounded by the timeout) and answers "frozen" or "failed MSG".
-// The parent sends "thaw"; the helper thaws, with retries, and answers
-// "thawed NANOSECONDS" (the time from the start of the freeze to the end
-// of the thaw) or "thaw-failed MSG". The thaw runs after any attempted
-// freeze: also when the freeze failed or timed out, when the parent's pipe
-// closes (it died), and when the guest has been frozen for longer than the
-// timeout plus helperGrace.
+// freezes and answers "frozen" or "failed MSG". The parent sends "thaw";
+// the helper thaws, with retries, and answers "thawed NANOSECONDS" (the
+// time from the start of the freeze to the end of the thaw) or
+// "thaw-failed MSG". The thaw runs after any attempted freeze: also when
+// the freeze failed, and when the parent's pipe closes (it died).
+//
+// The helper keeps its own deadline, the start of the freeze plus the
+// timeout, and does not wait for the parent beyond it: a freeze still
+// running then is stopped, a guest still frozen then is thawed, told or
+// not. The parent gives up the snapshot at its own deadline, which comes
+// first (it starts counting before it sends "freeze"), so a snapshot it
+// keeps was made before the helper can have thawed. The thaw therefore
+// begins at the latest at the deadline - later only by the time it takes
+// to end a freeze command still running then, which must be gone before
+// the thaw (see waitGroupGone) - and at once when the parent dies; the
+// guest is thawed when the thaw returns. The helper logs when the thaw
+// began and why, and how long the guest was frozen.
 func serve(in io.Reader, out io.Writer, s *spec, logf func(string, ...any)) error {
 	lines := make(chan string)
 	go func() {
@@ -96,11 +101,11 @@ func serve(in io.Reader, out io.Writer, s *spec, logf func(string, ...any)) erro
 	}
 	f := s.freezer()
 	start := time.Now()
-	deadline := start.Add(s.Timeout + helperGrace)
-	fctx, cancel := context.WithTimeout(context.Background(), s.Timeout)
+	deadline := start.Add(s.Timeout)
+	fctx, cancel := context.WithDeadline(context.Background(), deadline)
 	ferr := make(chan error, 1)
 	go func() { ferr <- f.Freeze(fctx) }()
-	parentGone := false
+	why := ""
 	var err error
 	select {
 	case err = <-ferr:
@@ -108,37 +113,51 @@ func serve(in io.Reader, out io.Writer, s *spec, logf func(string, ...any)) erro
 		// The parent died (or misspoke) during the freeze: stop it and
 		// thaw. A guest agent's freeze cannot be stopped; it ends within
 		// the timeout.
-		parentGone = !ok
+		why = "parent gone during the freeze"
+		if ok {
+			why = "unexpected line during the freeze"
+		}
 		cancel()
 		err = <-ferr
 	}
 	cancel()
-	if err != nil {
+	switch {
+	case err != nil:
+		if why == "" {
+			why = "freeze failed"
+		}
 		logf("freeze failed after %s: %v; thawing", since(start), err)
 		reply("failed %s", oneLine(err.Error()))
-	} else {
+	case why != "":
 		reply("frozen")
-		if !parentGone {
-			t := time.NewTimer(time.Until(deadline))
-			select {
-			case line, ok := <-lines:
-				if !ok {
-					logf("parent gone while the guest is frozen: thawing")
-				} else if line != "thaw" {
-					logf("expected thaw, got %q: thawing", line)
-				}
-			case <-t.C:
-				logf("guest frozen for longer than %s: thawing without being told", s.Timeout+helperGrace)
+	default:
+		reply("frozen")
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case line, ok := <-lines:
+			switch {
+			case !ok:
+				why = "parent gone while frozen"
+			case line != "thaw":
+				why = fmt.Sprintf("expected thaw, got %q", line)
+			default:
+				why = "asked"
 			}
-			t.Stop()
+		case <-t.C:
+			why = "timeout, not asked"
 		}
+		t.Stop()
+	}
+	began := time.Since(start)
+	if why != "asked" {
+		logf("thawing %s after the freeze began: %s", began.Round(time.Millisecond), why)
 	}
 	if err := thaw(f, s.Timeout, logf); err != nil {
 		reply("thaw-failed %s", oneLine(err.Error()))
 		return err
 	}
 	reply("thawed %d", time.Since(start))
-	logf("thawed; %s from freeze to thaw", since(start))
+	logf("thawed; %s from freeze to thaw (thaw began at %s: %s)", since(start), began.Round(time.Millisecond), why)
 	return nil
 }
 

@@ -2,9 +2,7 @@ package quiesce_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -15,17 +13,13 @@ import (
 	"github.com/backy/backy/pkg/quiesce"
 )
 
-// The test binary is also the helper (quiesce.HelperMain), qemu-ga's
-// namespace builder (freezetest.MaybeChild), and the stand-in for
-// backy-extract that the kill tests SIGKILL (runEnv).
+// The test binary is also the helper (quiesce.HelperMain) and qemu-ga's
+// namespace builder (freezetest.MaybeChild).
 func TestMain(m *testing.M) {
 	if os.Getenv(quiesce.HelperEnv) != "" {
 		os.Exit(quiesce.HelperMain())
 	}
 	freezetest.MaybeChild()
-	if spec, ok := os.LookupEnv(runEnv); ok {
-		os.Exit(standIn(spec))
-	}
 	os.Exit(m.Run())
 }
 
@@ -70,30 +64,4 @@ func (f *fakeSnap) Remove(ctx context.Context) error { return os.Remove(f.path) 
 
 func newSnap(t *testing.T) *fakeSnap {
 	return &fakeSnap{path: filepath.Join(t.TempDir(), "backy-snap")}
-}
-
-// runEnv makes the test binary a stand-in for backy-extract: it runs
-// Snapshot with the options in the variable and a snapshot that takes
-// forever, so that a test can kill it while the guest is frozen.
-const runEnv = "BACKY_QUIESCE_TEST_RUN"
-
-type standInSpec struct {
-	Options quiesce.Options
-	Snap    string
-	Delay   time.Duration
-}
-
-func standIn(js string) int {
-	var s standInSpec
-	if err := json.Unmarshal([]byte(js), &s); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	s.Options.Logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, "stand-in: "+format+"\n", args...) }
-	_, err := quiesce.Snapshot(context.Background(), s.Options, &fakeSnap{path: s.Snap, delay: s.Delay})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return 0
 }

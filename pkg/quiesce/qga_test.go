@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"net"
-	"os"
 	"testing"
 	"time"
 
@@ -66,17 +65,4 @@ func TestGuestAgent(t *testing.T) {
 		t.Errorf("status after %q", s)
 	}
 	t.Logf("frozen for %s, longest write stall %s", res.Frozen, g.LongestStall(start))
-}
-
-// TestGuestAgentKilled kills the process that froze through the guest
-// agent at random moments; the helper thaws through the agent.
-func TestGuestAgentKilled(t *testing.T) {
-	g := freezetest.New(t)
-	a := g.GuestAgent(t)
-	runs := 5
-	if os.Getenv("BACKY_FAULTS_LONG") != "" {
-		runs = 20
-	}
-	killRuns(t, g, runs, 1500*time.Millisecond, quiesce.Options{GuestAgent: a.Socket, Timeout: 3 * time.Second},
-		func() { qgaCall(t, a.Socket, "guest-fsfreeze-thaw") })
 }
