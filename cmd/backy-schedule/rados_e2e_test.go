@@ -4,7 +4,8 @@ package main
 // cluster: backup, verify, expire and pool purge by the real daemon; then a
 // second "server" (its own process and configuration) restores bit for
 // bit, backy-check reports the job, backy-nbd serves it to nbdinfo and
-// nbdcopy.
+// nbdcopy. The daemon and backy-check find the cluster through ceph-conf
+// in backy.conf only: CEPH_CONF is not in their environment.
 
 import (
 	"bytes"
@@ -29,6 +30,7 @@ import (
 const radosConf = `[global]
 base-dir = "%[1]s/base"
 rados-pool = %[2]q
+ceph-conf = %[3]q
 worker-limit = 1
 status-interval = "1s"
 console-addresses = []
@@ -49,6 +51,18 @@ source = { type = "file", path = "%[1]s/vm1.img" }
 // sweeps what expire left.
 func radosEnv(cephConf string) []string {
 	return append(rbdEnv(cephConf), repo.LeaseEnv+"=3s", repo.GraceEnv+"=0s")
+}
+
+// configuredEnv is radosEnv without the cluster: for the processes that
+// find it through backy.conf (ceph-conf).
+func configuredEnv() []string {
+	var out []string
+	for _, kv := range env() {
+		if !strings.HasPrefix(kv, "CEPH_CONF=") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, repo.LeaseEnv+"=3s", repo.GraceEnv+"=0s")
 }
 
 // radosRevs lists the revisions of a RADOS job as backy-store status
@@ -93,10 +107,10 @@ func TestRadosEndToEnd(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(dir, "vm1.img"), img, 0o644)
 	cfg := filepath.Join(dir, "backy.conf")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(radosConf, dir, pool)), 0o644)
+	os.WriteFile(cfg, []byte(fmt.Sprintf(radosConf, dir, pool, cephConf)), 0o644)
 	loc := "rados:" + pool + "/vm1"
 	base := filepath.Join(dir, "base")
-	d := startDaemonEnv(t, radosEnv(cephConf), "-c", cfg, "-l", filepath.Join(dir, "daemon.log"))
+	d := startDaemonEnv(t, configuredEnv(), "-c", cfg, "-l", filepath.Join(dir, "daemon.log"))
 
 	// Backups until the first revision was expired (keep 1), and the
 	// runs' purge swept the pool.
@@ -118,7 +132,7 @@ func TestRadosEndToEnd(t *testing.T) {
 	})
 	// backy-check reports the job from the daemon's status.
 	check := exec.Command(filepath.Join(clitest.BinDir, "backy-check"), "-c", cfg)
-	check.Env = radosEnv(cephConf)
+	check.Env = configuredEnv()
 	if out, err := check.Output(); err != nil || !strings.HasPrefix(string(out), "OK: 1 jobs within SLA") {
 		t.Errorf("backy-check: %v\n%s", err, out)
 	}
@@ -128,10 +142,11 @@ func TestRadosEndToEnd(t *testing.T) {
 	}
 	log, _ := os.ReadFile(filepath.Join(base, ".backy-schedule", "log", "vm1.log"))
 	for _, want := range []string{
-		"backy-store -b " + loc + " --tags fast",
+		"--base-from " + loc + " --ceph-conf " + cephConf + " |",
+		"backy-store -b " + loc + " --ceph-conf " + cephConf + " --tags fast",
 		"verify ", "--sample 100%", "matches the stream",
-		"backy-store -b " + loc + " expire --schedule fast=2s:1",
-		"backy-store -b " + loc + " purge --min-interval 24h0m0s",
+		"backy-store -b " + loc + " --ceph-conf " + cephConf + " expire --schedule fast=2s:1",
+		"backy-store -b " + loc + " --ceph-conf " + cephConf + " purge --min-interval 24h0m0s",
 		"run succeeded",
 	} {
 		if !bytes.Contains(log, []byte(want)) {
@@ -150,7 +165,7 @@ func TestRadosEndToEnd(t *testing.T) {
 	// pool; it only reads.
 	dir2 := t.TempDir()
 	cfg2 := filepath.Join(dir2, "backy.conf")
-	os.WriteFile(cfg2, []byte(fmt.Sprintf(radosConf, dir2, pool)), 0o644)
+	os.WriteFile(cfg2, []byte(fmt.Sprintf(radosConf, dir2, pool, cephConf)), 0o644)
 	revs := radosRevs(t, cephConf, loc)
 	if len(revs) != 1 || revs[0] == first {
 		t.Fatalf("revisions after the daemon stopped: %v (first was %s), want one newer", revs, first)

@@ -26,9 +26,9 @@ func Check(path string, now time.Time) *Report {
 		return r
 	}
 	names := cfg.JobNames()
-	dirs := make([]string, len(names))
+	dirs := make([]jobstatus.Location, len(names))
 	for i, n := range names {
-		dirs[i] = cfg.Jobs[n].Directory
+		dirs[i] = jobstatus.Location{Dir: cfg.Jobs[n].Directory, Ceph: cfg.Jobs[n].Ceph}
 	}
 	infos := jobstatus.ScanRepos(dirs, scanWorkers)
 	repos := make(map[string]jobstatus.RepoInfo, len(names))

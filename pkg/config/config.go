@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/backy/backy/pkg/cephconn"
 	"github.com/backy/backy/pkg/schedule"
 )
 
@@ -51,6 +52,9 @@ type Global struct {
 	// MetricsListen is HOST:PORT of the Prometheus endpoint; empty means
 	// none. A bare port (or ":PORT") is on 127.0.0.1.
 	MetricsListen string
+	// Ceph is how jobs reach their Ceph cluster (ceph-conf, ceph-user)
+	// unless a job says otherwise; the zero value is Ceph's defaults.
+	Ceph cephconn.Options
 }
 
 // SourceType names where a job's data comes from.
@@ -87,6 +91,10 @@ type Job struct {
 	// Consistency says how the snapshots of an RBD job are made
 	// consistent; nil for plain, crash-consistent snapshots.
 	Consistency *Consistency
+	// Ceph is how the job reaches its Ceph cluster, for an RBD source and
+	// a RADOS repository: its ceph-conf and ceph-user, each else the
+	// global one.
+	Ceph cephconn.Options
 }
 
 // Consistency is a job's [jobs.NAME.consistency] table. One way is set:

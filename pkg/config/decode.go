@@ -15,6 +15,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/backy/backy/pkg/cephconn"
 	"github.com/backy/backy/pkg/schedule"
 )
 
@@ -171,6 +172,7 @@ func (d *decoder) global(m map[string]any) Global {
 			g.RadosPool = s
 		}
 	}
+	g.Ceph = d.ceph(m, path, cephconn.Options{})
 	if n, ok := d.integer(m, path, "worker-limit", 1, 10000); ok {
 		g.WorkerLimit = n
 	}
@@ -308,7 +310,33 @@ func (d *decoder) job(c *Config, schedules map[string]any, name string, v any) (
 	if cm := d.table(m, path, "consistency"); cm != nil {
 		j.Consistency = d.consistency(key(path, "consistency"), cm, j.Source.Type)
 	}
+	j.Ceph = d.ceph(m, path, c.Global.Ceph)
 	return j, len(d.problems) == before
+}
+
+// ceph reads ceph-conf (an absolute path) and ceph-user (a Ceph client
+// name without "client.") of the table at path over the defaults def.
+func (d *decoder) ceph(m map[string]any, path []string, def cephconn.Options) cephconn.Options {
+	if s, ok := d.str(m, path, "ceph-conf"); ok {
+		if filepath.IsAbs(s) {
+			def.Conf = filepath.Clean(s)
+		} else {
+			k := key(path, "ceph-conf")
+			d.fail(ErrBadValue, k, "key %q: %q is not an absolute path", toml.Key(k).String(), s)
+		}
+	}
+	if s, ok := d.str(m, path, "ceph-user"); ok {
+		k := key(path, "ceph-user")
+		switch {
+		case strings.HasPrefix(s, "client."):
+			d.fail(ErrBadValue, k, "key %q: %q: give the name without \"client.\" (%q)", toml.Key(k).String(), s, strings.TrimPrefix(s, "client."))
+		case checkName(s) != nil:
+			d.fail(ErrBadValue, k, "key %q: %q is not a Ceph client name: letters, digits, '.', '_' or '-'", toml.Key(k).String(), s)
+		default:
+			def.User = s
+		}
+	}
+	return def
 }
 
 func (d *decoder) source(path []string, m map[string]any) Source {

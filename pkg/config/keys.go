@@ -10,9 +10,10 @@ var (
 		"base-dir", "worker-limit", "status-file", "status-interval",
 		"console-addresses", "console-port", "console-socket", "backoff-initial", "backoff-max",
 		"metrics-listen", "rados-pool",
+		"ceph-conf", "ceph-user",
 	}
 	ruleKeys        = []string{"interval", "keep"}
-	jobKeys         = []string{"schedule", "source", "full-always", "verify-sample", "directory", "repository", "consistency"}
+	jobKeys         = []string{"schedule", "source", "full-always", "verify-sample", "directory", "repository", "consistency", "ceph-conf", "ceph-user"}
 	consistencyKeys = []string{"freeze-command", "thaw-command", "snapshot-command", "guest-agent",
 		"timeout", "fallback", "warn-crash-runs"}
 	sourceKeys = map[SourceType][]string{

@@ -51,6 +51,7 @@ func backupPipeline(b Bins, j config.Job, tags []string) pipeline {
 		src = []string{b.Extract, "file", j.Source.Path}
 		if !j.FullAlways {
 			src = append(src, "--base-from", j.Directory)
+			src = append(src, cephArgs(j)...)
 		}
 	case config.SourceRBD:
 		src = []string{b.Extract, "rbd", j.Source.Pool + "/" + j.Source.Image, "--base-from", j.Directory}
@@ -58,10 +59,29 @@ func backupPipeline(b Bins, j config.Job, tags []string) pipeline {
 			src = append(src, "--full")
 		}
 		src = append(src, consistencyArgs(j)...)
+		src = append(src, cephArgs(j)...)
 	case config.SourceCommand:
 		src = []string{b.Shell, "-c", j.Source.Command}
 	}
-	return pipeline{src, {b.Store, "-b", j.Directory, "--tags", strings.Join(tags, ",")}}
+	return pipeline{src, storeArgs(b, j, "--tags", strings.Join(tags, ","))}
+}
+
+// storeArgs is backy-store on the job's repository with args.
+func storeArgs(b Bins, j config.Job, args ...string) []string {
+	return append(append([]string{b.Store, "-b", j.Directory}, cephArgs(j)...), args...)
+}
+
+// cephArgs are the flags that tell a command how to reach the job's Ceph
+// cluster (ceph-conf, ceph-user in backy.conf); none for Ceph's defaults.
+func cephArgs(j config.Job) []string {
+	var args []string
+	if j.Ceph.Conf != "" {
+		args = append(args, "--ceph-conf", j.Ceph.Conf)
+	}
+	if j.Ceph.User != "" {
+		args = append(args, "--ceph-user", j.Ceph.User)
+	}
+	return args
 }
 
 // consistencyArgs are backy-extract's flags for the job's consistency
@@ -92,22 +112,22 @@ func consistencyArgs(j config.Job) []string {
 // the same happens to an RBD revision that names no snapshot.
 func verifyPipeline(b Bins, j config.Job, id, snapshot string) pipeline {
 	sample := percent(j.VerifySample)
-	against := []string{b.Store, "-b", j.Directory, "verify", "-r", id, "--against", "-"}
+	against := storeArgs(b, j, "verify", "-r", id, "--against", "-")
 	switch {
 	case j.Source.Type == config.SourceFile:
 		return pipeline{{b.Extract, "file", j.Source.Path, "--sample", sample}, against}
 	case j.Source.Type == config.SourceRBD && snapshot != "":
 		img := j.Source.Pool + "/" + j.Source.Image + "@" + snapshot
-		return pipeline{{b.Extract, "rbd", img, "--sample", sample}, against}
+		return pipeline{append([]string{b.Extract, "rbd", img, "--sample", sample}, cephArgs(j)...), against}
 	}
-	return pipeline{{b.Store, "-b", j.Directory, "verify", "-r", id, "--sample", sample}}
+	return pipeline{storeArgs(b, j, "verify", "-r", id, "--sample", sample)}
 }
 
 // expirePipeline applies the job's schedule as the daemon has it, spelt out
 // with --schedule: the configuration file may have changed on disk since
 // it was loaded, even to something that does not parse.
 func expirePipeline(b Bins, j config.Job) pipeline {
-	return pipeline{{b.Store, "-b", j.Directory, "expire", "--schedule", scheduleRules(j.Schedule)}}
+	return pipeline{storeArgs(b, j, "expire", "--schedule", scheduleRules(j.Schedule))}
 }
 
 // purgePipeline purges the job's repository. A RADOS job's pool is shared
@@ -115,9 +135,9 @@ func expirePipeline(b Bins, j config.Job) pipeline {
 // day (docs/repository.md, "Purge on a shared pool").
 func purgePipeline(b Bins, j config.Job) pipeline {
 	if repo.IsRados(j.Directory) {
-		return pipeline{{b.Store, "-b", j.Directory, "purge", "--min-interval", PoolPurgeInterval.String()}}
+		return pipeline{storeArgs(b, j, "purge", "--min-interval", PoolPurgeInterval.String())}
 	}
-	return pipeline{{b.Store, "-b", j.Directory, "purge"}}
+	return pipeline{storeArgs(b, j, "purge")}
 }
 
 // PoolPurgeInterval is how often the daemon sweeps a shared RADOS pool.

@@ -189,8 +189,8 @@ func (d *daemon) execute(l launch) {
 	if d.runCtx.Err() != nil && res.Err != nil {
 		res.Interrupted = true
 	}
-	d.done <- finished{name: l.job.Name, res: res, info: jobstatus.ScanRepo(l.job.Directory),
-		figures: measureRun(l.job.Directory, res.Revision)}
+	d.done <- finished{name: l.job.Name, res: res, info: jobstatus.ScanRepo(jobstatus.Location{Dir: l.job.Directory, Ceph: l.job.Ceph}),
+		figures: measureRun(l.job, res.Revision)}
 }
 
 func (d *daemon) finish(f finished) {

@@ -55,9 +55,9 @@ func (d *daemon) reload(by string) (string, error) {
 // scanAll reads every job's repository, a few at a time.
 func (d *daemon) scanAll(c *config.Config) map[string]jobstatus.RepoInfo {
 	names := c.JobNames()
-	dirs := make([]string, len(names))
+	dirs := make([]jobstatus.Location, len(names))
 	for i, n := range names {
-		dirs[i] = c.Jobs[n].Directory
+		dirs[i] = jobstatus.Location{Dir: c.Jobs[n].Directory, Ceph: c.Jobs[n].Ceph}
 	}
 	infos := jobstatus.ScanRepos(dirs, 8)
 	m := make(map[string]jobstatus.RepoInfo, len(names))

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/backy/backy/pkg/config"
 	"github.com/backy/backy/pkg/exitcode"
 	"github.com/backy/backy/pkg/jobstatus"
 	"github.com/backy/backy/pkg/repo"
@@ -196,11 +197,12 @@ type runFigures struct {
 }
 
 // measureRun reads the figures of a run that stored revision id (none when
-// empty) into the repository in dir. What cannot be read stays zero.
-func measureRun(dir, id string) runFigures {
+// empty) into the job's repository. What cannot be read stays zero.
+func measureRun(j config.Job, id string) runFigures {
+	dir := j.Directory
 	var f runFigures
 	if id != "" {
-		if r, err := repo.Open(dir); err == nil {
+		if r, err := repo.Open(dir, repo.WithCeph(j.Ceph)); err == nil {
 			if rev, err := r.Find(id); err == nil {
 				f.revision, f.read, f.written = true, rev.Stats.StreamBytes, rev.Stats.BytesWritten
 			}

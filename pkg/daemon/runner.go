@@ -86,7 +86,7 @@ func (r *PipelineRunner) Run(ctx context.Context, job config.Job, tags []string,
 		stage("verify")
 		snapshot := ""
 		if job.Source.Type == config.SourceRBD {
-			snapshot = revisionSnapshot(job.Directory, id)
+			snapshot = revisionSnapshot(job, id)
 		}
 		if _, err := r.step(ctx, log, verifyPipeline(r.Bins, job, id, snapshot)); err != nil {
 			res.Err = fmt.Errorf("verify: %w", err)
@@ -127,8 +127,8 @@ func (r *PipelineRunner) step(ctx context.Context, log *os.File, p pipeline) ([]
 
 // revisionSnapshot is the snapshot a revision was taken from, empty if it
 // cannot be read (the verification then re-reads chunks instead).
-func revisionSnapshot(dir, id string) string {
-	r, err := repo.Open(dir)
+func revisionSnapshot(j config.Job, id string) string {
+	r, err := repo.Open(j.Directory, repo.WithCeph(j.Ceph))
 	if err != nil {
 		return ""
 	}

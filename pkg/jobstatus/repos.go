@@ -39,10 +39,18 @@ type RepoInfo struct {
 	Err string
 }
 
-// ScanRepo summarises the repository in dir.
-func ScanRepo(dir string) RepoInfo {
+// Location is a job's repository as ScanRepo reads it: a directory or
+// rados:POOL/JOB, and how to reach the Ceph cluster of a RADOS one.
+type Location struct {
+	Dir  string
+	Ceph repo.Ceph
+}
+
+// ScanRepo summarises the repository at l.
+func ScanRepo(l Location) RepoInfo {
+	dir := l.Dir
 	info := RepoInfo{Last: map[string]time.Time{}}
-	r, err := repo.Open(dir)
+	r, err := repo.Open(dir, repo.WithCeph(l.Ceph))
 	if err != nil {
 		if errors.Is(err, repo.ErrNotRepository) && (repo.IsRados(dir) || dirMissingOrEmpty(dir)) {
 			return info // a job that never ran: no job in the pool yet
@@ -113,7 +121,7 @@ func dirMissingOrEmpty(dir string) bool {
 // ScanRepos scans many repositories with a few goroutines: the work is
 // mostly waiting for small reads, and ten thousand of them one after the
 // other take seconds.
-func ScanRepos(dirs []string, workers int) []RepoInfo {
+func ScanRepos(dirs []Location, workers int) []RepoInfo {
 	out := make([]RepoInfo, len(dirs))
 	next := make(chan int)
 	var wg sync.WaitGroup

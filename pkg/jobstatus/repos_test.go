@@ -28,16 +28,16 @@ func addRevision(t *testing.T, dir string, at time.Time, trust string, tags ...s
 
 func TestScanRepo(t *testing.T) {
 	dir := t.TempDir()
-	if info := ScanRepo(filepath.Join(dir, "missing")); info.Err != "" || info.Revisions != 0 {
+	if info := ScanRepo(Location{Dir: filepath.Join(dir, "missing")}); info.Err != "" || info.Revisions != 0 {
 		t.Errorf("missing directory: %+v", info)
 	}
-	if info := ScanRepo(dir); info.Err != "" {
+	if info := ScanRepo(Location{Dir: dir}); info.Err != "" {
 		t.Errorf("empty directory: %+v", info)
 	}
 	junk := filepath.Join(dir, "junk")
 	os.MkdirAll(junk, 0o755)
 	os.WriteFile(filepath.Join(junk, "file"), nil, 0o644)
-	if info := ScanRepo(junk); info.Err == "" {
+	if info := ScanRepo(Location{Dir: junk}); info.Err == "" {
 		t.Error("a directory holding something else is not reported")
 	}
 
@@ -45,7 +45,7 @@ func TestScanRepo(t *testing.T) {
 	addRevision(t, r, t0.Add(-48*time.Hour), repo.Trusted, "daily", "weekly")
 	addRevision(t, r, t0.Add(-24*time.Hour), repo.Verified, "daily")
 	bad := addRevision(t, r, t0, repo.Distrusted, "daily")
-	info := ScanRepo(r)
+	info := ScanRepo(Location{Dir: r})
 	if info.Err != "" || info.Revisions != 3 || info.Distrusted != 1 {
 		t.Fatalf("%+v", info)
 	}
@@ -61,10 +61,10 @@ func TestScanRepo(t *testing.T) {
 		t.Errorf("damage %v", info.Damage)
 	}
 	os.WriteFile(filepath.Join(r, "revisions", "aaaaaaaaaaaaaaaa.rev"), []byte("{"), 0o644)
-	if info := ScanRepo(r); info.DamagedMeta != 1 || info.Revisions != 3 {
+	if info := ScanRepo(Location{Dir: r}); info.DamagedMeta != 1 || info.Revisions != 3 {
 		t.Errorf("unreadable metadata: %+v", info)
 	}
-	infos := ScanRepos([]string{r, filepath.Join(dir, "missing"), r}, 2)
+	infos := ScanRepos([]Location{{Dir: r}, {Dir: filepath.Join(dir, "missing")}, {Dir: r}}, 2)
 	if infos[0].Revisions != 3 || infos[1].Revisions != 0 || infos[2].Revisions != 3 {
 		t.Errorf("ScanRepos: %+v", infos)
 	}
