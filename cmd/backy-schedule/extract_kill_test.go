@@ -232,7 +232,7 @@ func killExtract(t *testing.T, conf string, g *freezetest.Guest, newImage func()
 			after++
 		case frozen:
 			whileFrozen++
-		case m != nil && m[3] == "parent gone during the freeze":
+		case m != nil && m[3] == "pipe closed during the freeze":
 			duringFreeze++
 		default:
 			before++

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -27,7 +28,7 @@ import (
 
 const rbdConf = `[global]
 base-dir = "%[1]s/base"
-worker-limit = 2
+worker-limit = 4
 status-interval = "1s"
 console-addresses = []
 backoff-initial = "1s"
@@ -46,6 +47,18 @@ schedule = "fast"
 verify-sample = 100
 source = { type = "rbd", pool = "rbd", image = "%[3]s" }
 consistency = { freeze-command = %[4]q, thaw-command = %[5]q, timeout = "20s" }
+
+[jobs.agent]
+schedule = "fast"
+verify-sample = 100
+source = { type = "rbd", pool = "rbd", image = "%[6]s" }
+consistency = { snapshot-command = 'rbd snap create "$BACKY_POOL/$BACKY_IMAGE@$BACKY_SNAPSHOT"', timeout = "20s", fallback = "fail" }
+
+[jobs.qga]
+schedule = "fast"
+verify-sample = 100
+source = { type = "rbd", pool = "rbd", image = "%[7]s" }
+consistency = { guest-agent = %[8]q, timeout = "20s", fallback = "fail" }
 `
 
 // rbdEnv is env() with the cluster's configuration.
@@ -88,35 +101,45 @@ func snapshots(t *testing.T, conf, img string) []string {
 	return names
 }
 
-// TestRBDEndToEnd: two RBD jobs, one plain and one frozen around its
-// snapshot, run by the daemon on a schedule of seconds: backups, verified
-// against their snapshots, expired and purged; only the snapshots of the
-// newest revisions stay; every revision of the frozen job is frozen, those
-// of the plain one crash-consistent; the newest revision restores equal to
-// its snapshot; and a daemon stopped in the middle of a freeze leaves the
-// guest thawed.
+// TestRBDEndToEnd: four RBD jobs run by the daemon on a schedule of
+// seconds - plain, frozen around the snapshot by freeze/thaw commands,
+// snapshotted by an agent command (rbd snap create), and frozen through the
+// real qemu-ga confined to a second guest: backups, verified against their
+// snapshots, expired and purged; only the snapshots of the newest revisions
+// stay; every revision of each job records its consistency (crash, frozen,
+// agent, frozen) and status shows it; the newest revision restores equal to
+// its snapshot; and a daemon stopped in the middle of a freeze ends the real
+// backy-extract's process group, whose helper thaws the guest at once.
 func TestRBDEndToEnd(t *testing.T) {
 	conf := cephtest.Start(t)
 	g := freezetest.New(t)
+	qg := freezetest.New(t) // qemu-ga's guest
+	qga := qg.GuestAgent(t)
 	dir := t.TempDir()
-	plainImg, frozenImg := fmt.Sprintf("e2e-plain-%d", os.Getpid()), fmt.Sprintf("e2e-frozen-%d", os.Getpid())
-	for _, img := range []string{plainImg, frozenImg} {
+	img := func(job string) string { return fmt.Sprintf("e2e-%s-%d", job, os.Getpid()) }
+	plainImg, frozenImg, agentImg, qgaImg := img("plain"), img("frozen"), img("agent"), img("qga")
+	for _, img := range []string{plainImg, frozenImg, agentImg, qgaImg} {
 		src := filepath.Join(dir, img+".raw")
 		data := make([]byte, 12<<20)
 		copy(data[1<<20:], bytes.Repeat([]byte(img), 1<<18)) // 1 MiB of zeros, then data
 		os.WriteFile(src, data[:12<<20], 0o644)
 		cephtest.Rbd(t, conf, nil, "import", "--no-progress", src, "rbd/"+img)
 	}
+	config := func(freeze string) []byte {
+		return []byte(fmt.Sprintf(rbdConf, dir, plainImg, frozenImg, freeze, g.ThawCommand(), agentImg, qgaImg, qga.Socket))
+	}
 	cfg := filepath.Join(dir, "backy.conf")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(rbdConf, dir, plainImg, frozenImg, g.FreezeCommand(), g.ThawCommand())), 0o644)
+	os.WriteFile(cfg, config(g.FreezeCommand()), 0o644)
 	d := startRBDDaemon(t, conf, cfg, filepath.Join(dir, "daemon.log"), "5s")
-	plainDir, frozenDir := filepath.Join(dir, "base", "plain"), filepath.Join(dir, "base", "frozen")
+	jobDir := func(job string) string { return filepath.Join(dir, "base", job) }
+	plainDir, frozenDir := jobDir("plain"), jobDir("frozen")
 
-	// Backups until the first revisions have expired and been purged.
+	// Backups until the first revisions have expired and been purged (of
+	// the plain and the frozen job; the others have one at least).
 	var firstPlain, firstFrozen string
-	eventually(t, 3*time.Minute, "revisions of both jobs", func() (bool, string) {
-		p, f := revisions(plainDir), revisions(frozenDir)
-		return len(p) > 0 && len(f) > 0, fmt.Sprint(p, f)
+	eventually(t, 3*time.Minute, "revisions of every job", func() (bool, string) {
+		p, f, a, q := revisions(plainDir), revisions(frozenDir), revisions(jobDir("agent")), revisions(jobDir("qga"))
+		return len(p) > 0 && len(f) > 0 && len(a) > 0 && len(q) > 0, fmt.Sprint(p, f, a, q)
 	})
 	firstPlain, firstFrozen = revisions(plainDir)[0], revisions(frozenDir)[0]
 	eventually(t, 3*time.Minute, "expiry of the first revisions", func() (bool, string) {
@@ -129,10 +152,13 @@ func TestRBDEndToEnd(t *testing.T) {
 		t.Fatalf("daemon exit %d: %s", code, d.Stderr())
 	}
 	g.ThawedWithin(t, time.Second)
+	qg.ThawedWithin(t, time.Second)
 
-	for _, job := range []struct{ name, dir, img, want string }{
-		{"plain", plainDir, plainImg, "crash"},
-		{"frozen", frozenDir, frozenImg, "frozen"},
+	for _, job := range []struct{ name, dir, img, want, log string }{
+		{"plain", plainDir, plainImg, "crash", ""},
+		{"frozen", frozenDir, frozenImg, "frozen", "--job frozen --freeze-command "},
+		{"agent", jobDir("agent"), agentImg, "agent", "--job agent --snapshot-command "},
+		{"qga", jobDir("qga"), qgaImg, "frozen", "--job qga --guest-agent " + qga.Socket},
 	} {
 		revs := loadRevs(t, job.dir)
 		if len(revs) == 0 || len(revs) > 4 {
@@ -177,40 +203,88 @@ func TestRBDEndToEnd(t *testing.T) {
 				t.Errorf("%s: job log lacks %q", job.name, want)
 			}
 		}
-		if job.name == "frozen" {
-			for _, want := range []string{"--job frozen --freeze-command ", "consistency frozen, frozen ", "thawed; "} {
-				if !bytes.Contains(log, []byte(want)) {
-					t.Errorf("frozen: job log lacks %q", want)
-				}
+		var wants []string
+		switch job.want {
+		case "frozen":
+			wants = []string{job.log, "consistency frozen, frozen ", "thawed; ", "(thaw began at "}
+		case "agent":
+			wants = []string{job.log, "consistency agent"}
+		}
+		for _, want := range wants {
+			if !bytes.Contains(log, []byte(want)) {
+				t.Errorf("%s: job log lacks %q", job.name, want)
 			}
 		}
-	}
-	status := runCmd(t, conf, "backy-store", "-b", frozenDir, "status")
-	if !strings.Contains(status, " frozen ") {
-		t.Errorf("status of the frozen job:\n%s", status)
+		// The CONSISTENCY column of status: "frozen 120ms", "agent", "crash".
+		status := runCmd(t, conf, "backy-store", "-b", job.dir, "status")
+		if !strings.Contains(status, " "+job.want+" ") && !strings.Contains(status, " "+job.want+"\n") {
+			t.Errorf("%s: status lacks the consistency %q:\n%s", job.name, job.want, status)
+		}
 	}
 
 	// The daemon stopped in the middle of a freeze: the freeze command
 	// freezes, then takes its time; SIGTERM with a grace of 1s ends the
-	// run's process groups, and the helper thaws.
-	slowFreeze := g.FreezeCommand() + " && touch " + filepath.Join(dir, "froze") + " && sleep 30"
-	os.WriteFile(cfg, []byte(fmt.Sprintf(rbdConf, dir, plainImg, frozenImg, slowFreeze, g.ThawCommand())), 0o644)
+	// run's process groups - the real backy-extract's among them - and its
+	// helper, in a session of its own, thaws: at once, when the pipe from
+	// backy-extract closes, well within the 20 s timeout. The freeze
+	// command's sleep, a process of the helper's, is ended first.
+	slowFreeze := g.FreezeCommand() + " && touch " + filepath.Join(dir, "froze") + " && sleep 29.5"
+	os.WriteFile(cfg, config(slowFreeze), 0o644)
 	os.Remove(filepath.Join(dir, "froze"))
+	frozenLog := filepath.Join(dir, "base", ".backy-schedule", "log", "frozen.log")
+	logBefore := fileLen(frozenLog)
 	d = startRBDDaemon(t, conf, cfg, filepath.Join(dir, "daemon2.log"), "1s")
+	var extractPid int
 	eventually(t, time.Minute, "a freeze in progress", func() (bool, string) {
 		_, err := os.Stat(filepath.Join(dir, "froze"))
-		return err == nil && g.Frozen(50*time.Millisecond), ""
+		extractPid = processWith("backy-extract rbd rbd/" + frozenImg + " ")
+		return err == nil && extractPid != 0 && g.Frozen(50*time.Millisecond), ""
 	})
 	d.Signal(syscall.SIGTERM)
-	d.Exit(time.Minute)
 	stopped := time.Now()
-	g.ThawedWithin(t, 25*time.Second)
-	t.Logf("guest thawed %s after the daemon stopped mid-freeze", time.Since(stopped).Round(time.Millisecond))
+	d.Exit(time.Minute)
+	took, thawed := g.WaitThawed(20 * time.Second)
+	if !thawed {
+		t.Errorf("guest still frozen 20 s after the daemon stopped mid-freeze")
+		g.ThawedWithin(t, time.Minute)
+	}
+	t.Logf("guest thawed %s after the SIGTERM, %s after the daemon exited", time.Since(stopped).Round(time.Millisecond), took.Round(time.Millisecond))
+	if syscall.Kill(extractPid, 0) == nil || processWith("sleep 29.5") != 0 {
+		t.Errorf("backy-extract (pid %d) or the freeze command's sleep still runs after the daemon stopped", extractPid)
+	}
+	stopLog := readFrom(t, frozenLog, logBefore)
+	// backy-extract ended by the daemon's SIGTERM to its process group
+	// (130, interrupted), or by the SIGKILL after it.
+	if !strings.Contains(stopLog, "backy-extract exited 130") && !strings.Contains(stopLog, "backy-extract killed by SIG") {
+		t.Errorf("the stopped run's backy-extract was not ended by a signal:\n%s", stopLog)
+	}
+	for _, want := range []string{"thawing ", "after the freeze began: pipe closed during the freeze", "thawed; "} {
+		if !strings.Contains(stopLog, want) {
+			t.Errorf("the stopped run's log lacks %q:\n%s", want, stopLog)
+		}
+	}
+	t.Logf("the stopped run's log:\n%s", stopLog)
 	for _, s := range snapshots(t, conf, "rbd/"+frozenImg) {
 		if !slices.ContainsFunc(loadRevs(t, frozenDir), func(r *repo.Revision) bool { return r.Snapshot == s }) {
 			t.Errorf("snapshot %s left behind by the stopped run", s)
 		}
 	}
+}
+
+// processWith returns the pid of a process whose command line contains
+// s, or 0.
+func processWith(s string) int {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !strings.Contains(strings.ReplaceAll(string(b), "\x00", " "), s) {
+			continue
+		}
+		if pid, err := strconv.Atoi(e.Name()); err == nil && pid != os.Getpid() {
+			return pid
+		}
+	}
+	return 0
 }
 
 func startRBDDaemon(t *testing.T, cephConf, cfg, logfile, grace string) *daemontest.Daemon {

@@ -110,10 +110,10 @@ func serve(in io.Reader, out io.Writer, s *spec, logf func(string, ...any)) erro
 	select {
 	case err = <-ferr:
 	case _, ok := <-lines:
-		// The parent died (or misspoke) during the freeze: stop it and
-		// thaw. A guest agent's freeze cannot be stopped; it ends within
+		// The parent closed the pipe - it died, or its run is being
+		// stopped - (or misspoke) during the freeze: stop it and thaw. A guest agent's freeze cannot be stopped; it ends within
 		// the timeout.
-		why = "parent gone during the freeze"
+		why = "pipe closed during the freeze"
 		if ok {
 			why = "unexpected line during the freeze"
 		}
@@ -137,7 +137,7 @@ func serve(in io.Reader, out io.Writer, s *spec, logf func(string, ...any)) erro
 		case line, ok := <-lines:
 			switch {
 			case !ok:
-				why = "parent gone while frozen"
+				why = "pipe closed while frozen"
 			case line != "thaw":
 				why = fmt.Sprintf("expected thaw, got %q", line)
 			default:

@@ -87,7 +87,7 @@ func TestHelperDeadline(t *testing.T) {
 		g.ThawedWithin(t, 0)
 		began, why := log.began(t)
 		t.Logf("thaw began %s after the freeze (%s)", began, why)
-		if why != "parent gone during the freeze" || began > timeout {
+		if why != "pipe closed during the freeze" || began > timeout {
 			t.Errorf("thaw began %s after the freeze (%s), want at once after the parent went", began, why)
 		}
 	})
