@@ -6,6 +6,8 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"strconv"
+	"time"
 
 	"github.com/ceph/go-ceph/rados"
 )
@@ -38,6 +40,14 @@ func Connect(ctx context.Context, o Options) (*rados.Conn, error) {
 	// --rados_osd_op_timeout there).
 	if err := conn.ParseDefaultConfigEnv(); err != nil {
 		return nil, fmt.Errorf("ceph: CEPH_ARGS: %w", err)
+	}
+	if o.OpTimeout > 0 {
+		secs := strconv.Itoa(int(max(o.OpTimeout, time.Second).Seconds()))
+		for _, k := range []string{"rados_osd_op_timeout", "rados_mon_op_timeout"} {
+			if err := conn.SetConfigOption(k, secs); err != nil {
+				return nil, fmt.Errorf("ceph: option %s=%s: %w", k, secs, err)
+			}
+		}
 	}
 	connected := make(chan error, 1)
 	go func() { connected <- conn.Connect() }()

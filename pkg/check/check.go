@@ -70,7 +70,37 @@ func Evaluate(in Input) *Report {
 		jobs = append(jobs, judge(in, in.Config.Jobs[name]))
 	}
 	daemonState, daemonMsg := judgeDaemon(in)
+	if fs, fm := judgeFleet(in); fm != "" {
+		daemonState = max(daemonState, fs)
+		daemonMsg = strings.TrimPrefix(daemonMsg+"; "+fm, "; ")
+	}
 	return report(in, jobs, daemonState, daemonMsg)
+}
+
+// judgeFleet reports a fleet's members, as the status file of this
+// host's daemon has them: a warning when this daemon holds no membership
+// lease or could not exchange views with the cluster.
+func judgeFleet(in Input) (int, string) {
+	if in.Status == nil || in.Status.Fleet == nil || !in.Status.Stopped.IsZero() {
+		return OK, ""
+	}
+	f := in.Status.Fleet
+	var alive []string
+	selfAlive := false
+	for _, m := range f.Members {
+		if m.Alive {
+			alive = append(alive, fmt.Sprintf("%s (%d jobs)", m.Name, m.Jobs))
+			selfAlive = selfAlive || m.Name == f.Member
+		}
+	}
+	msg := fmt.Sprintf("fleet %s: %d %s alive: %s", f.Name, len(alive), plural(len(alive), "daemon", "daemons"), strings.Join(alive, ", "))
+	switch {
+	case f.Error != "":
+		return Warning, msg + "; " + f.Member + " cannot reach the cluster: " + f.Error
+	case !selfAlive:
+		return Warning, msg + "; " + f.Member + " holds no membership lease"
+	}
+	return OK, msg
 }
 
 // judge decides one job.

@@ -57,6 +57,8 @@ func report(in Input, jobs []Job, daemonState int, daemonMsg string) *Report {
 		if daemonMsg != "" {
 			parts = append(parts, daemonMsg)
 		}
+	case daemonMsg != "" && r.State == OK:
+		parts = append(parts, within, daemonMsg)
 	case daemonMsg != "":
 		parts = append(parts, daemonMsg, within)
 	default:
@@ -92,6 +94,15 @@ func perf(in Input, jobs []Job, crit, warn int) []string {
 		fmt.Sprintf("oldest_trusted_age=%.0fs;;;0", oldest),
 		fmt.Sprintf("crash_consistent_only=%d;0;;0", crashOnly),
 		fmt.Sprintf("max_crash_runs=%d;;;0", crashRuns),
+	}
+	if in.Status != nil && in.Status.Fleet != nil {
+		alive := 0
+		for _, m := range in.Status.Fleet.Members {
+			if m.Alive {
+				alive++
+			}
+		}
+		p = append(p, fmt.Sprintf("fleet_daemons_alive=%d;;;0", alive))
 	}
 	if in.Status != nil {
 		p = append(p, fmt.Sprintf("status_age=%.0fs;;%.0f;0", max(0, in.Now.Sub(in.Status.Written).Seconds()), StaleAfter(in).Seconds()))

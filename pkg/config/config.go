@@ -55,7 +55,18 @@ type Global struct {
 	// Ceph is how jobs reach their Ceph cluster (ceph-conf, ceph-user)
 	// unless a job says otherwise; the zero value is Ceph's defaults.
 	Ceph cephconn.Options
+
+	// Fleet names the fleet of daemons sharing the jobs (docs/fleet.md);
+	// empty means this daemon runs every job itself.
+	Fleet       string
+	FleetMember string        // this daemon's name in the fleet; default: the host name
+	FleetLease  time.Duration // of every fleet lease
+	// FleetRunLimit bounds the runs of the whole fleet at once; 0: none.
+	FleetRunLimit int
 }
+
+// DefaultFleetLease is the default of fleet-lease.
+const DefaultFleetLease = 30 * time.Second
 
 // SourceType names where a job's data comes from.
 type SourceType string

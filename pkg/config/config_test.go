@@ -142,6 +142,7 @@ func TestDefaults(t *testing.T) {
 		BaseDir: DefaultBaseDir, WorkerLimit: DefaultWorkerLimit, StatusFile: "/srv/backy/status",
 		StatusInterval: DefaultStatusInterval, ConsoleAddresses: []string{"127.0.0.1"},
 		ConsolePort: DefaultConsolePort, ConsoleSocket: "/srv/backy/.backy-schedule/console.sock", Backoff: schedule.DefaultBackoff,
+		FleetLease: DefaultFleetLease,
 	}
 	if g := c.Global; !globalEqual(g, want) {
 		t.Errorf("Global = %+v, want %+v", g, want)

@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -36,6 +37,8 @@ type decoder struct {
 type problem struct {
 	err *Error
 	key []string
+	// foreign: in an included file, positioned already or not at all
+	foreign bool
 }
 
 func decode(file string, data []byte) (*Config, error) {
@@ -64,7 +67,7 @@ func (d *decoder) fail(kind error, key []string, format string, args ...any) {
 func (d *decoder) list() List {
 	l := make(List, len(d.problems))
 	for i, p := range d.problems {
-		if i < maxPositioned {
+		if i < maxPositioned && !p.foreign {
 			p.err.Line = lineOf(d.doc, d.root, d.md, p.key)
 		}
 		l[i] = p.err
@@ -113,6 +116,7 @@ func (d *decoder) syntaxError(err error) *Error {
 func (d *decoder) config() *Config {
 	c := &Config{File: d.file, Schedules: map[string]schedule.Schedule{}, Jobs: map[string]Job{}}
 	d.only(nil, d.root, topKeys)
+	d.include()
 	c.Global = d.global(d.table(d.root, nil, "global"))
 
 	schedules := d.table(d.root, nil, "schedules")
@@ -142,7 +146,79 @@ func (d *decoder) config() *Config {
 		dirs[j.Directory] = name
 		c.Jobs[name] = j
 	}
+	if c.Global.Fleet != "" {
+		for _, name := range c.JobNames() {
+			if !strings.HasPrefix(c.Jobs[name].Directory, radosPrefix) {
+				d.fail(ErrBadValue, []string{"jobs", name}, "job %q: the jobs of a fleet need RADOS repositories; %s is a directory", name, c.Jobs[name].Directory)
+			}
+		}
+	}
 	return c
+}
+
+// include merges the schedules and jobs of the files named by the
+// top-level key include (a path or a list; relative to the including
+// file's directory): the job list a fleet's daemons share, beside each
+// daemon's own [global].
+func (d *decoder) include() {
+	v, ok := d.root["include"]
+	if !ok {
+		return
+	}
+	var files []string
+	switch x := v.(type) {
+	case string:
+		files = []string{x}
+	case []any:
+		for _, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				d.fail(ErrBadValue, []string{"include"}, "key \"include\": a path or a list of paths")
+				return
+			}
+			files = append(files, s)
+		}
+	default:
+		d.fail(ErrBadValue, []string{"include"}, "key \"include\": a path or a list of paths")
+		return
+	}
+	for _, f := range files {
+		if !filepath.IsAbs(f) {
+			f = filepath.Join(filepath.Dir(d.file), f)
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			d.fail(ErrBadValue, []string{"include"}, "key \"include\": %v", err)
+			continue
+		}
+		var m map[string]any
+		if _, err := toml.Decode(string(data), &m); err != nil {
+			sub := &decoder{file: f, doc: string(data)}
+			d.problems = append(d.problems, problem{err: sub.syntaxError(err), foreign: true})
+			continue
+		}
+		for k, t := range m {
+			tm, ok := t.(map[string]any)
+			if k != "schedules" && k != "jobs" || !ok {
+				d.problems = append(d.problems, problem{err: &Error{File: f, Key: k, Kind: ErrUnknownKey,
+					Msg: fmt.Sprintf("key %q: an included file holds only [schedules] and [jobs]", k)}, foreign: true})
+				continue
+			}
+			dst, _ := d.root[k].(map[string]any)
+			if dst == nil {
+				dst = map[string]any{}
+				d.root[k] = dst
+			}
+			for name, def := range tm {
+				if _, dup := dst[name]; dup {
+					d.problems = append(d.problems, problem{err: &Error{File: f, Key: k + "." + name, Kind: ErrDuplicate,
+						Msg: fmt.Sprintf("%s %q is defined in %s and again here", strings.TrimSuffix(k, "s"), name, d.file)}, foreign: true})
+					continue
+				}
+				dst[name] = def
+			}
+		}
+	}
 }
 
 func (d *decoder) global(m map[string]any) Global {
@@ -198,6 +274,42 @@ func (d *decoder) global(m map[string]any) Global {
 	}
 	if s, ok := d.str(m, path, "metrics-listen"); ok {
 		g.MetricsListen = d.listen(path, "metrics-listen", s)
+	}
+	g.FleetLease = DefaultFleetLease
+	if s, ok := d.str(m, path, "fleet"); ok {
+		if err := checkName(s); err != nil {
+			k := key(path, "fleet")
+			d.fail(ErrBadValue, k, "key %q: fleet name %q %v", toml.Key(k).String(), s, err)
+		} else {
+			g.Fleet = s
+		}
+	}
+	if s, ok := d.str(m, path, "fleet-member"); ok {
+		if err := checkName(s); err != nil {
+			k := key(path, "fleet-member")
+			d.fail(ErrBadValue, k, "key %q: member name %q %v", toml.Key(k).String(), s, err)
+		} else {
+			g.FleetMember = s
+		}
+	}
+	if v, ok := d.duration(m, path, "fleet-lease", 2*time.Second, time.Hour); ok {
+		g.FleetLease = v
+	}
+	if n, ok := d.integer(m, path, "fleet-run-limit", 0, 100000); ok {
+		g.FleetRunLimit = n
+	}
+	if g.Fleet != "" && g.RadosPool == "" {
+		k := key(path, "fleet")
+		d.fail(ErrMissingKey, k, "key %q: a fleet needs rados-pool (its leases live in that pool)", toml.Key(k).String())
+	}
+	if g.Fleet != "" && g.FleetMember == "" {
+		host, _ := os.Hostname()
+		if checkName(host) == nil {
+			g.FleetMember = host
+		} else {
+			k := key(path, "fleet-member")
+			d.fail(ErrMissingKey, k, "key %q: the host name %q is no member name; set one", toml.Key(k).String(), host)
+		}
 	}
 	if v, ok := d.duration(m, path, "backoff-initial", time.Second, schedule.MaxInterval); ok {
 		g.Backoff.Initial = v

@@ -5,12 +5,13 @@ import "slices"
 // The keys each table may have. The decoder rejects any other key, and the
 // man page test checks that each of them is documented.
 var (
-	topKeys    = []string{"global", "schedules", "jobs"}
+	topKeys    = []string{"global", "schedules", "jobs", "include"}
 	globalKeys = []string{
 		"base-dir", "worker-limit", "status-file", "status-interval",
 		"console-addresses", "console-port", "console-socket", "backoff-initial", "backoff-max",
 		"metrics-listen", "rados-pool",
 		"ceph-conf", "ceph-user",
+		"fleet", "fleet-member", "fleet-lease", "fleet-run-limit",
 	}
 	ruleKeys        = []string{"interval", "keep"}
 	jobKeys         = []string{"schedule", "source", "full-always", "verify-sample", "directory", "repository", "consistency", "ceph-conf", "ceph-user"}
@@ -26,7 +27,7 @@ var (
 // knownKeys lists every key path the decoder understands, with NAME and TAG
 // standing for the names an operator chooses.
 func knownKeys() []string {
-	var keys []string
+	keys := []string{"include"}
 	for _, k := range globalKeys {
 		keys = append(keys, "global."+k)
 	}

@@ -45,6 +45,7 @@ type daemon struct {
 	lock       *flock.Lock
 	console    *console
 	metrics    *metricsServer
+	fleet      *fleetState // nil: not in a fleet
 	done       chan finished
 	requests   chan request
 	exited     chan struct{}
@@ -103,7 +104,11 @@ func start(opt Options) (*daemon, error) {
 			lock.Unlock()
 			return nil, err
 		}
-		d.runner = NewPipelineRunner(bins, env, filepath.Join(g.BaseDir, StateDir, "log"))
+		pr := NewPipelineRunner(bins, env, filepath.Join(g.BaseDir, StateDir, "log"))
+		if g.Fleet != "" {
+			pr.DieWithDaemon()
+		}
+		d.runner = pr
 		d.log.Printf("using %s and %s", bins.Extract, bins.Store)
 	}
 	if err := fsperm.MkdirAll(filepath.Dir(g.StatusFile)); err != nil {
@@ -114,12 +119,21 @@ func start(opt Options) (*daemon, error) {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		d.log.Printf("ignoring the previous status file: %v", err)
 	}
+	if g.Fleet != "" {
+		if d.fleet, err = joinFleet(d, g); err != nil {
+			lock.Unlock()
+			return nil, err
+		}
+		d.s.owns = d.fleet.owns
+	}
 	if d.console, err = openConsole(d, g.ConsoleAddresses, g.ConsolePort, g.ConsoleSocket); err != nil {
+		d.fleet.leave()
 		lock.Unlock()
 		return nil, err
 	}
 	if d.metrics, err = openMetrics(d, g.MetricsListen); err != nil {
 		d.console.close()
+		d.fleet.leave()
 		lock.Unlock()
 		return nil, err
 	}
@@ -167,6 +181,8 @@ func (d *daemon) loop(ctx context.Context) error {
 		case r := <-d.requests:
 			r.fn()
 			close(r.done)
+		case <-d.fleet.changed():
+			d.takeOver()
 		case <-timer.C:
 		}
 	}
@@ -185,6 +201,12 @@ func (d *daemon) startDue(now time.Time) {
 }
 
 func (d *daemon) execute(l launch) {
+	release, err := d.fleet.claim(l.job.Name)
+	if err != nil {
+		d.done <- finished{name: l.job.Name, res: Result{Err: err, NotRun: &NotRun{RetryIn: d.fleet.retryIn(err)}}}
+		return
+	}
+	defer release()
 	res := d.runner.Run(d.runCtx, l.job, l.tags, func(stage string) { l.stage.Store(stage) })
 	if d.runCtx.Err() != nil && res.Err != nil {
 		res.Interrupted = true
@@ -221,6 +243,9 @@ func (d *daemon) writeStatus(now time.Time, stopped bool) {
 	}
 	if stopped {
 		st.Stopped = now
+	}
+	if d.fleet != nil {
+		d.fleetStatus(st)
 	}
 	if err := jobstatus.Write(g.StatusFile, st); err != nil {
 		d.log.Printf("%v", err)

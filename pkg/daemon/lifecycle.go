@@ -27,6 +27,9 @@ func (d *daemon) reload(by string) (string, error) {
 	if err == nil && c.Global.BaseDir != d.cfg.Global.BaseDir {
 		err = fmt.Errorf("daemon: base-dir cannot change from %s to %s while running; restart backy-schedule", d.cfg.Global.BaseDir, c.Global.BaseDir)
 	}
+	if err == nil {
+		err = fleetUnchanged(d.cfg.Global, c.Global)
+	}
 	if err != nil {
 		var list config.List
 		if errors.As(err, &list) && len(list) > 1 {
@@ -45,6 +48,7 @@ func (d *daemon) reload(by string) (string, error) {
 	}
 	now := time.Now()
 	added, removed := d.s.setConfig(c, d.scanAll(c), nil, now)
+	d.fleet.setJobs(c.JobNames())
 	d.cfg, d.loaded, d.nextStatus = c, now, now
 	d.warnSources(c, added)
 	msg := fmt.Sprintf("reloaded %s: %d jobs, %d added, %d removed", c.File, len(c.Jobs), len(added), len(removed))
@@ -112,6 +116,7 @@ func (d *daemon) shutdown(why string) error {
 	}
 	d.cancelRuns()
 	d.writeStatus(time.Now(), true)
+	d.fleet.leave()
 	d.log.Printf("stopped")
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -68,6 +69,9 @@ type procRunner struct {
 	// killDelay is how long a process group has between SIGTERM and SIGKILL
 	// once the run's context is cancelled.
 	killDelay time.Duration
+	// dieWithParent gives every process SIGKILL as its parent-death
+	// signal.
+	dieWithParent bool
 }
 
 // maxStdout bounds what is kept of the last command's stdout (a revision
@@ -80,6 +84,14 @@ const maxStdout = 64 << 10
 // killDelay later. The error is a *StageError listing every process that did
 // not exit 0: a failing reader and a failing writer are both reported.
 func (r *procRunner) run(ctx context.Context, p pipeline, log *os.File) ([]byte, error) {
+	if r.dieWithParent {
+		// The parent-death signal fires when the thread that started
+		// the child ends, not the process: keep this goroutine on its
+		// thread, which Go never ends while it is locked, until every
+		// child was waited for.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
 	cmds := make([]*exec.Cmd, len(p))
 	var closeAfterStart []*os.File
 	out := &capped{limit: maxStdout, log: log}
@@ -88,6 +100,9 @@ func (r *procRunner) run(ctx context.Context, p pipeline, log *os.File) ([]byte,
 		c.Env = r.env
 		c.Stderr = log
 		c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if r.dieWithParent {
+			c.SysProcAttr.Pdeathsig = syscall.SIGKILL
+		}
 		cmds[i] = c
 	}
 	for i := 0; i < len(cmds)-1; i++ {

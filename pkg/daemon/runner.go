@@ -29,6 +29,14 @@ type Result struct {
 	// Interrupted is set when the daemon ended the run while stopping; it
 	// is not the job's failure and does not count towards its backoff.
 	Interrupted bool
+	// NotRun is set when the run did not start at all: in a fleet, the
+	// job's lease was lost, or every run slot of the fleet was taken.
+	NotRun *NotRun
+}
+
+// NotRun says why a run did not start and when to try again.
+type NotRun struct {
+	RetryIn time.Duration // 0: whenever the job is due and owned again
 }
 
 // PipelineRunner is the Runner of the daemon: every step is a pipeline of
@@ -43,6 +51,11 @@ type PipelineRunner struct {
 func NewPipelineRunner(bins Bins, env []string, logDir string) *PipelineRunner {
 	return &PipelineRunner{Bins: bins, LogDir: logDir, proc: procRunner{env: env, killDelay: 5 * time.Second}}
 }
+
+// DieWithDaemon makes every process the runner starts get SIGKILL when the
+// daemon dies (the parent-death signal): in a fleet, a dead daemon's run
+// must not go on while another daemon takes the job over.
+func (r *PipelineRunner) DieWithDaemon() { r.proc.dieWithParent = true }
 
 // JobLog is the path of a job's log file.
 func (r *PipelineRunner) JobLog(job string) string { return filepath.Join(r.LogDir, job+".log") }

@@ -73,7 +73,13 @@ type scheduler struct {
 	running  int
 	stopping bool
 	asks     uint64 // manual requests so far
+	// owns says whether this daemon may start a job: in a fleet, whether
+	// it holds the job's lease; nil means every job.
+	owns func(name string) bool
 }
+
+// mine reports whether this daemon runs the job (see owns).
+func (s *scheduler) mine(j *jobState) bool { return s.owns == nil || s.owns(j.job.Name) }
 
 func newScheduler() *scheduler {
 	return &scheduler{jobs: map[string]*jobState{}}
@@ -162,7 +168,7 @@ func (s *scheduler) due(now time.Time) []launch {
 	}
 	var ready []*jobState
 	for _, j := range s.jobs {
-		if j.ready(now) {
+		if j.ready(now) && s.mine(j) {
 			ready = append(ready, j)
 		}
 	}
@@ -204,7 +210,7 @@ func (s *scheduler) wake() time.Time {
 	}
 	var at time.Time
 	for _, j := range s.jobs {
-		if j.running || j.removed || j.next.IsZero() {
+		if j.running || j.removed || j.next.IsZero() || !s.mine(j) {
 			continue
 		}
 		if at.IsZero() || j.next.Before(at) {
@@ -228,6 +234,15 @@ func (s *scheduler) finish(name string, res Result, info jobstatus.RepoInfo, now
 	if j.removed {
 		delete(s.jobs, name)
 		return "finished after it was removed from the configuration"
+	}
+	if res.NotRun != nil {
+		// Not this daemon's run after all (its lease is gone) or no fleet
+		// run slot free: nothing happened to the job.
+		s.replan(j, now)
+		if d := res.NotRun.RetryIn; d > 0 && j.next.Before(now.Add(d)) {
+			j.next = now.Add(d)
+		}
+		return fmt.Sprintf("not run: %v", res.Err)
 	}
 	j.repo = info
 	if res.Interrupted {
@@ -304,7 +319,7 @@ func (s *scheduler) trigger(name string, now time.Time) (string, error) {
 func (s *scheduler) queued(now time.Time) int {
 	n := 0
 	for _, j := range s.jobs {
-		if j.ready(now) {
+		if j.ready(now) && s.mine(j) {
 			n++
 		}
 	}

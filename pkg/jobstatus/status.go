@@ -27,19 +27,46 @@ type Status struct {
 	Written time.Time `json:"written"`
 	// Stopped is set in the last status a daemon writes when it shuts down
 	// cleanly: the file then tells monitoring that nobody is scheduling.
-	Stopped        time.Time      `json:"stopped,omitzero"`
-	Started        time.Time      `json:"started"`
-	PID            int            `json:"pid"`
-	Version        string         `json:"version"`
-	Config         string         `json:"config"`
-	StatusInterval float64        `json:"status_interval_seconds"`
-	WorkerLimit    int            `json:"worker_limit"`
-	Running        int            `json:"running"`
-	Jobs           map[string]Job `json:"jobs"`
+	Stopped        time.Time `json:"stopped,omitzero"`
+	Started        time.Time `json:"started"`
+	PID            int       `json:"pid"`
+	Version        string    `json:"version"`
+	Config         string    `json:"config"`
+	StatusInterval float64   `json:"status_interval_seconds"`
+	WorkerLimit    int       `json:"worker_limit"`
+	Running        int       `json:"running"`
+	// Fleet is set by a daemon in a fleet: Jobs then holds every job of
+	// the fleet as its owner last reported it.
+	Fleet *Fleet `json:"fleet,omitempty"`
+	// Jobs comes last: Marshal writes it one job a line.
+	Jobs map[string]Job `json:"jobs"`
+}
+
+// Fleet is the fleet as the daemon writing the status sees it.
+type Fleet struct {
+	Name    string        `json:"name"`
+	Member  string        `json:"member"` // the daemon writing the status
+	Lease   float64       `json:"lease_seconds"`
+	Members []FleetMember `json:"members"`
+	Error   string        `json:"error,omitempty"` // the last exchange with the cluster failed
+}
+
+// FleetMember is one daemon of a fleet.
+type FleetMember struct {
+	Name    string    `json:"name"`
+	Alive   bool      `json:"alive"` // holds its membership lease
+	Host    string    `json:"host,omitempty"`
+	PID     int       `json:"pid,omitempty"`
+	Written time.Time `json:"written,omitzero"` // of its last published view
+	Running int       `json:"running"`
+	Jobs    int       `json:"jobs"` // jobs it owns
 }
 
 // Job is one job's line in the status file.
 type Job struct {
+	// Owner is the fleet member that runs the job; empty outside a fleet,
+	// or while the job moves.
+	Owner        string    `json:"owner,omitempty"`
 	Schedule     string    `json:"schedule"`
 	Directory    string    `json:"directory"`
 	FirstSeen    time.Time `json:"first_seen"`

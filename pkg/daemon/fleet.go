@@ -1,0 +1,271 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/backy/backy/pkg/config"
+	"github.com/backy/backy/pkg/exitcode"
+	"github.com/backy/backy/pkg/fleet"
+	"github.com/backy/backy/pkg/jobstatus"
+)
+
+// ErrFleetChange refuses a reload that changes the fleet settings.
+var ErrFleetChange = exitcode.New(exitcode.Usage, "daemon: the fleet settings cannot change while running")
+
+// fleetState is the daemon's side of a fleet (pkg/fleet): the member, and
+// the other members' views as last read, for the status file. Its methods
+// do nothing on a nil receiver, a daemon outside a fleet.
+type fleetState struct {
+	m     *fleet.Member
+	name  string
+	self  string
+	lease time.Duration
+
+	views   chan []byte // this daemon's view, to publish
+	stop    chan struct{}
+	stopped chan struct{}
+
+	// ready holds the owned jobs whose repository was read since this
+	// daemon took them over (the previous owner ran them meanwhile); only
+	// they may start. The loop goroutine alone uses it.
+	ready map[string]bool
+
+	mu     sync.Mutex
+	others map[string]memberView // alive members' views, by name (self included)
+	alive  []string
+	err    string // why the last exchange failed
+}
+
+// memberView is what a member publishes in the fleet object's omap.
+type memberView struct {
+	Host    string                   `json:"host"`
+	PID     int                      `json:"pid"`
+	Started time.Time                `json:"started"`
+	Written time.Time                `json:"written"`
+	Running int                      `json:"running"`
+	Jobs    map[string]jobstatus.Job `json:"jobs"` // the jobs it owns
+}
+
+func joinFleet(d *daemon, g config.Global) (*fleetState, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m, err := fleet.Join(ctx, fleet.Options{
+		Ceph: g.Ceph, Pool: g.RadosPool, Fleet: g.Fleet, Member: g.FleetMember,
+		Lease: g.FleetLease, RunLimit: g.FleetRunLimit, Log: d.log.Printf,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("daemon: joining fleet %s in pool %s: %w", g.Fleet, g.RadosPool, err)
+	}
+	f := &fleetState{m: m, name: g.Fleet, self: g.FleetMember, lease: g.FleetLease,
+		ready: map[string]bool{}, views: make(chan []byte, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+	m.SetJobs(d.cfg.JobNames())
+	d.log.Printf("fleet %s: member %s, lease %s, run limit %d", g.Fleet, g.FleetMember, g.FleetLease, g.FleetRunLimit)
+	go f.exchange()
+	return f, nil
+}
+
+// fleetUnchanged refuses a reload that would change the fleet settings: a
+// daemon that left one fleet for another, or changed its name, while its
+// leases are held would confuse the others; restart it instead.
+func fleetUnchanged(old, c config.Global) error {
+	if old.Fleet == c.Fleet && old.FleetMember == c.FleetMember && old.FleetLease == c.FleetLease &&
+		old.FleetRunLimit == c.FleetRunLimit && (old.Fleet == "" || old.RadosPool == c.RadosPool) {
+		return nil
+	}
+	return fmt.Errorf("%w (fleet, fleet-member, fleet-lease, fleet-run-limit, rados-pool); restart backy-schedule", ErrFleetChange)
+}
+
+func (f *fleetState) changed() <-chan struct{} {
+	if f == nil {
+		return nil
+	}
+	return f.m.Changed()
+}
+
+// owns is the scheduler's gate: the job's lease is held and fresh, and its
+// repository was read since it was taken.
+func (f *fleetState) owns(name string) bool { return f.ready[name] && f.m.Owns(name) }
+
+// takeOver reads the repositories of the jobs this daemon took since the
+// last call, away from the loop, and lets them start once read; jobs it
+// lost are forgotten.
+func (d *daemon) takeOver() {
+	f := d.fleet
+	owned := f.m.Owned()
+	for name := range f.ready {
+		if !slices.Contains(owned, name) {
+			delete(f.ready, name)
+		}
+	}
+	for _, name := range owned {
+		j, ok := d.s.jobs[name]
+		if _, known := f.ready[name]; known || !ok {
+			continue
+		}
+		f.ready[name] = false
+		loc := jobstatus.Location{Dir: j.job.Directory, Ceph: j.job.Ceph}
+		go func() {
+			info := jobstatus.ScanRepo(loc)
+			d.call(func() {
+				if _, still := f.ready[name]; !still {
+					return
+				}
+				f.ready[name] = true
+				if j, ok := d.s.jobs[name]; ok && !j.running {
+					j.repo = info
+					d.s.replan(j, time.Now())
+				}
+			})
+		}()
+	}
+}
+
+func (f *fleetState) setJobs(names []string) {
+	if f != nil {
+		f.m.SetJobs(names)
+	}
+}
+
+// claim is the last check before a run starts: the job's lease renewed at
+// the OSD just now, and a run slot of the fleet. release ends both.
+func (f *fleetState) claim(job string) (release func(), err error) {
+	if f == nil {
+		return func() {}, nil
+	}
+	f.m.SetBusy(job, true)
+	if err := f.m.Confirm(job); err != nil {
+		f.m.SetBusy(job, false)
+		return nil, err
+	}
+	freeSlot, err := f.m.Slot(job)
+	if err != nil {
+		f.m.SetBusy(job, false)
+		return nil, err
+	}
+	return func() {
+		freeSlot()
+		f.m.SetBusy(job, false)
+	}, nil
+}
+
+// retryIn is how long a job whose run could not start waits: a full fleet
+// a quarter lease (a slot frees at the earliest then); a lost lease not
+// at all (the job runs when it is owned again).
+func (f *fleetState) retryIn(err error) time.Duration {
+	if errors.Is(err, fleet.ErrRunLimit) {
+		return max(time.Second, f.lease/4)
+	}
+	return 0
+}
+
+func (f *fleetState) leave() {
+	if f == nil {
+		return
+	}
+	close(f.stop)
+	<-f.stopped
+	f.m.Leave()
+}
+
+// publish hands this daemon's view to the exchange goroutine; a view not
+// yet sent is replaced.
+func (f *fleetState) publish(v []byte) {
+	select {
+	case <-f.views:
+	default:
+	}
+	f.views <- v
+}
+
+// exchange publishes this daemon's view and reads everyone's, away from
+// the loop: a cluster that does not answer holds up only this goroutine.
+func (f *fleetState) exchange() {
+	defer close(f.stopped)
+	for {
+		var v []byte
+		select {
+		case <-f.stop:
+			return
+		case v = <-f.views:
+		}
+		err := f.m.Publish(v)
+		var raw map[string][]byte
+		var alive []string
+		if err == nil {
+			raw, alive, err = f.m.Views()
+		}
+		f.mu.Lock()
+		if err != nil {
+			f.err = err.Error()
+		} else {
+			f.err = ""
+			f.alive = alive
+			f.others = map[string]memberView{}
+			for name, b := range raw {
+				var mv memberView
+				if json.Unmarshal(b, &mv) == nil && slices.Contains(alive, name) {
+					f.others[name] = mv
+				}
+			}
+		}
+		f.mu.Unlock()
+	}
+}
+
+// fleetStatus fills in the fleet's part of a status: every job of the
+// configuration as its owner last published it (this daemon's own jobs
+// as it knows them), and the members.
+func (d *daemon) fleetStatus(st *jobstatus.Status) {
+	f := d.fleet
+	owned := f.m.Owned()
+	mine := make(map[string]jobstatus.Job, len(owned))
+	for _, j := range owned {
+		if js, ok := st.Jobs[j]; ok {
+			js.Owner = f.self
+			st.Jobs[j] = js
+			mine[j] = js
+		}
+	}
+	host, _ := os.Hostname()
+	view := memberView{Host: host, PID: os.Getpid(), Started: d.started, Written: st.Written, Running: st.Running, Jobs: mine}
+	if b, err := json.Marshal(view); err == nil {
+		f.publish(b)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fs := &jobstatus.Fleet{Name: f.name, Member: f.self, Lease: f.lease.Seconds(), Error: f.err}
+	names := slices.Clone(f.alive)
+	if !slices.Contains(names, f.self) {
+		names = append(names, f.self)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		mv, ok := f.others[name]
+		fm := jobstatus.FleetMember{Name: name, Alive: slices.Contains(f.alive, name)}
+		if name == f.self {
+			mv, ok = view, true
+			fm.Alive = f.m.Members() != nil && slices.Contains(f.m.Members(), f.self)
+		}
+		if ok {
+			fm.Host, fm.PID, fm.Written, fm.Running, fm.Jobs = mv.Host, mv.PID, mv.Written, mv.Running, len(mv.Jobs)
+		}
+		fs.Members = append(fs.Members, fm)
+		if name == f.self {
+			continue
+		}
+		for job, js := range mv.Jobs {
+			if cur, ok := st.Jobs[job]; ok && cur.Owner == "" {
+				js.Owner = name
+				st.Jobs[job] = js
+			}
+		}
+	}
+	st.Fleet = fs
+}

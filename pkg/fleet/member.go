@@ -1,0 +1,485 @@
+//go:build librbd
+
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/backy/backy/pkg/cephconn"
+	"github.com/ceph/go-ceph/rados"
+	"golang.org/x/sys/unix"
+)
+
+// Available reports whether this build can join a fleet.
+const Available = true
+
+const (
+	lockFlagMustRenew = 2 // LIBRADOS_LOCK_FLAG_MUST_RENEW
+	ebusy             = -int(unix.EBUSY)
+	eexist            = -int(unix.EEXIST)
+	memberTag         = "backy-fleet"
+)
+
+// Member is this daemon's part in a fleet: its membership lease, the
+// ownership leases of its jobs and its run slots, renewed by one goroutine
+// every quarter lease.
+type Member struct {
+	opt  Options
+	conn *rados.Conn
+	io   *rados.IOContext
+	obj  string // the fleet object: members' lock, omap member.NAME
+
+	stop, done chan struct{}
+	changed    chan struct{} // to the daemon: ownership changed
+	wake       chan struct{} // to the renewing goroutine: look again now
+
+	mu        sync.Mutex
+	jobs      []string             // the configured jobs
+	held      map[string]time.Time // job -> start of its last successful renewal
+	busy      map[string]bool      // running: kept even when it should move
+	slots     map[int]*slot        // run slots held
+	members   []string             // live members at the last tick
+	ticked    time.Time            // start of the last tick that reached the cluster
+	joined    bool
+	lastError error
+	ops       uint64 // lease operations sent (renewals, takes, lists)
+}
+
+// Join connects to the cluster, takes this member's membership lease and
+// starts renewing. The jobs are set with SetJobs.
+func Join(ctx context.Context, opt Options) (*Member, error) {
+	if err := opt.check(); err != nil {
+		return nil, err
+	}
+	// Every operation gives up after a quarter lease, so a daemon cut off
+	// from the cluster notices long before its leases run out.
+	co := opt.Ceph
+	co.OpTimeout = opt.Lease / 4
+	conn, err := cephconn.Connect(ctx, co)
+	if err != nil {
+		return nil, err
+	}
+	io, err := conn.OpenIOContext(opt.Pool)
+	if err != nil {
+		conn.Shutdown()
+		return nil, fmt.Errorf("fleet: pool %s: %w", opt.Pool, err)
+	}
+	m := &Member{
+		opt: opt, conn: conn, io: io, obj: "fleet." + opt.Fleet,
+		stop: make(chan struct{}), done: make(chan struct{}), changed: make(chan struct{}, 1),
+		wake: make(chan struct{}, 1), held: map[string]time.Time{}, busy: map[string]bool{}, slots: map[int]*slot{},
+	}
+	if err := m.renewMembership(); err != nil {
+		io.Destroy()
+		conn.Shutdown()
+		return nil, err
+	}
+	go m.run()
+	return m, nil
+}
+
+func (m *Member) jobObj(job string) string { return m.obj + ".job." + job }
+func (m *Member) slotObj(i int) string     { return m.obj + ".slot." + strconv.Itoa(i) }
+
+func (m *Member) desc() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s pid %d", host, os.Getpid())
+}
+
+// SetJobs sets the configured jobs (at start and on reload); leases of
+// jobs no longer configured are released when they are not running.
+func (m *Member) SetJobs(jobs []string) {
+	m.mu.Lock()
+	m.jobs = slices.Clone(jobs)
+	m.mu.Unlock()
+	poke(m.wake)
+}
+
+func poke(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+func (m *Member) kick() { poke(m.changed) }
+
+// Changed receives when ownership changed (a job was taken or lost).
+func (m *Member) Changed() <-chan struct{} { return m.changed }
+
+// fresh is how old a renewal may be for a lease to count as held: two
+// thirds of the lease, so that a run is never started on a lease with less
+// than a third of it left by this daemon's count. Durations are measured
+// with the monotonic clock: the wall clock may be anything.
+func (m *Member) fresh(t time.Time) bool {
+	return !t.IsZero() && time.Since(t) < m.opt.Lease*2/3
+}
+
+// Owns reports whether this daemon holds job's lease, renewed recently
+// enough to start a run on it.
+func (m *Member) Owns(job string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.fresh(m.held[job]) && m.fresh(m.ticked)
+}
+
+// Owned lists the jobs whose leases this daemon holds.
+func (m *Member) Owned() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for j := range m.held {
+		out = append(out, j)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Members lists the live members as of the last renewal.
+func (m *Member) Members() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.members)
+}
+
+// Ops is how many lease operations this member sent to the cluster.
+func (m *Member) Ops() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ops
+}
+
+// Confirm renews job's lease now, at the OSD, and fails if it is not
+// held: the last word before a run starts. A daemon that was paused or cut
+// off learns here that its lease is gone.
+func (m *Member) Confirm(job string) error {
+	m.mu.Lock()
+	_, ok := m.held[job]
+	m.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrNotOwner, job)
+	}
+	start := time.Now()
+	if err := m.renewJob(job); err != nil {
+		m.drop(job)
+		return fmt.Errorf("%w: %s: %v", ErrNotOwner, job, err)
+	}
+	m.mu.Lock()
+	m.held[job] = start
+	m.mu.Unlock()
+	return nil
+}
+
+// SetBusy marks job as running (its lease is kept even if it should move)
+// or done.
+func (m *Member) SetBusy(job string, running bool) {
+	m.mu.Lock()
+	if running {
+		m.busy[job] = true
+	} else {
+		delete(m.busy, job)
+	}
+	m.mu.Unlock()
+	if !running {
+		poke(m.wake)
+	}
+}
+
+func (m *Member) drop(job string) {
+	m.mu.Lock()
+	_, ok := m.held[job]
+	delete(m.held, job)
+	m.mu.Unlock()
+	if ok {
+		m.kick()
+	}
+}
+
+func (m *Member) lock(oid, name, cookie string, renew bool) error {
+	var flags *byte
+	if renew {
+		f := byte(lockFlagMustRenew)
+		flags = &f
+	}
+	m.count()
+	ret, err := m.io.LockExclusive(oid, name, cookie, m.desc(), m.opt.Lease, flags)
+	if err != nil {
+		return err
+	}
+	switch ret {
+	case 0:
+		return nil
+	case ebusy, eexist:
+		return errHeld
+	}
+	return fmt.Errorf("error %d", ret)
+}
+
+var errHeld = errors.New("held by another member")
+
+func (m *Member) count() {
+	m.mu.Lock()
+	m.ops++
+	m.mu.Unlock()
+}
+
+func (m *Member) renewJob(job string) error {
+	return m.lock(m.jobObj(job), "owner", m.opt.Member, true)
+}
+
+func (m *Member) renewMembership() error {
+	flags := byte(lockFlagMustRenew)
+	var f *byte
+	m.mu.Lock()
+	if m.joined {
+		f = &flags
+	}
+	m.mu.Unlock()
+	m.count()
+	ret, err := m.io.LockShared(m.obj, "member", m.opt.Member, memberTag, m.desc(), m.opt.Lease, f)
+	if (err != nil || ret != 0) && f != nil {
+		// Expired (the daemon was paused or cut off; librados says
+		// ENOENT as an error): join again.
+		m.count()
+		ret, err = m.io.LockShared(m.obj, "member", m.opt.Member, memberTag, m.desc(), m.opt.Lease, nil)
+	}
+	if err == nil && ret != 0 {
+		err = fmt.Errorf("error %d", ret)
+	}
+	if err != nil {
+		return fmt.Errorf("fleet: membership lease of %s in %s/%s: %w", m.opt.Member, m.opt.Pool, m.obj, err)
+	}
+	m.mu.Lock()
+	m.joined = true
+	m.mu.Unlock()
+	return nil
+}
+
+func (m *Member) listMembers() ([]string, error) {
+	m.count()
+	info, err := m.io.ListLockers(m.obj, "member")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, c := range info.Cookies {
+		out = append(out, c)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+func (m *Member) run() {
+	defer close(m.done)
+	t := time.NewTicker(m.opt.Lease / 4)
+	defer t.Stop()
+	m.tick()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+		case <-m.wake: // SetJobs, or a run ended: look again now
+		}
+		m.tick()
+	}
+}
+
+// tick renews everything held, then takes and releases jobs as the
+// rendezvous hash over the live members says.
+func (m *Member) tick() {
+	start := time.Now()
+	err := m.renewMembership()
+	var members []string
+	if err == nil {
+		members, err = m.listMembers()
+	}
+	if err != nil {
+		m.mu.Lock()
+		if m.lastError == nil {
+			m.opt.logf("fleet: lost the cluster: %v", err)
+		}
+		m.lastError = err
+		m.mu.Unlock()
+		return
+	}
+	m.mu.Lock()
+	if m.lastError != nil {
+		m.opt.logf("fleet: cluster reachable again")
+	}
+	m.lastError = nil
+	if !slices.Equal(members, m.members) {
+		m.opt.logf("fleet: members %v", members)
+	}
+	m.members = members
+	m.ticked = start
+	held := make([]string, 0, len(m.held))
+	for j := range m.held {
+		held = append(held, j)
+	}
+	jobs := slices.Clone(m.jobs)
+	slots := map[int]string{}
+	for i, sl := range m.slots {
+		slots[i] = sl.cookie
+	}
+	m.mu.Unlock()
+
+	changed := false
+	for _, j := range held {
+		s := time.Now()
+		if err := m.renewJob(j); err != nil {
+			m.opt.logf("fleet: %s: lease lost: %v", j, err)
+			m.mu.Lock()
+			delete(m.held, j)
+			m.mu.Unlock()
+			changed = true
+			continue
+		}
+		m.mu.Lock()
+		if _, ok := m.held[j]; ok {
+			m.held[j] = s
+		}
+		m.mu.Unlock()
+	}
+	for i, cookie := range slots {
+		if err := m.lock(m.slotObj(i), "run", cookie, true); err != nil {
+			m.opt.logf("fleet: run slot %d: lease lost: %v", i, err)
+		}
+	}
+	want := Assign(jobs, members)
+	for _, j := range jobs {
+		m.mu.Lock()
+		_, have := m.held[j]
+		m.mu.Unlock()
+		if have || want[j] != m.opt.Member {
+			continue
+		}
+		s := time.Now()
+		switch err := m.lock(m.jobObj(j), "owner", m.opt.Member, false); {
+		case err == nil:
+			m.mu.Lock()
+			m.held[j] = s
+			m.mu.Unlock()
+			changed = true
+		case errors.Is(err, errHeld):
+			// The previous owner has not let go yet (or died and its
+			// lease has not expired): take it at a later tick.
+		default:
+			m.opt.logf("fleet: %s: taking the lease: %v", j, err)
+		}
+	}
+	// Release what should move, unless it runs: the lease is given up
+	// before the new owner can take it.
+	m.mu.Lock()
+	var release []string
+	for j := range m.held {
+		if want[j] != m.opt.Member && !m.busy[j] {
+			release = append(release, j)
+		}
+	}
+	m.mu.Unlock()
+	for _, j := range release {
+		m.release(j)
+		changed = true
+	}
+	if changed {
+		m.kick()
+	}
+}
+
+func (m *Member) release(job string) {
+	m.mu.Lock()
+	delete(m.held, job)
+	m.mu.Unlock()
+	m.count()
+	if _, err := m.io.Unlock(m.jobObj(job), "owner", m.opt.Member); err != nil {
+		m.opt.logf("fleet: %s: releasing the lease: %v", job, err)
+	}
+}
+
+// Leave releases every lease and stops renewing; the member's jobs move
+// to the others at their next renewal.
+func (m *Member) Leave() {
+	close(m.stop)
+	<-m.done
+	for _, j := range m.Owned() {
+		m.release(j)
+	}
+	m.io.RmOmapKeys(m.obj, []string{omapMember + m.opt.Member})
+	m.io.Unlock(m.obj, "member", m.opt.Member)
+	m.io.Destroy()
+	m.conn.Shutdown()
+}
+
+type slot struct{ cookie string }
+
+// Slot takes one of the fleet's run slots for job, when the fleet has a
+// run limit; release gives it back. Each slot is a lease on an object of
+// its own, so a daemon that died frees its slots when they expire.
+func (m *Member) Slot(job string) (release func(), err error) {
+	if m.opt.RunLimit <= 0 {
+		return func() {}, nil
+	}
+	cookie := m.opt.Member + ":" + job
+	for i := range m.opt.RunLimit {
+		m.mu.Lock()
+		_, mine := m.slots[i]
+		m.mu.Unlock()
+		if mine {
+			continue
+		}
+		switch err := m.lock(m.slotObj(i), "run", cookie, false); {
+		case err == nil:
+			m.mu.Lock()
+			m.slots[i] = &slot{cookie: cookie}
+			m.mu.Unlock()
+			return func() {
+				m.mu.Lock()
+				delete(m.slots, i)
+				m.mu.Unlock()
+				m.count()
+				m.io.Unlock(m.slotObj(i), "run", cookie)
+			}, nil
+		case errors.Is(err, errHeld):
+		default:
+			return nil, fmt.Errorf("fleet: run slot %d: %w", i, err)
+		}
+	}
+	return nil, fmt.Errorf("%w: %d runs of the fleet are running", ErrRunLimit, m.opt.RunLimit)
+}
+
+// Publish stores this member's view (what its status file says about its
+// own jobs) in the fleet object, for every other member's status.
+func (m *Member) Publish(view []byte) error {
+	m.count()
+	if err := m.io.SetOmap(m.obj, map[string][]byte{omapMember + m.opt.Member: view}); err != nil {
+		return fmt.Errorf("fleet: publishing the view of %s: %w", m.opt.Member, err)
+	}
+	return nil
+}
+
+// Views returns what every member published, by member name, and the
+// members alive now (holding their membership lease, as the OSD sees it).
+func (m *Member) Views() (views map[string][]byte, alive []string, err error) {
+	m.count()
+	raw, err := m.io.GetAllOmapValues(m.obj, "", omapMember, 1000)
+	if err != nil {
+		return nil, nil, fmt.Errorf("fleet: reading the fleet view: %w", err)
+	}
+	views = map[string][]byte{}
+	for k, v := range raw {
+		views[k[len(omapMember):]] = v
+	}
+	alive, err = m.listMembers()
+	if err != nil {
+		return nil, nil, fmt.Errorf("fleet: listing the members: %w", err)
+	}
+	return views, alive, nil
+}
