@@ -81,12 +81,15 @@ test-fresh:
 	@scripts/test-fresh.sh
 
 # File backups against cp, borg and restic (writes docs/benchmarks.md), then
-# backy-nbd against qemu-nbd, then the RBD engines on the test cluster; the
-# last two print their tables (kept in docs/benchmarks-rbd-nbd.md).
+# backy-nbd against qemu-nbd, then a RADOS pool against the directory on the
+# test cluster (backup, re-backup, restore, clones sharing a pool, a pool
+# purge), then the RBD engines; the last three print their tables (kept in
+# docs/benchmarks-rbd-nbd.md).
 bench: build
 	@scripts/deps.sh --bench
 	@scripts/bench/run.sh
 	@scripts/bench/nbd.sh
+	@scripts/bench/rados.sh
 	BACKY_REQUIRE_CEPH=1 $(GO) test -tags '$(TAGS)' -run '^$$' -bench . -benchtime 3x ./pkg/rbd
 
 man: $(MANPAGES)
