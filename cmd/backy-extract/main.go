@@ -13,6 +13,7 @@ import (
 	"github.com/backy/backy/pkg/cli"
 	"github.com/backy/backy/pkg/completion"
 	"github.com/backy/backy/pkg/extent"
+	"github.com/backy/backy/pkg/logline"
 	"github.com/backy/backy/pkg/progress"
 	"github.com/backy/backy/pkg/quiesce"
 	"github.com/backy/backy/pkg/rbd"
@@ -62,10 +63,9 @@ func (c *fileCmd) Run(env *cli.Env) error {
 	}
 	pc := new(progress.Counter)
 	d := progress.Start(env.Stderr, env.Name, pc.Load, progress.Options{Quiet: c.Quiet})
-	logf := func(format string, args ...any) { d.Printf("%s: %s", env.Name, fmt.Sprintf(format, args...)) }
 	_, err := source.File(env.Ctx, c.Path, env.Stdout, source.Options{
 		Size: c.Size, Sample: float64(c.Sample), Seed: c.Seed, Stdin: env.Stdin, Snapshot: c.Snapshot,
-		BaseFrom: c.BaseFrom, Repo: repo.Via(env.Ctx, c.Conn()), Logf: logf, Progress: pc})
+		BaseFrom: c.BaseFrom, Repo: repo.Via(env.Ctx, c.Conn()), Log: logline.New(d, env.Name), Progress: pc})
 	// The reader of the stream sees its end now, not after Stop, which
 	// may wait for the reader's progress line to go.
 	if cerr := env.Stdout.Close(); err == nil && cerr != nil {
@@ -138,12 +138,9 @@ func (c *rbdCmd) Run(env *cli.Env) error {
 		return err
 	}
 	defer eng.Close()
-	logf := func(format string, args ...any) {
-		fmt.Fprintf(env.Stderr, "%s: %s\n", env.Name, fmt.Sprintf(format, args...))
-	}
 	res, err := rbd.Backup(env.Ctx, eng, env.Stdout, rbd.Options{
 		Image: img, BaseFrom: c.BaseFrom, Repo: repo.Via(env.Ctx, c.Conn()), FromSnap: c.FromSnap, Full: c.Full,
-		WholeObject: c.WholeObject, ID: c.ID, Sample: float64(c.Sample), Seed: c.Seed, Logf: logf,
+		WholeObject: c.WholeObject, ID: c.ID, Sample: float64(c.Sample), Seed: c.Seed, Log: env.Log,
 		Quiesce: q, Job: c.Job})
 	if res != nil {
 		h, s := res.Header, res.Summary
@@ -151,8 +148,8 @@ func (c *rbdCmd) Run(env *cli.Env) error {
 		if h.Base != "" {
 			from = " from " + h.Base
 		}
-		logf("%s stream of %s@%s%s: %d records, %d data bytes (%s engine)%s",
-			h.Kind, img.Spec(), h.Snapshot, from, s.Records, s.DataBytes, eng.Name(), consistencyNote(h))
+		env.Log.Info(fmt.Sprintf("%s stream of %s@%s%s: %d records, %d data bytes (%s engine)%s",
+			h.Kind, img.Spec(), h.Snapshot, from, s.Records, s.DataBytes, eng.Name(), consistencyNote(h)))
 	}
 	return err
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/backy/backy/pkg/cli"
+	"github.com/backy/backy/pkg/logline"
 	"github.com/backy/backy/pkg/progress"
 	"github.com/backy/backy/pkg/repo"
 	"github.com/backy/backy/pkg/schedule"
@@ -16,22 +17,14 @@ import (
 // The upkeep subcommands: flag structs and the lines they print. The work
 // is done in pkg/upkeep.
 
-func logf(env *cli.Env) func(string, ...any) {
-	return func(format string, a ...any) {
-		fmt.Fprintf(env.Stderr, "%s: %s\n", env.Name, fmt.Sprintf(format, a...))
-	}
-}
-
-func options(env *cli.Env) upkeep.Options { return upkeep.Options{Logf: logf(env)} }
+func options(env *cli.Env) upkeep.Options { return upkeep.Options{Log: env.Log} }
 
 // watched is options for a long run: a progress line on a terminal, with
 // the report lines written above it. Stop the Display before the summary.
 func watched(env *cli.Env, g *globals, items string) (upkeep.Options, *progress.Display) {
 	pc := new(progress.Counter)
 	d := show(env, g, pc.Load, items)
-	return upkeep.Options{Progress: pc, Logf: func(format string, a ...any) {
-		d.Printf("%s: %s", env.Name, fmt.Sprintf(format, a...))
-	}}, d
+	return upkeep.Options{Progress: pc, Log: logline.New(d, env.Name)}, d
 }
 
 type verifyCmd struct {

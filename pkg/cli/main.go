@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"github.com/posener/complete"
 
 	"github.com/backy/backy/pkg/exitcode"
+	"github.com/backy/backy/pkg/logline"
 )
 
 // Env is what a command's Run methods receive: the root context and the
@@ -25,6 +27,7 @@ type Env struct {
 	Stdout *os.File
 	Stderr io.Writer
 	Name   string
+	Log    *slog.Logger // logline.New(Stderr, Name)
 }
 
 // VersionFlag prints the version and exits 0.
@@ -74,7 +77,7 @@ func Run(name, description string, cmd any, args []string, binds ...any) int {
 	defer stop()
 	GrowPipe(os.Stdin)
 	GrowPipe(os.Stdout)
-	env := &Env{Ctx: ctx, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Name: name}
+	env := &Env{Ctx: ctx, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Name: name, Log: logline.New(os.Stderr, name)}
 	stopProfile := startProfile()
 	err = kctx.Run(append([]any{env}, binds...)...)
 	stopProfile()

@@ -225,6 +225,13 @@ func (d *Display) Printf(format string, a ...any) {
 	}
 }
 
+// Write writes p, one line, as Printf does: a logger's lines
+// (pkg/logline) stay above the progress line.
+func (d *Display) Write(p []byte) (int, error) {
+	d.Printf("%s", p)
+	return len(p), nil
+}
+
 // Stop removes the progress line and returns the time since Start. Lines
 // held back while another command had the terminal are written now, once
 // it is free (at most MaxWait later). After Stop, writes to stderr start on

@@ -49,7 +49,7 @@ func snapshotByAgent(ctx context.Context, opt *Options, s Snapshotter) (res Resu
 					<-cmdDone
 				}
 			}
-			opt.logf("snapshot made by the agent")
+			opt.log().Info("snapshot made by the agent")
 			return Result{Consistency: Agent}, nil
 		}
 		if !cmdRunning && cmdErr != nil {
@@ -79,7 +79,7 @@ func snapshotByAgent(ctx context.Context, opt *Options, s Snapshotter) (res Resu
 func giveUp(ctx context.Context, opt *Options, s Snapshotter, fb *fallback) error {
 	if opt.Fallback == FallbackFail {
 		if ok, _ := s.Exists(ctx); ok {
-			opt.logf("removing the snapshot the agent made too late")
+			opt.log().Info("removing the snapshot the agent made too late")
 			s.Remove(ctx)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
@@ -147,7 +148,7 @@ const (
 )
 
 // thaw thaws with retries, each attempt bounded by timeout.
-func thaw(f freezer, timeout time.Duration, logf func(string, ...any)) error {
+func thaw(f freezer, timeout time.Duration, log *slog.Logger) error {
 	var err error
 	for i := 1; i <= thawAttempts; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -155,11 +156,11 @@ func thaw(f freezer, timeout time.Duration, logf func(string, ...any)) error {
 		cancel()
 		if err == nil {
 			if i > 1 {
-				logf("thaw succeeded at attempt %d", i)
+				log.Info(fmt.Sprintf("thaw succeeded at attempt %d", i))
 			}
 			return nil
 		}
-		logf("thaw attempt %d of %d failed: %v", i, thawAttempts, err)
+		log.Info(fmt.Sprintf("thaw attempt %d of %d failed: %v", i, thawAttempts, err))
 		if i < thawAttempts {
 			time.Sleep(thawPause)
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/backy/backy/pkg/logline"
 )
 
 // HelperEnv is set in the environment of the helper process; it holds the
@@ -44,21 +47,19 @@ func HelperMain() int {
 	// closed pipe may stop the helper before it has thawed; every step it
 	// takes is bounded by the timeout.
 	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGPIPE)
-	logf := func(format string, args ...any) {
-		fmt.Fprintf(os.Stderr, "backy quiesce helper %d: %s\n", os.Getpid(), fmt.Sprintf(format, args...))
-	}
+	log := logline.New(os.Stderr, fmt.Sprintf("backy quiesce helper %d", os.Getpid()))
 	var s spec
 	if err := json.Unmarshal([]byte(os.Getenv(HelperEnv)), &s); err != nil || s.Timeout <= 0 {
-		logf("bad spec in $%s: %v", HelperEnv, err)
+		log.Info(fmt.Sprintf("bad spec in $%s: %v", HelperEnv, err))
 		return 2
 	}
 	out := os.NewFile(3, "replies")
 	if out == nil {
-		logf("no reply pipe on file descriptor 3")
+		log.Info("no reply pipe on file descriptor 3")
 		return 2
 	}
-	if err := serve(os.Stdin, out, &s, logf); err != nil {
-		logf("%v", err)
+	if err := serve(os.Stdin, out, &s, log); err != nil {
+		log.Info(fmt.Sprintf("%v", err))
 		return 1
 	}
 	return 0
@@ -82,7 +83,7 @@ func HelperMain() int {
 // the thaw (see waitGroupGone) - and at once when the parent dies; the
 // guest is thawed when the thaw returns. The helper logs when the thaw
 // began and why, and how long the guest was frozen.
-func serve(in io.Reader, out io.Writer, s *spec, logf func(string, ...any)) error {
+func serve(in io.Reader, out io.Writer, s *spec, log *slog.Logger) error {
 	lines := make(chan string)
 	go func() {
 		defer close(lines)
@@ -126,7 +127,7 @@ func serve(in io.Reader, out io.Writer, s *spec, logf func(string, ...any)) erro
 		if why == "" {
 			why = "freeze failed"
 		}
-		logf("freeze failed after %s: %v; thawing", since(start), err)
+		log.Info(fmt.Sprintf("freeze failed after %s: %v; thawing", since(start), err))
 		reply("failed %s", oneLine(err.Error()))
 	case why != "":
 		reply("frozen")
@@ -150,14 +151,14 @@ func serve(in io.Reader, out io.Writer, s *spec, logf func(string, ...any)) erro
 	}
 	began := time.Since(start)
 	if why != "asked" {
-		logf("thawing %s after the freeze began: %s", began.Round(time.Millisecond), why)
+		log.Info(fmt.Sprintf("thawing %s after the freeze began: %s", began.Round(time.Millisecond), why))
 	}
-	if err := thaw(f, s.Timeout, logf); err != nil {
+	if err := thaw(f, s.Timeout, log); err != nil {
 		reply("thaw-failed %s", oneLine(err.Error()))
 		return err
 	}
 	reply("thawed %d", time.Since(start))
-	logf("thawed; %s from freeze to thaw (thaw began at %s: %s)", since(start), began.Round(time.Millisecond), why)
+	log.Info(fmt.Sprintf("thawed; %s from freeze to thaw (thaw began at %s: %s)", since(start), began.Round(time.Millisecond), why))
 	return nil
 }
 
@@ -282,10 +283,10 @@ func snapshotFrozen(ctx context.Context, opt *Options, s Snapshotter) (Result, e
 		if terr != nil {
 			return Result{}, terr
 		}
-		opt.logf("freeze failed: %s", msg)
+		opt.log().Info(fmt.Sprintf("freeze failed: %s", msg))
 		return Result{Frozen: frozen}, fallbackf(ErrFreeze, "freeze failed: %s", msg)
 	}
-	opt.logf("guest frozen in %s", since(start))
+	opt.log().Info(fmt.Sprintf("guest frozen in %s", since(start)))
 	sctx, cancel := context.WithDeadline(ctx, start.Add(timeout))
 	defer cancel()
 	done := make(chan error, 1)
@@ -319,6 +320,6 @@ func snapshotFrozen(ctx context.Context, opt *Options, s Snapshotter) (Result, e
 	if snapErr != nil {
 		return Result{Frozen: frozen}, snapErr
 	}
-	opt.logf("snapshot taken, guest thawed; frozen for %s", frozen.Round(time.Millisecond))
+	opt.log().Info(fmt.Sprintf("snapshot taken, guest thawed; frozen for %s", frozen.Round(time.Millisecond)))
 	return Result{Consistency: Frozen, Frozen: frozen}, nil
 }

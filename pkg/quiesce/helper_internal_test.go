@@ -1,27 +1,25 @@
 package quiesce
 
 import (
-	"fmt"
 	"io"
+	"log/slog"
 	"regexp"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/backy/backy/internal/freezetest"
+	"github.com/backy/backy/internal/logtest"
 )
 
 // helperLog collects what serve logs.
 type helperLog struct {
-	mu    sync.Mutex
-	lines []string
+	*logtest.Lines
+	log *slog.Logger
 }
 
-func (l *helperLog) logf(format string, args ...any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.lines = append(l.lines, fmt.Sprintf(format, args...))
+func newHelperLog() *helperLog {
+	log, lines := logtest.New()
+	return &helperLog{lines, log}
 }
 
 var thawBegan = regexp.MustCompile(`thaw began at (\S+): ([^)]*)\)`)
@@ -29,9 +27,7 @@ var thawBegan = regexp.MustCompile(`thaw began at (\S+): ([^)]*)\)`)
 // began is when the thaw began after the freeze, and why, from the log.
 func (l *helperLog) began(t *testing.T) (time.Duration, string) {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	all := strings.Join(l.lines, "\n")
+	all := l.String()
 	m := thawBegan.FindStringSubmatch(all)
 	if m == nil {
 		t.Fatalf("no thaw in the helper's log:\n%s", all)
@@ -55,9 +51,9 @@ func TestHelperDeadline(t *testing.T) {
 		in, w := io.Pipe()
 		defer w.Close()
 		go io.WriteString(w, "freeze\n")
-		var log helperLog
+		log := newHelperLog()
 		start := time.Now()
-		err := serve(in, io.Discard, &spec{FreezeCommand: g.FreezeCommand(), ThawCommand: g.ThawCommand(), Timeout: timeout}, log.logf)
+		err := serve(in, io.Discard, &spec{FreezeCommand: g.FreezeCommand(), ThawCommand: g.ThawCommand(), Timeout: timeout}, log.log)
 		took := time.Since(start)
 		if err != nil {
 			t.Fatal(err)
@@ -77,10 +73,10 @@ func TestHelperDeadline(t *testing.T) {
 			}
 			w.Close()
 		}()
-		var log helperLog
+		log := newHelperLog()
 		// The command froze and still runs: its shell and its sleep are
 		// killed, the sleep an orphan of the shell by then.
-		err := serve(in, io.Discard, &spec{FreezeCommand: g.FreezeCommand() + " && sleep 30", ThawCommand: g.ThawCommand(), Timeout: 10 * timeout}, log.logf)
+		err := serve(in, io.Discard, &spec{FreezeCommand: g.FreezeCommand() + " && sleep 30", ThawCommand: g.ThawCommand(), Timeout: 10 * timeout}, log.log)
 		if err != nil {
 			t.Fatal(err)
 		}

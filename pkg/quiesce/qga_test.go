@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/backy/backy/internal/freezetest"
+	"github.com/backy/backy/internal/logtest"
 	"github.com/backy/backy/pkg/quiesce"
 )
 
@@ -50,7 +51,7 @@ func TestGuestAgent(t *testing.T) {
 		status = qgaCall(t, a.Socket, "guest-fsfreeze-status")
 	}
 	start := time.Now()
-	res, err := quiesce.Snapshot(context.Background(), quiesce.Options{GuestAgent: a.Socket, Timeout: 20 * time.Second, Logf: logTo(t)}, snap)
+	res, err := quiesce.Snapshot(context.Background(), quiesce.Options{GuestAgent: a.Socket, Timeout: 20 * time.Second, Log: logtest.T(t)}, snap)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -60,7 +61,7 @@ type Options struct {
 	// Poll is how often Exists is asked while waiting for an agent's
 	// snapshot; default 1 s.
 	Poll time.Duration
-	Logf func(format string, args ...any) `json:"-"`
+	Log  *slog.Logger `json:"-"` // nil: nothing is logged
 }
 
 // Method names the way Options make a snapshot consistent: "freeze",
@@ -113,10 +114,11 @@ func (o *Options) timeout() time.Duration {
 	return DefaultFreezeTimeout
 }
 
-func (o *Options) logf(format string, args ...any) {
-	if o.Logf != nil {
-		o.Logf(format, args...)
+func (o *Options) log() *slog.Logger {
+	if o.Log == nil {
+		return slog.New(slog.DiscardHandler)
 	}
+	return o.Log
 }
 
 // Snapshotter makes, finds and removes the one snapshot a run is about.
@@ -157,10 +159,10 @@ func Snapshot(ctx context.Context, opt Options, s Snapshotter) (Result, error) {
 	if opt.Fallback == FallbackFail {
 		return res, fb.err
 	}
-	opt.logf("falling back to a crash-consistent snapshot: %s", fb.reason)
+	opt.log().Info(fmt.Sprintf("falling back to a crash-consistent snapshot: %s", fb.reason))
 	if err := s.Create(ctx); err != nil {
 		if ok, _ := s.Exists(ctx); ok && opt.Method() == "agent" {
-			opt.logf("the agent's snapshot appeared after all: adopted")
+			opt.log().Info("the agent's snapshot appeared after all: adopted")
 			return Result{Consistency: Agent, Reason: "adopted: snapshot appeared after the wait (" + fb.reason + ")"}, nil
 		}
 		return res, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -37,15 +38,16 @@ type Options struct {
 	// their environment.
 	Quiesce quiesce.Options
 	Job     string
-	// Logf receives notes for the operator (why a stream is full, which
+	// Log receives notes for the operator (why a stream is full, which
 	// snapshots were removed); nil discards them.
-	Logf func(format string, args ...any)
+	Log *slog.Logger
 }
 
-func (o *Options) logf(format string, args ...any) {
-	if o.Logf != nil {
-		o.Logf(format, args...)
+func (o *Options) log() *slog.Logger {
+	if o.Log == nil {
+		return slog.New(slog.DiscardHandler)
 	}
+	return o.Log
 }
 
 // Result says what Backup wrote and did.
@@ -96,8 +98,8 @@ func Backup(ctx context.Context, e Engine, out io.Writer, opt Options) (*Result,
 		}
 		q := opt.Quiesce
 		q.Env = append(q.Env, "BACKY_JOB="+opt.Job, "BACKY_POOL="+img.Pool, "BACKY_IMAGE="+img.Name, "BACKY_SNAPSHOT="+img.Snap)
-		if q.Logf == nil {
-			q.Logf = opt.Logf
+		if q.Log == nil {
+			q.Log = opt.Log
 		}
 		qr, err := quiesce.Snapshot(ctx, q, snapshotter{e, img})
 		if err != nil {
@@ -120,7 +122,7 @@ func Backup(ctx context.Context, e Engine, out io.Writer, opt Options) (*Result,
 			rctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 			defer cancel()
 			if rerr := e.RemoveSnapshot(rctx, img); rerr != nil {
-				opt.logf("could not remove snapshot %s after the failure: %v", img, rerr)
+				opt.log().Info(fmt.Sprintf("could not remove snapshot %s after the failure: %v", img, rerr))
 			}
 		}
 		return nil, err
@@ -180,7 +182,7 @@ func removeOld(ctx context.Context, e Engine, img Image, base string, snaps []Sn
 			continue
 		}
 		removed = append(removed, s.Name)
-		opt.logf("removed old snapshot %s", img.At(s.Name))
+		opt.log().Info(fmt.Sprintf("removed old snapshot %s", img.At(s.Name)))
 	}
 	if len(errs) > 0 {
 		return removed, fmt.Errorf("%w: %s", ErrCleanup, strings.Join(errs, "; "))

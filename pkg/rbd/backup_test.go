@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/backy/backy/internal/streamtest"
 	"io"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/backy/backy/internal/logtest"
+	"github.com/backy/backy/internal/streamtest"
 
 	"github.com/backy/backy/pkg/extent"
 	"github.com/backy/backy/pkg/repo"
@@ -56,10 +58,10 @@ func TestBackupFullThenDifferential(t *testing.T) {
 	img := testImage(f, "vm", 3*repo.ChunkSize+4096)
 	fill(img.head[repo.ChunkSize-100:repo.ChunkSize+100], 1)
 	dir := filepath.Join(t.TempDir(), "repo") // not there yet: full
-	var notes []string
-	opt := Options{Image: Image{Pool: "rbd", Name: "vm"}, BaseFrom: dir, ID: "one",
-		Logf: func(format string, args ...any) { notes = append(notes, format) }}
+	log, lines := logtest.New()
+	opt := Options{Image: Image{Pool: "rbd", Name: "vm"}, BaseFrom: dir, ID: "one", Log: log}
 	res, stream, err := backup(t, f, opt)
+	notes := lines.All()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,14 +151,14 @@ func TestBackupFallsBackToFull(t *testing.T) {
 	}
 	kind := func(opt Options) (extent.Header, []string) {
 		t.Helper()
-		var notes []string
-		opt.Logf = func(format string, args ...any) { notes = append(notes, format) }
+		log, lines := logtest.New()
+		opt.Log = log
 		_, stream, err := backup(t, f, opt)
 		if err != nil {
 			t.Fatal(err)
 		}
 		h, _ := decode(t, stream)
-		return h, notes
+		return h, lines.All()
 	}
 	opt.ID = "b"
 	if h, _ := kind(opt); h.Kind != extent.Differential || h.Base != "backy-a" {

@@ -1,6 +1,7 @@
 package rbd
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 
@@ -29,16 +30,16 @@ func chooseBase(opt *Options, snaps []Snap) (string, error) {
 		}
 		switch {
 		case parent == nil:
-			opt.logf("%s has no revisions yet: full stream", opt.BaseFrom)
+			opt.log().Info(fmt.Sprintf("%s has no revisions yet: full stream", opt.BaseFrom))
 			return "", nil
 		case parent.IsDistrusted():
-			opt.logf("newest revision %s is distrusted: full stream", parent.ID)
+			opt.log().Info(fmt.Sprintf("newest revision %s is distrusted: full stream", parent.ID))
 			return "", nil
 		case parent.Snapshot == "":
-			opt.logf("newest revision %s names no snapshot: full stream", parent.ID)
+			opt.log().Info(fmt.Sprintf("newest revision %s names no snapshot: full stream", parent.ID))
 			return "", nil
 		case strings.HasPrefix(parent.Source, "rbd:") && parent.Source != opt.Image.Source():
-			opt.logf("newest revision %s was taken from %s, not %s: full stream", parent.ID, parent.Source, opt.Image.Source())
+			opt.log().Info(fmt.Sprintf("newest revision %s was taken from %s, not %s: full stream", parent.ID, parent.Source, opt.Image.Source()))
 			return "", nil
 		}
 		want = parent.Snapshot
@@ -46,7 +47,7 @@ func chooseBase(opt *Options, snaps []Snap) (string, error) {
 		return "", nil
 	}
 	if !slices.ContainsFunc(snaps, func(s Snap) bool { return s.Name == want }) {
-		opt.logf("base snapshot %s no longer exists on %s: full stream", want, opt.Image.Spec())
+		opt.log().Info(fmt.Sprintf("base snapshot %s no longer exists on %s: full stream", want, opt.Image.Spec()))
 		return "", nil
 	}
 	return want, nil

@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/backy/backy/internal/pattern"
 	"io"
 	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+
+	"github.com/backy/backy/internal/pattern"
 
 	"github.com/backy/backy/pkg/extent"
 	"github.com/backy/backy/pkg/quiesce"

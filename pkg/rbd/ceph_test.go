@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/backy/backy/internal/logtest"
 	"github.com/backy/backy/pkg/extent"
 	"github.com/backy/backy/pkg/rbd"
 	"github.com/backy/backy/pkg/rbd/cephtest"
@@ -120,18 +121,17 @@ func TestCephMissingBaseGivesFullBackup(t *testing.T) {
 			img := newImage(t, conf, "nobase-"+e.Name(), 8*MiB)
 			writeImage(t, conf, img, 8*MiB, at(0, MiB, 1))
 			r := newRepo(t)
-			var notes []string
-			opt := rbd.Options{Image: img, BaseFrom: r.Dir,
-				Logf: func(f string, a ...any) { notes = append(notes, f) }}
+			opt := rbd.Options{Image: img, BaseFrom: r.Dir}
 			stream, _, err := extract(t, e, opt)
 			must(t, err)
 			rev1 := storeStream(t, r, stream)
 			cephtest.Rbd(t, conf, nil, "snap", "rm", "--no-progress", img.At(rev1.Snapshot).String())
 			writeImage(t, conf, img, 8*MiB, at(5*MiB, 10, 2))
-			notes = nil
+			log, lines := logtest.New()
+			opt.Log = log
 			stream, res, err := extract(t, e, opt)
 			must(t, err)
-			if res.Header.Kind != extent.Full || len(notes) == 0 || !strings.Contains(notes[0], "no longer exists") {
+			if notes := lines.All(); res.Header.Kind != extent.Full || len(notes) == 0 || !strings.Contains(notes[0], "no longer exists") {
 				t.Fatalf("header %+v, notes %q: want a full stream", res.Header, notes)
 			}
 			rev2 := storeStream(t, r, stream)

@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/backy/backy/pkg/extent"
 	"github.com/backy/backy/pkg/ordered"
@@ -30,7 +31,10 @@ type fileBase struct {
 // Which source the base revision was taken from does not matter: chunks
 // are compared by content, so a base of another file (an LVM snapshot with
 // a new name each day, say) costs only what differs, and is never wrong.
-func chooseFileBase(dir string, open []repo.Option, size int64, logf func(string, ...any)) (*fileBase, error) {
+func chooseFileBase(dir string, open []repo.Option, size int64, log *slog.Logger) (*fileBase, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	r, rev, err := repo.NewestRevision(dir, open...)
 	if err != nil {
 		return nil, err
@@ -40,22 +44,22 @@ func chooseFileBase(dir string, open []repo.Option, size int64, logf func(string
 	}
 	switch {
 	case rev == nil:
-		logf("%s has no revisions yet: full stream", dir)
+		log.Info(fmt.Sprintf("%s has no revisions yet: full stream", dir))
 		return nil, nil
 	case rev.IsDistrusted():
-		logf("newest revision %s is distrusted: full stream", rev.ID)
+		log.Info(fmt.Sprintf("newest revision %s is distrusted: full stream", rev.ID))
 		return nil, nil
 	case rev.Size != size:
-		logf("newest revision %s has %d bytes, the image %d: full stream", rev.ID, rev.Size, size)
+		log.Info(fmt.Sprintf("newest revision %s has %d bytes, the image %d: full stream", rev.ID, rev.Size, size))
 		return nil, nil
 	}
 	ix, err := r.Index(rev.ID)
 	if err != nil {
-		logf("cannot read the index of revision %s (%v): full stream", rev.ID, err)
+		log.Info(fmt.Sprintf("cannot read the index of revision %s (%v): full stream", rev.ID, err))
 		return nil, nil
 	}
 	if ix.Size != size || int64(len(ix.Hashes)) != repo.ChunkCount(size) {
-		logf("the index of revision %s is of %d bytes, its metadata says %d: full stream", rev.ID, ix.Size, rev.Size)
+		log.Info(fmt.Sprintf("the index of revision %s is of %d bytes, its metadata says %d: full stream", rev.ID, ix.Size, rev.Size))
 		return nil, nil
 	}
 	return &fileBase{rev: rev, hashes: ix.Hashes}, nil

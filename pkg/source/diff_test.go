@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backy/backy/internal/logtest"
 	"github.com/backy/backy/pkg/extent"
 	"github.com/backy/backy/pkg/repo"
 	"github.com/backy/backy/pkg/restore"
@@ -101,9 +102,9 @@ func (f *diffFixture) punch(off, n int64) {
 func (f *diffFixture) backup(path string) (extent.Header, []extent.Record, *repo.Revision) {
 	f.t.Helper()
 	var stream bytes.Buffer
-	f.logs = nil
-	_, err := File(context.Background(), path, &stream, Options{BaseFrom: f.dir,
-		Logf: func(format string, args ...any) { f.logs = append(f.logs, fmt.Sprintf(format, args...)) }})
+	log, lines := logtest.New()
+	_, err := File(context.Background(), path, &stream, Options{BaseFrom: f.dir, Log: log})
+	f.logs = lines.All()
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -335,13 +336,12 @@ func TestBaseFromIndexOfAnotherSize(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stream bytes.Buffer
-	var logs []string
-	if _, err := File(context.Background(), f.img, &stream, Options{BaseFrom: f.dir,
-		Logf: func(format string, args ...any) { logs = append(logs, fmt.Sprintf(format, args...)) }}); err != nil {
+	log, logs := logtest.New()
+	if _, err := File(context.Background(), f.img, &stream, Options{BaseFrom: f.dir, Log: log}); err != nil {
 		t.Fatal(err)
 	}
 	if hdr, _ := records(t, stream.Bytes()); hdr.Kind != extent.Full {
-		t.Errorf("%s stream against an index of %d bytes, want a full one (logs %q)", hdr.Kind, 2*chunk, logs)
+		t.Errorf("%s stream against an index of %d bytes, want a full one (logs %q)", hdr.Kind, 2*chunk, logs.All())
 	}
 }
 
@@ -386,7 +386,7 @@ func TestBaseFromReadErrorReachesEmitter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer img.f.Close()
-	base, err := chooseFileBase(f.dir, nil, size, func(string, ...any) {})
+	base, err := chooseFileBase(f.dir, nil, size, nil)
 	if err != nil || base == nil {
 		t.Fatalf("base %v, error %v", base, err)
 	}

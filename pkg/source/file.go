@@ -3,7 +3,9 @@ package source
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -31,9 +33,9 @@ type Options struct {
 	BaseFrom string
 	// Repo says how to reach BaseFrom (Ceph settings of a rados: location).
 	Repo []repo.Option
-	// Logf reports why a stream with BaseFrom is full after all, and
-	// what was sent when the stream is complete.
-	Logf func(format string, args ...any)
+	// Log is told why a stream with BaseFrom is full after all, and what
+	// was sent when the stream is complete; nil: nothing is logged.
+	Log *slog.Logger
 	// Progress, when set, follows the image offset up to which the image
 	// was read and sent; its total is the image size.
 	Progress *progress.Counter
@@ -83,10 +85,7 @@ func File(ctx context.Context, path string, out io.Writer, opt Options) (extent.
 	case opt.Sample > 0:
 		hdr.Kind = extent.Sample
 	case opt.BaseFrom != "":
-		if opt.Logf == nil {
-			opt.Logf = func(string, ...any) {}
-		}
-		if base, err = chooseFileBase(opt.BaseFrom, opt.Repo, img.size, opt.Logf); err != nil {
+		if base, err = chooseFileBase(opt.BaseFrom, opt.Repo, img.size, opt.Log); err != nil {
 			return extent.Summary{}, err
 		}
 		if base != nil {
@@ -129,14 +128,14 @@ func File(ctx context.Context, path string, out io.Writer, opt Options) (extent.
 	if err := bw.Flush(); err != nil {
 		return w.Summary(), err
 	}
-	if opt.Logf != nil {
+	if opt.Log != nil {
 		s, rel := w.Summary(), ""
 		if hdr.Base != "" {
 			rel = " relative to " + hdr.Base
 		}
 		secs := max(time.Since(started).Seconds(), 1e-3)
-		opt.Logf("%s stream of %s%s: %d records, %d data bytes, %.2fs, %.0f MiB/s",
-			hdr.Kind, img.name, rel, s.Records, s.DataBytes, secs, float64(img.size)/secs/(1<<20))
+		opt.Log.Info(fmt.Sprintf("%s stream of %s%s: %d records, %d data bytes, %.2fs, %.0f MiB/s",
+			hdr.Kind, img.name, rel, s.Records, s.DataBytes, secs, float64(img.size)/secs/(1<<20)))
 	}
 	return w.Summary(), nil
 }

@@ -64,7 +64,7 @@ func VerifyAgainst(ctx context.Context, r *repo.Repo, in io.Reader, opt AgainstO
 		return nil, err
 	}
 	defer lock.Unlock()
-	chosen, _, err := selectTolerant(r, Selection{Spec: opt.Spec}, opt.Logf)
+	chosen, _, err := selectTolerant(r, Selection{Spec: opt.Spec}, opt.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -114,11 +114,11 @@ func concludeAgainst(r *repo.Repo, rev *repo.Revision, res *AgainstResult, opt A
 		for i, m := range res.Mismatches {
 			list[i] = m.String()
 			if i < maxReportLines {
-				opt.Logf("revision %s: %s", rev.ID, list[i])
+				opt.Log.Info(fmt.Sprintf("revision %s: %s", rev.ID, list[i]))
 			}
 		}
 		if n := len(list) - maxReportLines; n > 0 {
-			opt.Logf("revision %s: ... and %d more differences", rev.ID, n)
+			opt.Log.Info(fmt.Sprintf("revision %s: ... and %d more differences", rev.ID, n))
 		}
 		if err := markRevision(r, rev.ID, list); err != nil {
 			return err
@@ -133,7 +133,7 @@ func concludeAgainst(r *repo.Repo, rev *repo.Revision, res *AgainstResult, opt A
 	defer meta.Unlock()
 	return update(r, []string{rev.ID}, func(cur *repo.Revision) bool {
 		if cur.IsDistrusted() && !res.Complete {
-			opt.Logf("revision %s matches the sample but stays distrusted: only a full stream or verify clears it", cur.ID)
+			opt.Log.Info(fmt.Sprintf("revision %s matches the sample but stays distrusted: only a full stream or verify clears it", cur.ID))
 			return false
 		}
 		markVerified(cur, opt.Now())

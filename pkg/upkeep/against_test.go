@@ -17,9 +17,9 @@ import (
 
 func against(t *testing.T, r *repo.Repo, spec string, in io.Reader, timeout time.Duration) (*upkeep.AgainstResult, *logger, error) {
 	t.Helper()
-	log := new(logger)
+	log := newLogger()
 	res, err := upkeep.VerifyAgainst(context.Background(), r, in, upkeep.AgainstOptions{
-		Options: upkeep.Options{Logf: log.logf}, Spec: spec, Timeout: timeout})
+		Options: upkeep.Options{Log: log.log}, Spec: spec, Timeout: timeout})
 	return res, log, err
 }
 

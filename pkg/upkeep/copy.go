@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"runtime"
 	"slices"
@@ -25,7 +26,7 @@ var (
 // CopyOptions tune Copy.
 type CopyOptions struct {
 	// Options: Progress follows the image bytes of the revisions to copy;
-	// Logf gets one line per revision. Workers defaults to at least 4
+	// Log gets one line per revision. Workers defaults to at least 4
 	// (reads and writes of a RADOS pool wait on the network).
 	Options
 	// Specs name the revisions to copy (latest, a tag, an id or unique id
@@ -80,7 +81,7 @@ func Copy(ctx context.Context, src, dst *repo.Repo, opt CopyOptions) (*CopyResul
 		return nil, err
 	}
 	defer srcLock.Unlock()
-	chosen, bad, err := copySelection(src, opt.Specs, opt.Logf)
+	chosen, bad, err := copySelection(src, opt.Specs, opt.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +97,7 @@ func Copy(ctx context.Context, src, dst *repo.Repo, opt CopyOptions) (*CopyResul
 	defer chunkLock.Unlock()
 
 	res := &CopyResult{Failed: bad}
-	todo, reverify, err := copyPlan(src, dst, chosen, res, opt.Logf)
+	todo, reverify, err := copyPlan(src, dst, chosen, res, opt.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -113,11 +114,11 @@ func Copy(ctx context.Context, src, dst *repo.Repo, opt CopyOptions) (*CopyResul
 			return nil, fmt.Errorf("revision %s: %w", rev.ID, err)
 		}
 		if err != nil {
-			opt.Logf("revision %s (%s): not copied: %v", rev.ID, when(rev), err)
+			opt.Log.Info(fmt.Sprintf("revision %s (%s): not copied: %v", rev.ID, when(rev), err))
 			res.Failed = append(res.Failed, rev.ID)
 			continue
 		}
-		opt.Logf("revision %s (%s): copied, %d chunks moved, %d found in the target", rev.ID, when(rev), n.moved, n.found)
+		opt.Log.Info(fmt.Sprintf("revision %s (%s): copied, %d chunks moved, %d found in the target", rev.ID, when(rev), n.moved, n.found))
 		res.Copied = append(res.Copied, rev.ID)
 	}
 	res.Duration = opt.Now().Sub(started)
@@ -144,7 +145,7 @@ func isDamage(err error) bool {
 // copySelection picks the revisions of src to copy, oldest first, and the
 // ids of those whose metadata is damaged (copying all: reported, not
 // copied; a spec must name an intact revision by id, repo.ResolveIntact).
-func copySelection(src *repo.Repo, specs []string, logf func(string, ...any)) ([]*repo.Revision, []string, error) {
+func copySelection(src *repo.Repo, specs []string, log *slog.Logger) ([]*repo.Revision, []string, error) {
 	revs, bad, err := src.ScanRevisions()
 	if err != nil {
 		return nil, nil, err
@@ -152,7 +153,7 @@ func copySelection(src *repo.Repo, specs []string, logf func(string, ...any)) ([
 	if len(specs) == 0 {
 		var ids []string
 		for _, e := range bad {
-			logf("revision %s: not copied: %v", repo.DamagedID(e), e)
+			log.Info(fmt.Sprintf("revision %s: not copied: %v", repo.DamagedID(e), e))
 			ids = append(ids, repo.DamagedID(e))
 		}
 		return revs, ids, nil
@@ -179,7 +180,7 @@ func copySelection(src *repo.Repo, specs []string, logf func(string, ...any)) ([
 // holds different, or damaged, refuses the whole copy before anything is
 // written. reverify is set while dst has a distrusted revision: chunks
 // found there are then re-read before they are trusted (as a store does).
-func copyPlan(src, dst *repo.Repo, chosen []*repo.Revision, res *CopyResult, logf func(string, ...any)) (todo []*repo.Revision, reverify bool, err error) {
+func copyPlan(src, dst *repo.Repo, chosen []*repo.Revision, res *CopyResult, log *slog.Logger) (todo []*repo.Revision, reverify bool, err error) {
 	have, bad, err := dst.ScanRevisions()
 	if err != nil {
 		return nil, false, err
@@ -208,7 +209,7 @@ func copyPlan(src, dst *repo.Repo, chosen []*repo.Revision, res *CopyResult, log
 			}
 			return nil, false, fmt.Errorf("%w: revision %s: %s", ErrCopyConflict, rev.ID, why)
 		}
-		logf("revision %s (%s): skipped, the target holds it already", rev.ID, when(rev))
+		log.Info(fmt.Sprintf("revision %s (%s): skipped, the target holds it already", rev.ID, when(rev)))
 		res.Skipped = append(res.Skipped, rev.ID)
 	}
 	return todo, reverify, nil

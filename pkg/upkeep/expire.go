@@ -82,7 +82,7 @@ func Expire(r *repo.Repo, s schedule.Schedule, dryRun bool, opt Options) ([]sche
 	}
 	defer meta.Unlock()
 	for _, e := range bad {
-		opt.Logf("damaged, left alone: %v", e)
+		opt.Log.Info(fmt.Sprintf("damaged, left alone: %v", e))
 	}
 	infos := make([]schedule.RevisionInfo, len(revs))
 	byID := make(map[string]*repo.Revision, len(revs))
@@ -95,7 +95,7 @@ func Expire(r *repo.Repo, s schedule.Schedule, dryRun bool, opt Options) ([]sche
 	for _, c := range changes {
 		rev := byID[c.ID]
 		if c.Remove {
-			opt.Logf("revision %s (%s): %sremoved, it loses %s", c.ID, rev.Time.Local().Format(time.DateTime), verb, tagList(c.Untag))
+			opt.Log.Info(fmt.Sprintf("revision %s (%s): %sremoved, it loses %s", c.ID, rev.Time.Local().Format(time.DateTime), verb, tagList(c.Untag)))
 			if !dryRun {
 				if err := r.RemoveRevision(c.ID); err != nil {
 					return nil, err
@@ -103,7 +103,7 @@ func Expire(r *repo.Repo, s schedule.Schedule, dryRun bool, opt Options) ([]sche
 			}
 			continue
 		}
-		opt.Logf("revision %s (%s): %suntagged %s, keeps %s", c.ID, rev.Time.Local().Format(time.DateTime), verb, tagList(c.Untag), tagList(c.Tags))
+		opt.Log.Info(fmt.Sprintf("revision %s (%s): %suntagged %s, keeps %s", c.ID, rev.Time.Local().Format(time.DateTime), verb, tagList(c.Untag), tagList(c.Tags)))
 		if !dryRun {
 			rev.Tags = c.Tags
 			if err := r.SaveRevision(rev); err != nil {

@@ -3,8 +3,7 @@ package upkeep_test
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"github.com/backy/backy/internal/clitest"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -13,6 +12,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/backy/backy/internal/clitest"
+	"github.com/backy/backy/internal/logtest"
 
 	"github.com/backy/backy/pkg/extent"
 	"github.com/backy/backy/pkg/repo"
@@ -201,17 +203,14 @@ func sameFiles(t testing.TB, before, after map[string]string) {
 
 // logger collects report lines.
 type logger struct {
-	mu    sync.Mutex
-	lines []string
+	*logtest.Lines
+	log *slog.Logger
 }
 
-func (l *logger) logf(format string, a ...any) {
-	l.mu.Lock()
-	l.lines = append(l.lines, fmt.Sprintf(format, a...))
-	l.mu.Unlock()
+func newLogger() *logger {
+	log, lines := logtest.New()
+	return &logger{lines, log}
 }
-
-func (l *logger) String() string { return strings.Join(l.lines, "\n") }
 
 // cloneAs copies revision id under a new id (to make ids share a prefix).
 func cloneAs(t testing.TB, r *repo.Repo, id, newID string, at time.Time) {

@@ -138,14 +138,14 @@ func TestExpire(t *testing.T) {
 		ids = append(ids, storeAt(t, r, fullStream(t, image(1, uint64(d)), ""), day(d), tags...).ID)
 	}
 	now := func() time.Time { return day(10).Add(time.Hour) }
-	log := new(logger)
+	log := newLogger()
 	before := snapshot(t, r.Dir)
-	changes, err := upkeep.Expire(r, s, true, upkeep.Options{Now: now, Logf: log.logf})
+	changes, err := upkeep.Expire(r, s, true, upkeep.Options{Now: now, Log: log.log})
 	if err != nil || len(changes) == 0 {
 		t.Fatalf("dry run: %v %v", err, changes)
 	}
 	sameFiles(t, before, snapshot(t, r.Dir))
-	if _, err := upkeep.Expire(r, s, false, upkeep.Options{Now: now, Logf: log.logf}); err != nil {
+	if _, err := upkeep.Expire(r, s, false, upkeep.Options{Now: now, Log: log.log}); err != nil {
 		t.Fatal(err)
 	}
 	revs, _ := r.Revisions()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -18,9 +19,9 @@ import (
 
 // Options are what every upkeep command that reports or takes time needs.
 type Options struct {
-	Workers int                           // default GOMAXPROCS
-	Now     func() time.Time              // default time.Now
-	Logf    func(format string, a ...any) // one line of report on stderr; default: discard
+	Workers int              // default GOMAXPROCS
+	Now     func() time.Time // default time.Now
+	Log     *slog.Logger     // lines of report (stderr in the commands); default: discard
 	// Progress, when set, follows the work: bytes of chunks checked
 	// (verify), chunks removed (purge).
 	Progress *progress.Counter
@@ -33,8 +34,8 @@ func (o *Options) defaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.Logf == nil {
-		o.Logf = func(string, ...any) {}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
 	}
 }
 
@@ -73,13 +74,13 @@ func Verify(ctx context.Context, r *repo.Repo, opt VerifyOptions) (*VerifyResult
 	}
 	defer lock.Unlock()
 	started := opt.Now()
-	chosen, metaBad, err := selectTolerant(r, opt.Selection, opt.Logf)
+	chosen, metaBad, err := selectTolerant(r, opt.Selection, opt.Log)
 	if err != nil {
 		return nil, err
 	}
 	res := &VerifyResult{Bad: map[repo.Hash]error{}}
 	damage := map[string][]string{} // revision id -> what is wrong
-	hashes, err := collectHashes(r, chosen, res, damage, opt.Logf)
+	hashes, err := collectHashes(r, chosen, res, damage, opt.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -91,12 +92,12 @@ func Verify(ctx context.Context, r *repo.Repo, opt VerifyOptions) (*VerifyResult
 		return nil, err
 	}
 	if len(res.Bad) > 0 {
-		if err := locateDamage(r, res.Bad, damage, opt.Logf); err != nil {
+		if err := locateDamage(r, res.Bad, damage, opt.Log); err != nil {
 			return nil, err
 		}
 	}
 	full := opt.Sample == 0 || opt.Sample >= 100
-	if err := markAfterVerify(r, res, damage, full, opt.Now(), opt.Logf); err != nil {
+	if err := markAfterVerify(r, res, damage, full, opt.Now(), opt.Log); err != nil {
 		return nil, err
 	}
 	res.Duration = opt.Now().Sub(started)
@@ -111,13 +112,13 @@ func Verify(ctx context.Context, r *repo.Repo, opt VerifyOptions) (*VerifyResult
 // at, damaged metadata files; it returns how many there were. A selection
 // that fails while metadata is damaged is reported as damage, because the
 // revision asked for may be the damaged one.
-func selectTolerant(r *repo.Repo, sel Selection, logf func(string, ...any)) ([]*repo.Revision, int, error) {
+func selectTolerant(r *repo.Repo, sel Selection, log *slog.Logger) ([]*repo.Revision, int, error) {
 	revs, bad, err := r.ScanRevisions()
 	if err != nil {
 		return nil, 0, err
 	}
 	for _, e := range bad {
-		logf("damaged: %v", e)
+		log.Info(fmt.Sprintf("damaged: %v", e))
 	}
 	chosen, err := Select(revs, sel)
 	if err != nil && len(bad) > 0 {
@@ -129,7 +130,7 @@ func selectTolerant(r *repo.Repo, sel Selection, logf func(string, ...any)) ([]*
 // collectHashes reads the indexes of revs and returns their distinct
 // non-zero chunk hashes, sorted. An index that is damaged is reported and
 // noted as damage of its revision; other errors stop the verification.
-func collectHashes(r *repo.Repo, revs []*repo.Revision, res *VerifyResult, damage map[string][]string, logf func(string, ...any)) ([]repo.Hash, error) {
+func collectHashes(r *repo.Repo, revs []*repo.Revision, res *VerifyResult, damage map[string][]string, log *slog.Logger) ([]repo.Hash, error) {
 	var hs []repo.Hash
 	compacted := 0
 	for _, rev := range revs {
@@ -139,7 +140,7 @@ func collectHashes(r *repo.Repo, revs []*repo.Revision, res *VerifyResult, damag
 		}
 		res.Revisions = append(res.Revisions, rev.ID)
 		if errors.Is(err, repo.ErrCorruptIndex) {
-			logf("damaged: %v", err)
+			log.Info(fmt.Sprintf("damaged: %v", err))
 			damage[rev.ID] = append(damage[rev.ID], "index: "+err.Error())
 			continue
 		}
@@ -225,7 +226,7 @@ const maxOffsets = 8
 
 // locateDamage finds every revision and offset using a bad chunk, reports
 // one line per bad chunk and notes the damage per revision.
-func locateDamage(r *repo.Repo, bad map[repo.Hash]error, damage map[string][]string, logf func(string, ...any)) error {
+func locateDamage(r *repo.Repo, bad map[repo.Hash]error, damage map[string][]string, log *slog.Logger) error {
 	revs, _, err := r.ScanRevisions()
 	if err != nil {
 		return err
@@ -270,7 +271,7 @@ func locateDamage(r *repo.Repo, bad map[repo.Hash]error, damage map[string][]str
 		if b.Len() == 0 {
 			b.WriteString("no revision uses it any more")
 		}
-		logf("%v: %s", bad[h], b.String())
+		log.Info(fmt.Sprintf("%v: %s", bad[h], b.String()))
 	}
 	return nil
 }
@@ -297,7 +298,7 @@ func offsetList(offs []int64) string {
 
 // markAfterVerify distrusts damaged revisions and, after a full check,
 // marks the clean ones among those checked verified.
-func markAfterVerify(r *repo.Repo, res *VerifyResult, damage map[string][]string, full bool, now time.Time, logf func(string, ...any)) error {
+func markAfterVerify(r *repo.Repo, res *VerifyResult, damage map[string][]string, full bool, now time.Time, log *slog.Logger) error {
 	meta, err := lockMeta(r)
 	if err != nil {
 		return err
@@ -311,7 +312,7 @@ func markAfterVerify(r *repo.Repo, res *VerifyResult, damage map[string][]string
 		return err
 	}
 	for _, id := range orphans {
-		logf("note: index %s has no metadata: left by an interrupted store (purge removes it), or its metadata was lost", id)
+		log.Info(fmt.Sprintf("note: index %s has no metadata: left by an interrupted store (purge removes it), or its metadata was lost", id))
 	}
 	ids := append([]string(nil), res.Revisions...)
 	for id := range damage {

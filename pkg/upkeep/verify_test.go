@@ -16,9 +16,9 @@ import (
 
 func verify(t *testing.T, r *repo.Repo, sel upkeep.Selection, sample float64) (*upkeep.VerifyResult, *logger, error) {
 	t.Helper()
-	log := new(logger)
+	log := newLogger()
 	res, err := upkeep.Verify(context.Background(), r, upkeep.VerifyOptions{
-		Options: upkeep.Options{Logf: log.logf}, Selection: sel, Sample: sample})
+		Options: upkeep.Options{Log: log.log}, Selection: sel, Sample: sample})
 	return res, log, err
 }
 

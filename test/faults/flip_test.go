@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/backy/backy/internal/logtest"
 	"github.com/backy/backy/pkg/repo"
 	upkeeppkg "github.com/backy/backy/pkg/upkeep"
 	"github.com/klauspost/compress/zstd"
@@ -186,23 +187,19 @@ func verifyInProcess(t *testing.T, dir string) (bool, string) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	var mu sync.Mutex
-	var report strings.Builder
+	log, report := logtest.New()
 	_, err = upkeeppkg.Verify(context.Background(), r, upkeeppkg.VerifyOptions{
 		Selection: upkeeppkg.Selection{All: true},
-		Options: upkeeppkg.Options{Workers: 2, Logf: func(f string, a ...any) {
-			mu.Lock()
-			fmt.Fprintf(&report, f+"\n", a...)
-			mu.Unlock()
-		}},
+		Options:   upkeeppkg.Options{Workers: 2, Log: log},
 	})
 	if err != nil && !errors.Is(err, upkeeppkg.ErrDamaged) {
 		t.Fatalf("verify: %v", err)
 	}
+	out := report.String()
 	if err != nil {
-		report.WriteString(err.Error())
+		out += "\n" + err.Error()
 	}
-	return err != nil, report.String()
+	return err != nil, out
 }
 
 // restoreFlipped puts the flipped file back, and every metadata file too:
