@@ -84,13 +84,15 @@ test-fresh:
 # backy-nbd against qemu-nbd, then a RADOS pool against the directory on the
 # test cluster (backup, re-backup, restore, clones sharing a pool, a pool
 # purge), then the RBD engines; the last three print their tables (kept in
-# docs/benchmarks-rbd-nbd.md).
+# docs/benchmarks-rbd-nbd.md); last the idle lease
+# traffic and CPU of a fleet of three members with 1,000 jobs.
 bench: build
 	@scripts/deps.sh --bench
 	@scripts/bench/run.sh
 	@scripts/bench/nbd.sh
 	@scripts/bench/rados.sh
 	BACKY_REQUIRE_CEPH=1 $(GO) test -tags '$(TAGS)' -run '^$$' -bench . -benchtime 3x ./pkg/rbd
+	BACKY_REQUIRE_CEPH=1 $(GO) test -tags '$(TAGS)' -run '^$$' -bench BenchmarkFleetIdle -benchtime 1x -timeout 20m ./pkg/fleet
 
 man: $(MANPAGES)
 

@@ -35,6 +35,8 @@ NEEDS=(
 	"systemd-analyze systemd"
 	"logrotate logrotate"
 	"zsh zsh"
+	"setpriv util-linux"
+	"faketime faketime"
 )
 case "${1:-}" in
 --demo) NEEDS=("mke2fs e2fsprogs" "cmp diffutils") ;;

@@ -1,0 +1,272 @@
+//go:build librbd
+
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/backy/backy/pkg/cephconn"
+	"github.com/backy/backy/pkg/rbd/cephtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(cephtest.Main(m)) }
+
+type rig struct {
+	t          testing.TB
+	conf, pool string
+	fleet      string
+}
+
+func newRig(t testing.TB) *rig {
+	conf := cephtest.Start(t)
+	pool := cephtest.Pool(t, conf, fmt.Sprintf("fleet-unit-%d", os.Getpid()))
+	return &rig{t: t, conf: conf, pool: pool, fleet: "f" + strconv.Itoa(os.Getpid())}
+}
+
+func (r *rig) join(name string, lease time.Duration, runLimit int, jobs []string) *Member {
+	r.t.Helper()
+	var mu sync.Mutex
+	m, err := Join(context.Background(), Options{Ceph: cephconn.Options{Conf: r.conf}, Pool: r.pool, Fleet: r.fleet,
+		Member: name, Lease: lease, RunLimit: runLimit, Log: func(f string, a ...any) {
+			mu.Lock()
+			defer mu.Unlock()
+			if testing.Verbose() {
+				r.t.Logf(name+": "+f, a...)
+			}
+		}})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	m.SetJobs(jobs)
+	return m
+}
+
+func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > timeout {
+			t.Fatalf("%s: not within %s", what, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// Two members split the jobs as the hash says; a third joins and takes
+// its share; one leaves cleanly and its jobs move at once; one stops
+// renewing (as if paused) and its jobs move once its leases expired at the
+// OSD; after that it cannot start a run (Confirm fails) and gets its share
+// back as a rejoined member.
+func TestOwnershipMoves(t *testing.T) {
+	r := newRig(t)
+	lease := 2 * time.Second
+	jobs := []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"}
+	m1 := r.join("m1", lease, 0, jobs)
+	defer func() {
+		if m1 != nil {
+			m1.Leave()
+		}
+	}()
+	m2 := r.join("m2", lease, 0, jobs)
+	want := func(members ...string) map[string][]string {
+		out := map[string][]string{}
+		for j, m := range Assign(jobs, members) {
+			out[m] = append(out[m], j)
+		}
+		for _, l := range out {
+			slices.Sort(l)
+		}
+		return out
+	}
+	settled := func(ms map[string]*Member, names ...string) func() bool {
+		return func() bool {
+			w := want(names...)
+			for _, n := range names {
+				if !slices.Equal(ms[n].Owned(), w[n]) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	took := waitUntil(t, 10*lease, "m1 and m2 split the jobs", settled(map[string]*Member{"m1": m1, "m2": m2}, "m1", "m2"))
+	t.Logf("two members settled in %s: m1 %v, m2 %v", took, m1.Owned(), m2.Owned())
+	for _, j := range m1.Owned() {
+		if !m1.Owns(j) || m2.Owns(j) {
+			t.Errorf("%s: m1 owns %v, m2 owns %v", j, m1.Owns(j), m2.Owns(j))
+		}
+	}
+
+	m3 := r.join("m3", lease, 0, jobs)
+	all := map[string]*Member{"m1": m1, "m2": m2, "m3": m3}
+	took = waitUntil(t, 10*lease, "three members split the jobs", settled(all, "m1", "m2", "m3"))
+	t.Logf("third member took its share in %s", took)
+
+	// m3 leaves cleanly: its jobs move within a tick or two.
+	m3.Leave()
+	took = waitUntil(t, 3*lease, "m3's jobs back with m1 and m2", settled(all, "m1", "m2"))
+	t.Logf("after a clean leave, jobs moved in %s", took)
+
+	// m1 stops renewing (its goroutine is stopped, as SIGSTOP would):
+	// m2 takes everything once m1's leases expired at the OSD, not before.
+	held := m1.Owned()
+	close(m1.stop)
+	<-m1.done
+	stopped := time.Now()
+	took = waitUntil(t, 4*lease, "m2 owning every job", func() bool { return len(m2.Owned()) == len(jobs) })
+	if took < lease-lease/4 {
+		t.Errorf("m2 took m1's jobs %s after m1 stopped renewing, before the lease (%s) could expire", took, lease)
+	}
+	t.Logf("m1 stopped renewing: m2 owned all %d jobs %s later (lease %s)", len(jobs), time.Since(stopped), lease)
+	for _, j := range held {
+		if m1.Owns(j) {
+			t.Errorf("m1 still counts %s as owned %s after its last renewal", j, time.Since(stopped))
+		}
+		if err := m1.Confirm(j); !errors.Is(err, ErrNotOwner) {
+			t.Errorf("Confirm(%s) on the stale member: %v, want ErrNotOwner", j, err)
+		}
+	}
+	// m1 comes back: it rejoins and gets its share again.
+	m1.stop, m1.done = make(chan struct{}), make(chan struct{})
+	go m1.run()
+	waitUntil(t, 10*lease, "m1 back with its share", settled(map[string]*Member{"m1": m1, "m2": m2}, "m1", "m2"))
+	m2.Leave()
+	if m1.Ops() == 0 {
+		t.Error("no operations counted")
+	}
+}
+
+// A job that is running is not released even when its owner should give
+// it up; it moves once the run ended.
+func TestRunningJobIsKept(t *testing.T) {
+	r := newRig(t)
+	lease := 2 * time.Second
+	jobs := []string{"a", "b", "c", "d", "e", "f"}
+	m1 := r.join("m1", lease, 0, jobs)
+	defer m1.Leave()
+	waitUntil(t, 5*lease, "m1 owning all", func() bool { return len(m1.Owned()) == len(jobs) })
+	for _, j := range jobs {
+		m1.SetBusy(j, true)
+		if err := m1.Confirm(j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m2 := r.join("m2", lease, 0, jobs)
+	defer m2.Leave()
+	time.Sleep(2 * lease)
+	if len(m1.Owned()) != len(jobs) || len(m2.Owned()) != 0 {
+		t.Fatalf("while running: m1 %v, m2 %v", m1.Owned(), m2.Owned())
+	}
+	for _, j := range jobs {
+		m1.SetBusy(j, false)
+	}
+	waitUntil(t, 5*lease, "m2 taking its share", func() bool {
+		return len(m2.Owned()) > 0 && len(m1.Owned())+len(m2.Owned()) == len(jobs)
+	})
+}
+
+// fleet-run-limit: N slots for the whole fleet.
+func TestRunSlots(t *testing.T) {
+	r := newRig(t)
+	m1 := r.join("m1", 2*time.Second, 2, nil)
+	defer m1.Leave()
+	m2 := r.join("m2", 2*time.Second, 2, nil)
+	defer m2.Leave()
+	free1, err := m1.Slot("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	free2, err := m2.Slot("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m2.Slot("c"); !errors.Is(err, ErrRunLimit) {
+		t.Fatalf("a third run: %v, want ErrRunLimit", err)
+	}
+	// Slots are leases: held past the lease while renewed.
+	time.Sleep(3 * time.Second)
+	if _, err := m1.Slot("c"); !errors.Is(err, ErrRunLimit) {
+		t.Fatalf("a third run after a lease: %v, want ErrRunLimit", err)
+	}
+	free1()
+	free3, err := m2.Slot("c")
+	if err != nil {
+		t.Fatalf("after a release: %v", err)
+	}
+	free2()
+	free3()
+}
+
+// BenchmarkFleetIdle: three members of a fleet with 1,000 jobs, idle: the
+// lease operations each sends a second and the CPU the process spends,
+// over a window (BACKY_BENCH_FLEET_WINDOW, default 60s) after the jobs
+// settled. Lease 30 s unless BACKY_BENCH_FLEET_LEASE says otherwise.
+func BenchmarkFleetIdle(b *testing.B) {
+	window, lease := time.Minute, 30*time.Second
+	if d, err := time.ParseDuration(os.Getenv("BACKY_BENCH_FLEET_WINDOW")); err == nil {
+		window = d
+	}
+	if d, err := time.ParseDuration(os.Getenv("BACKY_BENCH_FLEET_LEASE")); err == nil {
+		lease = d
+	}
+	r := newRig(b)
+	jobs := make([]string, 1000)
+	for i := range jobs {
+		jobs[i] = fmt.Sprintf("vm%04d", i)
+	}
+	for b.Loop() {
+		ms := []*Member{r.join("b1", lease, 0, jobs), r.join("b2", lease, 0, jobs), r.join("b3", lease, 0, jobs)}
+		start := time.Now()
+		waitUntil(b, 20*lease, "1000 jobs owned", func() bool {
+			n := 0
+			for _, m := range ms {
+				n += len(m.Owned())
+			}
+			return n == len(jobs) && len(ms[0].Members()) == 3
+		})
+		settle := time.Since(start)
+		ops0 := make([]uint64, 3)
+		for i, m := range ms {
+			ops0[i] = m.Ops()
+		}
+		cpu0 := processCPU(b)
+		time.Sleep(window)
+		cpu := processCPU(b) - cpu0
+		for i, m := range ms {
+			rate := float64(m.Ops()-ops0[i]) / window.Seconds()
+			b.ReportMetric(rate, fmt.Sprintf("ops/s-%s", m.opt.Member))
+			b.Logf("%s owns %d jobs: %.1f lease operations/s", m.opt.Member, len(m.Owned()), rate)
+		}
+		b.ReportMetric(cpu.Seconds()/window.Seconds()/3*100, "cpu%-per-member")
+		b.Logf("1000 jobs, 3 members, lease %s: settled in %s; CPU %.2f%% of a core per member over %s",
+			lease, settle.Round(time.Millisecond), cpu.Seconds()/window.Seconds()/3*100, window)
+		for _, m := range ms {
+			m.Leave()
+		}
+	}
+}
+
+// processCPU is this process's user+system CPU time.
+func processCPU(b *testing.B) time.Duration {
+	data, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command name (which is in parentheses): utime and
+	// stime are the 14th and 15th of the line, the 12th and 13th here.
+	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+}
