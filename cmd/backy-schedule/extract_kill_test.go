@@ -53,16 +53,38 @@ var helperThawed = regexp.MustCompile(`thawed; (\S+) from freeze to thaw \(thaw 
 func TestExtractKilledWhileFrozen(t *testing.T) {
 	conf := cephtest.Start(t)
 	g := freezetest.New(t)
-	// Each run has an image of its own: a librbd client killed while it
-	// had the image open keeps its watch on it until the watch times out
-	// (30 s), and a snapshot of that image waits for the dead watcher's
-	// answer until then, far beyond the freeze timeout. The images go
-	// with the test cluster.
-	n := 0
-	newImage := func() string {
-		n++
-		img := fmt.Sprintf("kill-%d-%d", os.Getpid(), n)
-		cephtest.Rbd(t, conf, nil, "create", "--size", "4M", "rbd/"+img)
+	// Each run has an image of its own. A librbd client killed with the
+	// image open leaves its watch on the image until the watch times out
+	// (30 s); with one image for all runs, a snapshot after such a kill
+	// was seen to take 25 s, far beyond the freeze timeout. The images are
+	// made one ahead, while the run before goes on, and go with the test
+	// cluster.
+	images, stop := make(chan string), make(chan struct{})
+	var createErr error
+	go func() {
+		defer close(images)
+		for n := 1; ; n++ {
+			img := fmt.Sprintf("kill-%d-%d", os.Getpid(), n)
+			if _, createErr = cephtest.RunRbd(conf, nil, "create", "--size", "4M", "rbd/"+img); createErr != nil {
+				return
+			}
+			select {
+			case images <- img:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		close(stop)
+		for range images {
+		}
+	})
+	newImage := func(t *testing.T) string {
+		img, ok := <-images
+		if !ok {
+			t.Fatal(createErr)
+		}
 		return img
 	}
 	cmdRuns, qgaRuns := 20, 5
@@ -167,12 +189,12 @@ func (r *extractRun) text() string {
 // consistency flags flags returns, each on an image newImage makes, after
 // one calibration run that is not killed; rescue thaws a guest left
 // frozen.
-func killExtract(t *testing.T, conf string, g *freezetest.Guest, newImage func() string, runs int, rescue func(), flags func(*rand.Rand) []string) {
+func killExtract(t *testing.T, conf string, g *freezetest.Guest, newImage func(*testing.T) string, runs int, rescue func(), flags func(*rand.Rand) []string) {
 	t.Helper()
 	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 13))
 	args := func() []string {
 		return append(append([]string{"rbd", "--consistency-timeout", killTimeout.String(), "--fallback", "fail"},
-			flags(rnd)...), "rbd/"+newImage())
+			flags(rnd)...), "rbd/"+newImage(t))
 	}
 	// Calibration: how long after the start the guest is frozen and the
 	// snapshot taken, when nothing is killed.
