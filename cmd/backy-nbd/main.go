@@ -1,5 +1,6 @@
 // Command backy-nbd serves every revision of a repository as a read-only NBD
-// export (man/backy-nbd.1.md).
+// export, and mounts one revision's file systems with FUSE
+// (man/backy-nbd.1.md).
 package main
 
 import (
@@ -8,37 +9,80 @@ import (
 	"os"
 
 	"github.com/backy/backy/pkg/cli"
+	"github.com/backy/backy/pkg/nbdmount"
 	"github.com/backy/backy/pkg/nbdrepo"
 	"github.com/backy/backy/pkg/repo"
 )
 
-type nbdCLI struct {
-	Version    cli.VersionFlag    `help:"Print the version and exit."`
-	Completion cli.CompletionFlag `placeholder:"SHELL" predictor:"shell" help:"Print the shell completion script (bash or zsh) and exit."`
-	Base       string             `short:"b" default:"." help:"Repository: a directory, or rados:POOL/JOB." placeholder:"REPO"`
+type globals struct {
+	Base string `short:"b" default:"." help:"Repository: a directory, or rados:POOL/JOB." placeholder:"REPO"`
 	cli.Ceph
-	Host        string `short:"H" default:"127.0.0.1" help:"Address to listen on (NBD has no authentication: keep it on loopback)." placeholder:"ADDR"`
-	Port        int    `short:"p" default:"9000" help:"TCP port to listen on (0 = any free port, logged)."`
-	Socket      string `help:"Listen on this Unix socket (mode 0600, removed at exit) instead of TCP." placeholder:"PATH"`
-	Cow         bool   `help:"Let clients write into a per-connection overlay in $TMPDIR, discarded at disconnect."`
-	CacheChunks int    `default:"32" help:"Decompressed 4 MiB chunks kept in memory, shared by all clients." placeholder:"N"`
+	CacheChunks int `default:"32" help:"Decompressed 4 MiB chunks kept in memory, shared by all clients." placeholder:"N"`
 }
 
-func (c *nbdCLI) Run(env *cli.Env) error {
+func (g *globals) check() error {
+	if g.CacheChunks < 1 {
+		return nbdrepo.ErrCacheSize // 0 would mean the default to the package
+	}
+	return nil
+}
+
+type serveCmd struct {
+	Host   string `short:"H" default:"127.0.0.1" help:"Address to listen on (NBD has no authentication: keep it on loopback)." placeholder:"ADDR"`
+	Port   int    `short:"p" default:"9000" help:"TCP port to listen on (0 = any free port, logged)."`
+	Socket string `help:"Listen on this Unix socket (mode 0600, removed at exit) instead of TCP." placeholder:"PATH"`
+	Cow    bool   `help:"Let clients write into a per-connection overlay in $TMPDIR, discarded at disconnect."`
+}
+
+func (c *serveCmd) Run(env *cli.Env, g *globals) error {
 	if c.Port < 0 || c.Port > 65535 {
 		return fmt.Errorf("%w: --port %d is not a TCP port", cli.ErrUsage, c.Port)
 	}
-	if c.CacheChunks < 1 {
-		return nbdrepo.ErrCacheSize // 0 would mean the default to the package
+	if err := g.check(); err != nil {
+		return err
 	}
 	log := slog.New(slog.NewTextHandler(env.Stderr, nil))
 	return nbdrepo.Serve(env.Ctx, nbdrepo.ServeOptions{
-		Dir: c.Base, Open: repo.Via(env.Ctx, c.Conn()), Host: c.Host, Port: c.Port, Socket: c.Socket, COW: c.Cow, CacheChunks: c.CacheChunks, Logger: log,
+		Dir: g.Base, Open: repo.Via(env.Ctx, g.Conn()), Host: c.Host, Port: c.Port, Socket: c.Socket, COW: c.Cow, CacheChunks: g.CacheChunks, Logger: log,
 	})
 }
 
+type mountCmd struct {
+	Revision   string `short:"r" default:"latest" help:"Revision to mount: latest, a tag, an id or id prefix, or N (N-th newest)." placeholder:"SPEC"`
+	Mountpoint string `arg:"" help:"An empty directory: gets one entry per partition (pN.img, and pN/ for ext2/3/4)." type:"path"`
+}
+
+func (c *mountCmd) Run(env *cli.Env, g *globals) error {
+	if err := g.check(); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return nbdmount.Mount(env.Ctx, nbdmount.Options{
+		Repo: g.Base, Open: repo.Via(env.Ctx, g.Conn()), Spec: c.Revision, Mountpoint: c.Mountpoint,
+		CacheChunks: g.CacheChunks, Stderr: nbdmount.Prefix(env.Stderr, env.Name+": "), Logger: log,
+	})
+}
+
+type umountCmd struct {
+	Mountpoint string `arg:"" help:"The directory given to backy-nbd mount." type:"path"`
+}
+
+func (c *umountCmd) Run(env *cli.Env) error {
+	return nbdmount.Unmount(c.Mountpoint, nbdmount.Prefix(env.Stderr, env.Name+": "))
+}
+
+type nbdCLI struct {
+	globals
+	Version    cli.VersionFlag    `help:"Print the version and exit."`
+	Completion cli.CompletionFlag `placeholder:"SHELL" predictor:"shell" help:"Print the shell completion script (bash or zsh) and exit."`
+	Serve      serveCmd           `cmd:"" default:"withargs" help:"Serve every revision (and each partition as SPEC/pN) over NBD (the default)."`
+	Mount      mountCmd           `cmd:"" help:"Show a revision's files under a directory with FUSE, in the foreground until Ctrl-C."`
+	Umount     umountCmd          `cmd:"" help:"Stop a backy-nbd mount, or clean up after one that was killed."`
+}
+
 func run() int {
-	return cli.Run("backy-nbd", "Serve the revisions of a backy repository as network block devices.", &nbdCLI{}, os.Args[1:])
+	var c nbdCLI
+	return cli.Run("backy-nbd", "Serve the revisions of a backy repository as network block devices, or mount their files.", &c, os.Args[1:], &c.globals)
 }
 
 func main() { os.Exit(run()) }

@@ -1,0 +1,470 @@
+package nbdmount
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/backy/backy/pkg/flock"
+	"github.com/backy/backy/pkg/fsdetect"
+	"github.com/backy/backy/pkg/nbdrepo"
+	"github.com/backy/backy/pkg/nbdserver"
+	"github.com/backy/backy/pkg/partition"
+	"github.com/backy/backy/pkg/repo"
+	"github.com/backy/backy/pkg/upkeep"
+)
+
+// Names in the mount point besides the partitions' entries.
+const (
+	lockName   = ".backy-nbd.lock"
+	socketName = ".backy-nbd.sock"
+	readmeName = "README.txt"
+	readmeHead = "backy-nbd mount:"
+)
+
+// mountTimeout bounds how long one helper may take to mount.
+const mountTimeout = 30 * time.Second
+
+// Options are what backy-nbd mount is told on its command line.
+type Options struct {
+	Repo        string        // a directory or rados:POOL/JOB
+	Open        []repo.Option // how to reach it (Ceph settings)
+	Spec        string        // revision spec, "" = latest
+	Mountpoint  string        // an existing, empty directory
+	CacheChunks int           // 0 = nbdrepo.DefaultCacheChunks
+	Stderr      io.Writer     // what the user is told: one line per partition
+	// Logger receives the NBD server's warnings; nil discards them.
+	Logger *slog.Logger
+}
+
+// entry is one partition (or the whole disk) as it appears in the mount
+// point: NAME.img always, NAME/ when fuse2fs can read it.
+type entry struct {
+	name   string               // "p1" or "disk"
+	export string               // NBD export: "ID/p1" or "ID"
+	part   *partition.Partition // nil for the whole disk
+	kind   fsdetect.Kind
+	note   string // why there is no tree, "" when there is one
+}
+
+func (e *entry) what() string {
+	if e.part == nil {
+		return "whole disk (no partition table)"
+	}
+	p := e.part
+	s := fmt.Sprintf("partition %d, %s, %s at byte %d", p.Number, p.Type, upkeep.HumanBytes(p.Size), p.Start)
+	if p.Name != "" {
+		s += fmt.Sprintf(", name %q", p.Name)
+	}
+	return s
+}
+
+// Mount shows the revision opt.Spec below opt.Mountpoint and stays until
+// ctx is cancelled (Ctrl-C, SIGTERM: then it unmounts everything and
+// returns nil) or a helper dies (then it unmounts the rest and returns
+// ErrHelperDied). Nothing is left mounted when it returns.
+func Mount(ctx context.Context, opt Options) (err error) {
+	stderr := opt.Stderr
+	if stderr == nil {
+		stderr = io.Discard
+	}
+	log := opt.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	mp, err := mountpoint(opt.Mountpoint)
+	if err != nil {
+		return err
+	}
+	nbdfuse, err := findHelper("nbdfuse")
+	if err != nil {
+		return err
+	}
+	fusermount, err := findHelper("fusermount3")
+	if err != nil {
+		return err
+	}
+	if err := checkFUSE(); err != nil {
+		return err
+	}
+	lock, err := lockMountpoint(mp, fusermount, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		os.Remove(filepath.Join(mp, lockName))
+		lock.Unlock()
+	}()
+	if err := checkEmpty(mp); err != nil {
+		return err
+	}
+
+	r, err := repo.Open(opt.Repo, opt.Open...)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	cat, err := nbdrepo.New(r, nbdrepo.Options{CacheChunks: opt.CacheChunks, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer cat.Close()
+	rev, err := r.Find(opt.Spec)
+	if err != nil {
+		return err
+	}
+	entries, err := plan(cat, rev, log)
+	if err != nil {
+		return err
+	}
+	var fuse2fs string
+	for _, e := range entries {
+		if e.kind.IsExt() {
+			if fuse2fs, err = findHelper("fuse2fs"); err != nil {
+				return err
+			}
+			break
+		}
+	}
+
+	ln, sockDir, err := listen(mp)
+	if err != nil {
+		return err
+	}
+	srvCtx, stopServer := context.WithCancel(context.Background())
+	srvDone := make(chan error, 1)
+	go func() {
+		srvDone <- nbdserver.New(cat, nbdserver.Options{Logger: log}).Serve(srvCtx, ln)
+	}()
+
+	s := &session{mp: mp, fusermount: fusermount, stderr: stderr, died: make(chan *helper, 2*len(entries))}
+	defer func() {
+		s.teardown()
+		stopServer()
+		if serr := <-srvDone; serr != nil && err == nil {
+			err = serr
+		}
+		if sockDir != "" {
+			os.RemoveAll(sockDir)
+		}
+		s.removeEntries(entries)
+	}()
+
+	uri := (&url.URL{Scheme: "nbd+unix", Path: "/"}).String()
+	sock := ln.Addr().String()
+	for _, e := range entries {
+		img := filepath.Join(mp, e.name+".img")
+		if err := createEmpty(img); err != nil {
+			return err
+		}
+		u := uri + e.export + "?socket=" + url.QueryEscape(sock)
+		if _, err := s.mount(ctx, "nbdfuse "+e.name, img, nbdfuse, "-r", img, u); err != nil {
+			return err
+		}
+		if !e.kind.IsExt() {
+			continue
+		}
+		dir := filepath.Join(mp, e.name)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return fmt.Errorf("nbdmount: %w", err)
+		}
+		o := "ro,norecovery"
+		if os.Geteuid() != 0 {
+			o += ",fakeroot" // fuse2fs checks permissions itself: let the user read every file
+		}
+		if _, err := s.mount(ctx, "fuse2fs "+e.name, dir, fuse2fs, "-f", "-o", o, img, dir); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var he *helperError
+			if !errors.As(err, &he) {
+				return err
+			}
+			// A file system fuse2fs refuses (damaged, unknown feature) keeps its image.
+			e.note = "fuse2fs cannot read it: " + he.h.tail.String()
+			os.Remove(dir)
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err := writeReadme(mp, rev, entries); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		fmt.Fprintf(stderr, "%s\n", describeEntry(mp, e))
+	}
+	fmt.Fprintf(stderr, "revision %s mounted at %s: Ctrl-C or backy-nbd umount %s to unmount\n", rev.ID, mp, mp)
+
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case h := <-s.died:
+			if !h.ended {
+				return h.exited()
+			}
+		case err := <-srvDone:
+			srvDone <- err
+			return fmt.Errorf("nbdmount: NBD server stopped: %w", err)
+		}
+	}
+}
+
+// mountpoint checks that dir is a directory and returns its absolute,
+// symlink-free path, as the mount table names it.
+func mountpoint(dir string) (string, error) {
+	if dir == "" {
+		return "", fmt.Errorf("%w: none given", ErrMountpoint)
+	}
+	abs, err := filepath.Abs(dir)
+	if err == nil {
+		abs, err = filepath.EvalSymlinks(abs)
+	}
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrMountpoint, err)
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrMountpoint, err)
+	}
+	if !fi.IsDir() {
+		return "", fmt.Errorf("%w: %s is not a directory", ErrMountpoint, dir)
+	}
+	return abs, nil
+}
+
+// lockMountpoint takes the mount point's lock and, if an earlier mount
+// left anything behind (it was killed), cleans that up first.
+func lockMountpoint(mp, fusermount string, stderr io.Writer) (*flock.Lock, error) {
+	path := filepath.Join(mp, lockName)
+	_, statErr := os.Lstat(path)
+	lock, pid, err := flock.Take(path, false, 0)
+	if errors.Is(err, flock.ErrHeld) {
+		return nil, fmt.Errorf("%w: %s (pid %d; backy-nbd umount %s stops it)", ErrBusy, mp, pid, mp)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("nbdmount: %w", err)
+	}
+	if statErr == nil {
+		if err := cleanStale(mp, fusermount, stderr); err != nil {
+			lock.Unlock()
+			return nil, err
+		}
+	}
+	return lock, nil
+}
+
+// checkEmpty refuses a mount point with anything but the lock in it.
+func checkEmpty(mp string) error {
+	des, err := os.ReadDir(mp)
+	if err != nil {
+		return fmt.Errorf("nbdmount: %w", err)
+	}
+	var names []string
+	for _, de := range des {
+		if de.Name() != lockName {
+			names = append(names, de.Name())
+		}
+	}
+	if len(names) > 0 {
+		if len(names) > 3 {
+			names = append(names[:3], "...")
+		}
+		return fmt.Errorf("%w: %s is not empty (%s)", ErrMountpoint, mp, strings.Join(names, ", "))
+	}
+	return nil
+}
+
+// plan reads the revision's partition table and probes each partition's
+// file system through the verified cache.
+func plan(cat *nbdrepo.Catalog, rev *repo.Revision, log *slog.Logger) ([]*entry, error) {
+	whole, err := cat.Open(rev.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer whole.Close()
+	t, err := partition.Read(whole, whole.Size())
+	if errors.Is(err, partition.ErrNoTable) {
+		e := &entry{name: "disk", export: rev.ID}
+		probe(e, whole)
+		return []*entry{e}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("nbdmount: partition table of revision %s: %w", rev.ID, err)
+	}
+	for _, p := range t.Problems {
+		log.Warn("partition table not followed", "revision", rev.ID, "scheme", t.Scheme, "problem", p.Error())
+	}
+	var out []*entry
+	for i := range t.Partitions {
+		p := &t.Partitions[i]
+		e := &entry{name: fmt.Sprintf("p%d", p.Number), export: fmt.Sprintf("%s/p%d", rev.ID, p.Number), part: p}
+		x, err := cat.Open(e.export)
+		if err != nil {
+			return nil, err
+		}
+		probe(e, x)
+		x.Close()
+		out = append(out, e)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("nbdmount: revision %s: its %s partition table has no partition inside the image", rev.ID, t.Scheme)
+	}
+	return out, nil
+}
+
+// probe detects the file system of one entry and notes why it will have
+// no file tree.
+func probe(e *entry, x nbdserver.Export) {
+	k, err := fsdetect.Detect(x, x.Size())
+	e.kind = k
+	switch {
+	case err != nil:
+		e.note = "cannot read its superblock: " + err.Error()
+	case k.IsExt():
+	case k == fsdetect.XFS:
+		e.note = "no FUSE driver for XFS here; as root: mount -o ro,norecovery,loop " + e.name + ".img DIR"
+	case k == fsdetect.LVM2:
+		e.note = "an LVM physical volume; as root: losetup -r -f --show " + e.name + ".img, then vgscan and vgchange -ay"
+	case k == fsdetect.Unknown:
+		e.note = "no file system recognised"
+	default:
+		e.note = "no FUSE driver for " + string(k) + " here"
+	}
+}
+
+// listen opens the private socket: in the mount point when its path is
+// short enough (so a killed mount leaves nothing elsewhere), else in a
+// private temporary directory, returned to be removed.
+func listen(mp string) (net.Listener, string, error) {
+	ln, err := nbdserver.ListenUnix(filepath.Join(mp, socketName))
+	if !errors.Is(err, nbdserver.ErrSocketPath) {
+		return ln, "", err
+	}
+	dir, err := os.MkdirTemp("", "backy-mount-")
+	if err != nil {
+		return nil, "", fmt.Errorf("nbdmount: %w", err)
+	}
+	ln, err = nbdserver.ListenUnix(filepath.Join(dir, "s"))
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, "", err
+	}
+	return ln, dir, nil
+}
+
+// createEmpty makes the empty, read-only file nbdfuse mounts its image on.
+func createEmpty(path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o444)
+	if err != nil {
+		return fmt.Errorf("nbdmount: %w", err)
+	}
+	return f.Close()
+}
+
+// describeEntry is the line the user gets per partition.
+func describeEntry(mp string, e *entry) string {
+	img := filepath.Join(mp, e.name+".img")
+	if e.note == "" {
+		return fmt.Sprintf("%s: %s, %s: files in %s/, image %s", e.name, e.what(), e.kind, filepath.Join(mp, e.name), img)
+	}
+	k := ""
+	if e.kind != fsdetect.Unknown {
+		k = string(e.kind) + ": "
+	}
+	return fmt.Sprintf("%s: %s, %s%s; image only: %s", e.name, e.what(), k, e.note, img)
+}
+
+// writeReadme leaves the layout where a user browsing finds it.
+func writeReadme(mp string, rev *repo.Revision, entries []*entry) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s revision %s (%s), pid %d\n\n", readmeHead, rev.ID, rev.Time.Local().Format("2006-01-02 15:04:05 MST"), os.Getpid())
+	b.WriteString("Everything here is read-only and verified chunk by chunk: a damaged chunk\n" +
+		"reads as an I/O error, never as wrong bytes. Journals are not replayed.\n" +
+		"NAME.img is the raw image of a partition, NAME/ its files when fuse2fs can\n" +
+		"read them (ext2, ext3, ext4). Unmount with Ctrl-C where backy-nbd mount runs,\n" +
+		"or: backy-nbd umount " + mp + "\n\n")
+	for _, e := range entries {
+		b.WriteString(describeEntry(mp, e) + "\n")
+	}
+	p := filepath.Join(mp, readmeName)
+	if err := os.WriteFile(p, []byte(b.String()), 0o444); err != nil {
+		return fmt.Errorf("nbdmount: %w", err)
+	}
+	return nil
+}
+
+// helperError is a helper that exited before it mounted.
+type helperError struct {
+	h   *helper
+	err error
+}
+
+func (e *helperError) Error() string { return e.err.Error() }
+func (e *helperError) Unwrap() error { return e.err }
+
+// session is what Mount has mounted, in order, to undo in reverse.
+type session struct {
+	mp         string
+	fusermount string
+	stderr     io.Writer
+	died       chan *helper
+	helpers    []*helper
+}
+
+// mount starts a helper and waits until its mount is there.
+func (s *session) mount(ctx context.Context, what, mnt, prog string, args ...string) (*helper, error) {
+	h, err := startHelper(what, mnt, s.stderr, s.died, prog, args...)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.waitMounted(ctx, mountTimeout); err != nil {
+		select {
+		case <-h.done:
+			h.ended = true // its exit is this error, not news for later
+			return nil, &helperError{h: h, err: err}
+		default:
+		}
+		s.helpers = append(s.helpers, h) // still running: teardown ends it
+		return nil, err
+	}
+	s.helpers = append(s.helpers, h)
+	return h, nil
+}
+
+// teardown unmounts in reverse order and ends every helper: a plain
+// unmount first, a lazy one if something still uses the mount (a shell
+// sitting in it), so that nothing stays mounted.
+func (s *session) teardown() {
+	for i := len(s.helpers) - 1; i >= 0; i-- {
+		h := s.helpers[i]
+		if ok, _ := isMounted(h.mnt); ok {
+			if err := fusermount(s.fusermount, h.mnt, false); err != nil {
+				fmt.Fprintf(s.stderr, "%s is busy, detaching it lazily: %v\n", h.mnt, err)
+				if err := fusermount(s.fusermount, h.mnt, true); err != nil {
+					fmt.Fprintf(s.stderr, "cannot unmount %s: %v\n", h.mnt, err)
+				}
+			}
+		}
+		h.stop()
+	}
+}
+
+// removeEntries removes what Mount created in the mount point, now that
+// nothing is mounted there.
+func (s *session) removeEntries(entries []*entry) {
+	os.Remove(filepath.Join(s.mp, readmeName))
+	for _, e := range entries {
+		os.Remove(filepath.Join(s.mp, e.name))
+		os.Remove(filepath.Join(s.mp, e.name+".img"))
+	}
+}
