@@ -33,6 +33,9 @@ func (c cleanFixture) Run() int {
 		if fixDir != "" {
 			os.RemoveAll(fixDir)
 		}
+		if mfixDir != "" {
+			os.RemoveAll(mfixDir)
+		}
 	}()
 	return cephM{c.m}.Run()
 }

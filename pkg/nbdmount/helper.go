@@ -9,14 +9,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
 
 // packages names the Debian package of each helper program.
-var packages = map[string]string{"nbdfuse": "nbdfuse", "fuse2fs": "fuse2fs", "fusermount3": "fuse3"}
+var packages = map[string]string{"fuse2fs": "fuse2fs", "fusermount3": "fuse3"}
 
 // findHelper finds a helper program on PATH or in the sbin directories a
 // user's PATH may lack.
@@ -55,6 +57,9 @@ type helper struct {
 	done  chan struct{} // closed when the process has exited
 	err   error         // its exit, valid after done
 	ended bool          // we ended it (unmounted): its exit is no news
+	// poisoned: killed before a read error could reach it (images.go)
+	poisoned atomic.Bool
+	entry    *entry
 }
 
 // startHelper starts a helper in its own process group, so that a Ctrl-C
@@ -69,6 +74,7 @@ func startHelper(what, mnt string, w io.Writer, died chan<- *helper, prog string
 	h.cmd.Stdout = io.Discard
 	h.cmd.Stderr = io.MultiWriter(&prefixWriter{w: w, prefix: what + ": "}, h.tail)
 	h.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	closeOnExec()
 	if err := h.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("nbdmount: %s: %w", what, err)
 	}
@@ -188,3 +194,19 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 // Prefix returns a writer that writes each line to w after prefix
 // ("backy-nbd: "), for the messages of Mount and Unmount.
 func Prefix(w io.Writer, prefix string) io.Writer { return &prefixWriter{w: w, prefix: prefix} }
+
+// closeOnExec marks every open file descriptor close-on-exec. go-fuse
+// opens /dev/fuse without it: a fuse2fs that inherited the image
+// directory's connection would keep it alive after backy-nbd died, and
+// wait for its own reads from it forever.
+func closeOnExec() {
+	des, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, de := range des {
+		if fd, err := strconv.Atoi(de.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
+		}
+	}
+}

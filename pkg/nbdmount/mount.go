@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/backy/backy/pkg/flock"
 	"github.com/backy/backy/pkg/fsdetect"
@@ -25,7 +27,7 @@ import (
 // Names in the mount point besides the partitions' entries.
 const (
 	lockName   = ".backy-nbd.lock"
-	socketName = ".backy-nbd.sock"
+	imagesName = ".images"
 	readmeName = "README.txt"
 	readmeHead = "backy-nbd mount:"
 )
@@ -41,7 +43,8 @@ type Options struct {
 	Mountpoint  string        // an existing, empty directory
 	CacheChunks int           // 0 = nbdrepo.DefaultCacheChunks
 	Stderr      io.Writer     // what the user is told: one line per partition
-	// Logger receives the NBD server's warnings; nil discards them.
+	// Logger receives read errors (naming the chunk) and partition
+	// table problems; nil discards them.
 	Logger *slog.Logger
 }
 
@@ -49,10 +52,37 @@ type Options struct {
 // point: NAME.img always, NAME/ when fuse2fs can read it.
 type entry struct {
 	name   string               // "p1" or "disk"
-	export string               // NBD export: "ID/p1" or "ID"
+	export string               // catalog name: "ID/p1" or "ID"
 	part   *partition.Partition // nil for the whole disk
+	x      nbdserver.Export
 	kind   fsdetect.Kind
 	note   string // why there is no tree, "" when there is one
+
+	mu      sync.Mutex
+	fuse2fs *helper // the running fuse2fs of its tree, nil when none
+	stderr  io.Writer
+}
+
+// poison ends the entry's fuse2fs before a read error can reach it (see
+// images.go); the mount loop mounts the tree again.
+func (e *entry) poison(err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	h := e.fuse2fs
+	if h == nil {
+		return
+	}
+	select {
+	case <-h.done:
+		return
+	default:
+	}
+	h.poisoned.Store(true)
+	fmt.Fprintf(e.stderr, "%s: %v: restarting fuse2fs, the read that met it fails\n", e.name, err)
+	// Not waited for: its thread in this read cannot exit before the
+	// reply. After kill(2) returns, no thread of it runs its own code
+	// again, so the error this read returns is never seen by it.
+	_ = h.cmd.Process.Signal(syscall.SIGKILL)
 }
 
 func (e *entry) what() string {
@@ -81,10 +111,6 @@ func Mount(ctx context.Context, opt Options) (err error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	mp, err := mountpoint(opt.Mountpoint)
-	if err != nil {
-		return err
-	}
-	nbdfuse, err := findHelper("nbdfuse")
 	if err != nil {
 		return err
 	}
@@ -122,12 +148,19 @@ func Mount(ctx context.Context, opt Options) (err error) {
 		return err
 	}
 	entries, err := plan(cat, rev, log)
+	defer func() {
+		for _, e := range entries {
+			if e.x != nil {
+				e.x.Close()
+			}
+		}
+	}()
 	if err != nil {
 		return err
 	}
 	var fuse2fs string
 	for _, e := range entries {
-		if e.kind.IsExt() {
+		if e.kind.IsExt() && e.note == "" {
 			if fuse2fs, err = findHelper("fuse2fs"); err != nil {
 				return err
 			}
@@ -135,52 +168,42 @@ func Mount(ctx context.Context, opt Options) (err error) {
 		}
 	}
 
-	ln, sockDir, err := listen(mp)
-	if err != nil {
-		return err
-	}
-	srvCtx, stopServer := context.WithCancel(context.Background())
-	srvDone := make(chan error, 1)
-	go func() {
-		srvDone <- nbdserver.New(cat, nbdserver.Options{Logger: log}).Serve(srvCtx, ln)
-	}()
-
-	s := &session{mp: mp, fusermount: fusermount, stderr: stderr, died: make(chan *helper, 2*len(entries))}
+	s := &session{mp: mp, fusermount: fusermount, stderr: stderr, died: make(chan *helper, 64)}
 	defer func() {
 		s.teardown()
-		stopServer()
-		if serr := <-srvDone; serr != nil && err == nil {
-			err = serr
-		}
-		if sockDir != "" {
-			os.RemoveAll(sockDir)
-		}
 		s.removeEntries(entries)
 	}()
-
-	uri := (&url.URL{Scheme: "nbd+unix", Path: "/"}).String()
-	sock := ln.Addr().String()
+	var files []*imageFile
 	for _, e := range entries {
-		img := filepath.Join(mp, e.name+".img")
-		if err := createEmpty(img); err != nil {
-			return err
+		e.stderr = stderr
+		for _, dev := range []*entry{nil, e} {
+			name := e.name + ".img"
+			if dev != nil {
+				name = "." + e.name + ".fuse2fs"
+			}
+			files = append(files, &imageFile{x: e.x, dev: dev, mtime: rev.Time, uid: uint32(os.Getuid()), gid: uint32(os.Getgid()), log: log, name: name})
 		}
-		u := uri + e.export + "?socket=" + url.QueryEscape(sock)
-		if _, err := s.mount(ctx, "nbdfuse "+e.name, img, nbdfuse, "-r", img, u); err != nil {
-			return err
-		}
-		if !e.kind.IsExt() {
-			continue
-		}
-		dir := filepath.Join(mp, e.name)
-		if err := os.Mkdir(dir, 0o755); err != nil {
+	}
+	images := filepath.Join(mp, imagesName)
+	if err := os.Mkdir(images, 0o755); err != nil {
+		return fmt.Errorf("nbdmount: %w", err)
+	}
+	if s.images, err = mountImages(images, files); err != nil {
+		return fmt.Errorf("%w: image directory %s: %w", ErrNoFUSE, images, err)
+	}
+	for _, e := range entries {
+		if err := os.Symlink(filepath.Join(imagesName, e.name+".img"), filepath.Join(mp, e.name+".img")); err != nil {
 			return fmt.Errorf("nbdmount: %w", err)
 		}
-		o := "ro,norecovery"
-		if os.Geteuid() != 0 {
-			o += ",fakeroot" // fuse2fs checks permissions itself: let the user read every file
+	}
+	for _, e := range entries {
+		if !e.kind.IsExt() || e.note != "" {
+			continue
 		}
-		if _, err := s.mount(ctx, "fuse2fs "+e.name, dir, fuse2fs, "-f", "-o", o, img, dir); err != nil {
+		if err := os.Mkdir(filepath.Join(mp, e.name), 0o755); err != nil {
+			return fmt.Errorf("nbdmount: %w", err)
+		}
+		if err := s.mountTree(ctx, e, fuse2fs); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -190,31 +213,40 @@ func Mount(ctx context.Context, opt Options) (err error) {
 			}
 			// A file system fuse2fs refuses (damaged, unknown feature) keeps its image.
 			e.note = "fuse2fs cannot read it: " + he.h.tail.String()
-			os.Remove(dir)
+			os.Remove(filepath.Join(mp, e.name))
 		}
 	}
 	if ctx.Err() != nil {
 		return nil
 	}
-	if err := writeReadme(mp, rev, entries); err != nil {
-		return err
-	}
 	for _, e := range entries {
 		fmt.Fprintf(stderr, "%s\n", describeEntry(mp, e))
 	}
 	fmt.Fprintf(stderr, "revision %s mounted at %s: Ctrl-C or backy-nbd umount %s to unmount\n", rev.ID, mp, mp)
+	// the README comes last: its appearance says everything is mounted
+	if err := writeReadme(mp, rev, entries); err != nil {
+		return err
+	}
 
+	imagesDone := make(chan struct{})
+	go func() { s.images.Wait(); close(imagesDone) }()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case h := <-s.died:
+			if h.poisoned.Load() {
+				if err := s.remount(ctx, h.entry, fuse2fs); err != nil {
+					return err
+				}
+				continue
+			}
 			if !h.ended {
 				return h.exited()
 			}
-		case err := <-srvDone:
-			srvDone <- err
-			return fmt.Errorf("nbdmount: NBD server stopped: %w", err)
+		case <-imagesDone:
+			s.images = nil
+			return fmt.Errorf("%w: the image directory %s was unmounted", ErrHelperDied, images)
 		}
 	}
 }
@@ -284,20 +316,21 @@ func checkEmpty(mp string) error {
 	return nil
 }
 
-// plan reads the revision's partition table and probes each partition's
-// file system through the verified cache.
+// plan reads the revision's partition table, opens each partition (or
+// the whole disk) and probes its file system through the verified cache.
+// The entries returned hold open exports, also on error.
 func plan(cat *nbdrepo.Catalog, rev *repo.Revision, log *slog.Logger) ([]*entry, error) {
 	whole, err := cat.Open(rev.ID)
 	if err != nil {
 		return nil, err
 	}
-	defer whole.Close()
 	t, err := partition.Read(whole, whole.Size())
 	if errors.Is(err, partition.ErrNoTable) {
-		e := &entry{name: "disk", export: rev.ID}
-		probe(e, whole)
+		e := &entry{name: "disk", export: rev.ID, x: whole}
+		probe(e)
 		return []*entry{e}, nil
 	}
+	whole.Close()
 	if err != nil {
 		return nil, fmt.Errorf("nbdmount: partition table of revision %s: %w", rev.ID, err)
 	}
@@ -308,12 +341,10 @@ func plan(cat *nbdrepo.Catalog, rev *repo.Revision, log *slog.Logger) ([]*entry,
 	for i := range t.Partitions {
 		p := &t.Partitions[i]
 		e := &entry{name: fmt.Sprintf("p%d", p.Number), export: fmt.Sprintf("%s/p%d", rev.ID, p.Number), part: p}
-		x, err := cat.Open(e.export)
-		if err != nil {
-			return nil, err
+		if e.x, err = cat.Open(e.export); err != nil {
+			return out, err
 		}
-		probe(e, x)
-		x.Close()
+		probe(e)
 		out = append(out, e)
 	}
 	if len(out) == 0 {
@@ -324,8 +355,8 @@ func plan(cat *nbdrepo.Catalog, rev *repo.Revision, log *slog.Logger) ([]*entry,
 
 // probe detects the file system of one entry and notes why it will have
 // no file tree.
-func probe(e *entry, x nbdserver.Export) {
-	k, err := fsdetect.Detect(x, x.Size())
+func probe(e *entry) {
+	k, err := fsdetect.Detect(e.x, e.x.Size())
 	e.kind = k
 	switch {
 	case err != nil:
@@ -340,35 +371,6 @@ func probe(e *entry, x nbdserver.Export) {
 	default:
 		e.note = "no FUSE driver for " + string(k) + " here"
 	}
-}
-
-// listen opens the private socket: in the mount point when its path is
-// short enough (so a killed mount leaves nothing elsewhere), else in a
-// private temporary directory, returned to be removed.
-func listen(mp string) (net.Listener, string, error) {
-	ln, err := nbdserver.ListenUnix(filepath.Join(mp, socketName))
-	if !errors.Is(err, nbdserver.ErrSocketPath) {
-		return ln, "", err
-	}
-	dir, err := os.MkdirTemp("", "backy-mount-")
-	if err != nil {
-		return nil, "", fmt.Errorf("nbdmount: %w", err)
-	}
-	ln, err = nbdserver.ListenUnix(filepath.Join(dir, "s"))
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, "", err
-	}
-	return ln, dir, nil
-}
-
-// createEmpty makes the empty, read-only file nbdfuse mounts its image on.
-func createEmpty(path string) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o444)
-	if err != nil {
-		return fmt.Errorf("nbdmount: %w", err)
-	}
-	return f.Close()
 }
 
 // describeEntry is the line the user gets per partition.
@@ -397,7 +399,12 @@ func writeReadme(mp string, rev *repo.Revision, entries []*entry) error {
 		b.WriteString(describeEntry(mp, e) + "\n")
 	}
 	p := filepath.Join(mp, readmeName)
-	if err := os.WriteFile(p, []byte(b.String()), 0o444); err != nil {
+	tmp := filepath.Join(mp, "."+readmeName+".tmp")
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o444); err != nil {
+		return fmt.Errorf("nbdmount: %w", err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("nbdmount: %w", err)
 	}
 	return nil
@@ -412,21 +419,56 @@ type helperError struct {
 func (e *helperError) Error() string { return e.err.Error() }
 func (e *helperError) Unwrap() error { return e.err }
 
-// session is what Mount has mounted, in order, to undo in reverse.
+// session is what Mount has mounted, to undo in reverse order.
 type session struct {
 	mp         string
 	fusermount string
 	stderr     io.Writer
 	died       chan *helper
-	helpers    []*helper
+	images     *fuse.Server // the image directory, mounted first
+	helpers    []*helper    // fuse2fs, in mount order
+}
+
+// mountTree mounts the file tree of an ext entry with fuse2fs, read-only
+// and without replaying its journal.
+func (s *session) mountTree(ctx context.Context, e *entry, fuse2fs string) error {
+	o := "ro,norecovery"
+	if os.Geteuid() != 0 {
+		o += ",fakeroot" // fuse2fs checks permissions itself: let the user read every file
+	}
+	dir := filepath.Join(s.mp, e.name)
+	dev := filepath.Join(s.mp, imagesName, "."+e.name+".fuse2fs")
+	h, err := s.mount(ctx, e, "fuse2fs "+e.name, dir, fuse2fs, "-f", "-o", o, dev, dir)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.fuse2fs = h
+	e.mu.Unlock()
+	return nil
+}
+
+// remount replaces a fuse2fs that poison ended.
+func (s *session) remount(ctx context.Context, e *entry, fuse2fs string) error {
+	dir := filepath.Join(s.mp, e.name)
+	if ok, _ := isMounted(dir); ok {
+		if err := fusermount(s.fusermount, dir, true); err != nil {
+			return err
+		}
+	}
+	if err := s.mountTree(ctx, e, fuse2fs); err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
 }
 
 // mount starts a helper and waits until its mount is there.
-func (s *session) mount(ctx context.Context, what, mnt, prog string, args ...string) (*helper, error) {
+func (s *session) mount(ctx context.Context, e *entry, what, mnt, prog string, args ...string) (*helper, error) {
 	h, err := startHelper(what, mnt, s.stderr, s.died, prog, args...)
 	if err != nil {
 		return nil, err
 	}
+	h.entry = e
 	if err := h.waitMounted(ctx, mountTimeout); err != nil {
 		select {
 		case <-h.done:
@@ -447,15 +489,33 @@ func (s *session) mount(ctx context.Context, what, mnt, prog string, args ...str
 func (s *session) teardown() {
 	for i := len(s.helpers) - 1; i >= 0; i-- {
 		h := s.helpers[i]
-		if ok, _ := isMounted(h.mnt); ok {
-			if err := fusermount(s.fusermount, h.mnt, false); err != nil {
-				fmt.Fprintf(s.stderr, "%s is busy, detaching it lazily: %v\n", h.mnt, err)
-				if err := fusermount(s.fusermount, h.mnt, true); err != nil {
-					fmt.Fprintf(s.stderr, "cannot unmount %s: %v\n", h.mnt, err)
-				}
-			}
+		h.ended = true
+		if h.entry != nil {
+			h.entry.mu.Lock()
+			h.entry.fuse2fs = nil // no poison during teardown
+			h.entry.mu.Unlock()
 		}
+		s.unmount(h.mnt)
 		h.stop()
+	}
+	if s.images != nil {
+		if err := s.images.Unmount(); err != nil {
+			s.unmount(filepath.Join(s.mp, imagesName))
+		}
+		s.images.Wait()
+	}
+}
+
+// unmount unmounts mnt if it is mounted: plainly, or lazily when busy.
+func (s *session) unmount(mnt string) {
+	if ok, _ := isMounted(mnt); !ok {
+		return
+	}
+	if err := fusermount(s.fusermount, mnt, false); err != nil {
+		fmt.Fprintf(s.stderr, "%s is busy, detaching it lazily: %v\n", mnt, err)
+		if err := fusermount(s.fusermount, mnt, true); err != nil {
+			fmt.Fprintf(s.stderr, "cannot unmount %s: %v\n", mnt, err)
+		}
 	}
 }
 
@@ -467,4 +527,5 @@ func (s *session) removeEntries(entries []*entry) {
 		os.Remove(filepath.Join(s.mp, e.name))
 		os.Remove(filepath.Join(s.mp, e.name+".img"))
 	}
+	os.Remove(filepath.Join(s.mp, imagesName))
 }

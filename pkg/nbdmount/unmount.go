@@ -59,7 +59,11 @@ func Unmount(dir string, stderr io.Writer) error {
 	if err := cleanStale(mp, fusermount, stderr); err != nil {
 		return err
 	}
-	return os.Remove(path)
+	// a mount that stopped cleanly removed it already
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("nbdmount: %w", err)
+	}
+	return nil
 }
 
 // leftover matches the names a mount creates in its mount point.
@@ -67,8 +71,8 @@ var leftover = regexp.MustCompile(`^(p[0-9]+|disk)(\.img)?$`)
 
 // cleanStale unmounts every FUSE mount below mp (newest first, lazily:
 // their helpers may be dead or hung) and removes the entries a mount
-// creates, if they are what it created: empty directories, empty image
-// files, its README and its socket. The caller holds the lock.
+// creates, if they are what it created: empty directories, the links
+// to the image directory and its README. The caller holds the lock.
 func cleanStale(mp, fusermountPath string, stderr io.Writer) error {
 	ms, err := fuseMountsUnder(mp)
 	if err != nil {
@@ -93,9 +97,13 @@ func cleanStale(mp, fusermountPath string, stderr io.Writer) error {
 		switch {
 		case leftover.MatchString(de.Name()) && fi.IsDir():
 			os.Remove(p) // only if empty
-		case leftover.MatchString(de.Name()) && fi.Mode().IsRegular() && fi.Size() == 0:
-			os.Remove(p)
-		case de.Name() == socketName && fi.Mode().Type() == fs.ModeSocket:
+		case leftover.MatchString(de.Name()) && fi.Mode().Type() == fs.ModeSymlink:
+			if t, err := os.Readlink(p); err == nil && strings.HasPrefix(t, imagesName+"/") {
+				os.Remove(p)
+			}
+		case de.Name() == imagesName && fi.IsDir():
+			os.Remove(p) // only if empty
+		case de.Name() == "."+readmeName+".tmp" && fi.Mode().IsRegular():
 			os.Remove(p)
 		case de.Name() == readmeName && fi.Mode().IsRegular():
 			if b, err := os.ReadFile(p); err == nil && bytes.HasPrefix(b, []byte(readmeHead)) {

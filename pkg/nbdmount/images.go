@@ -1,0 +1,107 @@
+package nbdmount
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/backy/backy/pkg/nbdserver"
+)
+
+// The image directory is backy-nbd's own FUSE file system, served
+// in-process from the verified chunk cache: per entry a read-only
+// NAME.img for people, where a damaged chunk reads as EIO, and a hidden
+// .NAME.fuse2fs, the device fuse2fs reads.
+//
+// fuse2fs must never see a read error. Debian 12's fuse2fs (e2fsprogs
+// 1.47.0) passes an errno from its device through as a positive number:
+// an EIO reaches the reader as "5 bytes read" of whatever was in the
+// buffer; a short read it does turn into EIO, but then it writes an error
+// note into the superblock through its read-only device, and every later
+// large read fails with EBADF, passed on as "9 bytes read" (both fixed in
+// e2fsprogs 1.47.3). So a read of the fuse2fs device that meets a damaged
+// chunk first kills that fuse2fs, and only then returns: the reader's
+// request fails (ENOTCONN), nothing fuse2fs could make of the error ever
+// leaves it, and the partition's tree is mounted again by a new fuse2fs.
+
+// imageFile is one partition (or the whole disk) as a file.
+type imageFile struct {
+	fs.Inode
+	x     nbdserver.Export
+	dev   *entry // the entry whose fuse2fs reads this file; nil for NAME.img
+	mtime time.Time
+	uid   uint32
+	gid   uint32
+	log   *slog.Logger
+	name  string
+}
+
+var (
+	_ fs.NodeGetattrer = (*imageFile)(nil)
+	_ fs.NodeOpener    = (*imageFile)(nil)
+	_ fs.NodeReader    = (*imageFile)(nil)
+)
+
+func (f *imageFile) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = syscall.S_IFREG | 0o444
+	out.Size = uint64(f.x.Size())
+	out.Blocks = (out.Size + 511) / 512
+	out.Nlink = 1
+	out.Uid, out.Gid = f.uid, f.gid
+	out.SetTimes(nil, &f.mtime, &f.mtime)
+	return 0
+}
+
+func (f *imageFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
+		return nil, 0, syscall.EROFS
+	}
+	if f.dev != nil {
+		return nil, fuse.FOPEN_DIRECT_IO, 0 // every read exactly as fuse2fs asks it
+	}
+	return nil, fuse.FOPEN_KEEP_CACHE, 0 // a revision never changes
+}
+
+func (f *imageFile) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n, err := f.x.ReadAt(dest, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		f.log.Error("read failed", "file", f.name, "offset", off, "length", len(dest), "err", err.Error())
+		if f.dev != nil {
+			f.dev.poison(err)
+		}
+		return nil, syscall.EIO
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// imageRoot is the image directory.
+type imageRoot struct {
+	fs.Inode
+	files []*imageFile
+}
+
+var _ fs.NodeOnAdder = (*imageRoot)(nil)
+
+func (r *imageRoot) OnAdd(ctx context.Context) {
+	for _, f := range r.files {
+		r.AddChild(f.name, r.NewPersistentInode(ctx, f, fs.StableAttr{Mode: syscall.S_IFREG}), false)
+	}
+}
+
+// mountImages mounts the image directory at dir.
+func mountImages(dir string, files []*imageFile) (*fuse.Server, error) {
+	long := time.Hour // nothing in it ever changes
+	return fs.Mount(dir, &imageRoot{files: files}, &fs.Options{
+		EntryTimeout: &long, AttrTimeout: &long,
+		MountOptions: fuse.MountOptions{
+			FsName: "backy-nbd", Name: "backy", DirectMount: true,
+			MaxReadAhead: 1 << 20, MaxBackground: 32,
+		},
+	})
+}
