@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,6 +45,7 @@ func TestScripts(t *testing.T) {
 	p := clitest.Params("testdata/script", clitest.BinDir)
 	p.Cmds["freeport"] = freeport
 	p.Cmds["waitport"] = waitport
+	p.Cmds["waitfile"] = waitfile
 	cond := p.Condition
 	p.Condition = func(c string) (bool, error) {
 		if name, ok := strings.CutPrefix(c, "tool:"); ok {
@@ -55,6 +57,25 @@ func TestScripts(t *testing.T) {
 		return cond(c)
 	}
 	cephtest.ScriptSetup(&p)
+	setup := p.Setup
+	p.Setup = func(env *testscript.Env) error {
+		// whatever a script leaves mounted below $WORK (it failed, or a
+		// background mount was killed) is unmounted, its helpers killed
+		work := env.WorkDir
+		env.Defer(func() {
+			ms := fuseMountsBelow(t, work)
+			for i := len(ms) - 1; i >= 0; i-- {
+				exec.Command("fusermount3", "-uz", ms[i]).Run()
+			}
+			for _, pid := range helpersBelow(work) {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		})
+		if setup != nil {
+			return setup(env)
+		}
+		return nil
+	}
 	testscript.Run(t, p)
 }
 
@@ -119,6 +140,21 @@ func freeport(ts *testscript.TestScript, neg bool, args []string) {
 	port, err := clitest.FreePort()
 	ts.Check(err)
 	ts.Setenv(args[0], strconv.Itoa(port))
+}
+
+// waitfile PATH: wait up to 30 s until PATH exists.
+func waitfile(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: waitfile PATH")
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(ts.MkAbs(args[0])); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s did not appear within 30s", args[0])
+		}
+	}
 }
 
 // waitport HOST:PORT or waitport unix:PATH: wait up to 20 s until something
