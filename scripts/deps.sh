@@ -25,7 +25,6 @@ NEEDS=(
 	"debugfs e2fsprogs"
 	"fuse2fs fuse2fs"
 	"mkfs.xfs xfsprogs"
-	"setpriv util-linux"
 	"sfdisk fdisk"
 	"sgdisk gdisk"
 	"/usr/sbin/qemu-ga qemu-guest-agent"
