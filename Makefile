@@ -90,6 +90,7 @@ bench: build
 	@scripts/deps.sh --bench
 	@scripts/bench/run.sh
 	@scripts/bench/nbd.sh
+	@scripts/bench/mount.sh
 	@scripts/bench/rados.sh
 	BACKY_REQUIRE_CEPH=1 $(GO) test -tags '$(TAGS)' -run '^$$' -bench . -benchtime 3x ./pkg/rbd
 	BACKY_REQUIRE_CEPH=1 $(GO) test -tags '$(TAGS)' -run '^$$' -bench BenchmarkFleetIdle -benchtime 1x -timeout 20m ./pkg/fleet

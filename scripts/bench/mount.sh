@@ -1,0 +1,150 @@
+#!/bin/bash
+# mount.sh: backy-nbd mount against fuse2fs on the raw image, in one run.
+#
+# Builds a realistic VM disk (scripts/bench/mkimage.sh: an ext4 file system
+# of BENCH_IMAGE_SIZE made by mke2fs -d from BENCH_DATA_MIB of real files,
+# holes elsewhere), backs it up with backy-extract | backy-store, and
+# measures
+#  (a) from starting `backy-nbd mount` to the first `ls` of the revision's
+#      root directory that lists it (target: under 2 s), median of
+#      BENCH_RUNS mounts;
+#  (b) `cp -a` of the directory in the image closest to BENCH_COPY_MIB
+#      (default 500) MiB, out of the mounted revision and out of fuse2fs -o
+#      ro,norecovery on the raw image file, taking turns, each mounted
+#      afresh for every copy (so FUSE caches start cold, the page cache of
+#      the repository and the image warm); median of BENCH_RUNS copies each
+#      after one warm-up copy each (target: at least half fuse2fs's speed).
+#
+# The result is Markdown on stdout; the exit status is 1 when a target is
+# missed. Environment: BENCH_RUNS (5), BENCH_DIR (bench/), BENCH_IMAGE_SIZE
+# (3G), BENCH_DATA_MIB (1024), BENCH_COPY_MIB (500).
+set -euo pipefail
+export LC_ALL=C
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+runs=${BENCH_RUNS:-5}
+W=$(mkdir -p "${BENCH_DIR:-$root/bench}" && cd "${BENCH_DIR:-$root/bench}" && pwd)
+img_size=${BENCH_IMAGE_SIZE:-3G}
+data_mib=${BENCH_DATA_MIB:-1024}
+copy_mib=${BENCH_COPY_MIB:-500}
+
+for need in fuse2fs fusermount3 mke2fs; do
+	command -v "$need" >/dev/null || [ -x "/usr/sbin/$need" ] || {
+		echo "bench: $need is missing (Debian packages: fuse2fs fuse3 e2fsprogs)" >&2
+		exit 1
+	}
+done
+log() { echo "bench: $*" >&2; }
+
+bin=$(mktemp -d)
+T=$(mktemp -d "$W/mount.XXXXXX")
+mpid=
+cleanup() {
+	[ -n "$mpid" ] && kill "$mpid" 2>/dev/null && wait "$mpid" 2>/dev/null
+	for m in $(awk -v t="$T/" 'index($2, t) == 1 { print $2 }' /proc/self/mounts | tac); do
+		fusermount3 -uz "$m" 2>/dev/null || true
+	done
+	rm -rf "$bin" "$T"
+}
+trap cleanup EXIT
+(cd "$root" && go build -o "$bin/" ./cmd/backy-extract ./cmd/backy-store ./cmd/backy-nbd)
+PATH=$bin:$PATH
+
+img=$W/mount-vm.img
+if [ ! -e "$img" ]; then
+	log "making $img ($img_size, $data_mib MiB of files)"
+	"$root/scripts/bench/mkimage.sh" "$img" "$img_size" "$data_mib"
+fi
+repo=$T/repo
+backy-extract file "$img" 2>/dev/null | backy-store -b "$repo" >/dev/null 2>&1
+mnt=$T/mnt raw=$T/raw out=$T/out
+mkdir -p "$mnt" "$raw"
+
+now() { date +%s.%N; }
+median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+# mount_rev: start backy-nbd mount in the background, wait for its README
+mount_rev() {
+	backy-nbd -b "$repo" mount "$mnt" 2>"$T/mount.log" &
+	mpid=$!
+	until [ -e "$mnt/README.txt" ]; do
+		kill -0 "$mpid" 2>/dev/null || { cat "$T/mount.log" >&2; exit 1; }
+		sleep 0.01
+	done
+}
+umount_rev() {
+	kill -INT "$mpid"
+	wait "$mpid" || { log "backy-nbd mount exited $?"; cat "$T/mount.log" >&2; exit 1; }
+	mpid=
+}
+
+log "(a) command to first ls, $runs runs"
+starts=()
+for _ in $(seq "$runs"); do
+	t0=$(now)
+	backy-nbd -b "$repo" mount "$mnt" 2>"$T/mount.log" &
+	mpid=$!
+	until [ -n "$(ls "$mnt/disk" 2>/dev/null)" ]; do
+		kill -0 "$mpid" 2>/dev/null || { cat "$T/mount.log" >&2; exit 1; }
+		sleep 0.005
+	done
+	t1=$(now)
+	starts+=("$(echo "$t1 - $t0" | bc)")
+	until [ -e "$mnt/README.txt" ]; do sleep 0.01; done
+	umount_rev
+done
+start=$(printf '%s\n' "${starts[@]}" | median)
+
+# the directory to copy: the one closest to copy_mib MiB, three levels deep at most
+mount_rev
+dir=$(cd "$mnt/disk" && du -m --max-depth=3 . 2>/dev/null | awk -v want="$copy_mib" '
+	{ d = $1 - want; if (d < 0) d = -d; if (best == "" || d < bd) { best = $2; bd = d; size = $1 } }
+	END { sub(/^\.\//, "", best); print best }')
+dir_mib=$(cd "$mnt/disk" && du -sm "$dir" | cut -f1)
+umount_rev
+log "(b) cp -a of $dir ($dir_mib MiB), $runs runs each after a warm-up"
+
+copy_backy() {
+	mount_rev
+	rm -rf "$out"; mkdir -p "$out"
+	local t0; t0=$(now)
+	cp -a "$mnt/disk/$dir" "$out/"
+	echo "$(now) - $t0" | bc
+	umount_rev
+}
+copy_fuse2fs() {
+	fuse2fs -o ro,norecovery "$img" "$raw" 2>/dev/null
+	rm -rf "$out"; mkdir -p "$out"
+	local t0; t0=$(now)
+	cp -a "$raw/$dir" "$out/"
+	echo "$(now) - $t0" | bc
+	fusermount3 -u "$raw"
+}
+copy_backy >/dev/null
+copy_fuse2fs >/dev/null
+backy=() f2fs=()
+for _ in $(seq "$runs"); do
+	backy+=("$(copy_backy)")
+	f2fs+=("$(copy_fuse2fs)")
+done
+rm -rf "$out"
+tb=$(printf '%s\n' "${backy[@]}" | median)
+tf=$(printf '%s\n' "${f2fs[@]}" | median)
+ratio=$(echo "scale=2; $tf / $tb" | bc)
+
+cat <<MD
+### backy-nbd mount ($(date -u +%Y-%m-%d), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))
+
+Image: $img_size ext4 with $data_mib MiB of files; $runs runs each, medians.
+
+| what | figure | target |
+| --- | --- | --- |
+| \`backy-nbd mount\` to the first \`ls\` of the revision | $(printf '%.2f' "$start") s | < 2 s |
+| \`cp -a\` of $dir ($dir_mib MiB) out of the mounted revision | $(printf '%.2f' "$tb") s ($(echo "$dir_mib / $tb" | bc) MiB/s) | |
+| \`cp -a\` of the same out of fuse2fs on the raw image | $(printf '%.2f' "$tf") s ($(echo "$dir_mib / $tf" | bc) MiB/s) | |
+| speed of the mount relative to fuse2fs on the raw image | $(printf '%.2f' "$ratio")x | >= 0.5x |
+MD
+ok=1
+[ "$(echo "$start < 2" | bc)" = 1 ] || { log "target missed: start $start s"; ok=0; }
+[ "$(echo "$ratio >= 0.5" | bc)" = 1 ] || { log "target missed: ${ratio}x fuse2fs"; ok=0; }
+[ "$ok" = 1 ]
