@@ -13,10 +13,13 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -254,6 +257,25 @@ func overlaps(stores []*store, killedAt map[string]time.Time) (bad []string, bus
 	return bad, busy
 }
 
+// consoleCmd sends one command to a console socket and returns the reply
+// (the greeting line dropped).
+func consoleCmd(t *testing.T, sock, cmd string) string {
+	t.Helper()
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	fmt.Fprintf(c, "%s\nquit\n", cmd)
+	b, _ := io.ReadAll(c)
+	out := string(b)
+	if _, rest, ok := strings.Cut(out, "\n"); ok {
+		out = rest
+	}
+	return out
+}
+
 // processesWithEnv lists the processes whose environment holds kv.
 func processesWithEnv(kv string) []int {
 	var pids []int
@@ -314,6 +336,17 @@ func TestFleet(t *testing.T) {
 		if c[m] == 0 || c[m] > 2*fleetJobs/3 {
 			t.Errorf("%s owns %d of %d jobs: %v", m, c[m], fleetJobs, c)
 		}
+	}
+	// The console of d1 shows the whole fleet: the three members and every
+	// job with its owner.
+	out := consoleCmd(t, filepath.Join(r.base("d1"), ".backy-schedule", "console.sock"), "fleet")
+	for _, m := range members {
+		if !regexp.MustCompile(`(?m)^` + m + ` +true `).MatchString(out) {
+			t.Errorf("console fleet: no live member %s:\n%s", m, out)
+		}
+	}
+	if n := len(regexp.MustCompile(`(?m)^job\d\d +d[123] `).FindAllString(out, -1)); n != fleetJobs {
+		t.Errorf("console fleet: %d jobs with an owner, want %d:\n%s", n, fleetJobs, out)
 	}
 	// Each daemon's view agrees on who owns what.
 	for _, m := range members[1:] {

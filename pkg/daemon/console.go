@@ -31,6 +31,7 @@ const (
 const consoleHelp = `commands:
   jobs [REGEX]  list the jobs, or those whose name matches REGEX
   status        the daemon's state
+  fleet         the fleet's members and who owns which job (in a fleet)
   run JOB       run JOB now (ignores its backoff; only a success resets that)
   runall        run every job now
   reload        read the configuration again (like SIGHUP)
@@ -214,6 +215,8 @@ func (c *console) command(args []string) (reply []byte, quit bool) {
 		})
 	case cmd == "status" && len(args) == 1:
 		ok = d.call(func() { d.summary(&b, time.Now()) })
+	case cmd == "fleet" && len(args) == 1:
+		ok = d.call(func() { d.writeFleet(&b, time.Now()) })
 	case cmd == "run" && len(args) == 2:
 		ok = d.call(func() { d.runNow(&b, args[1]) })
 	case cmd == "runall" && len(args) == 1:
@@ -226,7 +229,7 @@ func (c *console) command(args []string) (reply []byte, quit bool) {
 				fmt.Fprintln(&b, msg)
 			}
 		})
-	case cmd == "help" || cmd == "quit" || cmd == "exit" || cmd == "jobs" || cmd == "status" ||
+	case cmd == "help" || cmd == "quit" || cmd == "exit" || cmd == "jobs" || cmd == "status" || cmd == "fleet" ||
 		cmd == "run" || cmd == "runall" || cmd == "reload":
 		fmt.Fprintf(&b, "error: wrong arguments for %s; type help\n", cmd)
 	default:
@@ -241,6 +244,14 @@ func (c *console) command(args []string) (reply []byte, quit bool) {
 // runNow triggers one job and starts it if a worker is free.
 func (d *daemon) runNow(b *bytes.Buffer, name string) {
 	now := time.Now()
+	if j, ok := d.s.jobs[name]; ok && !d.s.mine(j) {
+		owner := "no member yet"
+		if js, ok := d.fleetView(now).Jobs[name]; ok && js.Owner != "" {
+			owner = js.Owner
+		}
+		fmt.Fprintf(b, "error: %s is run by another member of the fleet (%s); ask its console\n", name, owner)
+		return
+	}
 	what, err := d.s.trigger(name, now)
 	if err != nil {
 		fmt.Fprintf(b, "error: %v\n", err)

@@ -1,13 +1,17 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"os"
 	"slices"
 	"sync"
+	"text/tabwriter"
 	"time"
 
 	"github.com/backy/backy/pkg/config"
@@ -219,14 +223,21 @@ func (f *fleetState) exchange() {
 	}
 }
 
-// fleetStatus fills in the fleet's part of a status: every job of the
-// configuration as its owner last published it (this daemon's own jobs
-// as it knows them), and the members.
+// fleetStatus fills in the fleet's part of a status and publishes this
+// daemon's view.
 func (d *daemon) fleetStatus(st *jobstatus.Status) {
+	v := d.ownView(st)
+	if b, err := json.Marshal(v); err == nil {
+		d.fleet.publish(b)
+	}
+	d.mergeFleet(st, v)
+}
+
+// ownView marks this daemon's own jobs in st and returns what it publishes.
+func (d *daemon) ownView(st *jobstatus.Status) memberView {
 	f := d.fleet
-	owned := f.m.Owned()
-	mine := make(map[string]jobstatus.Job, len(owned))
-	for _, j := range owned {
+	mine := map[string]jobstatus.Job{}
+	for _, j := range f.m.Owned() {
 		if js, ok := st.Jobs[j]; ok {
 			js.Owner = f.self
 			st.Jobs[j] = js
@@ -234,10 +245,13 @@ func (d *daemon) fleetStatus(st *jobstatus.Status) {
 		}
 	}
 	host, _ := os.Hostname()
-	view := memberView{Host: host, PID: os.Getpid(), Started: d.started, Written: st.Written, Running: st.Running, Jobs: mine}
-	if b, err := json.Marshal(view); err == nil {
-		f.publish(b)
-	}
+	return memberView{Host: host, PID: os.Getpid(), Started: d.started, Written: st.Written, Running: st.Running, Jobs: mine}
+}
+
+// mergeFleet puts every job of the fleet into st as its owner last
+// published it (this daemon's own as view has them), and the members.
+func (d *daemon) mergeFleet(st *jobstatus.Status, view memberView) {
+	f := d.fleet
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	fs := &jobstatus.Fleet{Name: f.name, Member: f.self, Lease: f.lease.Seconds(), Error: f.err}
@@ -251,7 +265,7 @@ func (d *daemon) fleetStatus(st *jobstatus.Status) {
 		fm := jobstatus.FleetMember{Name: name, Alive: slices.Contains(f.alive, name)}
 		if name == f.self {
 			mv, ok = view, true
-			fm.Alive = f.m.Members() != nil && slices.Contains(f.m.Members(), f.self)
+			fm.Alive = slices.Contains(f.m.Members(), f.self)
 		}
 		if ok {
 			fm.Host, fm.PID, fm.Written, fm.Running, fm.Jobs = mv.Host, mv.PID, mv.Written, mv.Running, len(mv.Jobs)
@@ -268,4 +282,43 @@ func (d *daemon) fleetStatus(st *jobstatus.Status) {
 		}
 	}
 	st.Fleet = fs
+}
+
+// fleetView is the status of the whole fleet as this daemon sees it now,
+// without publishing (console and metrics).
+func (d *daemon) fleetView(now time.Time) *jobstatus.Status {
+	st := &jobstatus.Status{Written: now, Running: d.s.running, Jobs: d.s.jobStatuses(now)}
+	if d.fleet != nil {
+		d.mergeFleet(st, d.ownView(st))
+	}
+	return st
+}
+
+// writeFleet is the console's fleet command: the members, then each job
+// with its owner.
+func (d *daemon) writeFleet(w io.Writer, now time.Time) {
+	if d.fleet == nil {
+		fmt.Fprintln(w, "not in a fleet")
+		return
+	}
+	st := d.fleetView(now)
+	f := st.Fleet
+	fmt.Fprintf(w, "fleet %s, member %s, lease %s\n", f.Name, f.Member, d.fleet.lease)
+	if f.Error != "" {
+		fmt.Fprintf(w, "cluster unreachable: %s\n", f.Error)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEMBER\tALIVE\tHOST\tPID\tJOBS\tRUNNING\tVIEW WRITTEN")
+	for _, m := range f.Members {
+		fmt.Fprintf(tw, "%s\t%v\t%s\t%d\t%d\t%d\t%s\n", m.Name, m.Alive, m.Host, m.PID, m.Jobs, m.Running, when(m.Written))
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB\tOWNER\tSTATE\tSLA\tLAST SUCCESS")
+	for _, name := range slices.Sorted(maps.Keys(st.Jobs)) {
+		js := st.Jobs[name]
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, cmp.Or(js.Owner, "-"), state(js), js.SLA, when(js.LastSuccess))
+	}
+	tw.Flush()
 }

@@ -114,6 +114,9 @@ var (
 	mLimit = prometheus.NewDesc("backy_workers_limit", "worker-limit: the most runs at once.", nil, nil)
 	mQueue = prometheus.NewDesc("backy_queue_length", "Jobs that are due and wait for a free worker.", nil, nil)
 	mJobs  = prometheus.NewDesc("backy_jobs", "Jobs configured.", nil, nil)
+
+	mOwner = jobDesc("owner", "In a fleet: 1 for the member that runs the job (as this daemon last heard).", "owner")
+	mAlive = prometheus.NewDesc("backy_fleet_member_alive", "In a fleet: 1 for each member holding its membership lease, 0 for one this daemon lists but the cluster does not.", []string{"member"}, nil)
 )
 
 // collector turns the daemon's state into metrics at each scrape.
@@ -121,7 +124,7 @@ type collector struct{ d *daemon }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mLastSuccess, mLastRun, mLastDuration, mLastOK, mFailures, mSLA,
-		mRevisions, mDistrusted, mTrustedAge, mRead, mWritten, mRepoSize, mRunning, mBusy, mLimit, mQueue, mJobs} {
+		mRevisions, mDistrusted, mTrustedAge, mRead, mWritten, mRepoSize, mRunning, mBusy, mLimit, mQueue, mJobs, mOwner, mAlive} {
 		ch <- d
 	}
 }
@@ -133,8 +136,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		limit   int
 		now     = time.Now()
 	)
+	var fleet *jobstatus.Fleet
 	if !c.d.call(func() {
-		jobs, running, limit = c.d.s.jobStatuses(now), c.d.s.running, c.d.cfg.Global.WorkerLimit
+		st := c.d.fleetView(now) // every job of the fleet when in one
+		jobs, running, limit, fleet = st.Jobs, c.d.s.running, c.d.cfg.Global.WorkerLimit, st.Fleet
 	}) {
 		return // the daemon has stopped
 	}
@@ -171,6 +176,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(mRepoSize, float64(js.RepositoryBytes), name)
 		}
 		gauge(mRunning, boolValue(js.Running), name)
+		if js.Owner != "" {
+			gauge(mOwner, 1, name, js.Owner)
+		}
+	}
+	if fleet != nil {
+		for _, m := range fleet.Members {
+			gauge(mAlive, boolValue(m.Alive), m.Name)
+		}
 	}
 	gauge(mBusy, float64(running))
 	gauge(mLimit, float64(limit))
