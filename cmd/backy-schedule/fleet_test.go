@@ -454,6 +454,41 @@ func TestFleet(t *testing.T) {
 	})
 	time.Sleep(2 * fleetLease)
 
+	if os.Getenv("BACKY_FAULTS_LONG") != "" {
+		// The killed daemon comes back and takes its share again; then
+		// kill -9 of another one, whichever owns fewest jobs this time.
+		r.start(victim)
+		rest = append(rest, victim)
+		eventually(t, 10*fleetLease+30*time.Second, victim+" back with its share", func() (bool, string) {
+			s, err := r.status(other)
+			if err != nil {
+				return false, err.Error()
+			}
+			o := owners(s)
+			return o[victim] > 0 && o[paused] > 0 && o[other] > 0 && o[""] == 0, fmt.Sprint(o) + "\n" + r.diag()
+		})
+		s, _ := r.status(other)
+		o := owners(s)
+		second := slices.MinFunc([]string{paused, victim}, func(a, b string) int { return o[a] - o[b] })
+		r.daemons[second].Signal(syscall.SIGKILL)
+		killed[second] = time.Now()
+		r.daemons[second].Exit(10 * time.Second)
+		rest = slices.DeleteFunc(rest, func(m string) bool { return m == second })
+		took := waitFor(t, 2*fleetLease+5*time.Second, "the second killed daemon's jobs owned by the others", func() (bool, string) {
+			s, err := r.status(other)
+			if err != nil {
+				return false, err.Error()
+			}
+			o := owners(s)
+			return o[second] == 0 && o[""] == 0, fmt.Sprint(o)
+		})
+		t.Logf("kill -9 of %s (owning %d jobs): owned by %v %s later", second, o[second], rest, took.Round(time.Millisecond))
+		if pids := processesWithEnv("BACKY_TEST_MEMBER=" + second); len(pids) > 0 {
+			t.Errorf("processes of the killed daemon still run: %v", pids)
+		}
+		time.Sleep(fleetInterval)
+	}
+
 	for _, m := range rest {
 		r.daemons[m].Signal(syscall.SIGTERM)
 	}
