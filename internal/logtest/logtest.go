@@ -42,8 +42,8 @@ func (l *Lines) All() []string {
 // String is the lines so far, joined by newlines.
 func (l *Lines) String() string { return strings.Join(l.All(), "\n") }
 
-// T is a logger that writes to the test's log.
-func T(t testing.TB) *slog.Logger { return logline.New(tWriter{t}, t.Name()) }
+// T is a logger that writes to the test's log, lines "NAME: msg".
+func T(t testing.TB, name string) *slog.Logger { return logline.New(tWriter{t}, name) }
 
 type tWriter struct{ t testing.TB }
 

@@ -114,7 +114,7 @@ func (c *console) serve() {
 				conn, err := l.Accept()
 				if err != nil {
 					if !errors.Is(err, net.ErrClosed) {
-						c.d.log.Printf("console: %v", err)
+						c.d.log.Info(fmt.Sprintf("console: %v", err))
 						time.Sleep(100 * time.Millisecond)
 						continue
 					}

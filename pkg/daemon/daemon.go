@@ -109,7 +109,7 @@ func start(opt Options) (*daemon, error) {
 			pr.DieWithDaemon()
 		}
 		d.runner = pr
-		d.log.Printf("using %s and %s", bins.Extract, bins.Store)
+		d.log.Info(fmt.Sprintf("using %s and %s", bins.Extract, bins.Store))
 	}
 	if err := fsperm.MkdirAll(filepath.Dir(g.StatusFile)); err != nil {
 		lock.Unlock()
@@ -117,7 +117,7 @@ func start(opt Options) (*daemon, error) {
 	}
 	prev, err := jobstatus.Read(g.StatusFile)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		d.log.Printf("ignoring the previous status file: %v", err)
+		d.log.Info(fmt.Sprintf("ignoring the previous status file: %v", err))
 	}
 	if g.Fleet != "" {
 		if d.fleet, err = joinFleet(d, g); err != nil {
@@ -138,14 +138,14 @@ func start(opt Options) (*daemon, error) {
 		return nil, err
 	}
 	if v := os.Getenv(schedule.TestMinIntervalEnv); v != "" {
-		d.log.Printf("warning: %s=%s: intervals down to %s are accepted; this is for tests only",
-			schedule.TestMinIntervalEnv, v, schedule.FormatDuration(schedule.MinimumInterval()))
+		d.log.Info(fmt.Sprintf("warning: %s=%s: intervals down to %s are accepted; this is for tests only",
+			schedule.TestMinIntervalEnv, v, schedule.FormatDuration(schedule.MinimumInterval())))
 	}
 	now := time.Now()
 	d.s.setConfig(d.cfg, d.scanAll(d.cfg), prev, now)
 	d.warnSources(d.cfg, d.cfg.JobNames())
-	d.log.Printf("started: pid %d, %s, %d jobs, worker-limit %d, status file %s, console %s, metrics %s",
-		os.Getpid(), d.cfg.File, len(d.cfg.Jobs), g.WorkerLimit, g.StatusFile, d.console.where(), d.metrics.where())
+	d.log.Info(fmt.Sprintf("started: pid %d, %s, %d jobs, worker-limit %d, status file %s, console %s, metrics %s",
+		os.Getpid(), d.cfg.File, len(d.cfg.Jobs), g.WorkerLimit, g.StatusFile, d.console.where(), d.metrics.where()))
 	go d.console.serve()
 	d.metrics.serve(d.log)
 	return d, nil
@@ -195,7 +195,7 @@ func (d *daemon) startDue(now time.Time) {
 		if l.manual {
 			how = " by hand"
 		}
-		d.log.Printf("%s: run started%s with tags %s", l.job.Name, how, joinTags(l.tags))
+		d.log.Info(fmt.Sprintf("%s: run started%s with tags %s", l.job.Name, how, joinTags(l.tags)))
 		go d.execute(l)
 	}
 }
@@ -216,7 +216,7 @@ func (d *daemon) execute(l launch) {
 }
 
 func (d *daemon) finish(f finished) {
-	d.log.Printf("%s: %s", f.name, d.s.finish(f.name, f.res, f.info, time.Now()))
+	d.log.Info(fmt.Sprintf("%s: %s", f.name, d.s.finish(f.name, f.res, f.info, time.Now())))
 	if j, ok := d.s.jobs[f.name]; ok {
 		f.figures.apply(j)
 	}
@@ -248,7 +248,7 @@ func (d *daemon) writeStatus(now time.Time, stopped bool) {
 		d.fleetStatus(st)
 	}
 	if err := jobstatus.Write(g.StatusFile, st); err != nil {
-		d.log.Printf("%v", err)
+		d.log.Info(fmt.Sprintf("%v", err))
 	}
 }
 

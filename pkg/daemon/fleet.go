@@ -62,7 +62,7 @@ func joinFleet(d *daemon, g config.Global) (*fleetState, error) {
 	defer cancel()
 	m, err := fleet.Join(ctx, fleet.Options{
 		Ceph: g.Ceph, Pool: g.RadosPool, Fleet: g.Fleet, Member: g.FleetMember,
-		Lease: g.FleetLease, RunLimit: g.FleetRunLimit, Log: d.log.Printf,
+		Lease: g.FleetLease, RunLimit: g.FleetRunLimit, Log: d.log.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("daemon: joining fleet %s in pool %s: %w", g.Fleet, g.RadosPool, err)
@@ -70,7 +70,7 @@ func joinFleet(d *daemon, g config.Global) (*fleetState, error) {
 	f := &fleetState{m: m, name: g.Fleet, self: g.FleetMember, lease: g.FleetLease,
 		ready: map[string]bool{}, views: make(chan []byte, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	m.SetJobs(d.cfg.JobNames())
-	d.log.Printf("fleet %s: member %s, lease %s, run limit %d", g.Fleet, g.FleetMember, g.FleetLease, g.FleetRunLimit)
+	d.log.Info(fmt.Sprintf("fleet %s: member %s, lease %s, run limit %d", g.Fleet, g.FleetMember, g.FleetLease, g.FleetRunLimit))
 	go f.exchange()
 	return f, nil
 }

@@ -15,7 +15,7 @@ import (
 
 func (d *daemon) hangup() {
 	if err := d.log.Reopen(); err != nil {
-		d.log.Printf("SIGHUP: %v; logging to the old file", err)
+		d.log.Info(fmt.Sprintf("SIGHUP: %v; logging to the old file", err))
 	}
 	d.reload("SIGHUP")
 }
@@ -34,17 +34,17 @@ func (d *daemon) reload(by string) (string, error) {
 		var list config.List
 		if errors.As(err, &list) && len(list) > 1 {
 			for _, e := range list {
-				d.log.Printf("reload (%s): %v", by, e)
+				d.log.Info(fmt.Sprintf("reload (%s): %v", by, e))
 			}
 		}
-		d.log.Printf("reload (%s) failed, keeping the previous configuration: %v", by, err)
+		d.log.Info(fmt.Sprintf("reload (%s) failed, keeping the previous configuration: %v", by, err))
 		return "", err
 	}
 	if !slices.Equal(c.Global.ConsoleAddresses, d.cfg.Global.ConsoleAddresses) || c.Global.ConsolePort != d.cfg.Global.ConsolePort || c.Global.ConsoleSocket != d.cfg.Global.ConsoleSocket {
-		d.log.Printf("reload (%s): console-addresses, console-port and console-socket take effect at the next start", by)
+		d.log.Info(fmt.Sprintf("reload (%s): console-addresses, console-port and console-socket take effect at the next start", by))
 	}
 	if c.Global.MetricsListen != d.cfg.Global.MetricsListen {
-		d.log.Printf("reload (%s): metrics-listen takes effect at the next start", by)
+		d.log.Info(fmt.Sprintf("reload (%s): metrics-listen takes effect at the next start", by))
 	}
 	now := time.Now()
 	added, removed := d.s.setConfig(c, d.scanAll(c), nil, now)
@@ -52,7 +52,7 @@ func (d *daemon) reload(by string) (string, error) {
 	d.cfg, d.loaded, d.nextStatus = c, now, now
 	d.warnSources(c, added)
 	msg := fmt.Sprintf("reloaded %s: %d jobs, %d added, %d removed", c.File, len(c.Jobs), len(added), len(removed))
-	d.log.Printf("reload (%s): %s", by, msg)
+	d.log.Info(fmt.Sprintf("reload (%s): %s", by, msg))
 	return msg, nil
 }
 
@@ -68,7 +68,7 @@ func (d *daemon) scanAll(c *config.Config) map[string]jobstatus.RepoInfo {
 	for i, n := range names {
 		m[n] = infos[i]
 		if infos[i].Err != "" {
-			d.log.Printf("%s: warning: %s", n, infos[i].Err)
+			d.log.Info(fmt.Sprintf("%s: warning: %s", n, infos[i].Err))
 		}
 	}
 	return m
@@ -80,7 +80,7 @@ func (d *daemon) scanAll(c *config.Config) map[string]jobstatus.RepoInfo {
 func (d *daemon) warnSources(c *config.Config, names []string) {
 	for _, n := range names {
 		if err := c.Jobs[n].CheckSource(); err != nil {
-			d.log.Printf("%s: warning: %v", n, err)
+			d.log.Info(fmt.Sprintf("%s: warning: %v", n, err))
 		}
 	}
 }
@@ -91,7 +91,7 @@ func (d *daemon) shutdown(why string) error {
 	d.s.stopping = true
 	d.console.close()
 	d.metrics.close()
-	d.log.Printf("stopping (%s): %d runs in progress, grace period %s", why, d.s.running, d.opt.Grace)
+	d.log.Info(fmt.Sprintf("stopping (%s): %d runs in progress, grace period %s", why, d.s.running, d.opt.Grace))
 	d.writeStatus(time.Now(), false)
 	grace := time.NewTimer(d.opt.Grace)
 	defer grace.Stop()
@@ -104,12 +104,12 @@ func (d *daemon) shutdown(why string) error {
 			close(r.done)
 		case sig := <-d.opt.Signals:
 			if sig != syscall.SIGHUP && d.runCtx.Err() == nil {
-				d.log.Printf("%s again: ending %d runs now", sigName(sig), d.s.running)
+				d.log.Info(fmt.Sprintf("%s again: ending %d runs now", sigName(sig), d.s.running))
 				d.cancelRuns()
 			}
 		case <-grace.C:
 			if d.s.running > 0 {
-				d.log.Printf("grace period over: ending %d runs", d.s.running)
+				d.log.Info(fmt.Sprintf("grace period over: ending %d runs", d.s.running))
 				d.cancelRuns()
 			}
 		}
@@ -117,6 +117,6 @@ func (d *daemon) shutdown(why string) error {
 	d.cancelRuns()
 	d.writeStatus(time.Now(), true)
 	d.fleet.leave()
-	d.log.Printf("stopped")
+	d.log.Info("stopped")
 	return nil
 }

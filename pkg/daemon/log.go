@@ -3,21 +3,25 @@ package daemon
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"github.com/backy/backy/pkg/fsperm"
+	"github.com/backy/backy/pkg/logline"
 )
 
 // logTime is the timestamp of log lines: local time, as operators read it
 // next to their other logs.
 const logTime = "2006-01-02 15:04:05"
 
-// Logger writes the daemon's own log: to a file that can be reopened after
-// logrotate moved it (SIGHUP), or to stderr.
+// Logger is the daemon's own log, a *slog.Logger in pkg/logline's format
+// with the local time in front ("2006-01-02 15:04:05 msg"), writing to a
+// file that can be reopened after logrotate moved it (SIGHUP), or to
+// stderr.
 type Logger struct {
+	*slog.Logger
 	mu   sync.Mutex
 	path string
 	w    io.Writer
@@ -27,6 +31,7 @@ type Logger struct {
 // OpenLog opens path for appending; an empty path logs to fallback.
 func OpenLog(path string, fallback io.Writer) (*Logger, error) {
 	l := &Logger{path: path, w: fallback}
+	l.Logger = logline.Timed(l, logTime, "")
 	if path == "" {
 		return l, nil
 	}
@@ -56,12 +61,11 @@ func (l *Logger) Reopen() error {
 	return nil
 }
 
-// Printf writes one timestamped line.
-func (l *Logger) Printf(format string, args ...any) {
-	line := fmt.Sprintf("%s %s\n", time.Now().Format(logTime), fmt.Sprintf(format, args...))
+// Write writes one line of the log.
+func (l *Logger) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	io.WriteString(l.w, line)
+	return l.w.Write(p)
 }
 
 // openLog opens a log file for appending, private to the owner or shared

@@ -71,7 +71,7 @@ func (m *metricsServer) serve(log *Logger) {
 	}
 	go func() {
 		if err := m.srv.Serve(m.l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Printf("metrics: %v", err)
+			log.Info(fmt.Sprintf("metrics: %v", err))
 		}
 	}()
 }

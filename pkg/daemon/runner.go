@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/backy/backy/pkg/config"
 	"github.com/backy/backy/pkg/exitcode"
+	"github.com/backy/backy/pkg/logline"
 	"github.com/backy/backy/pkg/repo"
 )
 
@@ -72,15 +74,15 @@ func (r *PipelineRunner) Run(ctx context.Context, job config.Job, tags []string,
 	}
 	defer log.Close()
 	started := time.Now()
-	note(log, "run of %s with tags %s started", job.Name, strings.Join(tags, ","))
+	jobLog(log).Info(fmt.Sprintf("run of %s with tags %s started", job.Name, strings.Join(tags, ",")))
 	defer func() {
 		for _, w := range res.Warnings {
-			note(log, "warning: %s", w)
+			jobLog(log).Warn(w)
 		}
 		if res.Err != nil {
-			note(log, "run failed after %s: %v", since(started), res.Err)
+			jobLog(log).Info(fmt.Sprintf("run failed after %s: %v", since(started), res.Err))
 		} else {
-			note(log, "run succeeded in %s: revision %s", since(started), res.Revision)
+			jobLog(log).Info(fmt.Sprintf("run succeeded in %s: revision %s", since(started), res.Revision))
 		}
 	}()
 
@@ -127,13 +129,13 @@ func (r *PipelineRunner) Run(ctx context.Context, job config.Job, tags []string,
 
 // step runs one pipeline and notes it and its outcome in the job log.
 func (r *PipelineRunner) step(ctx context.Context, log *os.File, p pipeline) ([]byte, error) {
-	note(log, "$ %s", p)
+	jobLog(log).Info(fmt.Sprintf("$ %s", p))
 	started := time.Now()
 	out, err := r.proc.run(ctx, p, log)
 	if err != nil {
-		note(log, "failed after %s: %v", since(started), err)
+		jobLog(log).Info(fmt.Sprintf("failed after %s: %v", since(started), err))
 	} else {
-		note(log, "ok in %s", since(started))
+		jobLog(log).Info(fmt.Sprintf("ok in %s", since(started)))
 	}
 	return out, err
 }
@@ -153,9 +155,9 @@ func revisionSnapshot(j config.Job, id string) string {
 	return rev.Snapshot
 }
 
-func note(log *os.File, format string, args ...any) {
-	fmt.Fprintf(log, "%s backy-schedule: %s\n", time.Now().Format(logTime), fmt.Sprintf(format, args...))
-}
+// jobLog writes backy-schedule's own lines into a job's log, between the
+// commands' stderr: "TIME backy-schedule: msg".
+func jobLog(f *os.File) *slog.Logger { return logline.Timed(f, logTime, "backy-schedule") }
 
 func since(t time.Time) string {
 	return time.Since(t).Round(10 * time.Millisecond).String()

@@ -304,7 +304,7 @@ func (m *Member) tick() {
 	if err != nil {
 		m.mu.Lock()
 		if m.lastError == nil {
-			m.opt.logf("fleet: lost the cluster: %v", err)
+			m.opt.log().Info(fmt.Sprintf("fleet: lost the cluster: %v", err))
 		}
 		m.lastError = err
 		m.mu.Unlock()
@@ -312,11 +312,11 @@ func (m *Member) tick() {
 	}
 	m.mu.Lock()
 	if m.lastError != nil {
-		m.opt.logf("fleet: cluster reachable again")
+		m.opt.log().Info("fleet: cluster reachable again")
 	}
 	m.lastError = nil
 	if !slices.Equal(members, m.members) {
-		m.opt.logf("fleet: members %v", members)
+		m.opt.log().Info(fmt.Sprintf("fleet: members %v", members))
 	}
 	m.members = members
 	m.ticked = start
@@ -335,7 +335,7 @@ func (m *Member) tick() {
 	for _, j := range held {
 		s := time.Now()
 		if err := m.renewJob(j); err != nil {
-			m.opt.logf("fleet: %s: lease lost: %v", j, err)
+			m.opt.log().Info(fmt.Sprintf("fleet: %s: lease lost: %v", j, err))
 			m.mu.Lock()
 			delete(m.held, j)
 			m.mu.Unlock()
@@ -350,7 +350,7 @@ func (m *Member) tick() {
 	}
 	for i, cookie := range slots {
 		if err := m.lock(m.slotObj(i), "run", cookie, true); err != nil {
-			m.opt.logf("fleet: run slot %d: lease lost: %v", i, err)
+			m.opt.log().Info(fmt.Sprintf("fleet: run slot %d: lease lost: %v", i, err))
 		}
 	}
 	want := Assign(jobs, members)
@@ -372,7 +372,7 @@ func (m *Member) tick() {
 			// The previous owner has not let go yet (or died and its
 			// lease has not expired): take it at a later tick.
 		default:
-			m.opt.logf("fleet: %s: taking the lease: %v", j, err)
+			m.opt.log().Info(fmt.Sprintf("fleet: %s: taking the lease: %v", j, err))
 		}
 	}
 	// Release what should move, unless it runs: the lease is given up
@@ -400,7 +400,7 @@ func (m *Member) release(job string) {
 	m.mu.Unlock()
 	m.count()
 	if _, err := m.io.Unlock(m.jobObj(job), "owner", m.opt.Member); err != nil {
-		m.opt.logf("fleet: %s: releasing the lease: %v", job, err)
+		m.opt.log().Info(fmt.Sprintf("fleet: %s: releasing the lease: %v", job, err))
 	}
 }
 

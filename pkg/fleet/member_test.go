@@ -11,10 +11,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/backy/backy/internal/logtest"
 	"github.com/backy/backy/pkg/cephconn"
 	"github.com/backy/backy/pkg/rbd/cephtest"
 )
@@ -35,15 +35,8 @@ func newRig(t testing.TB) *rig {
 
 func (r *rig) join(name string, lease time.Duration, runLimit int, jobs []string) *Member {
 	r.t.Helper()
-	var mu sync.Mutex
 	m, err := Join(context.Background(), Options{Ceph: cephconn.Options{Conf: r.conf}, Pool: r.pool, Fleet: r.fleet,
-		Member: name, Lease: lease, RunLimit: runLimit, Log: func(f string, a ...any) {
-			mu.Lock()
-			defer mu.Unlock()
-			if testing.Verbose() {
-				r.t.Logf(name+": "+f, a...)
-			}
-		}})
+		Member: name, Lease: lease, RunLimit: runLimit, Log: logtest.T(r.t, name)})
 	if err != nil {
 		r.t.Fatal(err)
 	}

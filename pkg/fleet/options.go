@@ -3,6 +3,7 @@ package fleet
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/backy/backy/pkg/cephconn"
@@ -31,7 +32,7 @@ type Options struct {
 	Member   string        // this daemon's name, unique in the fleet
 	Lease    time.Duration // every lease of the fleet
 	RunLimit int           // run slots of the fleet; 0: no limit
-	Log      func(format string, args ...any)
+	Log      *slog.Logger  // nil: nothing is logged
 }
 
 func (o Options) check() error {
@@ -44,10 +45,11 @@ func (o Options) check() error {
 	return nil
 }
 
-func (o Options) logf(format string, args ...any) {
-	if o.Log != nil {
-		o.Log(format, args...)
+func (o Options) log() *slog.Logger {
+	if o.Log == nil {
+		return slog.New(slog.DiscardHandler)
 	}
+	return o.Log
 }
 
 const omapMember = "member." // fleet object omap: member.NAME = its published view

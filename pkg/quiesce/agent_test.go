@@ -19,7 +19,7 @@ import (
 func makeSnap(s *fakeSnap) string { return fmt.Sprintf("(set -C; : > %s)", s.path) }
 
 func agentOpts(t *testing.T, cmd, fallback string, timeout time.Duration) quiesce.Options {
-	return quiesce.Options{SnapshotCommand: cmd, Fallback: fallback, Timeout: timeout, Poll: 50 * time.Millisecond, Log: logtest.T(t)}
+	return quiesce.Options{SnapshotCommand: cmd, Fallback: fallback, Timeout: timeout, Poll: 50 * time.Millisecond, Log: logtest.T(t, "quiesce")}
 }
 
 func TestAgent(t *testing.T) {

@@ -26,7 +26,7 @@ func TestFreezeCommands(t *testing.T) {
 	snap.onCreate = func() { frozenAtSnapshot = g.Frozen(100 * time.Millisecond) }
 	start := time.Now()
 	res, err := quiesce.Snapshot(context.Background(), quiesce.Options{
-		FreezeCommand: g.FreezeCommand(), ThawCommand: g.ThawCommand(), Timeout: 10 * time.Second, Log: logtest.T(t),
+		FreezeCommand: g.FreezeCommand(), ThawCommand: g.ThawCommand(), Timeout: 10 * time.Second, Log: logtest.T(t, "quiesce"),
 	}, snap)
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +65,7 @@ func TestFreezeFails(t *testing.T) {
 			snap := newSnap(t)
 			res, err := quiesce.Snapshot(context.Background(), quiesce.Options{
 				FreezeCommand: "echo cannot freeze >&2; exit 3", ThawCommand: "touch " + marker,
-				Fallback: fallback, Timeout: 5 * time.Second, Log: logtest.T(t),
+				Fallback: fallback, Timeout: 5 * time.Second, Log: logtest.T(t, "quiesce"),
 			}, snap)
 			if _, serr := os.Stat(marker); serr != nil {
 				t.Error("the thaw did not run after the failed freeze")
@@ -93,7 +93,7 @@ func TestFreezeTimesOut(t *testing.T) {
 	start := time.Now()
 	res, err := quiesce.Snapshot(context.Background(), quiesce.Options{
 		FreezeCommand: g.FreezeCommand() + " && sleep 60", ThawCommand: g.ThawCommand(),
-		Timeout: 2 * time.Second, Log: logtest.T(t),
+		Timeout: 2 * time.Second, Log: logtest.T(t, "quiesce"),
 	}, snap)
 	took := time.Since(start)
 	if err != nil || res.Consistency != quiesce.Crash || !strings.Contains(res.Reason, "timed out") {
@@ -113,7 +113,7 @@ func TestSnapshotTimesOut(t *testing.T) {
 	snap.delay = 3 * time.Second
 	snap.onCreate = func() {}
 	_, err := quiesce.Snapshot(context.Background(), quiesce.Options{
-		FreezeCommand: g.FreezeCommand(), ThawCommand: g.ThawCommand(), Timeout: time.Second, Log: logtest.T(t),
+		FreezeCommand: g.FreezeCommand(), ThawCommand: g.ThawCommand(), Timeout: time.Second, Log: logtest.T(t, "quiesce"),
 	}, &uncancellable{snap})
 	if !errors.Is(err, quiesce.ErrTimeout) {
 		t.Fatalf("err %v, want ErrTimeout", err)
@@ -138,7 +138,7 @@ func TestThawRetried(t *testing.T) {
 	counter := filepath.Join(t.TempDir(), "n")
 	flaky := fmt.Sprintf(`n=$(cat %[1]s 2>/dev/null || echo 0); echo $((n+1)) > %[1]s; [ $n -ge 2 ] && { %[2]s; }`, counter, g.ThawCommand())
 	res, err := quiesce.Snapshot(context.Background(), quiesce.Options{
-		FreezeCommand: g.FreezeCommand(), ThawCommand: flaky, Timeout: 5 * time.Second, Log: logtest.T(t),
+		FreezeCommand: g.FreezeCommand(), ThawCommand: flaky, Timeout: 5 * time.Second, Log: logtest.T(t, "quiesce"),
 	}, newSnap(t))
 	if err != nil || res.Consistency != quiesce.Frozen {
 		t.Fatalf("got %+v, %v; want frozen after the third thaw attempt", res, err)
@@ -147,7 +147,7 @@ func TestThawRetried(t *testing.T) {
 
 	snap := newSnap(t)
 	_, err = quiesce.Snapshot(context.Background(), quiesce.Options{
-		FreezeCommand: g.FreezeCommand(), ThawCommand: "sleep 10", Timeout: time.Second, Log: logtest.T(t),
+		FreezeCommand: g.FreezeCommand(), ThawCommand: "sleep 10", Timeout: time.Second, Log: logtest.T(t, "quiesce"),
 	}, snap)
 	if !errors.Is(err, quiesce.ErrThaw) || !strings.Contains(err.Error(), "THAW FAILED") {
 		t.Fatalf("err %v, want the loud ErrThaw", err)
@@ -172,7 +172,7 @@ func TestSnapshotFails(t *testing.T) {
 	snap := newSnap(t)
 	os.WriteFile(snap.path, nil, 0o644) // the name is taken: Create fails
 	_, err := quiesce.Snapshot(context.Background(), quiesce.Options{
-		FreezeCommand: g.FreezeCommand(), ThawCommand: g.ThawCommand(), Timeout: 10 * time.Second, Log: logtest.T(t),
+		FreezeCommand: g.FreezeCommand(), ThawCommand: g.ThawCommand(), Timeout: 10 * time.Second, Log: logtest.T(t, "quiesce"),
 	}, snap)
 	if !errors.Is(err, os.ErrExist) {
 		t.Fatalf("err %v, want the snapshot's error", err)

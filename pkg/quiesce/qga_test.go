@@ -51,7 +51,7 @@ func TestGuestAgent(t *testing.T) {
 		status = qgaCall(t, a.Socket, "guest-fsfreeze-status")
 	}
 	start := time.Now()
-	res, err := quiesce.Snapshot(context.Background(), quiesce.Options{GuestAgent: a.Socket, Timeout: 20 * time.Second, Log: logtest.T(t)}, snap)
+	res, err := quiesce.Snapshot(context.Background(), quiesce.Options{GuestAgent: a.Socket, Timeout: 20 * time.Second, Log: logtest.T(t, "quiesce")}, snap)
 	if err != nil {
 		t.Fatal(err)
 	}
