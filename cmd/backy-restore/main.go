@@ -82,9 +82,9 @@ func (c *restoreCLI) Run(env *cli.Env) error {
 		rest = "zeroed"
 	}
 	secs := max(took.Seconds(), 1e-3)
-	fmt.Fprintf(env.Stderr, "%s: revision %s to %s (%s): %s image, %s written, %s %s, %.2fs, %s/s\n",
-		env.Name, rev.ID, to, c.Format, upkeep.HumanBytes(ix.Size), upkeep.HumanBytes(written),
-		upkeep.HumanBytes(ix.Size-data), rest, secs, upkeep.HumanBytes(int64(float64(ix.Size)/secs)))
+	env.Log.Info(fmt.Sprintf("revision %s to %s (%s): %s image, %s written, %s %s, %.2fs, %s/s",
+		rev.ID, to, c.Format, upkeep.HumanBytes(ix.Size), upkeep.HumanBytes(written),
+		upkeep.HumanBytes(ix.Size-data), rest, secs, upkeep.HumanBytes(int64(float64(ix.Size)/secs))))
 	return nil
 }
 

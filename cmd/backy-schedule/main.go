@@ -67,7 +67,7 @@ func problems(env *cli.Env, err error) error {
 		return err
 	}
 	for _, e := range list {
-		fmt.Fprintf(env.Stderr, "%s: error: %v\n", env.Name, e)
+		env.Log.Error(e.Error())
 	}
 	return fmt.Errorf("%w: %d problems in %s", config.ErrInvalid, len(list), list[0].File)
 }
@@ -77,14 +77,14 @@ func checkConfig(env *cli.Env, cfg *config.Config) error {
 	missing := 0
 	for _, name := range cfg.JobNames() {
 		if err := cfg.Jobs[name].CheckSource(); err != nil {
-			fmt.Fprintf(env.Stderr, "%s: error: %v\n", env.Name, err)
+			env.Log.Error(err.Error())
 			missing++
 		}
 	}
 	if missing > 0 {
 		return fmt.Errorf("%w: %d of %d jobs", config.ErrSourceMissing, missing, len(cfg.Jobs))
 	}
-	fmt.Fprintf(env.Stderr, "%s: %s is fine: %d jobs, %d schedules\n", env.Name, cfg.File, len(cfg.Jobs), len(cfg.Schedules))
+	env.Log.Info(fmt.Sprintf("%s is fine: %d jobs, %d schedules", cfg.File, len(cfg.Jobs), len(cfg.Schedules)))
 	return nil
 }
 

@@ -36,9 +36,9 @@ func (c *copyCmd) Run(env *cli.Env, g *globals) error {
 	}
 	if res != nil {
 		secs := max(res.Duration.Seconds(), 1e-3)
-		fmt.Fprintf(env.Stderr, "%s: copy: %d revisions copied, %d already there, %d not copied; %d chunks moved (%s, %s/s), %d found in the target, in %.2fs\n",
-			env.Name, len(res.Copied), len(res.Skipped), len(res.Failed), res.Moved, upkeep.HumanBytes(res.Bytes),
-			upkeep.HumanBytes(int64(float64(res.Bytes)/secs)), res.Found, secs)
+		env.Log.Info(fmt.Sprintf("copy: %d revisions copied, %d already there, %d not copied; %d chunks moved (%s, %s/s), %d found in the target, in %.2fs",
+			len(res.Copied), len(res.Skipped), len(res.Failed), res.Moved, upkeep.HumanBytes(res.Bytes),
+			upkeep.HumanBytes(int64(float64(res.Bytes)/secs)), res.Found, secs))
 	}
 	return err
 }

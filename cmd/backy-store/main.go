@@ -52,9 +52,9 @@ func (c *storeCmd) Run(env *cli.Env, g *globals) error {
 	}
 	fmt.Fprintln(env.Stdout, rev.ID)
 	s := rev.Stats
-	fmt.Fprintf(env.Stderr, "%s: revision %s: %s image, %s read, %s written, chunks %d new %d reused %d zero, %.2fs\n",
-		env.Name, rev.ID, upkeep.HumanBytes(rev.Size), upkeep.HumanBytes(s.StreamBytes),
-		upkeep.HumanBytes(s.BytesWritten), s.ChunksNew, s.ChunksReused, s.ChunksZero, s.Duration)
+	env.Log.Info(fmt.Sprintf("revision %s: %s image, %s read, %s written, chunks %d new %d reused %d zero, %.2fs",
+		rev.ID, upkeep.HumanBytes(rev.Size), upkeep.HumanBytes(s.StreamBytes),
+		upkeep.HumanBytes(s.BytesWritten), s.ChunksNew, s.ChunksReused, s.ChunksZero, s.Duration))
 	return nil
 }
 

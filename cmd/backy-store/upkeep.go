@@ -59,9 +59,9 @@ func (c *verifyCmd) Run(env *cli.Env, g *globals) error {
 			what = fmt.Sprintf("sampled %g%%:", float64(c.Sample))
 		}
 		secs := max(res.Duration.Seconds(), 1e-3)
-		fmt.Fprintf(env.Stderr, "%s: %s %d chunks (%s) of %d revisions in %.2fs, %s/s: %d verified, %d distrusted\n",
-			env.Name, what, res.Chunks, upkeep.HumanBytes(int64(res.Chunks)*repo.ChunkSize), len(res.Revisions),
-			secs, upkeep.HumanBytes(int64(float64(res.Chunks)*repo.ChunkSize/secs)), len(res.Verified), len(res.Distrusted))
+		env.Log.Info(fmt.Sprintf("%s %d chunks (%s) of %d revisions in %.2fs, %s/s: %d verified, %d distrusted",
+			what, res.Chunks, upkeep.HumanBytes(int64(res.Chunks)*repo.ChunkSize), len(res.Revisions),
+			secs, upkeep.HumanBytes(int64(float64(res.Chunks)*repo.ChunkSize/secs)), len(res.Verified), len(res.Distrusted)))
 	}
 	return err
 }
@@ -88,8 +88,8 @@ func (c *verifyCmd) against(env *cli.Env, r *repo.Repo) error {
 	if !res.Verified {
 		state = "still distrusted"
 	}
-	fmt.Fprintf(env.Stderr, "%s: revision %s matches the stream: %d records, %s compared; %s\n",
-		env.Name, res.Revision, res.Records, upkeep.HumanBytes(res.Bytes), state)
+	env.Log.Info(fmt.Sprintf("revision %s matches the stream: %d records, %s compared; %s",
+		res.Revision, res.Records, upkeep.HumanBytes(res.Bytes), state))
 	return nil
 }
 
@@ -110,10 +110,10 @@ func (c *distrustCmd) Run(env *cli.Env, g *globals) error {
 	}
 	changed, err := upkeep.Distrust(r, upkeep.Selection{Spec: c.Revision, From: c.From, Until: c.Until, All: c.All})
 	for _, rev := range changed {
-		fmt.Fprintf(env.Stderr, "%s: revision %s (%s): distrusted\n", env.Name, rev.ID, rev.Time.Local().Format(time.DateTime))
+		env.Log.Info(fmt.Sprintf("revision %s (%s): distrusted", rev.ID, rev.Time.Local().Format(time.DateTime)))
 	}
 	if err == nil {
-		fmt.Fprintf(env.Stderr, "%s: %d revisions newly distrusted\n", env.Name, len(changed))
+		env.Log.Info(fmt.Sprintf("%d revisions newly distrusted", len(changed)))
 	}
 	return err
 }
@@ -134,10 +134,10 @@ func (c *tagsCmd) Run(env *cli.Env, g *globals) error {
 		return err
 	}
 	if res.Removed {
-		fmt.Fprintf(env.Stderr, "%s: revision %s lost its last tag and was removed\n", env.Name, res.Revision.ID)
+		env.Log.Info(fmt.Sprintf("revision %s lost its last tag and was removed", res.Revision.ID))
 		return nil
 	}
-	fmt.Fprintf(env.Stderr, "%s: revision %s: tags %s\n", env.Name, res.Revision.ID, tagText(res.Revision.Tags))
+	env.Log.Info(fmt.Sprintf("revision %s: tags %s", res.Revision.ID, tagText(res.Revision.Tags)))
 	return nil
 }
 
@@ -177,7 +177,7 @@ func (c *forgetCmd) Run(env *cli.Env, g *globals) error {
 	if !rev.Time.IsZero() {
 		when = rev.Time.Local().Format(time.DateTime)
 	}
-	fmt.Fprintf(env.Stderr, "%s: revision %s (%s) removed; run purge to free its chunks\n", env.Name, rev.ID, when)
+	env.Log.Info(fmt.Sprintf("revision %s (%s) removed; run purge to free its chunks", rev.ID, when))
 	return nil
 }
 
@@ -223,7 +223,7 @@ func (c *expireCmd) Run(env *cli.Env, g *globals) error {
 	if c.DryRun {
 		verb = "would remove"
 	}
-	fmt.Fprintf(env.Stderr, "%s: expire: %s %d revisions, untagged %d\n", env.Name, verb, removed, len(changes)-removed)
+	env.Log.Info(fmt.Sprintf("expire: %s %d revisions, untagged %d", verb, removed, len(changes)-removed))
 	return nil
 }
 
@@ -253,17 +253,17 @@ func (c *purgeCmd) Run(env *cli.Env, g *globals) error {
 	}
 	if res.Pool {
 		if res.Skipped {
-			fmt.Fprintf(env.Stderr, "%s: purge: skipped, the pool was swept less than %s ago\n", env.Name, c.MinInterval)
+			env.Log.Info(fmt.Sprintf("purge: skipped, the pool was swept less than %s ago", c.MinInterval))
 			return nil
 		}
-		fmt.Fprintf(env.Stderr, "%s: purge: pool of %d jobs: %s %d of %d chunks (%d in use by %d revisions, %d unused but too young), %d leftover indexes, in %.2fs\n",
-			env.Name, res.Jobs, verb, res.Removed, res.Chunks, res.Referenced, res.Revisions, res.Young, res.Indexes, res.Duration.Seconds())
+		env.Log.Info(fmt.Sprintf("purge: pool of %d jobs: %s %d of %d chunks (%d in use by %d revisions, %d unused but too young), %d leftover indexes, in %.2fs",
+			res.Jobs, verb, res.Removed, res.Chunks, res.Referenced, res.Revisions, res.Young, res.Indexes, res.Duration.Seconds()))
 		return nil
 	}
-	fmt.Fprintf(env.Stderr, "%s: purge: %s %d of %d chunks (%d in use by %d revisions), %d tmp entries, %d index files without metadata, in %.2fs\n",
-		env.Name, verb, res.Removed, res.Chunks, res.Referenced, res.Revisions, res.Tmp, res.Indexes, res.Duration.Seconds())
+	env.Log.Info(fmt.Sprintf("purge: %s %d of %d chunks (%d in use by %d revisions), %d tmp entries, %d index files without metadata, in %.2fs",
+		verb, res.Removed, res.Chunks, res.Referenced, res.Revisions, res.Tmp, res.Indexes, res.Duration.Seconds()))
 	if res.Missing > 0 {
-		fmt.Fprintf(env.Stderr, "%s: warning: %d chunks that revisions use are not stored; run backy-store verify\n", env.Name, res.Missing)
+		env.Log.Warn(fmt.Sprintf("%d chunks that revisions use are not stored; run backy-store verify", res.Missing))
 	}
 	return nil
 }
