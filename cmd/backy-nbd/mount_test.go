@@ -836,16 +836,20 @@ func TestMountDamagedChunk(t *testing.T) {
 			used[blk*bs/repo.ChunkSize] = true
 		}
 	}
-	// a chunk whose every block belongs to the file
+	// a chunk whose every block belongs to the file, and the 256 KiB
+	// before it too (a kernel read-ahead of the image that reaches the
+	// chunk fails as well: pkg/nbdmount/images.go)
 	var chunk int64 = -1
-	for k := range used {
+	for k := int64(1); k < 64 && chunk < 0; k++ {
+		if !used[k] {
+			continue
+		}
 		full := true
-		for off := k * repo.ChunkSize; off < (k+1)*repo.ChunkSize; off += bs {
+		for off := k*repo.ChunkSize - 256<<10; off < (k+1)*repo.ChunkSize; off += bs {
 			full = full && fileHasBlock(ext, off/bs)
 		}
 		if full {
 			chunk = k
-			break
 		}
 	}
 	if chunk < 0 {

@@ -29,6 +29,14 @@ import (
 // chunk first kills that fuse2fs, and only then returns: the reader's
 // request fails (ENOTCONN), nothing fuse2fs could make of the error ever
 // leaves it, and the partition's tree is mounted again by a new fuse2fs.
+//
+// The fuse2fs view goes through the page cache like the other (with direct
+// I/O every block fuse2fs reads was a round trip here, and a cp -a took
+// twice as long). So a read-ahead of the kernel that reaches a damaged
+// chunk kills fuse2fs too: a file that ends less than maxReadAhead before
+// one fails like the file on it. Any error kills, whichever request it is
+// (the kernel may retry a failed read-ahead as a single read; fuse2fs must
+// see neither).
 
 // imageFile is one partition (or the whole disk) as a file.
 type imageFile struct {
@@ -62,9 +70,6 @@ func (f *imageFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
 		return nil, 0, syscall.EROFS
 	}
-	if f.dev != nil {
-		return nil, fuse.FOPEN_DIRECT_IO, 0 // every read exactly as fuse2fs asks it
-	}
 	return nil, fuse.FOPEN_KEEP_CACHE, 0 // a revision never changes
 }
 
@@ -94,6 +99,9 @@ func (r *imageRoot) OnAdd(ctx context.Context) {
 	}
 }
 
+// maxReadAhead is the kernel's read-ahead on the image files.
+const maxReadAhead = 128 << 10
+
 // mountImages mounts the image directory at dir.
 func mountImages(dir string, files []*imageFile) (*fuse.Server, error) {
 	long := time.Hour // nothing in it ever changes
@@ -101,7 +109,7 @@ func mountImages(dir string, files []*imageFile) (*fuse.Server, error) {
 		EntryTimeout: &long, AttrTimeout: &long,
 		MountOptions: fuse.MountOptions{
 			FsName: "backy-nbd", Name: "backy", DirectMount: true,
-			MaxReadAhead: 1 << 20, MaxBackground: 32,
+			MaxReadAhead: maxReadAhead, MaxBackground: 32,
 		},
 	})
 }
