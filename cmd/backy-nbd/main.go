@@ -56,10 +56,9 @@ func (c *mountCmd) Run(env *cli.Env, g *globals) error {
 	if err := g.check(); err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	return nbdmount.Mount(env.Ctx, nbdmount.Options{
 		Repo: g.Base, Open: repo.Via(env.Ctx, g.Conn()), Spec: c.Revision, Mountpoint: c.Mountpoint,
-		CacheChunks: g.CacheChunks, Stderr: nbdmount.Prefix(env.Stderr, env.Name+": "), Logger: log,
+		CacheChunks: g.CacheChunks, Stderr: nbdmount.Prefix(env.Stderr, env.Name+": "), Logger: env.Log,
 	})
 }
 
