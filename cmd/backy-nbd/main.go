@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/backy/backy/pkg/cli"
+	"github.com/backy/backy/pkg/completion"
 	"github.com/backy/backy/pkg/nbdmount"
 	"github.com/backy/backy/pkg/nbdrepo"
 	"github.com/backy/backy/pkg/repo"
@@ -48,7 +49,7 @@ func (c *serveCmd) Run(env *cli.Env, g *globals) error {
 }
 
 type mountCmd struct {
-	Revision   string `short:"r" default:"latest" help:"Revision to mount: latest, a tag, an id or id prefix, or N (N-th newest)." placeholder:"SPEC"`
+	Revision   string `short:"r" predictor:"revision" default:"latest" help:"Revision to mount: latest, a tag, an id or id prefix, or N (N-th newest)." placeholder:"SPEC"`
 	Mountpoint string `arg:"" help:"An empty directory: gets one entry per partition (pN.img, and pN/ for ext2/3/4)." type:"path"`
 }
 
@@ -81,7 +82,7 @@ type nbdCLI struct {
 
 func run() int {
 	var c nbdCLI
-	return cli.Run("backy-nbd", "Serve the revisions of a backy repository as network block devices, or mount their files.", &c, os.Args[1:], &c.globals)
+	return cli.Run("backy-nbd", "Serve the revisions of a backy repository as network block devices, or mount their files.", &c, os.Args[1:], &c.globals, completion.Predictors())
 }
 
 func main() { os.Exit(run()) }
