@@ -288,6 +288,18 @@ func (r *run) upkeep(name string, fn func(rp *repo.Repo) error) {
 	})
 }
 
+// forgetOldest is the upkeep step that forgets the oldest revision.
+func (r *run) forgetOldest() {
+	r.upkeep("forget image 1", func(rp *repo.Repo) error {
+		revs, err := rp.Revisions()
+		if err != nil {
+			return err
+		}
+		_, err = upkeep.Forget(rp, revs[0].ID, false)
+		return err
+	})
+}
+
 func (r *run) writeStatus(n int) {
 	r.t.Helper()
 	r.do(fmt.Sprintf("status write %d", n), func() error {
@@ -624,14 +636,7 @@ func TestPowerCutRepository(t *testing.T) {
 		return err
 	})
 	r.store(4, true, day(4))
-	r.upkeep("forget image 1", func(rp *repo.Repo) error {
-		revs, err := rp.Revisions()
-		if err != nil {
-			return err
-		}
-		_, err = upkeep.Forget(rp, revs[0].ID, false)
-		return err
-	})
+	r.forgetOldest()
 	r.upkeep("expire", func(rp *repo.Repo) error {
 		s, err := upkeep.ParseSchedule("daily=1d:2")
 		if err != nil {
@@ -767,14 +772,7 @@ func TestPowerCutEveryOperation(t *testing.T) {
 	r := newRun(t)
 	r.store(1, true, day(1))
 	r.store(2, false, day(2))
-	r.upkeep("forget image 1", func(rp *repo.Repo) error {
-		revs, err := rp.Revisions()
-		if err != nil {
-			return err
-		}
-		_, err = upkeep.Forget(rp, revs[0].ID, false)
-		return err
-	})
+	r.forgetOldest()
 	log := r.sim.Log()
 	c := &tally{byVariant: map[pc.Variant]int{}, passed: map[string]bool{}}
 	variants := []pc.Variant{pc.Strict, pc.NewestOnly}
