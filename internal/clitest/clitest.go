@@ -19,6 +19,8 @@ import (
 	"runtime/debug"
 	"sort"
 	"strings"
+	"syscall"
+	"testing"
 
 	"github.com/creack/pty"
 	"github.com/rogpeppe/go-internal/testscript"
@@ -399,4 +401,21 @@ func RunOnTTY(dir, path string, env []string, stdin string, args ...string) (std
 	err = cmd.Wait()
 	<-read
 	return out.Bytes(), seen.Bytes(), err
+}
+
+// ExitCode is the exit status of a finished command (Run or Wait's
+// error): 0, the code, or minus the signal that killed it. Any other error
+// fails the test.
+func ExitCode(t testing.TB, err error) int {
+	if err == nil {
+		return 0
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		t.Fatalf("running a command: %v", err)
+	}
+	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return -int(ws.Signal())
+	}
+	return ee.ExitCode()
 }

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/backy/backy/internal/clitest"
 )
 
 // crashRig keeps what a crash test knows: the image, the checksum of every
@@ -91,7 +93,7 @@ func (c *crashRig) startStore(tag string, diff bool) (*exec.Cmd, func() result) 
 		t.Fatal(err)
 	}
 	return cmd, func() result {
-		return result{exitCode(t, cmd.Wait()), out.String(), errb.String()}
+		return result{clitest.ExitCode(t, cmd.Wait()), out.String(), errb.String()}
 	}
 }
 
@@ -309,7 +311,7 @@ func TestCrashPurge(t *testing.T) {
 		}
 		time.Sleep(time.Duration(c.rng.Int64N(int64(window) * 12 / 10)))
 		cmd.Process.Signal(syscall.SIGKILL)
-		switch code := exitCode(t, cmd.Wait()); code {
+		switch code := clitest.ExitCode(t, cmd.Wait()); code {
 		case killed:
 			kills++
 		case 0:

@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backy/backy/internal/clitest"
 	"github.com/backy/backy/pkg/extent"
 	"github.com/backy/backy/pkg/repo"
 )
@@ -142,20 +143,6 @@ func (r result) String() string {
 	return fmt.Sprintf("exit %d, stderr %q", r.code, strings.TrimSpace(r.stderr))
 }
 
-func exitCode(t testing.TB, err error) int {
-	if err == nil {
-		return 0
-	}
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) {
-		t.Fatalf("running a command: %v", err)
-	}
-	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return -int(ws.Signal())
-	}
-	return ee.ExitCode()
-}
-
 func command(name string, args ...string) *exec.Cmd {
 	return exec.Command(filepath.Join(binDir, name), args...)
 }
@@ -168,7 +155,7 @@ func backy(t testing.TB, stdin io.Reader, name string, args ...string) result {
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
-	return result{exitCode(t, err), out.String(), errb.String()}
+	return result{clitest.ExitCode(t, err), out.String(), errb.String()}
 }
 
 // storeStream stores an in-memory stream.
@@ -223,7 +210,7 @@ func startBackup(t testing.TB, dir, img, snap string, tags ...string) *pipeline 
 // wait returns the exit codes of store and extract.
 func (p *pipeline) wait(t testing.TB) (storeCode, extractCode int) {
 	t.Helper()
-	return exitCode(t, p.store.Wait()), exitCode(t, p.extract.Wait())
+	return clitest.ExitCode(t, p.store.Wait()), clitest.ExitCode(t, p.extract.Wait())
 }
 
 // backup runs the pipeline to its end and returns the store's result.
@@ -255,7 +242,7 @@ func restoreSum(t testing.TB, dir, spec string) (string, result) {
 	var errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = h, &errb
 	err := cmd.Run()
-	return hex.EncodeToString(h.Sum(nil)), result{code: exitCode(t, err), stderr: errb.String()}
+	return hex.EncodeToString(h.Sum(nil)), result{code: clitest.ExitCode(t, err), stderr: errb.String()}
 }
 
 // restoreFile restores spec into a file and returns its SHA-256 (empty when

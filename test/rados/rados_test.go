@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -82,7 +81,7 @@ func (r *rig) run(stdin []byte, name string, args ...string) (int, string, strin
 	c := r.cmd(stdin, name, args...)
 	var out, errb bytes.Buffer
 	c.Stdout, c.Stderr = &out, &errb
-	return code(r.t, c.Run()), out.String(), errb.String()
+	return clitest.ExitCode(r.t, c.Run()), out.String(), errb.String()
 }
 
 func (r *rig) must(stdin []byte, name string, args ...string) string {
@@ -92,20 +91,6 @@ func (r *rig) must(stdin []byte, name string, args ...string) string {
 		r.t.Fatalf("%s %s: exit %d: %s", name, strings.Join(args, " "), rc, errs)
 	}
 	return out
-}
-
-func code(t testing.TB, err error) int {
-	if err == nil {
-		return 0
-	}
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) {
-		t.Fatalf("running a command: %v", err)
-	}
-	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return -int(ws.Signal())
-	}
-	return ee.ExitCode()
 }
 
 // image writes a test image of n chunks: the template's content with the
@@ -240,7 +225,7 @@ func TestKills(t *testing.T) {
 			at := time.Duration(rng.IntN(2500)) * time.Millisecond
 			go func() {
 				exited := make(chan int, 1)
-				go func() { exited <- code(t, p.Wait()) }()
+				go func() { exited <- clitest.ExitCode(t, p.Wait()) }()
 				select {
 				case codes[i] = <-exited:
 				case <-time.After(at - time.Since(start)):
@@ -379,7 +364,7 @@ func TestPausedOSD(t *testing.T) {
 	in.Write(stream[len(stream)/2:])
 	in.Close()
 	start := time.Now()
-	rc := code(t, c.Wait())
+	rc := clitest.ExitCode(t, c.Wait())
 	took := time.Since(start)
 	if err := osd.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
