@@ -54,7 +54,7 @@ test-go:
 # for local runs, not CI.
 test-faults-long:
 	BACKY_FAULTS_LONG=1 $(GO) test -tags '$(TAGS)' -count=1 -v -timeout 90m ./test/faults ./test/powercut ./test/rados
-	BACKY_FAULTS_LONG=1 $(GO) test -tags '$(TAGS)' -count=1 -v -timeout 20m -run '^TestFleet$$' ./cmd/backy-schedule
+	BACKY_FAULTS_LONG=1 $(GO) test -tags '$(TAGS)' -count=1 -v -timeout 30m -run '^(TestFleet|TestExtractKilledWhileFrozen)$$' ./cmd/backy-schedule
 
 # Fuzz every parser for a bounded time; the extent stream for FUZZTIME.
 fuzz:
