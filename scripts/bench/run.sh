@@ -76,7 +76,7 @@ alloc_mib=$(du -m "$img" | cut -f1)
 # ---- measuring ----
 res=$W/results.tsv
 : >"$res"
-rssmax() { sort -n "$@" 2>/dev/null | tail -1; }
+rssmax() { { sort -n "$@" 2>/dev/null || true; } | tail -1; }  # no rss file (the pty restore): empty
 
 # step TOOL STEP RUN CMD: time CMD plus a sync of the disk; each process of
 # CMD writes its peak RSS (KiB) into $W/rss.* via /usr/bin/time.
