@@ -107,6 +107,12 @@ backy_restore_tty() {
 	script -qec "stty rows 40 cols 120; backy-restore -b '$W/repo-backy' '$W/out.img'" /dev/null >"$W/tty.out"
 	grep -q '% \[' "$W/tty.out" || { log "backy-restore on a pseudo-terminal drew no progress line"; exit 1; }
 }
+# The same under script(1) with --quiet: what the pseudo-terminal costs
+# without the line, so the line's own cost is the difference of the two.
+backy_restore_ttyq() {
+	script -qec "stty rows 40 cols 120; backy-restore -q -b '$W/repo-backy' '$W/out.img'" /dev/null >"$W/tty.out"
+	! grep -q '% \[' "$W/tty.out" || { log "backy-restore --quiet drew a progress line"; exit 1; }
+}
 backy-plain_restore() { $T -f %M -o "$W/rss.restore" backy-restore -b "$W/repo-backy-plain" "$W/out.img"; }
 borg_backup() { (cd "$(dirname "$1")" && $T -f %M -o "$W/rss.borg" borg create --chunker-params fixed,4194304 --compression lz4 --files-cache=disabled --sparse "$W/repo-borg::$2" "$(basename "$1")"); }
 borg_restore() { mkdir -p "$W/out-borg" && (cd "$W/out-borg" && $T -f %M -o "$W/rss.borg" borg extract --sparse "$W/repo-borg::changed") && mv "$W/out-borg/vm-changed.img" "$W/out.img"; }
@@ -138,6 +144,7 @@ for run in $(seq 1 "$runs"); do
 		fi
 		if [ "$tool" = backy ]; then
 			step backy restore-tty "$run" backy_restore_tty
+			step backy restore-ttyq "$run" backy_restore_ttyq
 			[ "$run" != 1 ] || cmp -s "$W/out.img" "$changed" || { log "backy: the restore on a terminal differs"; exit 1; }
 		fi
 	done
@@ -272,7 +279,9 @@ EOF
 
 The progress line: the same backy restore with stderr on a pseudo-terminal
 (\`script\`, the line redrawn 4 times a second) took $(spread backy restore-tty) s,
-against $(spread backy restore) s with stderr not a terminal.
+against $(spread backy restore-ttyq) s on the same pseudo-terminal with \`--quiet\`
+(no line: the difference is the line's cost) and $(spread backy restore) s with
+stderr not a terminal.
 EOF
 	fi
 	cat <<EOF
