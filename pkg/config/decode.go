@@ -232,13 +232,8 @@ func (d *decoder) global(m map[string]any) Global {
 	}
 	path := []string{"global"}
 	d.only(path, m, globalKeys)
-	if s, ok := d.str(m, path, "base-dir"); ok {
-		if filepath.IsAbs(s) {
-			g.BaseDir = filepath.Clean(s)
-		} else {
-			k := key(path, "base-dir")
-			d.fail(ErrBadValue, k, "key %q: %q is not an absolute path", toml.Key(k).String(), s)
-		}
+	if s, ok := d.absPath(m, path, "base-dir"); ok {
+		g.BaseDir = s
 	}
 	if s, ok := d.str(m, path, "rados-pool"); ok {
 		if s == "" || strings.ContainsAny(s, "/ \t") {
@@ -429,13 +424,8 @@ func (d *decoder) job(c *Config, schedules map[string]any, name string, v any) (
 // ceph reads ceph-conf (an absolute path) and ceph-user (a Ceph client
 // name without "client.") of the table at path over the defaults def.
 func (d *decoder) ceph(m map[string]any, path []string, def cephconn.Options) cephconn.Options {
-	if s, ok := d.str(m, path, "ceph-conf"); ok {
-		if filepath.IsAbs(s) {
-			def.Conf = filepath.Clean(s)
-		} else {
-			k := key(path, "ceph-conf")
-			d.fail(ErrBadValue, k, "key %q: %q is not an absolute path", toml.Key(k).String(), s)
-		}
+	if s, ok := d.absPath(m, path, "ceph-conf"); ok {
+		def.Conf = s
 	}
 	if s, ok := d.str(m, path, "ceph-user"); ok {
 		k := key(path, "ceph-user")
@@ -481,12 +471,8 @@ func (d *decoder) source(path []string, m map[string]any) Source {
 	}
 	switch src.Type {
 	case SourceFile:
-		if s, ok := d.str(m, path, "path"); ok {
-			if filepath.IsAbs(s) {
-				src.Path = filepath.Clean(s)
-			} else {
-				d.fail(ErrBadValue, key(path, "path"), "key %q: %q is not an absolute path", toml.Key(key(path, "path")).String(), s)
-			}
+		if s, ok := d.absPath(m, path, "path"); ok {
+			src.Path = s
 		}
 	case SourceRBD:
 		src.Pool, _ = d.rbdName(m, path, "pool")
@@ -510,12 +496,8 @@ func (d *decoder) consistency(path []string, m map[string]any, typ SourceType) *
 	c.FreezeCommand, _ = d.str(m, path, "freeze-command")
 	c.ThawCommand, _ = d.str(m, path, "thaw-command")
 	c.SnapshotCommand, _ = d.str(m, path, "snapshot-command")
-	if s, ok := d.str(m, path, "guest-agent"); ok {
-		if filepath.IsAbs(s) {
-			c.GuestAgent = filepath.Clean(s)
-		} else {
-			d.fail(ErrBadValue, key(path, "guest-agent"), "key %q: %q is not an absolute path", toml.Key(key(path, "guest-agent")).String(), s)
-		}
+	if s, ok := d.absPath(m, path, "guest-agent"); ok {
+		c.GuestAgent = s
 	}
 	if v, ok := d.duration(m, path, "timeout", time.Second, time.Hour); ok {
 		c.Timeout = v
@@ -592,6 +574,16 @@ func (d *decoder) asTable(path []string, v any) (map[string]any, bool) {
 		d.fail(ErrBadValue, path, "key %q must be a table, not %s", toml.Key(path).String(), typeName(v))
 	}
 	return t, ok
+}
+
+// absPath reads a string key that must be an absolute path, cleaned.
+func (d *decoder) absPath(m map[string]any, path []string, k string) (string, bool) {
+	s, ok := d.str(m, path, k)
+	if ok && !filepath.IsAbs(s) {
+		d.fail(ErrBadValue, key(path, k), "key %q: %q is not an absolute path", toml.Key(key(path, k)).String(), s)
+		return "", false
+	}
+	return filepath.Clean(s), ok
 }
 
 func (d *decoder) str(m map[string]any, path []string, k string) (string, bool) {
