@@ -3,12 +3,19 @@
 # root or loop devices: an ext4 file system of SIZE (default 3G) made by
 # mke2fs -d from about DATA_MIB (default 1200) MiB of real files copied from
 # /usr/local/go, /usr/share and /usr/lib (in path order, so the same machine
-# gives the same image); the rest of the image is holes.
+# gives the same image); the rest of the image is holes. An IMG already
+# built with the same SIZE and DATA_MIB (recorded in IMG's .stamp file) is
+# kept, so the benchmarks share one image and build it once.
 set -euo pipefail
 
 img=${1:?usage: mkimage.sh IMG [SIZE] [DATA_MIB]}
 size=${2:-3G}
 data_mib=${3:-1200}
+stamp=${img%.img}.stamp
+if [ -f "$img" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$size $data_mib" ]; then
+	exit 0
+fi
+echo "mkimage: building $img" >&2
 staging=$(mktemp -d "$(dirname "$img")/staging.XXXXXX")
 trap 'rm -rf "$staging"' EXIT
 
@@ -28,4 +35,5 @@ fi
 rm -f "$img"
 truncate -s "$size" "$img"
 mke2fs -q -F -t ext4 -d "$staging" "$img"
+echo "$size $data_mib" >"$stamp"
 echo "mkimage: $img: $size ext4 image holding $((got >> 20)) MiB of files ($(du -m "$img" | cut -f1) MiB allocated)" >&2

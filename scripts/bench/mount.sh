@@ -51,10 +51,7 @@ trap cleanup EXIT
 PATH=$bin:$PATH
 
 img=$W/mount-vm.img
-if [ ! -e "$img" ]; then
-	log "making $img ($img_size, $data_mib MiB of files)"
-	"$root/scripts/bench/mkimage.sh" "$img" "$img_size" "$data_mib"
-fi
+"$root/scripts/bench/mkimage.sh" "$img" "$img_size" "$data_mib"
 repo=$T/repo
 backy-extract file "$img" 2>/dev/null | backy-store -b "$repo" >/dev/null 2>&1
 mnt=$T/mnt raw=$T/raw out=$T/out

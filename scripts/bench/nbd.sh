@@ -65,12 +65,7 @@ mkdir "$bin/$old_commit"
 
 # ---- image and repository ----
 img=$W/nbd-vm.img repo=$W/nbd-repo
-stamp="$img_size $data_mib"
-if [ ! -f "$img" ] || [ "$(cat "$W/nbd-vm.stamp" 2>/dev/null)" != "$stamp" ]; then
-	log "building $img"
-	PATH=$PATH:/usr/sbin "$root/scripts/bench/mkimage.sh" "$img" "$img_size" "$data_mib"
-	echo "$stamp" >"$W/nbd-vm.stamp"
-fi
+PATH=$PATH:/usr/sbin "$root/scripts/bench/mkimage.sh" "$img" "$img_size" "$data_mib"
 # The repository is made afresh by the binaries measured (a few seconds), so
 # it always holds chunks as they write them; a kept one once held chunks of
 # an older compression setting and measured that.

@@ -79,13 +79,7 @@ pool_bytes() { "$tmpbin/radosfill" -pool "$1" -du | cut -d' ' -f2; }
 
 # ---- image ----
 img=$W/vm.img
-stamp="$img_size $data_mib"
-if [ ! -f "$img" ] || [ "$(cat "$W/vm.stamp" 2>/dev/null)" != "$stamp" ]; then
-	log "building $img"
-	"$root/scripts/bench/mkimage.sh" "$img" "$img_size" "$data_mib"
-	echo "$stamp" >"$W/vm.stamp"
-	rm -f "$W/vm-changed.img"
-fi
+"$root/scripts/bench/mkimage.sh" "$img" "$img_size" "$data_mib"
 bytes=$(stat -c %s "$img")
 blocks=$(((bytes + 4194303) / 4194304))
 nchange=$(((blocks + 99) / 100))

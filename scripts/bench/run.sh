@@ -53,17 +53,11 @@ top_start=$(ps -eo pcpu=,comm= --sort=-pcpu | head -6 | awk '{printf "%s%s %s%%"
 
 # ---- images ----
 img=$W/vm.img changed=$W/vm-changed.img
-stamp="$img_size $data_mib"
-if [ ! -f "$img" ] || [ "$(cat "$W/vm.stamp" 2>/dev/null)" != "$stamp" ]; then
-	log "building $img"
-	"$root/scripts/bench/mkimage.sh" "$img" "$img_size" "$data_mib"
-	echo "$stamp" >"$W/vm.stamp"
-	rm -f "$changed"
-fi
+"$root/scripts/bench/mkimage.sh" "$img" "$img_size" "$data_mib"
 bytes=$(stat -c %s "$img")
 blocks=$(((bytes + 4194303) / 4194304))
 nchange=$(((blocks + 99) / 100))
-if [ ! -f "$changed" ]; then
+if [ ! -f "$changed" ] || [ "$changed" -ot "$img" ]; then
 	cp --sparse=always "$img" "$changed.tmp"
 	# 1% of the 4 MiB blocks, chosen with a fixed seed, overwritten with random data.
 	for b in $(awk -v n="$blocks" -v k="$nchange" 'BEGIN { srand(42); while (c < k) { b = int(rand() * n); if (!(b in s)) { s[b] = 1; c++; print b } } }'); do
