@@ -69,9 +69,24 @@ func (r *Repo) ReadChunk(dst []byte, h Hash) ([]byte, error) {
 		clear(dst)
 		return dst, nil
 	}
-	stored, err := r.Chunks.Get(h)
+	ds, ok := r.Chunks.(*dirStore)
+	if !ok {
+		stored, err := r.Chunks.Get(h)
+		if err != nil {
+			return nil, err
+		}
+		return Decompress(dst, h, stored)
+	}
+	bp := storedBufs.Get().(*[]byte)
+	defer storedBufs.Put(bp)
+	stored, err := ds.getInto(*bp, h)
 	if err != nil {
 		return nil, err
 	}
+	*bp = stored
 	return Decompress(dst, h, stored)
 }
+
+// storedBufs holds the buffers ReadChunk reads stored chunks into (see
+// dirStore.getInto).
+var storedBufs = sync.Pool{New: func() any { return new([]byte) }}

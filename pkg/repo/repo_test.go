@@ -186,3 +186,57 @@ func TestLegacyRepositoryIsSealedWhenWritten(t *testing.T) {
 		t.Fatalf("the changed revision: %v, %v", rev, err)
 	}
 }
+
+// getInto (ReadChunk's read, into a pooled buffer) returns exactly the
+// stored bytes whatever the buffer held or how large it was, and a file
+// longer than the buffer grows it.
+func TestGetIntoReusesBuffer(t *testing.T) {
+	r, err := OpenOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := r.Chunks.(*dirStore)
+	small := bytes.Repeat([]byte("backy"), ChunkSize/5+1)[:ChunkSize]
+	large := make([]byte, ChunkSize)
+	for i := range large {
+		large[i] = byte(i * 7919 >> 3)
+	}
+	b, err := s.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := map[Hash][]byte{}
+	for _, c := range [][]byte{small, large} {
+		h := HashChunk(c)
+		stored[h] = Compress(nil, c)
+		if err := b.Put(h, stored[h]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	hs, hl := HashChunk(small), HashChunk(large)
+	if len(stored[hs]) >= len(stored[hl]) {
+		t.Fatalf("stored sizes %d and %d: want the first smaller", len(stored[hs]), len(stored[hl]))
+	}
+	buf := bytes.Repeat([]byte{0xff}, 2*len(stored[hl]))
+	for _, c := range []struct {
+		name string
+		dst  []byte
+		h    Hash
+	}{
+		{"nil", nil, hl},
+		{"too small", make([]byte, 10), hl},
+		{"large, full of other bytes", buf, hs},
+		{"large after a smaller read", buf, hl},
+	} {
+		got, err := s.getInto(c.dst, c.h)
+		if err != nil || !bytes.Equal(got, stored[c.h]) {
+			t.Fatalf("%s: %d bytes, %v; want the %d stored", c.name, len(got), err, len(stored[c.h]))
+		}
+	}
+	if _, err := s.getInto(buf, HashChunk(bytes.Repeat([]byte{3}, ChunkSize))); !errors.Is(err, ErrMissingChunk) {
+		t.Fatalf("missing chunk: %v", err)
+	}
+}
