@@ -402,3 +402,61 @@ func TestReadAheadAfterZeros(t *testing.T) {
 		}
 	}
 }
+
+// TestLendPinsUntilRelease: lent chunks keep their bytes after the cache
+// evicted them and until release, a failed Lend holds nothing, and a read
+// beyond the end is refused.
+func TestLendPinsUntilRelease(t *testing.T) {
+	dir := t.TempDir()
+	data := image(5*repo.ChunkSize, 8)
+	rev := backup(t, dir, data)
+	c := openCatalog(t, dir, Options{CacheChunks: 2})
+	x, err := c.Open(rev.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := x.(*export)
+	corrupt(t, dir, e.ix.Hashes[4]) // for the failing lend below
+	// Chunk 0 partly, the zero chunk 1, chunk 2 partly.
+	off, n := int64(repo.ChunkSize-100), repo.ChunkSize+200
+	parts, release, err := e.Lend(nil, off, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Read on so that the cache (of two) evicts chunk 0.
+	p := make([]byte, 2*repo.ChunkSize)
+	if _, err := e.ReadAt(p, 2*repo.ChunkSize); err != nil {
+		t.Fatal(err)
+	}
+	if got := bytes.Join(parts, nil); !bytes.Equal(got, data[off:off+int64(n)]) {
+		t.Fatal("lent bytes changed before release")
+	}
+	release()
+	c.cache.mu.Lock()
+	for _, ent := range c.cache.items {
+		if ent.refs != 0 {
+			t.Errorf("chunk %s pinned %d times after release", ent.h.Short(), ent.refs)
+		}
+	}
+	c.cache.mu.Unlock()
+
+	// A failing chunk after a good one: the good one is not left pinned.
+	ix := e.ix
+	if _, rel, err := e.Lend(nil, 3*repo.ChunkSize, 2*repo.ChunkSize); !errors.Is(err, repo.ErrCorruptChunk) || rel != nil {
+		t.Fatalf("lend across a corrupt chunk: %v, release %v", err, rel != nil)
+	}
+	c.cache.mu.Lock()
+	if ent := c.cache.items[ix.Hashes[3]]; ent == nil || ent.refs != 0 {
+		t.Errorf("chunk 3 after a failed lend: %+v", ent)
+	}
+	c.cache.mu.Unlock()
+
+	for _, tc := range []struct {
+		off int64
+		n   int
+	}{{-1, 1}, {0, -1}, {int64(len(data)) - 1, 2}, {int64(len(data)) + 1, 0}} {
+		if _, rel, err := e.Lend(nil, tc.off, tc.n); err == nil || rel != nil {
+			t.Errorf("Lend(%d, %d): %v", tc.off, tc.n, err)
+		}
+	}
+}
