@@ -207,10 +207,11 @@ func (d *daemon) execute(l launch) {
 		return
 	}
 	defer release()
-	res := d.runner.Run(d.runCtx, l.job, l.tags, func(stage string) { l.stage.Store(stage) })
+	res := d.runner.Run(d.fleet.gate(d.runCtx, l.job.Name), l.job, l.tags, func(stage string) { l.stage.Store(stage) })
 	if d.runCtx.Err() != nil && res.Err != nil {
 		res.Interrupted = true
 	}
+	d.fleet.lostDuring(&res)
 	d.done <- finished{name: l.job.Name, res: res, info: jobstatus.ScanRepo(jobstatus.Location{Dir: l.job.Directory, Ceph: l.job.Ceph}),
 		figures: measureRun(l.job, res.Revision)}
 }

@@ -143,9 +143,7 @@ func (f *fleetState) claim(job string) (release func(), err error) {
 	if f == nil {
 		return func() {}, nil
 	}
-	f.m.SetBusy(job, true)
 	if err := f.m.Confirm(job); err != nil {
-		f.m.SetBusy(job, false)
 		return nil, err
 	}
 	freeSlot, err := f.m.Slot(job)
@@ -157,6 +155,36 @@ func (f *fleetState) claim(job string) (release func(), err error) {
 		freeSlot()
 		f.m.SetBusy(job, false)
 	}, nil
+}
+
+// gate makes every process of a run start only while job's lease is
+// fresh (renewed less than two thirds of a lease ago, by this daemon's
+// monotonic clock, which counts a pause): Confirm is the last word at the
+// OSD, this is the last word before each pipeline of the run starts.
+func (f *fleetState) gate(ctx context.Context, job string) context.Context {
+	if f == nil {
+		return ctx
+	}
+	return withGate(ctx, func() error {
+		if !f.m.Owns(job) {
+			return fmt.Errorf("%w: %s: its lease was not renewed recently enough to start a process", fleet.ErrNotOwner, job)
+		}
+		return nil
+	})
+}
+
+// lostDuring turns a run that stopped because its lease was lost into one
+// that did not run (the backup step never started) or an interrupted one
+// (a later step did not start): neither is the job's failure.
+func (f *fleetState) lostDuring(res *Result) {
+	if f == nil || !errors.Is(res.Err, fleet.ErrNotOwner) {
+		return
+	}
+	if res.Revision == "" {
+		res.NotRun = &NotRun{}
+	} else {
+		res.Interrupted = true
+	}
 }
 
 // retryIn is how long a job whose run could not start waits: a full fleet

@@ -63,6 +63,18 @@ func (e *StageError) onlyExit(name string, code int) bool {
 	return len(e.Failed) > 0
 }
 
+type gateKey struct{}
+
+// withGate returns ctx carrying gate, which procRunner.run calls right
+// before it starts a pipeline's processes (the last moment before anything
+// happens); an error from it starts none and is the step's error. In a
+// fleet it checks that the job's lease is still fresh: a daemon paused
+// between its Confirm and the start of a process would otherwise start it
+// on a lease another daemon may have taken meanwhile.
+func withGate(ctx context.Context, gate func() error) context.Context {
+	return context.WithValue(ctx, gateKey{}, gate)
+}
+
 // procRunner starts pipelines of child processes.
 type procRunner struct {
 	env []string
@@ -117,6 +129,12 @@ func (r *procRunner) run(ctx context.Context, p pipeline, log *os.File) ([]byte,
 	}
 	cmds[len(cmds)-1].Stdout = out
 
+	if gate, ok := ctx.Value(gateKey{}).(func() error); ok {
+		if err := gate(); err != nil {
+			closeAll(closeAfterStart)
+			return nil, err
+		}
+	}
 	exits := make([]ProcExit, len(cmds))
 	started := 0
 	for i, c := range cmds {

@@ -90,3 +90,25 @@ func TestOnlyExit(t *testing.T) {
 		t.Error("a second failure was ignored")
 	}
 }
+
+// A gate that refuses starts no process of the pipeline, and its error is
+// the step's; one that allows lets the pipeline run.
+func TestPipelineGate(t *testing.T) {
+	dir := t.TempDir()
+	mark := filepath.Join(dir, "ran")
+	p := pipeline{{"touch", mark}, {"cat"}}
+	lost := errors.New("lease lost")
+	_, log, err := runPipeline(t, withGate(context.Background(), func() error { return lost }), p)
+	if err != lost || log != "" {
+		t.Fatalf("refusing gate: err %v, log %q; want %v and nothing logged", err, log, lost)
+	}
+	if _, err := os.Stat(mark); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("refusing gate: a process ran: %v", err)
+	}
+	if _, _, err := runPipeline(t, withGate(context.Background(), func() error { return nil }), p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(mark); err != nil {
+		t.Fatalf("allowing gate: the pipeline did not run: %v", err)
+	}
+}

@@ -156,18 +156,26 @@ func (m *Member) Ops() uint64 {
 	return m.ops
 }
 
-// Confirm renews job's lease now, at the OSD, and fails if it is not
-// held: the last word before a run starts. A daemon that was paused or cut
-// off learns here that its lease is gone.
+// Confirm marks job busy and renews its lease now, at the OSD; it fails
+// if the lease is not held: the last word before a run starts. A daemon
+// that was paused or cut off learns here that its lease is gone. The held
+// check and the busy mark are one critical section, the one a tick
+// releases idle jobs in: a lease being released is never confirmed, and a
+// confirmed one is not released. SetBusy(job, false) when the run ended
+// (a failed Confirm leaves the job not busy).
 func (m *Member) Confirm(job string) error {
 	m.mu.Lock()
 	_, ok := m.held[job]
+	if ok {
+		m.busy[job] = true
+	}
 	m.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrNotOwner, job)
 	}
 	start := time.Now()
 	if err := m.renewJob(job); err != nil {
+		m.SetBusy(job, false)
 		m.drop(job)
 		return fmt.Errorf("%w: %s: %v", ErrNotOwner, job, err)
 	}
@@ -376,11 +384,16 @@ func (m *Member) tick() {
 		}
 	}
 	// Release what should move, unless it runs: the lease is given up
-	// before the new owner can take it.
+	// before the new owner can take it. A job is dropped from held in the
+	// same critical section that finds it idle, so a run claiming it
+	// (SetBusy, then Confirm, which needs it held) either made it busy
+	// first and keeps it, or finds it gone and does not start: never a
+	// run on a lease that is being released.
 	m.mu.Lock()
 	var release []string
 	for j := range m.held {
 		if want[j] != m.opt.Member && !m.busy[j] {
+			delete(m.held, j)
 			release = append(release, j)
 		}
 	}

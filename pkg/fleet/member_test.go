@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"strconv"
@@ -262,4 +263,68 @@ func processCPU(b *testing.B) time.Duration {
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+}
+
+// A run claimed (Confirm) while its member releases jobs to a newcomer
+// keeps its lease: the newcomer never takes a job whose run was
+// confirmed. A hundred jobs move at once, each release an OSD round trip,
+// and a claimer confirms jobs of the moving share one at a time, in random
+// order, all the while: the window between a tick finding a job idle and
+// releasing it is open for the whole batch. (Before Confirm marked the job
+// busy in the tick's critical section, this failed 3 runs of 3, with
+// 11 to 26 confirmed jobs taken by m2.)
+func TestConfirmDuringRelease(t *testing.T) {
+	r := newRig(t)
+	lease := 2 * time.Second
+	jobs := make([]string, 200)
+	for i := range jobs {
+		jobs[i] = fmt.Sprintf("j%03d", i)
+	}
+	m1 := r.join("m1", lease, 0, jobs)
+	defer m1.Leave()
+	waitUntil(t, 10*lease, "m1 owning all", func() bool { return len(m1.Owned()) == len(jobs) })
+	want := Assign(jobs, []string{"m1", "m2"})
+	var moving []string
+	for _, j := range jobs {
+		if want[j] == "m2" {
+			moving = append(moving, j)
+		}
+	}
+	rand.Shuffle(len(moving), func(a, b int) { moving[a], moving[b] = moving[b], moving[a] })
+	m2 := r.join("m2", lease, 0, jobs)
+	defer m2.Leave()
+	waitUntil(t, 5*lease, "m1 seeing m2", func() bool { return len(m1.Members()) == 2 })
+	var confirmed []string
+	tried := 0
+	for _, j := range moving {
+		if !slices.Contains(m1.Owned(), j) {
+			continue
+		}
+		tried++
+		if m1.Confirm(j) == nil {
+			confirmed = append(confirmed, j) // stays busy: its run goes on
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	// Let m2 take whatever it may.
+	time.Sleep(lease)
+	var stolen []string
+	for _, j := range m2.Owned() {
+		if slices.Contains(confirmed, j) {
+			stolen = append(stolen, j)
+		}
+	}
+	t.Logf("%d of m2's %d jobs tried while they moved, %d confirmed by m1; m2 owns %d", tried, len(moving), len(confirmed), len(m2.Owned()))
+	if tried == 0 {
+		t.Fatal("m2's share moved before m1 tried to confirm any of it: the race was not tried")
+	}
+	if len(stolen) > 0 {
+		t.Errorf("m2 took %d jobs whose runs m1 had confirmed: %v", len(stolen), stolen)
+	}
+	for _, j := range confirmed {
+		if !slices.Contains(m1.Owned(), j) {
+			t.Errorf("m1 lost the lease of %s, confirmed and running", j)
+		}
+		m1.SetBusy(j, false)
+	}
 }
