@@ -39,6 +39,7 @@ NEEDS=(
 	"zsh zsh"
 	"setpriv util-linux"
 	"faketime faketime"
+	"iptables iptables"
 )
 case "${1:-}" in
 --demo) NEEDS=("mke2fs e2fsprogs" "cmp diffutils") ;;

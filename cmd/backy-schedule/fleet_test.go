@@ -88,6 +88,7 @@ type fleetRig struct {
 	pool     string
 	storeLog string
 	daemons  map[string]*daemontest.Daemon
+	uids     map[string]int // members run under a uid of their own (cutOff)
 }
 
 func newFleetRig(t *testing.T) *fleetRig {
@@ -100,7 +101,7 @@ func newFleetRig(t *testing.T) *fleetRig {
 			t.Skipf("%s missing (scripts/deps.sh installs it)", tool)
 		}
 	}
-	r := &fleetRig{t: t, dir: t.TempDir(), cephConf: cephConf, daemons: map[string]*daemontest.Daemon{}}
+	r := &fleetRig{t: t, dir: t.TempDir(), cephConf: cephConf, daemons: map[string]*daemontest.Daemon{}, uids: map[string]int{}}
 	r.pool = cephtest.Pool(t, cephConf, fmt.Sprintf("fleet-%d", os.Getpid()))
 	r.storeLog = filepath.Join(r.dir, "stores.log")
 	wrapDir := filepath.Join(r.dir, "wrap")
@@ -130,6 +131,16 @@ func (r *fleetRig) start(member string) {
 	prog, args := "backy-schedule", []string{"-c", r.conf(member), "-l", filepath.Join(r.dir, member+".log")}
 	env := append(radosEnv(r.cephConf), "PATH="+filepath.Join(r.dir, "wrap")+string(os.PathListSeparator)+clitest.BinDir+string(os.PathListSeparator)+os.Getenv("PATH"),
 		"BACKY_TEST_MEMBER="+member, "BACKY_TEST_STORELOG="+r.storeLog)
+	if uid, ok := r.uids[member]; ok {
+		// Its own uid, so that its traffic (and its runs') can be
+		// dropped by owner; its Ceph client log and admin socket in its
+		// base directory (the cluster's are root's).
+		base := r.base(member)
+		env = append(env, "HOME="+base, "CEPH_ARGS=--log_file="+filepath.Join(base, "ceph-client.log")+" --admin_socket=")
+		args = append([]string{fmt.Sprintf("--reuid=%d", uid), fmt.Sprintf("--regid=%d", uid), "--clear-groups", "--",
+			filepath.Join(r.dir, "uidbin", "backy-schedule")}, args...)
+		prog = "setpriv"
+	}
 	if member == fakedMember {
 		// libfaketime preloaded into the daemon itself (the faketime
 		// command would fork and stand between the test's signals and
@@ -300,14 +311,11 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool
 	return time.Since(start)
 }
 
-func TestFleet(t *testing.T) {
-	r := newFleetRig(t)
-	members := []string{"d1", "d2", "d3"}
-	for _, m := range members {
-		r.start(m)
-	}
-
-	// Every job owned, three members alive, every job backed up once.
+// formed waits until three members own every job and each committed a
+// store, and returns the status d1 wrote then and how long it took.
+func (r *fleetRig) formed() (*jobstatus.Status, time.Duration) {
+	t := r.t
+	t.Helper()
 	var st *jobstatus.Status
 	took := waitFor(t, 150*time.Second, "three members owning every job, each with a committed store", func() (bool, string) {
 		for m, d := range r.daemons {
@@ -330,6 +338,17 @@ func TestFleet(t *testing.T) {
 		ok = ok && len(stored) == 3 && stored["d1"] && stored["d2"] && stored["d3"]
 		return ok, fmt.Sprintf("alive %v, owners %v, stored %v", alive(st), c, stored)
 	})
+	return st, took
+}
+
+func TestFleet(t *testing.T) {
+	r := newFleetRig(t)
+	members := []string{"d1", "d2", "d3"}
+	for _, m := range members {
+		r.start(m)
+	}
+
+	st, took := r.formed()
 	c := owners(st)
 	t.Logf("fleet formed, every daemon stored, in %s: owners %v", took.Round(time.Millisecond), c)
 	for _, m := range members {

@@ -310,12 +310,7 @@ func (m *Member) tick() {
 		members, err = m.listMembers()
 	}
 	if err != nil {
-		m.mu.Lock()
-		if m.lastError == nil {
-			m.opt.log().Info(fmt.Sprintf("fleet: lost the cluster: %v", err))
-		}
-		m.lastError = err
-		m.mu.Unlock()
+		m.lost(err)
 		return
 	}
 	m.mu.Lock()
@@ -343,6 +338,18 @@ func (m *Member) tick() {
 	for _, j := range held {
 		s := time.Now()
 		if err := m.renewJob(j); err != nil {
+			if timedOut(err) {
+				// The cluster is out of reach: this tick ends here,
+				// not an operation timeout per job. The job stays in
+				// held with its last renewal, so it counts as owned no
+				// longer (Owns), and the next tick renews it if the
+				// lease is still there.
+				m.lost(err)
+				if changed {
+					m.kick()
+				}
+				return
+			}
 			m.opt.log().Info(fmt.Sprintf("fleet: %s: lease lost: %v", j, err))
 			m.mu.Lock()
 			delete(m.held, j)
@@ -405,6 +412,24 @@ func (m *Member) tick() {
 	if changed {
 		m.kick()
 	}
+}
+
+// lost notes that the cluster is out of reach (logged once until a tick
+// reaches it again).
+func (m *Member) lost(err error) {
+	m.mu.Lock()
+	if m.lastError == nil {
+		m.opt.log().Info(fmt.Sprintf("fleet: lost the cluster: %v", err))
+	}
+	m.lastError = err
+	m.mu.Unlock()
+}
+
+// timedOut: an operation gave up (Options.Ceph.OpTimeout, a quarter
+// lease): the cluster is out of reach, which says nothing about the lease.
+func timedOut(err error) bool {
+	var ec interface{ ErrorCode() int }
+	return errors.As(err, &ec) && ec.ErrorCode() == -int(unix.ETIMEDOUT)
 }
 
 func (m *Member) release(job string) {
