@@ -15,8 +15,7 @@ import (
 
 // Per connection, at most maxInFlight requests are served at once, holding
 // at most maxInFlightBytes of read and write buffers between them (a single
-// larger request runs alone; a read from a Lender holds the lent memory
-// instead of a buffer). The request reader waits while either is
+// larger request runs alone). The request reader waits while either is
 // exhausted, so a client that sends faster than it reads replies is slowed
 // down by TCP, not by the server's memory.
 const (
