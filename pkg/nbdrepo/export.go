@@ -47,76 +47,39 @@ func (e *export) Size() int64         { return e.ix.Size }
 func (e *export) Description() string { return e.desc }
 func (e *export) Close() error        { return nil }
 
-// ReadAt copies verified bytes of the image into p: Lend, then a copy.
-// On error p holds no byte of the read, and the error names the chunk,
-// revision and offset.
+// ReadAt copies verified bytes of the image into p. Zero chunks are
+// zeros without a look at the store; every other chunk comes from the cache
+// or is loaded and verified by repo.ReadChunk. On error p holds no byte of
+// the failing chunk, and the error names the chunk, revision and offset.
 func (e *export) ReadAt(p []byte, off int64) (int, error) {
 	p, eof := window(p, off, e.ix.Size)
 	if eof != nil && len(p) == 0 {
 		return 0, eof
 	}
-	parts, release, err := e.Lend(nil, off, len(p))
-	if err != nil {
-		return 0, err
-	}
-	defer release()
-	done := 0
-	for _, part := range parts {
-		done += copy(p[done:], part)
-	}
-	return len(p), eof
-}
-
-var _ nbdserver.Lender = (*export)(nil)
-
-// zeroChunk is what zero chunks lend: never written, so it stays zeros.
-var zeroChunk [repo.ChunkSize]byte
-
-// Lend appends the verified bytes of the image from off on to parts: the
-// cached chunks themselves, pinned until release, and zeroChunk for zero
-// chunks, which never touch the store. Every other chunk comes from the
-// cache or is loaded and verified by repo.ReadChunk; a sequential reader
-// has the chunks after it loaded ahead.
-func (e *export) Lend(parts [][]byte, off int64, n int) ([][]byte, func(), error) {
-	if off < 0 {
-		return nil, nil, errNegativeOffset
-	}
-	if n < 0 || off > e.ix.Size || int64(n) > e.ix.Size-off {
-		return nil, nil, fmt.Errorf("%w: %d bytes at %d, size %d", errOutOfRange, n, off, e.ix.Size)
-	}
-	var pinned []*entry
-	release := func() {
-		for _, ent := range pinned {
-			e.c.cache.release(ent)
-		}
-	}
-	for done := 0; done < n; {
+	for done := 0; done < len(p); {
 		pos := off + int64(done)
 		k := pos / repo.ChunkSize
 		in := int(pos % repo.ChunkSize)
-		m := min(n-done, repo.ChunkSize-in)
+		n := min(len(p)-done, repo.ChunkSize-in)
 		h := e.ix.Hashes[k]
 		if h.IsZero() {
-			parts = append(parts, zeroChunk[in:in+m])
+			clear(p[done : done+n])
 		} else {
 			if e.follows(e.last.Load(), k, pos) {
 				e.prefetch(k) // before k is loaded, so both run at once
 			}
 			ent, err := e.c.cache.get(h)
 			if err != nil {
-				release()
-				return nil, nil, fmt.Errorf("%w (revision %s, chunk %d at offset %d)", err, e.rev.ID, k, k*repo.ChunkSize)
+				return done, fmt.Errorf("%w (revision %s, chunk %d at offset %d)", err, e.rev.ID, k, k*repo.ChunkSize)
 			}
-			pinned = append(pinned, ent)
-			parts = append(parts, ent.data[in:in+m])
+			copy(p[done:done+n], ent.data[in:in+n])
+			e.c.cache.release(ent)
 		}
 		e.last.Store(k)
-		done += m
+		done += n
 	}
-	return parts, release, nil
+	return len(p), eof
 }
-
-var errOutOfRange = errors.New("nbdrepo: read beyond the end of the export")
 
 // window cuts p to what lies inside an export of size bytes from off. The
 // error is errNegativeOffset, or io.EOF when the read reaches the end (p

@@ -58,15 +58,3 @@ type Mapper interface {
 	// inside the export.
 	Extent(off, max int64) (zero bool, n int64)
 }
-
-// Lender is optionally implemented by an Export that holds the bytes of
-// its reads in memory (for a repository: its cache of verified chunks).
-// The server then sends a read reply straight from that memory instead of
-// copying it into a buffer first, when no COW overlay is in the way.
-type Lender interface {
-	// Lend returns the n bytes at off (inside the export), verified as
-	// ReadAt's, as slices of the export's own memory appended to parts.
-	// They stay unchanged until the server calls release, once, after
-	// sending them; on error nothing is held and release is nil.
-	Lend(parts [][]byte, off int64, n int) (_ [][]byte, release func(), err error)
-}

@@ -194,26 +194,15 @@ func (c *conn) read(r request) {
 		c.fail(r, errnoEINVAL, fmt.Errorf("%w: read of %d bytes at %d, size %d", errOutOfRange, r.length, r.offset, o.size))
 		return
 	}
-	// parts[0] is left for the reply header.
-	var parts [][]byte
+	p := getBuf(int(r.length))
+	defer putBuf(p)
 	var err error
-	if l, ok := o.exp.(Lender); ok && o.ov == nil {
-		var release func()
-		parts, release, err = l.Lend(make([][]byte, 1, 4), int64(r.offset), int(r.length))
-		if release != nil {
-			defer release()
-		}
+	if o.ov != nil {
+		o.ovMu.RLock()
+		err = o.ov.ReadAt(p, int64(r.offset))
+		o.ovMu.RUnlock()
 	} else {
-		p := getBuf(int(r.length))
-		defer putBuf(p)
-		if o.ov != nil {
-			o.ovMu.RLock()
-			err = o.ov.ReadAt(p, int64(r.offset))
-			o.ovMu.RUnlock()
-		} else {
-			err = readFull(o.exp, p, int64(r.offset))
-		}
-		parts = [][]byte{nil, p}
+		err = readFull(o.exp, p, int64(r.offset))
 	}
 	if err != nil {
 		c.fail(r, errnoEIO, fmt.Errorf("nbdserver: export %q: read of %d bytes at %d: %w", o.name, r.length, r.offset, err))
@@ -222,28 +211,17 @@ func (c *conn) read(r request) {
 	c.stats.reads.Add(1)
 	c.stats.readBytes.Add(int64(r.length))
 	if !c.structured {
-		parts[0] = simpleHeader(r.handle, 0)
-		c.send(parts...)
+		c.send(simpleHeader(r.handle, 0), p)
 		return
 	}
 	switch {
 	case r.length == 0:
 		c.send(chunkHeader(r.handle, replyTypeNone, 0))
-	case allZero(parts[1:]):
+	case extent.IsZero(p):
 		c.send(be.AppendUint32(be.AppendUint64(chunkHeader(r.handle, replyTypeOffsetHole, 12), r.offset), r.length))
 	default:
-		parts[0] = be.AppendUint64(chunkHeader(r.handle, replyTypeOffsetData, 8+int(r.length)), r.offset)
-		c.send(parts...)
+		c.send(be.AppendUint64(chunkHeader(r.handle, replyTypeOffsetData, 8+int(r.length)), r.offset), p)
 	}
-}
-
-func allZero(parts [][]byte) bool {
-	for _, p := range parts {
-		if !extent.IsZero(p) {
-			return false
-		}
-	}
-	return true
 }
 
 // write serves NBD_CMD_WRITE into the COW overlay, or refuses it.
