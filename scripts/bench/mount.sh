@@ -101,33 +101,59 @@ dir_mib=$(cd "$mnt/disk" && du -sm "$dir" | cut -f1)
 umount_rev
 log "(b) cp -a of $dir ($dir_mib MiB), $runs runs each after a warm-up"
 
+# CPU seconds of a process and its descendants (utime + stime), from /proc
+tick=$(getconf CLK_TCK)
+ptree() { echo "$1"; local c; for c in $(pgrep -P "$1"); do ptree "$c"; done; }
+cpu_of() {
+	local p
+	for p in $(ptree "$1"); do cut -d')' -f2 "/proc/$p/stat" 2>/dev/null; done |
+		awk -v t="$tick" '{ s += $12 + $13 } END { printf "%.2f\n", s / t }'
+}
+# timed_cp SRC SERVER_PID: copies SRC to $out; prints the wall seconds and
+# the CPU seconds of cp plus the file system processes under SERVER_PID
+timed_cp() {
+	rm -rf "$out"; mkdir -p "$out"
+	local c0 c1 t0 t1 cp_cpu
+	c0=$(cpu_of "$2") t0=$(now)
+	/usr/bin/time -f '%U %S' -o "$T/cp.time" cp -a "$1" "$out/"
+	t1=$(now) c1=$(cpu_of "$2")
+	cp_cpu=$(awk '{ print $1 + $2 }' "$T/cp.time")
+	echo "$(echo "$t1 - $t0" | bc) $(echo "$c1 - $c0 + $cp_cpu" | bc)"
+}
 copy_backy() {
 	mount_rev
-	rm -rf "$out"; mkdir -p "$out"
-	local t0; t0=$(now)
-	cp -a "$mnt/disk/$dir" "$out/"
-	echo "$(now) - $t0" | bc
+	timed_cp "$mnt/disk/$dir" "$mpid"
 	umount_rev
 }
+# fuse2fs in the foreground like the one backy-nbd mount starts
 copy_fuse2fs() {
-	fuse2fs -o ro,norecovery "$img" "$raw" 2>/dev/null
-	rm -rf "$out"; mkdir -p "$out"
-	local t0; t0=$(now)
-	cp -a "$raw/$dir" "$out/"
-	echo "$(now) - $t0" | bc
+	fuse2fs -f -o ro,norecovery "$img" "$raw" 2>/dev/null &
+	local fpid=$!
+	until mountpoint -q "$raw"; do
+		kill -0 "$fpid" 2>/dev/null || { log "fuse2fs on $img exited"; exit 1; }
+		sleep 0.01
+	done
+	timed_cp "$raw/$dir" "$fpid"
 	fusermount3 -u "$raw"
+	wait "$fpid"
 }
 copy_backy >/dev/null
 copy_fuse2fs >/dev/null
-backy=() f2fs=()
+backy=() f2fs=() backy_cpu=() f2fs_cpu=()
 for _ in $(seq "$runs"); do
-	backy+=("$(copy_backy)")
-	f2fs+=("$(copy_fuse2fs)")
+	read -r w c < <(copy_backy)
+	backy+=("$w") backy_cpu+=("$c")
+	read -r w2 c2 < <(copy_fuse2fs)
+	f2fs+=("$w2") f2fs_cpu+=("$c2")
+	log "mount: $w s wall, $c s CPU; fuse2fs on the raw image: $w2 s wall, $c2 s CPU"
 done
 rm -rf "$out"
 tb=$(printf '%s\n' "${backy[@]}" | median)
 tf=$(printf '%s\n' "${f2fs[@]}" | median)
+cb=$(printf '%s\n' "${backy_cpu[@]}" | median)
+cf=$(printf '%s\n' "${f2fs_cpu[@]}" | median)
 ratio=$(echo "scale=2; $tf / $tb" | bc)
+cratio=$(echo "scale=2; $cf / $cb" | bc)
 
 cat <<MD
 ### backy-nbd mount ($(date -u +%Y-%m-%d), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))
@@ -140,6 +166,9 @@ Image: $img_size ext4 with $data_mib MiB of files; $runs runs each, medians.
 | \`cp -a\` of $dir ($dir_mib MiB) out of the mounted revision | $(printf '%.2f' "$tb") s ($(echo "$dir_mib / $tb" | bc) MiB/s) | |
 | \`cp -a\` of the same out of fuse2fs on the raw image | $(printf '%.2f' "$tf") s ($(echo "$dir_mib / $tf" | bc) MiB/s) | |
 | speed of the mount relative to fuse2fs on the raw image | $(printf '%.2f' "$ratio")x | >= 0.5x |
+| CPU seconds of the copy out of the mount (cp, backy-nbd, its fuse2fs) | $(printf '%.2f' "$cb") s | |
+| CPU seconds of the copy out of fuse2fs on the raw image (cp, fuse2fs) | $(printf '%.2f' "$cf") s | |
+| CPU of fuse2fs on the raw image relative to the mount | $(printf '%.2f' "$cratio")x | |
 MD
 ok=1
 [ "$(echo "$start < 2" | bc)" = 1 ] || { log "target missed: start $start s"; ok=0; }
