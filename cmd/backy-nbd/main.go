@@ -18,14 +18,18 @@ import (
 type globals struct {
 	Base string `short:"b" default:"." help:"Repository: a directory, or rados:POOL/JOB." placeholder:"REPO"`
 	cli.Ceph
-	CacheChunks int `default:"32" help:"Decompressed 4 MiB chunks kept in memory, shared by all clients." placeholder:"N"`
+	CacheChunks *int `help:"Decompressed 4 MiB chunks kept in memory, shared by all clients (default: 32 serving, 8 mounting)." placeholder:"N"`
 }
 
-func (g *globals) check() error {
-	if g.CacheChunks < 1 {
-		return nbdrepo.ErrCacheSize // 0 would mean the default to the package
+// check returns the cache size asked for, 0 for the command's default.
+func (g *globals) check() (int, error) {
+	if g.CacheChunks == nil {
+		return 0, nil
 	}
-	return nil
+	if *g.CacheChunks < 1 {
+		return 0, nbdrepo.ErrCacheSize // 0 would mean the default to the packages
+	}
+	return *g.CacheChunks, nil
 }
 
 type serveCmd struct {
@@ -39,12 +43,13 @@ func (c *serveCmd) Run(env *cli.Env, g *globals) error {
 	if c.Port < 0 || c.Port > 65535 {
 		return fmt.Errorf("%w: --port %d is not a TCP port", cli.ErrUsage, c.Port)
 	}
-	if err := g.check(); err != nil {
+	cache, err := g.check()
+	if err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(env.Stderr, nil))
 	return nbdrepo.Serve(env.Ctx, nbdrepo.ServeOptions{
-		Dir: g.Base, Open: repo.Via(env.Ctx, g.Conn()), Host: c.Host, Port: c.Port, Socket: c.Socket, COW: c.Cow, CacheChunks: g.CacheChunks, Logger: log,
+		Dir: g.Base, Open: repo.Via(env.Ctx, g.Conn()), Host: c.Host, Port: c.Port, Socket: c.Socket, COW: c.Cow, CacheChunks: cache, Logger: log,
 	})
 }
 
@@ -54,12 +59,13 @@ type mountCmd struct {
 }
 
 func (c *mountCmd) Run(env *cli.Env, g *globals) error {
-	if err := g.check(); err != nil {
+	cache, err := g.check()
+	if err != nil {
 		return err
 	}
 	return nbdmount.Mount(env.Ctx, nbdmount.Options{
 		Repo: g.Base, Open: repo.Via(env.Ctx, g.Conn()), Spec: c.Revision, Mountpoint: c.Mountpoint,
-		CacheChunks: g.CacheChunks, Stderr: nbdmount.Prefix(env.Stderr, env.Name+": "), Logger: env.Log,
+		CacheChunks: cache, Stderr: nbdmount.Prefix(env.Stderr, env.Name+": "), Logger: env.Log,
 	})
 }
 

@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/backy/backy/internal/clitest"
 	"github.com/backy/backy/pkg/repo"
@@ -921,6 +922,20 @@ func TestMountDamagedChunk(t *testing.T) {
 	if _, err := img.ReadAt(buf, 0); err != nil || !bytes.Equal(buf, want) {
 		t.Errorf("disk.img at 0: %v", err)
 	}
+	// the page cache: the read at 0 brought the whole first chunk in (its
+	// store runs after the read: give it a moment), the damaged one has
+	// no page
+	all := repo.ChunkSize / os.Getpagesize()
+	n := 0
+	for deadline := time.Now().Add(10 * time.Second); n < all && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		n = residentPages(t, img, 0, repo.ChunkSize)
+	}
+	if n != all {
+		t.Errorf("%d pages of chunk 0 of disk.img in the page cache after a read of its first 4 KiB, want %d", n, all)
+	}
+	if n := residentPages(t, img, chunk*repo.ChunkSize, repo.ChunkSize); n != 0 {
+		t.Errorf("%d pages of the damaged chunk of disk.img in the page cache", n)
+	}
 	img.Close()
 	if !strings.Contains(m.stderr.String(), "disk: repo: corrupt chunk "+h+": content does not match its hash (revision "+rev.ID+", chunk "+strconv.FormatInt(chunk, 10)+" at offset") {
 		t.Errorf("stderr does not name the damaged chunk:\n%s", m.stderr.String())
@@ -929,6 +944,26 @@ func TestMountDamagedChunk(t *testing.T) {
 		t.Errorf("after SIGINT: %v", err)
 	}
 	assertClean(t, mnt)
+}
+
+// residentPages counts the pages of f in [off, off+n) that are in the
+// page cache (mincore of a mapping that is never touched).
+func residentPages(t *testing.T, f *os.File, off, n int64) int {
+	t.Helper()
+	m, err := syscall.Mmap(int(f.Fd()), off, int(n), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		t.Fatalf("mmap: %v", err)
+	}
+	defer syscall.Munmap(m)
+	vec := make([]byte, (int(n)+os.Getpagesize()-1)/os.Getpagesize())
+	if _, _, e := syscall.Syscall(syscall.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(n), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
+		t.Fatalf("mincore: %v", e)
+	}
+	c := 0
+	for _, v := range vec {
+		c += int(v & 1)
+	}
+	return c
 }
 
 func fileHasBlock(ext [][]string, blk int64) bool {

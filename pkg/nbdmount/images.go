@@ -37,6 +37,18 @@ import (
 // one fails like the file on it. Any error kills, whichever request it is
 // (the kernel may retry a failed read-ahead as a single read; fuse2fs must
 // see neither).
+//
+// The kernel's page cache of the image files is the mount's cache of
+// decompressed data (a revision never changes: FOPEN_KEEP_CACHE, long
+// timeouts). The kernel asks for at most maxReadAhead bytes at a time, but
+// a chunk is loaded (read, decompressed, verified) whole: so once a read
+// has loaded one, the whole chunk is handed to the page cache (FUSE's
+// NOTIFY_STORE, from a goroutine: the pages of the read being answered
+// are locked until its reply). The rest of the chunk then costs fuse2fs
+// no round trip here, and backy-nbd need not keep the chunk: its own
+// cache only carries the chunks being read (mountCacheChunks). Only
+// verified bytes are stored; a damaged chunk is never stored, and every
+// read of it still fails here.
 
 // imageFile is one partition (or the whole disk) as a file.
 type imageFile struct {
@@ -48,6 +60,7 @@ type imageFile struct {
 	gid   uint32
 	log   *slog.Logger
 	name  string
+	store *pageStore // nil: no chunk is handed to the page cache
 }
 
 var (
@@ -81,6 +94,9 @@ func (f *imageFile) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off
 			f.dev.poison(err)
 		}
 		return nil, syscall.EIO
+	}
+	if f.store != nil {
+		f.store.after(&f.Inode, off, n)
 	}
 	return fuse.ReadResultData(dest[:n]), 0
 }

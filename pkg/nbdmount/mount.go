@@ -41,7 +41,7 @@ type Options struct {
 	Open        []repo.Option // how to reach it (Ceph settings)
 	Spec        string        // revision spec, "" = latest
 	Mountpoint  string        // an existing, empty directory
-	CacheChunks int           // 0 = nbdrepo.DefaultCacheChunks
+	CacheChunks int           // 0 = DefaultCacheChunks
 	Stderr      io.Writer     // what the user is told: one line per partition
 	// Logger receives read errors (naming the chunk) and partition
 	// table problems; nil discards them.
@@ -138,6 +138,9 @@ func Mount(ctx context.Context, opt Options) (err error) {
 		return err
 	}
 	defer r.Close()
+	if opt.CacheChunks == 0 {
+		opt.CacheChunks = DefaultCacheChunks
+	}
 	cat, err := nbdrepo.New(r, nbdrepo.Options{CacheChunks: opt.CacheChunks, Logger: log})
 	if err != nil {
 		return err
@@ -173,7 +176,6 @@ func Mount(ctx context.Context, opt Options) (err error) {
 		s.teardown()
 		s.removeEntries(entries)
 	}()
-	var files []*imageFile
 	for _, e := range entries {
 		e.stderr = stderr
 		for _, dev := range []*entry{nil, e} {
@@ -181,14 +183,19 @@ func Mount(ctx context.Context, opt Options) (err error) {
 			if dev != nil {
 				name = "." + e.name + ".fuse2fs"
 			}
-			files = append(files, &imageFile{x: e.x, dev: dev, mtime: rev.Time, uid: uint32(os.Getuid()), gid: uint32(os.Getgid()), log: log, name: name})
+			var start int64
+			if e.part != nil {
+				start = e.part.Start
+			}
+			s.files = append(s.files, &imageFile{x: e.x, dev: dev, mtime: rev.Time, uid: uint32(os.Getuid()), gid: uint32(os.Getgid()), log: log, name: name,
+				store: newPageStore(e.x, start, log, name)})
 		}
 	}
 	images := filepath.Join(mp, imagesName)
 	if err := os.Mkdir(images, 0o755); err != nil {
 		return fmt.Errorf("nbdmount: %w", err)
 	}
-	if s.images, err = mountImages(images, files); err != nil {
+	if s.images, err = mountImages(images, s.files); err != nil {
 		return fmt.Errorf("%w: image directory %s: %w", ErrNoFUSE, images, err)
 	}
 	for _, e := range entries {
@@ -426,6 +433,7 @@ type session struct {
 	stderr     io.Writer
 	died       chan *helper
 	images     *fuse.Server // the image directory, mounted first
+	files      []*imageFile // its files
 	helpers    []*helper    // fuse2fs, in mount order
 }
 
@@ -503,6 +511,9 @@ func (s *session) teardown() {
 			s.unmount(filepath.Join(s.mp, imagesName))
 		}
 		s.images.Wait()
+	}
+	for _, f := range s.files {
+		f.store.close()
 	}
 }
 
