@@ -49,6 +49,7 @@ type radosBackend struct {
 	io     *rados.IOContext
 	chunks *radosStore
 	lease  time.Duration
+	fence  storeFence // the store lock the publish asserts (rados_fence.go)
 }
 
 func openRados(loc string, o openOptions, create bool) (*Repo, error) {
@@ -251,9 +252,13 @@ func (b *radosBackend) WriteMeta(id string, m []byte) error {
 	op := rados.CreateWriteOp()
 	defer op.Release()
 	op.AssertExists()
+	fenced := b.fence.assert(op)
 	op.SetOmap(map[string][]byte{omapRev + id: m})
 	op.RmOmapKeys([]string{omapPending + id})
 	if err := op.Operate(b.io, b.jobObj(), rados.OperationNoFlag); err != nil {
+		if fenced && lockRefused(err) {
+			return b.lostStoreLock("the publish of revision " + id)
+		}
 		return radosErr(b.jobObj(), err)
 	}
 	return nil
@@ -379,8 +384,10 @@ func (b *radosBackend) Lock(name string, shared bool, timeout time.Duration) (*L
 		l.Unlock()
 		return nil, err
 	}
+	b.fence.set(l.cookie)
 	release := l.release
 	l.release = func() error {
+		b.fence.set("")
 		err := b.unregisterWriter(l.cookie)
 		if rerr := release(); err == nil {
 			err = rerr
