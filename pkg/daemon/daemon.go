@@ -206,8 +206,11 @@ func (d *daemon) execute(l launch) {
 		d.done <- finished{name: l.job.Name, res: Result{Err: err, NotRun: &NotRun{RetryIn: d.fleet.retryIn(err)}}}
 		return
 	}
-	defer release()
 	res := d.runner.Run(d.fleet.gate(d.runCtx, l.job.Name), l.job, l.tags, func(stage string) { l.stage.Store(stage) })
+	// Given back before the loop learns the run ended: the loop leaves
+	// the fleet (destroying the member's I/O context) right after the
+	// last run's end, and a loop busy elsewhere must not keep the slot.
+	release()
 	if d.runCtx.Err() != nil && res.Err != nil {
 		res.Interrupted = true
 	}
