@@ -10,6 +10,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -114,8 +115,10 @@ func (r *fleetRig) cutOff(uid int) (heal func()) {
 		}
 	}
 	t.Cleanup(heal)
-	if out, err := exec.Command("iptables", append([]string{"-w", "-A"}, rule...)...).CombinedOutput(); err != nil {
-		t.Fatalf("iptables -A %s: %v: %s", strings.Join(rule, " "), err, out)
+	// First in the chain: an ACCEPT before it (a host firewall's for
+	// loopback) would let the packets through.
+	if out, err := exec.Command("iptables", append([]string{"-w", "-I"}, rule...)...).CombinedOutput(); err != nil {
+		t.Fatalf("iptables -I %s: %v: %s", strings.Join(rule, " "), err, out)
 	}
 	return heal
 }
@@ -273,4 +276,53 @@ func TestFleetCutOff(t *testing.T) {
 		t.Errorf("%s, back, started a store of %s", cut, b)
 	}
 	t.Logf("%d backup stores, %d committed while overlapping another of the same job, %d busy refusals", len(stores), len(bad), busy)
+}
+
+// cutOff drops the uid's packets also where the OUTPUT chain accepts them
+// before any rule appended to it, as host firewalls do for loopback (ufw:
+// ufw-before-output accepts -o lo): its rule goes first. heal lets them
+// through again.
+func TestCutOffRuleGoesFirst(t *testing.T) {
+	for _, tool := range []string{"iptables", "setpriv"} {
+		if _, err := exec.LookPath(tool); err != nil || os.Geteuid() != 0 {
+			t.Skipf("needs root, and %s", tool)
+		}
+	}
+	uid := 3_000_000_000 + os.Getpid()
+	accept := []string{"OUTPUT", "-m", "owner", "--uid-owner", strconv.Itoa(uid),
+		"-m", "comment", "--comment", fmt.Sprintf("backy-fleet-test-accept-%d", os.Getpid()), "-j", "ACCEPT"}
+	t.Cleanup(func() { exec.Command("iptables", append([]string{"-w", "-D"}, accept...)...).Run() })
+	if out, err := exec.Command("iptables", append([]string{"-w", "-A"}, accept...)...).CombinedOutput(); err != nil {
+		t.Fatalf("iptables -A: %v: %s", err, out)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	host, port, _ := net.SplitHostPort(l.Addr().String())
+	reaches := func() bool {
+		return exec.Command("setpriv", fmt.Sprintf("--reuid=%d", uid), fmt.Sprintf("--regid=%d", uid), "--clear-groups", "--",
+			"timeout", "2", "bash", "-c", "exec 3<>/dev/tcp/"+host+"/"+port).Run() == nil
+	}
+	if !reaches() {
+		t.Fatal("the uid cannot connect before the cut")
+	}
+	heal := (&fleetRig{t: t}).cutOff(uid)
+	if reaches() {
+		t.Fatal("cut off, the uid still connects: the DROP rule comes after the chain's ACCEPT")
+	}
+	heal()
+	if !reaches() {
+		t.Fatal("healed, the uid cannot connect")
+	}
 }
