@@ -207,16 +207,18 @@ func (d *daemon) execute(l launch) {
 		return
 	}
 	res := d.runner.Run(d.fleet.gate(d.runCtx, l.job.Name), l.job, l.tags, func(stage string) { l.stage.Store(stage) })
-	// Given back before the loop learns the run ended: the loop leaves
-	// the fleet (destroying the member's I/O context) right after the
-	// last run's end, and a loop busy elsewhere must not keep the slot.
-	release()
 	if d.runCtx.Err() != nil && res.Err != nil {
 		res.Interrupted = true
 	}
 	d.fleet.lostDuring(&res)
-	d.done <- finished{name: l.job.Name, res: res, info: jobstatus.ScanRepo(jobstatus.Location{Dir: l.job.Directory, Ceph: l.job.Ceph}),
+	f := finished{name: l.job.Name, res: res, info: jobstatus.ScanRepo(jobstatus.Location{Dir: l.job.Directory, Ceph: l.job.Ceph}),
 		figures: measureRun(l.job, res.Revision)}
+	// Given back before the loop learns the run ended (the repository
+	// read under the lease still): the loop leaves the fleet, destroying
+	// the member's I/O context, right after the last run's end, and a
+	// loop busy elsewhere must not keep the slot.
+	release()
+	d.done <- f
 }
 
 func (d *daemon) finish(f finished) {
