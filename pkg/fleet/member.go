@@ -393,9 +393,9 @@ func (m *Member) tick() {
 	// Release what should move, unless it runs: the lease is given up
 	// before the new owner can take it. A job is dropped from held in the
 	// same critical section that finds it idle, so a run claiming it
-	// (SetBusy, then Confirm, which needs it held) either made it busy
-	// first and keeps it, or finds it gone and does not start: never a
-	// run on a lease that is being released.
+	// (Confirm, which marks it busy only while it is held) either made
+	// it busy first and keeps it, or finds it gone and does not start:
+	// never a run on a lease that is being released.
 	m.mu.Lock()
 	var release []string
 	for j := range m.held {
