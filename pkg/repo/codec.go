@@ -69,6 +69,9 @@ func (r *Repo) ReadChunk(dst []byte, h Hash) ([]byte, error) {
 		clear(dst)
 		return dst, nil
 	}
+	if cr, ok := r.Chunks.(chunkReader); ok {
+		return cr.readChunk(dst, h)
+	}
 	ds, ok := r.Chunks.(*dirStore)
 	if !ok {
 		stored, err := r.Chunks.Get(h)
@@ -90,3 +93,10 @@ func (r *Repo) ReadChunk(dst []byte, h Hash) ([]byte, error) {
 // storedBufs holds the buffers ReadChunk reads stored chunks into (see
 // dirStore.getInto).
 var storedBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// chunkReader is a chunk store that reads a chunk into a buffer of its own
+// and decompresses it from there (RADOS: librados copies every read into
+// the caller's buffer anyway), so that a read allocates nothing.
+type chunkReader interface {
+	readChunk(dst []byte, h Hash) ([]byte, error)
+}

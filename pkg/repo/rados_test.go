@@ -7,8 +7,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -356,5 +358,56 @@ func TestRadosPurge(t *testing.T) {
 	}
 	if _, err := a.b.(PoolPurger).PurgePool(t.Context(), PoolPurgeOptions{}); !errors.Is(err, ErrCorruptIndex) {
 		t.Fatalf("purge over a damaged index: %v", err)
+	}
+}
+
+// A chunk read from RADOS allocates no copy of the stored bytes: a restore
+// reads a chunk per 4 MiB, and garbage of that size let its Go heap grow to
+// twice its live size. An object too large to be a chunk is corrupt.
+func TestRadosReadChunkAllocations(t *testing.T) {
+	conf, pool := radosPool(t)
+	a := radosRepo(t, conf, pool, "a")
+	// incompressible, so that a copy of the stored bytes would be a whole chunk
+	data := make([]byte, ChunkSize)
+	rand.NewChaCha8([32]byte{1}).Read(data)
+	hs := []Hash{HashChunk(data)}
+	b, err := a.Chunks.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Put(hs[0], Compress(nil, data)); err != nil {
+		t.Fatal(err)
+	}
+	dst := make([]byte, ChunkSize)
+	if _, err := a.ReadChunk(dst, hs[0]); err != nil { // fills the buffer pool
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const reads = 20
+	for range reads {
+		data, err := a.ReadChunk(dst, hs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if HashChunk(data) != hs[0] {
+			t.Fatal("read chunk differs from the stored one")
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / reads; per > 64<<10 {
+		t.Errorf("a chunk read allocated %d bytes, want at most 64 KiB", per)
+	}
+
+	big := bytes.Repeat([]byte{1}, maxStoredChunk)
+	if _, err := cephtest.Rados(conf, big, "-p", pool, "put", "chunk."+hs[0].String(), "-"); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("repo: corrupt chunk %s: object larger than any chunk", hs[0])
+	if _, err := a.ReadChunk(dst, hs[0]); !errors.Is(err, ErrCorruptChunk) || err.Error() != want {
+		t.Fatalf("read of an oversized object: %v, want %q", err, want)
+	}
+	if _, err := a.Chunks.Get(hs[0]); !errors.Is(err, ErrCorruptChunk) || err.Error() != want {
+		t.Fatalf("get of an oversized object: %v, want %q", err, want)
 	}
 }
