@@ -50,6 +50,10 @@ type radosBackend struct {
 	chunks *radosStore
 	lease  time.Duration
 	fence  storeFence // the store lock the publish asserts (rados_fence.go)
+	// writes counts the background chunk writes of every batch, so that
+	// Close never destroys the I/O context under one (a batch left
+	// without Commit or Abort).
+	writes sync.WaitGroup
 }
 
 func openRados(loc string, o openOptions, create bool) (*Repo, error) {
@@ -165,6 +169,7 @@ func (b *radosBackend) Location() string   { return b.loc.String() }
 func (b *radosBackend) Chunks() ChunkStore { return b.chunks }
 
 func (b *radosBackend) Close() error {
+	b.writes.Wait()
 	b.io.Destroy()
 	b.conn.Shutdown()
 	return nil
@@ -660,15 +665,72 @@ func (s *radosStore) Remove(hs []Hash) error {
 	return nil
 }
 
-func (s *radosStore) Begin() (Batch, error) { return &radosBatch{s: s}, nil }
+// radosWrites is how many chunk writes a batch keeps in flight. Put
+// copies the chunk into one of as many buffers and returns, so that the
+// store's workers compress the next chunks while the OSD stores this one:
+// with each Put waiting for its write, the two workers of a store spent
+// about two thirds of a full backup of the bench image waiting for RADOS
+// (load 11: 334 writes took 17.2 s, the backup 15.4 s).
+const radosWrites = 2
 
-type radosBatch struct{ s *radosStore }
+func (s *radosStore) Begin() (Batch, error) {
+	b := &radosBatch{s: s, bufs: make(chan []byte, radosWrites)}
+	for range radosWrites {
+		b.bufs <- nil // made on first use, grown as needed
+	}
+	return b, nil
+}
 
-// Put writes a chunk unless the pool already has it intact. An existing
+// radosBatch writes chunks in the background, at most radosWrites at once
+// (so at most radosWrites * maxStoredChunk bytes of copies): Commit waits
+// for them and reports the first error, which also fails every Put after
+// it.
+type radosBatch struct {
+	s    *radosStore
+	bufs chan []byte // free copy buffers
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	err  error
+}
+
+func (p *radosBatch) failed() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// Put copies the chunk and writes it in the background (write).
+func (p *radosBatch) Put(h Hash, compressed []byte) error {
+	if err := p.failed(); err != nil {
+		return err
+	}
+	buf := append((<-p.bufs)[:0], compressed...)
+	p.wg.Add(1)
+	p.s.b.writes.Add(1)
+	go func() {
+		defer p.s.b.writes.Done()
+		defer p.wg.Done()
+		err := radosWrite(p, h, buf)
+		p.bufs <- buf
+		if err != nil {
+			p.mu.Lock()
+			if p.err == nil {
+				p.err = err
+			}
+			p.mu.Unlock()
+		}
+	}()
+	return nil
+}
+
+// radosWrite is write, replaced by tests of the batch's error handling.
+var radosWrite = (*radosBatch).write
+
+// write stores a chunk unless the pool already has it intact. An existing
 // object under the name is read and verified: intact, it is only touched
 // (another job, or another server, stored it first); damaged, it is
 // replaced in one full write, which repairs it.
-func (p *radosBatch) Put(h Hash, compressed []byte) error {
+func (p *radosBatch) write(h Hash, compressed []byte) error {
 	oid := chunkObj(h)
 	for range 3 {
 		op := rados.CreateWriteOp()
@@ -717,9 +779,14 @@ func (p *radosBatch) Put(h Hash, compressed []byte) error {
 // Has refreshed its touched time when the store found it.
 func (p *radosBatch) Reuse(Hash) {}
 
-// Commit has nothing to do: every Put was durable when it returned.
-func (p *radosBatch) Commit() error { return nil }
+// Commit waits for the writes in flight: each was durable when RADOS
+// acknowledged it.
+func (p *radosBatch) Commit() error {
+	p.wg.Wait()
+	return p.failed()
+}
 
-// Abort leaves the chunks written: other stores may reuse them already,
-// and purge removes those nobody uses.
-func (p *radosBatch) Abort() {}
+// Abort waits for the writes in flight and leaves the chunks written:
+// other stores may reuse them already, and purge removes those nobody
+// uses.
+func (p *radosBatch) Abort() { p.wg.Wait() }

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -378,6 +379,9 @@ func TestRadosReadChunkAllocations(t *testing.T) {
 	if err := b.Put(hs[0], Compress(nil, data)); err != nil {
 		t.Fatal(err)
 	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
 	dst := make([]byte, ChunkSize)
 	if _, err := a.ReadChunk(dst, hs[0]); err != nil { // fills the buffer pool
 		t.Fatal(err)
@@ -409,5 +413,86 @@ func TestRadosReadChunkAllocations(t *testing.T) {
 	}
 	if _, err := a.Chunks.Get(hs[0]); !errors.Is(err, ErrCorruptChunk) || err.Error() != want {
 		t.Fatalf("get of an oversized object: %v, want %q", err, want)
+	}
+}
+
+// A RADOS batch writes in the background: a write that fails is reported
+// by Commit and by every Put after it, and Commit and Abort return only
+// once no write is in flight.
+func TestRadosBatchWriteError(t *testing.T) {
+	failing := errors.New("injected write failure")
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var wrote []Hash
+	radosWrite = func(_ *radosBatch, h Hash, b []byte) error {
+		<-release
+		mu.Lock()
+		defer mu.Unlock()
+		wrote = append(wrote, h)
+		if b[0] == 'x' {
+			return failing
+		}
+		return nil
+	}
+	t.Cleanup(func() { radosWrite = (*radosBatch).write })
+
+	be := &radosBackend{}
+	b, err := (&radosStore{b: be}).Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := []byte("x-chunk")
+	if err := b.Put(Hash{1}, buf); err != nil {
+		t.Fatalf("put: %v", err)
+	}
+	buf[0] = 'y' // the batch wrote its own copy
+	if err := b.Put(Hash{2}, buf); err != nil {
+		t.Fatalf("put: %v", err)
+	}
+	committed := make(chan error)
+	go func() { committed <- b.Commit() }()
+	select {
+	case err := <-committed:
+		t.Fatalf("commit returned with writes in flight: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	if err := <-committed; !errors.Is(err, failing) {
+		t.Fatalf("commit: %v, want the failed write's error", err)
+	}
+	if err := b.Put(Hash{3}, buf); !errors.Is(err, failing) {
+		t.Fatalf("put after a failed write: %v, want its error", err)
+	}
+	if len(wrote) != 2 {
+		t.Fatalf("%d writes, want 2 (none after the failure was known)", len(wrote))
+	}
+
+	// Abort waits too, and so does the backend's Close for a batch left
+	// without either
+	release = make(chan struct{})
+	wrote = nil
+	b, _ = (&radosStore{b: be}).Begin()
+	if err := b.Put(Hash{4}, []byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	left, _ := (&radosStore{b: be}).Begin()
+	if err := left.Put(Hash{5}, []byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	aborted, closable := make(chan struct{}), make(chan struct{})
+	go func() { b.Abort(); close(aborted) }()
+	go func() { be.writes.Wait(); close(closable) }()
+	select {
+	case <-aborted:
+		t.Fatal("abort returned with a write in flight")
+	case <-closable:
+		t.Fatal("the backend could close with writes in flight")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	<-aborted
+	<-closable
+	if len(wrote) != 2 {
+		t.Fatalf("%d writes after abort, want 2", len(wrote))
 	}
 }
