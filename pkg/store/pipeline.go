@@ -25,7 +25,14 @@ type Counters struct {
 	Position atomic.Int64
 }
 
-// pipeline runs the workers that hash, check and compress chunks.
+// pipeline runs the goroutines that hash, check and compress chunks, in
+// two stages: checkers (hash, and ask the store whether it has the chunk)
+// and workers (compress and write what is new). A check is a round trip
+// to a RADOS pool, where a worker that checked before compressing spent a
+// third of a full backup waiting (load 18: 334 checks took 10.2 s of the
+// two workers' time in an 18.6 s backup); twice as many checkers as
+// workers keep the workers busy while checks are in flight. The chunk
+// buffers, not the goroutines, bound the memory.
 type pipeline struct {
 	ctx   context.Context // cancelled at the first error
 	r     *repo.Repo
@@ -40,22 +47,37 @@ type pipeline struct {
 	reverify bool // a distrusted revision exists: check chunks before reuse
 	counters *Counters
 
-	jobs     chan *job
+	jobs     chan *job   // to the checkers
+	fresh    chan *job   // from the checkers to the workers: chunks to store
 	bufs     chan []byte // free chunk buffers; its capacity bounds memory
 	verified sync.Map    // chunks re-verified in this run
 }
 
-// run calls feed, which hands chunks to the workers with getBuf and
-// submit, and waits for feed and the workers (an errgroup): the first
-// error of any of them stops the others and is returned.
+// run calls feed, which hands chunks to the checkers with getBuf and
+// submit, and waits for feed, the checkers and the workers (an errgroup):
+// the first error of any of them stops the others and is returned.
 func (p *pipeline) run(ctx context.Context, workers int, feed func() error) error {
 	g, ctx := errgroup.WithContext(ctx)
 	p.ctx = ctx
 	p.jobs = make(chan *job, workers)
+	p.fresh = make(chan *job, workers)
 	p.bufs = make(chan []byte, 2*workers+2)
 	for range cap(p.bufs) {
 		p.bufs <- nil // allocated on first use
 	}
+	var checkers sync.WaitGroup
+	for range 2 * workers {
+		checkers.Add(1)
+		g.Go(func() error {
+			defer checkers.Done()
+			return p.check()
+		})
+	}
+	g.Go(func() error {
+		checkers.Wait()
+		close(p.fresh)
+		return nil
+	})
 	for range workers {
 		g.Go(p.work)
 	}
@@ -97,28 +119,39 @@ func (p *pipeline) submit(j *job) error {
 	}
 }
 
-func (p *pipeline) work() error {
-	var scratch, out []byte
+// check is a checker: it completes each chunk, hashes it, and passes
+// those the store lacks to the workers.
+func (p *pipeline) check() error {
+	var scratch []byte
 	for j := range p.jobs {
 		if err := p.ctx.Err(); err != nil {
+			p.bufs <- j.buf
 			return err
 		}
-		var err error
-		scratch, out, err = p.finish(j, scratch, out)
-		p.bufs <- j.buf
-		if err != nil {
-			return err
+		fresh, err := p.checkOne(j, &scratch)
+		if err != nil || !fresh {
+			p.bufs <- j.buf
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		select {
+		case p.fresh <- j:
+		case <-p.ctx.Done():
+			p.bufs <- j.buf
+			return p.ctx.Err()
 		}
 	}
 	return nil
 }
 
-// finish completes one chunk: fill from the base, hash, store if new.
-func (p *pipeline) finish(j *job, scratch, out []byte) ([]byte, []byte, error) {
+// checkOne fills chunk j from the base, hashes it, and reports whether it
+// is to be stored (neither zero nor stored already).
+func (p *pipeline) checkOne(j *job, scratch *[]byte) (bool, error) {
 	if j.partial {
-		var err error
-		if scratch, err = p.fillFromBase(j, scratch); err != nil {
-			return scratch, out, err
+		if err := p.fillFromBase(j, scratch); err != nil {
+			return false, err
 		}
 	}
 	if l := p.chunkLen(j.n); l < repo.ChunkSize {
@@ -128,40 +161,55 @@ func (p *pipeline) finish(j *job, scratch, out []byte) ([]byte, []byte, error) {
 	p.index.Hashes[j.n] = h
 	if h.IsZero() {
 		p.counters.ChunksZero.Add(1)
-		return scratch, out, nil
+		return false, nil
 	}
-	reuse, err := p.canReuse(h, &scratch)
-	if err != nil || reuse {
-		if reuse {
-			p.counters.ChunksReused.Add(1)
-			if _, ok := slices.BinarySearchFunc(p.durable, h, compareHash); !ok {
-				p.batch.Reuse(h)
-			}
+	reuse, err := p.canReuse(h, scratch)
+	if err != nil {
+		return false, err
+	}
+	if reuse {
+		p.counters.ChunksReused.Add(1)
+		if _, ok := slices.BinarySearchFunc(p.durable, h, compareHash); !ok {
+			p.batch.Reuse(h)
 		}
-		return scratch, out, err
 	}
-	out = repo.Compress(out, j.buf)
-	if err := p.batch.Put(h, out); err != nil {
-		return scratch, out, err
+	return !reuse, nil
+}
+
+// work is a worker: it compresses and stores the chunks the checkers found
+// new.
+func (p *pipeline) work() error {
+	var out []byte
+	for j := range p.fresh {
+		if err := p.ctx.Err(); err != nil {
+			p.bufs <- j.buf
+			return err
+		}
+		out = repo.Compress(out, j.buf)
+		err := p.batch.Put(p.index.Hashes[j.n], out)
+		p.bufs <- j.buf
+		if err != nil {
+			return err
+		}
+		p.counters.ChunksNew.Add(1)
+		p.counters.BytesWritten.Add(int64(len(out)))
 	}
-	p.counters.ChunksNew.Add(1)
-	p.counters.BytesWritten.Add(int64(len(out)))
-	return scratch, out, nil
+	return nil
 }
 
 // fillFromBase copies the bytes the stream did not write from the base
 // chunk, which is read and verified first.
-func (p *pipeline) fillFromBase(j *job, scratch []byte) ([]byte, error) {
+func (p *pipeline) fillFromBase(j *job, scratch *[]byte) error {
 	if j.n >= int64(len(p.base.Hashes)) || p.base.Hashes[j.n].IsZero() {
-		return scratch, nil // beyond the old end or zero: the buffer is zero already
+		return nil // beyond the old end or zero: the buffer is zero already
 	}
-	if scratch == nil {
-		scratch = make([]byte, repo.ChunkSize)
+	if *scratch == nil {
+		*scratch = make([]byte, repo.ChunkSize)
 	}
 	h := p.base.Hashes[j.n]
-	data, err := p.r.ReadChunk(scratch, h)
+	data, err := p.r.ReadChunk(*scratch, h)
 	if err != nil {
-		return scratch, fmt.Errorf("%w (base chunk %d at offset %d)", err, j.n, j.n*repo.ChunkSize)
+		return fmt.Errorf("%w (base chunk %d at offset %d)", err, j.n, j.n*repo.ChunkSize)
 	}
 	pos := int64(0)
 	for _, s := range j.covered {
@@ -169,7 +217,7 @@ func (p *pipeline) fillFromBase(j *job, scratch []byte) ([]byte, error) {
 		pos = s.hi
 	}
 	copy(j.buf[pos:], data[pos:])
-	return data, nil
+	return nil
 }
 
 // canReuse reports whether chunk h is already stored (and, while the
