@@ -10,7 +10,9 @@
 #     --base-from) and a restore to a file, into and from a directory
 #     repository and a rados:POOL/JOB repository, the two taking turns in
 #     each run; every figure is the median of BENCH_RUNS runs; peak RSS of
-#     every process (/usr/bin/time);
+#     every process (/usr/bin/time); CPU seconds (user + system) of the
+#     backy processes and, for RADOS, of the OSD during the step (figures
+#     a loaded machine does not change much, unlike the wall times);
 #  2. BENCH_RADOS_CLONES jobs, each backed up from its own clone of the
 #     image with 1% of its 4 MiB blocks overwritten with random data (its
 #     own changes), into one pool: the bytes of the pool's chunk objects,
@@ -88,29 +90,34 @@ nchange=$(((blocks + 99) / 100))
 res=$R/results.tsv
 : >"$res"
 fsub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
+# osd_cpu: the CPU seconds the cluster's OSD has used so far.
+osd_cpu() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$(cat "$cluster/run/osd.0.pid")/stat"; }
 # step KIND STEP CMD...: time CMD; each process writes its peak RSS (KiB)
-# into $R/rss.* through /usr/bin/time.
+# and CPU seconds into $R/rss.* through /usr/bin/time.
 step() {
 	local kind=$1 name=$2
 	shift 2
 	rm -f "$R"/rss.*
 	sync
-	local t0 t1 rss
+	local t0 t1 c0 c1 rss cpu
+	c0=$(osd_cpu)
 	t0=$(date +%s.%N)
 	"$@"
 	sync
 	t1=$(date +%s.%N)
-	rss=$(cat "$R"/rss.* | sort -n | tail -1)
-	printf '%s\t%s\t%s\t%s\n' "$kind" "$name" "$(fsub "$t1" "$t0")" "$rss" >>"$res"
-	log "$(printf '%-5s %-9s %6.2f s, %s KiB' "$kind" "$name" "$(fsub "$t1" "$t0")" "$rss")"
+	c1=$(osd_cpu)
+	rss=$(cut -d' ' -f1 "$R"/rss.* | sort -n | tail -1)
+	cpu=$(awk '{ s += $2 + $3 } END { printf "%.2f", s }' "$R"/rss.*)
+	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$name" "$(fsub "$t1" "$t0")" "$rss" "$cpu" "$(fsub "$c1" "$c0")" >>"$res"
+	log "$(printf '%-5s %-9s %6.2f s, %s KiB, CPU %s s, OSD %s s' "$kind" "$name" "$(fsub "$t1" "$t0")" "$rss" "$cpu" "$(fsub "$c1" "$c0")")"
 }
 backup() { # LOCATION IMAGE [--base-from]
 	local base=()
 	[ "${3:-}" = diff ] && base=(--base-from "$1")
-	$T -f %M -o "$R/rss.extract" backy-extract file "${base[@]}" "$2" 2>>"$R/extract.log" |
-		$T -f %M -o "$R/rss.store" backy-store -b "$1" >/dev/null 2>>"$R/store.log"
+	$T -f '%M %U %S' -o "$R/rss.extract" backy-extract file "${base[@]}" "$2" 2>>"$R/extract.log" |
+		$T -f '%M %U %S' -o "$R/rss.store" backy-store -b "$1" >/dev/null 2>>"$R/store.log"
 }
-restore() { $T -f %M -o "$R/rss.restore" backy-restore -b "$1" "$R/out.img" 2>>"$R/restore.log"; }
+restore() { $T -f '%M %U %S' -o "$R/rss.restore" backy-restore -b "$1" "$R/out.img" 2>>"$R/restore.log"; }
 
 for run in $(seq "$runs"); do
 	for kind in dir rados; do
@@ -133,16 +140,20 @@ done
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 fig() { awk -F'\t' -v k="$1" -v s="$2" '$1 == k && $2 == s { print $3 }' "$res" | median; }
 peak() { awk -F'\t' -v k="$1" -v s="$2" '$1 == k && $2 == s { print $4 }' "$res" | sort -n | tail -1; }
+# cpu KIND STEP: the median CPU seconds of the backy processes (and, for
+# RADOS, the OSD); osd KIND STEP: of the OSD alone.
+cpu() { awk -F'\t' -v k="$1" -v s="$2" '$1 == k && $2 == s { print (k == "rados" ? $5 + $6 : $5) }' "$res" | median; }
+osd() { awk -F'\t' -v k="$1" -v s="$2" '$1 == k && $2 == s { print $6 }' "$res" | median; }
 verdict=0
 echo "RADOS (test cluster: one memstore OSD, size 1) against a directory repository, $(numfmt --to=iec "$bytes") image ($data_mib MiB of files), median of $runs runs:"
 echo
-echo "| step | directory s | RADOS s | RADOS / directory | peak RSS directory MiB | peak RSS RADOS MiB |"
-echo "| --- | --- | --- | --- | --- | --- |"
+echo "| step | directory s | RADOS s | RADOS / directory | peak RSS directory MiB | peak RSS RADOS MiB | CPU s directory | CPU s RADOS (of which OSD) |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 for s in backup rebackup restore; do
 	d=$(fig dir "$s") r=$(fig rados "$s")
 	ratio=$(awk -v d="$d" -v r="$r" 'BEGIN { printf "%.2f", r / d }')
 	pd=$(($(peak dir "$s") / 1024)) pr=$(($(peak rados "$s") / 1024))
-	echo "| $s | $d | $r | ${ratio}x | $pd | $pr |"
+	echo "| $s | $d | $r | ${ratio}x | $pd | $pr | $(cpu dir "$s") | $(cpu rados "$s") ($(osd rados "$s")) |"
 	if awk -v r="$ratio" 'BEGIN { exit !(r > 1.5) }' || [ "$pr" -ge 128 ]; then verdict=1; fi
 done
 echo
