@@ -23,6 +23,7 @@ import (
 
 	"github.com/backy/backy/internal/clitest"
 	"github.com/backy/backy/pkg/rbd/cephtest"
+	"github.com/backy/backy/pkg/repo"
 )
 
 // ownUID makes member run under a uid of its own, which no other process
@@ -224,40 +225,47 @@ func TestFleetCutOff(t *testing.T) {
 	}
 
 	stores := r.stores()
-	// Its stores running at the cut must commit before its leases could
-	// have expired, or not at all. They do not today: such a store checks
-	// its store lock's lease (by its own clock) before it sends the
-	// publish operation, and nothing checks it when the OSD applies that
-	// operation, which waits out the cut in the client and is applied once
-	// the network is back, a lease and more after the check (seen: 4 runs
-	// of 4 with a store in flight, committed 11-12 s after the cut, once
-	// beside another member's commit of the same job). Only the OSD can check at apply time: cls_lock's
-	// assert_locked of the store lock in the publish operation
-	// (docs/fleet.md, "A fencing token in the publish operation"), in
-	// pkg/repo. Until then these stores are reported, and judged only
-	// with BACKY_FLEET_STRICT_FENCE=1.
-	strict := os.Getenv("BACKY_FLEET_STRICT_FENCE") != ""
-	late := map[int]bool{}
+	// Its stores running at the cut must commit before their store locks'
+	// leases could have expired, or not at all: a store that held its lock
+	// at the cut and sent its publish before its own lease check could
+	// fail has that operation resent once the network is back, and the
+	// OSD refuses it (the publish asserts the store lock: exit 5). A store
+	// that had not reached the cluster yet at the cut takes its lock only
+	// after the heal, a store of its own; when a store took its lock is
+	// told by its revision's time (taken just after the lock).
+	locked := map[int]time.Time{}
+	for _, s := range stores {
+		if s.rc == 0 && s.rev != "" {
+			locked[s.pid] = r.revisionTime(s.job, s.rev)
+		}
+	}
 	for _, run := range running {
 		for _, s := range stores {
 			if s.pid != run.pid || s.member != cut {
 				continue
 			}
 			t.Logf("%s's store of %s running at the cut: exit %d, ended %s after the cut", cut, s.job, s.rc, s.end.Sub(cutAt).Round(time.Millisecond))
-			if s.rc == 0 && (s.end.IsZero() || s.end.After(cutAt.Add(fleetLease))) {
-				late[s.pid] = true
-				msg := fmt.Sprintf("%s's store of %s committed %s after the cut, past its lease", cut, s.job, s.end.Sub(cutAt).Round(time.Millisecond))
-				if strict {
-					t.Error(msg)
-				} else {
-					t.Log("known hole, not judged without BACKY_FLEET_STRICT_FENCE: " + msg)
-				}
+			if s.rc != 0 || (!s.end.IsZero() && !s.end.After(cutAt.Add(fleetLease))) {
+				continue
+			}
+			// Cut off, it cannot take a lock: one taken before the heal
+			// was taken before the cut.
+			if l := locked[s.pid]; l.Before(healAt) {
+				t.Errorf("%s's store of %s took its lock before the cut (%s, cut at %s) and committed %s after the cut, past its lease", cut, s.job, l.Format("15:04:05.000"), cutAt.Format("15:04:05.000"), s.end.Sub(cutAt).Round(time.Millisecond))
+			} else {
+				t.Logf("%s's store of %s took its store lock %s after the cut, %s after the heal: a store of its own", cut, s.job, l.Sub(cutAt).Round(time.Millisecond), l.Sub(healAt).Round(time.Millisecond))
 			}
 		}
 	}
-	judged := stores
-	if !strict {
-		judged = slices.DeleteFunc(slices.Clone(stores), func(s *store) bool { return s.member == cut && late[s.pid] })
+	// Overlaps are judged over the time each committed store held its
+	// lock (its revision's time to its end), not from its process's start.
+	judged := make([]*store, len(stores))
+	for i, s := range stores {
+		c := *s
+		if l, ok := locked[s.pid]; ok && l.After(c.begin) {
+			c.begin = l
+		}
+		judged[i] = &c
 	}
 	bad, busy := overlaps(judged, nil)
 	for _, b := range bad {
@@ -331,4 +339,20 @@ func TestCutOffRuleGoesFirst(t *testing.T) {
 	if !reaches() {
 		t.Fatal("healed, the uid cannot connect")
 	}
+}
+
+// revisionTime reads the time of revision id of job from the pool: the
+// store's start, taken just after it got its store lock.
+func (r *fleetRig) revisionTime(job, id string) time.Time {
+	r.t.Helper()
+	rp, err := repo.Open(repo.RadosLocation{Pool: r.pool, Job: job}.String(), repo.WithCeph(repo.Ceph{Conf: r.cephConf}))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer rp.Close()
+	rev, err := rp.LoadRevision(id)
+	if err != nil {
+		r.t.Fatalf("revision %s of %s: %v", id, job, err)
+	}
+	return rev.Time
 }

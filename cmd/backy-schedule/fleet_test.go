@@ -62,7 +62,8 @@ backoff-max = "2s"
 `
 
 // storeWrapper stands in for backy-store on the daemons' PATH: backup
-// stores (those with --tags) are recorded in $BACKY_TEST_STORELOG; every
+// stores (those with --tags) are recorded in $BACKY_TEST_STORELOG, with
+// the revision a committed one printed; every
 // call runs the real backy-store with SIGKILL as its parent-death signal,
 // so the wrapper does not change what happens when a daemon dies.
 const storeWrapper = `#!/bin/sh
@@ -75,9 +76,10 @@ prev=; job=
 for a in "$@"; do [ "$prev" = -b ] && job=${a##*/}; prev=$a; done
 now() { env -u LD_PRELOAD -u FAKETIME date +%%s.%%N; }
 echo "begin $BACKY_TEST_MEMBER $job $$ $(now) $(date +%%s)" >> "$BACKY_TEST_STORELOG"
-setpriv --pdeathsig KILL "$real" "$@"
+out=$(setpriv --pdeathsig KILL "$real" "$@")
 rc=$?
-echo "end $BACKY_TEST_MEMBER $job $$ $rc $(now)" >> "$BACKY_TEST_STORELOG"
+[ -n "$out" ] && printf '%%s\n' "$out"
+echo "end $BACKY_TEST_MEMBER $job $$ $rc $(now) $out" >> "$BACKY_TEST_STORELOG"
 exit $rc
 `
 
@@ -198,6 +200,7 @@ type store struct {
 	begin, end  time.Time // end zero: never ended (killed with its daemon)
 	rc          int
 	seen        time.Time // the time the store's process tree was told (faked for fakedMember)
+	rev         string    // the revision it printed (committed)
 }
 
 func parseTime(s string) time.Time {
@@ -222,10 +225,13 @@ func (r *fleetRig) stores() []*store {
 			s := &store{member: w[1], job: w[2], pid: pid, begin: parseTime(w[4]), rc: -1, seen: parseTime(w[5])}
 			byPid[w[3]] = s
 			out = append(out, s)
-		case len(w) == 6 && w[0] == "end":
+		case (len(w) == 6 || len(w) == 7) && w[0] == "end":
 			if s := byPid[w[3]]; s != nil {
 				s.end = parseTime(w[5])
 				s.rc, _ = strconv.Atoi(w[4])
+				if len(w) == 7 {
+					s.rev = w[6]
+				}
 			}
 		}
 	}
