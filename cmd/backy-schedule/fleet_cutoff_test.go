@@ -8,6 +8,7 @@ package main
 // fails.
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -146,23 +147,38 @@ func TestFleetCutOff(t *testing.T) {
 	c := owners(st)
 	t.Logf("fleet formed, every daemon stored (%s under uid %d), in %s: owners %v", cut, uid, took.Round(time.Millisecond), c)
 
-	// Cut it off while a store of its own runs (one that began less than
-	// half a second ago, so it is still running at the cut), if one comes
-	// within an interval: that run must not commit after the member's
-	// leases ran out.
-	inFlight := func() []*store {
+	// Cut it off while a store of its own runs, if one comes within an
+	// interval: preferably one that holds its store lock already (its
+	// publish then needs that lock at the OSD), else one that began less
+	// than half a second ago (still running at the cut, but usually not
+	// yet at the cluster). It must not commit after its store lock's lease
+	// ran out.
+	holding := func(job string) bool {
+		out, err := cephtest.Rados(r.cephConf, nil, "-p", r.pool, "lock", "info", radosJobObject(job), "store")
+		return err == nil && strings.Contains(string(out), `"cookie"`)
+	}
+	inFlight := func(locked bool) []*store {
 		var out []*store
 		for _, s := range r.stores() {
-			if s.member == cut && s.end.IsZero() && time.Since(s.begin) < 500*time.Millisecond {
+			if s.member != cut || !s.end.IsZero() {
+				continue
+			}
+			if locked && holding(s.job) || !locked && time.Since(s.begin) < 500*time.Millisecond {
 				out = append(out, s)
 			}
 		}
 		return out
 	}
-	for deadline := time.Now().Add(fleetInterval); len(inFlight()) == 0 && time.Now().Before(deadline); {
+	running := inFlight(true)
+	for deadline := time.Now().Add(fleetInterval); len(running) == 0 && time.Now().Before(deadline); running = inFlight(true) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(running) > 0 {
+		t.Logf("cutting %s off while its store of %s holds its store lock", cut, running[0].job)
+	}
+	for deadline := time.Now().Add(fleetInterval); len(running) == 0 && time.Now().Before(deadline); running = inFlight(false) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	running := inFlight()
 	heal := r.cutOff(uid)
 	cutAt := time.Now()
 	t.Logf("%s cut off with %d stores of its own running", cut, len(running))
@@ -181,6 +197,14 @@ func TestFleetCutOff(t *testing.T) {
 	t.Logf("%s cut off: its jobs owned by %v %s later (lease %s)", cut, rest, took.Round(time.Millisecond), fleetLease)
 	// Cut off for three leases in all: its leases expired long ago.
 	time.Sleep(time.Until(cutAt.Add(3 * fleetLease)))
+	// What the in-flight stores published before the heal, when their
+	// leases had long run out.
+	before := map[string]bool{}
+	for _, s := range running {
+		for _, id := range r.revisionIDs(s.job) {
+			before[id] = true
+		}
+	}
 	heal()
 	healAt := time.Now()
 	log, _ := os.ReadFile(filepath.Join(r.dir, cut+".log"))
@@ -235,8 +259,11 @@ func TestFleetCutOff(t *testing.T) {
 	// told by its revision's time (taken just after the lock).
 	locked := map[int]time.Time{}
 	for _, s := range stores {
-		if s.rc == 0 && s.rev != "" {
-			locked[s.pid] = r.revisionTime(s.job, s.rev)
+		if s.rc != 0 || s.rev == "" {
+			continue
+		}
+		if l, ok := r.revisionTime(s.job, s.rev); ok {
+			locked[s.pid] = l
 		}
 	}
 	for _, run := range running {
@@ -245,12 +272,30 @@ func TestFleetCutOff(t *testing.T) {
 				continue
 			}
 			t.Logf("%s's store of %s running at the cut: exit %d, ended %s after the cut", cut, s.job, s.rc, s.end.Sub(cutAt).Round(time.Millisecond))
+			if s.rc == 5 {
+				// which fence refused it: the store's own lease check, or
+				// the OSD ("was lost before the cluster applied")
+				log, _ := os.ReadFile(filepath.Join(r.dir, cut+".log"))
+				for _, l := range strings.Split(string(log), "\n") {
+					if strings.Contains(l, s.job) && strings.Contains(l, "store lock") {
+						t.Logf("%s: %s", cut, l)
+					}
+				}
+			}
 			if s.rc != 0 || (!s.end.IsZero() && !s.end.After(cutAt.Add(fleetLease))) {
 				continue
 			}
 			// Cut off, it cannot take a lock: one taken before the heal
-			// was taken before the cut.
-			if l := locked[s.pid]; l.Before(healAt) {
+			// was taken before the cut, and its publish must have been
+			// applied before the heal (its unlock waits for the heal).
+			l, ok := locked[s.pid]
+			if !ok && !before[s.rev] {
+				t.Logf("%s's store of %s: its revision %s is gone (expired since), when it took its lock is unknown", cut, s.job, s.rev)
+				continue
+			}
+			if l.Before(healAt) && before[s.rev] {
+				t.Logf("%s's store of %s took its store lock before the cut (%s) and published before the heal", cut, s.job, l.Format("15:04:05.000"))
+			} else if l.Before(healAt) {
 				t.Errorf("%s's store of %s took its lock before the cut (%s, cut at %s) and committed %s after the cut, past its lease", cut, s.job, l.Format("15:04:05.000"), cutAt.Format("15:04:05.000"), s.end.Sub(cutAt).Round(time.Millisecond))
 			} else {
 				t.Logf("%s's store of %s took its store lock %s after the cut, %s after the heal: a store of its own", cut, s.job, l.Sub(cutAt).Round(time.Millisecond), l.Sub(healAt).Round(time.Millisecond))
@@ -342,8 +387,9 @@ func TestCutOffRuleGoesFirst(t *testing.T) {
 }
 
 // revisionTime reads the time of revision id of job from the pool: the
-// store's start, taken just after it got its store lock.
-func (r *fleetRig) revisionTime(job, id string) time.Time {
+// store's start, taken just after it got its store lock; false if the
+// revision is gone (expired by a later run).
+func (r *fleetRig) revisionTime(job, id string) (time.Time, bool) {
 	r.t.Helper()
 	rp, err := repo.Open(repo.RadosLocation{Pool: r.pool, Job: job}.String(), repo.WithCeph(repo.Ceph{Conf: r.cephConf}))
 	if err != nil {
@@ -351,8 +397,38 @@ func (r *fleetRig) revisionTime(job, id string) time.Time {
 	}
 	defer rp.Close()
 	rev, err := rp.LoadRevision(id)
+	if errors.Is(err, repo.ErrNoRevision) {
+		return time.Time{}, false
+	}
 	if err != nil {
 		r.t.Fatalf("revision %s of %s: %v", id, job, err)
 	}
-	return rev.Time
+	return rev.Time, true
+}
+
+// radosJobObject names a job's object in the pool (pkg/repo), which holds
+// its store lock.
+func radosJobObject(job string) string { return "job." + job }
+
+// revisionIDs lists the revisions of job in the pool (none before its
+// first store made it).
+func (r *fleetRig) revisionIDs(job string) []string {
+	r.t.Helper()
+	rp, err := repo.Open(repo.RadosLocation{Pool: r.pool, Job: job}.String(), repo.WithCeph(repo.Ceph{Conf: r.cephConf}))
+	if errors.Is(err, repo.ErrNotRepository) {
+		return nil
+	}
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer rp.Close()
+	revs, err := rp.Revisions()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var ids []string
+	for _, rev := range revs {
+		ids = append(ids, rev.ID)
+	}
+	return ids
 }
