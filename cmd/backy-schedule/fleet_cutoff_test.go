@@ -205,6 +205,14 @@ func TestFleetCutOff(t *testing.T) {
 			before[id] = true
 		}
 	}
+	// The daemon stops a run whose lease it has not renewed for 5/6
+	// lease (SIGTERM, SIGKILL 5 s later): cut off for three leases, no
+	// run it had at the cut still runs.
+	for _, s := range running {
+		if processRuns(s.pid) {
+			t.Errorf("%s's store of %s (pid %d), running at the cut, still runs %s later", cut, s.job, s.pid, time.Since(cutAt).Round(time.Millisecond))
+		}
+	}
 	heal()
 	healAt := time.Now()
 	log, _ := os.ReadFile(filepath.Join(r.dir, cut+".log"))
@@ -273,12 +281,16 @@ func TestFleetCutOff(t *testing.T) {
 				continue
 			}
 			t.Logf("%s's store of %s running at the cut: exit %d, ended %s after the cut", cut, s.job, s.rc, s.end.Sub(cutAt).Round(time.Millisecond))
-			if s.rc == 5 {
-				// which fence refused it: the store's own lease check, or
-				// the OSD ("was lost before the cluster applied")
+			if !s.end.IsZero() && !s.end.Before(healAt) {
+				t.Errorf("%s's store of %s, running at the cut, ended after the heal (%s after the cut)", cut, s.job, s.end.Sub(cutAt).Round(time.Millisecond))
+			}
+			if s.rc != 0 {
+				// how it ended: stopped by its daemon, or refused by a
+				// fence (the store's own lease check, or the OSD: "was
+				// lost before the cluster applied")
 				log, _ := os.ReadFile(filepath.Join(r.dir, cut+".log"))
 				for _, l := range strings.Split(string(log), "\n") {
-					if strings.Contains(l, s.job) && strings.Contains(l, "store lock") {
+					if strings.Contains(l, s.job) && (strings.Contains(l, "store lock") || strings.Contains(l, "interrupted")) {
 						t.Logf("%s: %s", cut, l)
 					}
 				}
@@ -299,7 +311,7 @@ func TestFleetCutOff(t *testing.T) {
 			} else if l.Before(healAt) {
 				t.Errorf("%s's store of %s took its lock before the cut (%s, cut at %s) and committed %s after the cut, past its lease", cut, s.job, l.Format("15:04:05.000"), cutAt.Format("15:04:05.000"), s.end.Sub(cutAt).Round(time.Millisecond))
 			} else {
-				t.Logf("%s's store of %s took its store lock %s after the cut, %s after the heal: a store of its own", cut, s.job, l.Sub(cutAt).Round(time.Millisecond), l.Sub(healAt).Round(time.Millisecond))
+				t.Errorf("%s's store of %s, running at the cut, took its store lock %s after the cut, %s after the heal, and committed: the run should have been stopped", cut, s.job, l.Sub(cutAt).Round(time.Millisecond), l.Sub(healAt).Round(time.Millisecond))
 				own[s.pid] = true
 			}
 		}
@@ -445,4 +457,14 @@ func (r *fleetRig) revisionIDs(job string) []string {
 		ids = append(ids, rev.ID)
 	}
 	return ids
+}
+
+// processRuns reports whether pid is a live process (not a zombie).
+func processRuns(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	return len(f) > 0 && f[0] != "Z"
 }

@@ -63,7 +63,8 @@ backoff-max = "2s"
 
 // storeWrapper stands in for backy-store on the daemons' PATH: backup
 // stores (those with --tags) are recorded in $BACKY_TEST_STORELOG, with
-// the revision a committed one printed; every
+// the revision a committed one printed (and their end when the daemon
+// stops them with SIGTERM); every
 // call runs the real backy-store with SIGKILL as its parent-death signal,
 // so the wrapper does not change what happens when a daemon dies.
 const storeWrapper = `#!/bin/sh
@@ -76,6 +77,9 @@ prev=; job=
 for a in "$@"; do [ "$prev" = -b ] && job=${a##*/}; prev=$a; done
 now() { env -u LD_PRELOAD -u FAKETIME date +%%s.%%N; }
 echo "begin $BACKY_TEST_MEMBER $job $$ $(now) $(date +%%s)" >> "$BACKY_TEST_STORELOG"
+# A daemon stopping the run sends SIGTERM to the whole group: the store
+# ends on it, and its end is recorded here.
+trap : TERM
 out=$(setpriv --pdeathsig KILL "$real" "$@")
 rc=$?
 [ -n "$out" ] && printf '%%s\n' "$out"

@@ -206,11 +206,13 @@ func (d *daemon) execute(l launch) {
 		d.done <- finished{name: l.job.Name, res: Result{Err: err, NotRun: &NotRun{RetryIn: d.fleet.retryIn(err)}}}
 		return
 	}
-	res := d.runner.Run(d.fleet.gate(d.runCtx, l.job.Name), l.job, l.tags, func(stage string) { l.stage.Store(stage) })
+	ctx, unwatch := d.fleet.watch(d.runCtx, l.job.Name)
+	res := d.runner.Run(d.fleet.gate(ctx, l.job.Name), l.job, l.tags, func(stage string) { l.stage.Store(stage) })
+	unwatch()
 	if d.runCtx.Err() != nil && res.Err != nil {
 		res.Interrupted = true
 	}
-	d.fleet.lostDuring(&res)
+	d.fleet.lostDuring(ctx, &res)
 	f := finished{name: l.job.Name, res: res, info: jobstatus.ScanRepo(jobstatus.Location{Dir: l.job.Directory, Ceph: l.job.Ceph}),
 		figures: measureRun(l.job, res.Revision)}
 	// Given back before the loop learns the run ended (the repository

@@ -173,11 +173,56 @@ func (f *fleetState) gate(ctx context.Context, job string) context.Context {
 	})
 }
 
+// watch stops a run whose job's lease this daemon has not renewed for
+// five sixths of a lease (paused, or cut off from the cluster): the
+// lease may run out at the OSD before the run ends, and another daemon
+// would then own the job. ctx is cancelled with fleet.ErrNotOwner as its
+// cause, which ends the run's process groups (SIGTERM, then SIGKILL). A
+// store that reaches its commit all the same is fenced there (its publish
+// asserts its store lock). unwatch ends the watch when the run ended.
+func (f *fleetState) watch(ctx context.Context, job string) (_ context.Context, unwatch func()) {
+	if f == nil {
+		return ctx, func() {}
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(max(f.lease/12, 10*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if !f.m.RenewedWithin(job, f.lease*5/6) {
+				cancel(fmt.Errorf("%w: %s: its lease was not renewed for 5/6 of a lease, the run was stopped", fleet.ErrNotOwner, job))
+				return
+			}
+		}
+	}()
+	return ctx, func() {
+		close(done)
+		cancel(nil)
+	}
+}
+
 // lostDuring turns a run that stopped because its lease was lost into one
-// that did not run (the backup step never started) or an interrupted one
-// (a later step did not start): neither is the job's failure.
-func (f *fleetState) lostDuring(res *Result) {
-	if f == nil || !errors.Is(res.Err, fleet.ErrNotOwner) {
+// that did not run (the gate refused the backup step) or an interrupted
+// one (the watch stopped it, or the gate refused a later step): neither
+// is the job's failure. ctx is the run's, from watch.
+func (f *fleetState) lostDuring(ctx context.Context, res *Result) {
+	if f == nil || res.Err == nil {
+		return
+	}
+	if cause := context.Cause(ctx); errors.Is(cause, fleet.ErrNotOwner) && !errors.Is(res.Err, fleet.ErrNotOwner) {
+		res.Err = fmt.Errorf("%w (%w)", cause, res.Err)
+		res.Interrupted = true
+		return
+	}
+	if !errors.Is(res.Err, fleet.ErrNotOwner) {
 		return
 	}
 	if res.Revision == "" {

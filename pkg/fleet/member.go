@@ -130,6 +130,17 @@ func (m *Member) Owns(job string) bool {
 	return m.fresh(m.held[job]) && m.fresh(m.ticked)
 }
 
+// RenewedWithin reports whether job's lease is held and was last renewed
+// (the renewal's start, by this daemon's monotonic clock) less than d ago.
+// A running job's renewals go on while it runs; a daemon paused or cut
+// off from the cluster stops renewing, and its runs learn it here.
+func (m *Member) RenewedWithin(job string, d time.Duration) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.held[job]
+	return ok && time.Since(t) < d
+}
+
 // Owned lists the jobs whose leases this daemon holds.
 func (m *Member) Owned() []string {
 	m.mu.Lock()

@@ -2,7 +2,10 @@
 
 package fleet
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Available reports whether this build can join a fleet.
 const Available = false
@@ -17,6 +20,7 @@ func (*Member) SetJobs([]string)                            {}
 func (*Member) Changed() <-chan struct{}                    { return nil }
 func (*Member) Owns(string) bool                            { return false }
 func (*Member) Owned() []string                             { return nil }
+func (*Member) RenewedWithin(string, time.Duration) bool    { return false }
 func (*Member) Members() []string                           { return nil }
 func (*Member) Ops() uint64                                 { return 0 }
 func (*Member) Confirm(string) error                        { return ErrNoRados }
