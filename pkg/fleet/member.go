@@ -6,14 +6,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/backy/backy/pkg/cephconn"
 	"github.com/ceph/go-ceph/rados"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
 
@@ -249,7 +252,18 @@ func (m *Member) count() {
 	m.mu.Unlock()
 }
 
+// renewFault, set by tests only, answers a job's renewal instead of the
+// cluster when it returns an error (a placement group that does not
+// answer cannot be made in a one-OSD test cluster).
+var renewFault func(job string) error
+
 func (m *Member) renewJob(job string) error {
+	if renewFault != nil {
+		if err := renewFault(job); err != nil {
+			m.count()
+			return err
+		}
+	}
 	return m.lock(m.jobObj(job), "owner", m.opt.Member, true)
 }
 
@@ -345,34 +359,12 @@ func (m *Member) tick() {
 	}
 	m.mu.Unlock()
 
-	changed := false
-	for _, j := range held {
-		s := time.Now()
-		if err := m.renewJob(j); err != nil {
-			if timedOut(err) {
-				// The cluster is out of reach: this tick ends here,
-				// not an operation timeout per job. The job stays in
-				// held with its last renewal, so it counts as owned no
-				// longer (Owns), and the next tick renews it if the
-				// lease is still there.
-				m.lost(err)
-				if changed {
-					m.kick()
-				}
-				return
-			}
-			m.opt.log().Info(fmt.Sprintf("fleet: %s: lease lost: %v", j, err))
-			m.mu.Lock()
-			delete(m.held, j)
-			m.mu.Unlock()
-			changed = true
-			continue
+	changed := m.renewHeld(held)
+	if m.unreachable() {
+		if changed {
+			m.kick()
 		}
-		m.mu.Lock()
-		if _, ok := m.held[j]; ok {
-			m.held[j] = s
-		}
-		m.mu.Unlock()
+		return
 	}
 	for i, cookie := range slots {
 		if err := m.lock(m.slotObj(i), "run", cookie, true); err != nil {
@@ -380,7 +372,14 @@ func (m *Member) tick() {
 		}
 	}
 	want := Assign(jobs, members)
+	// Taken in a new order each round and only for half a lease: a job
+	// whose object does not answer (its take times out after a quarter
+	// lease) cannot keep the others from being taken round after round.
+	rand.Shuffle(len(jobs), func(a, b int) { jobs[a], jobs[b] = jobs[b], jobs[a] })
 	for _, j := range jobs {
+		if time.Since(start) > m.opt.Lease/2 {
+			break
+		}
 		m.mu.Lock()
 		_, have := m.held[j]
 		m.mu.Unlock()
@@ -423,6 +422,86 @@ func (m *Member) tick() {
 	if changed {
 		m.kick()
 	}
+}
+
+// renewParallel is how many job leases a member renews at once: a job
+// whose object's placement group does not answer holds up its own renewal
+// only (until the operation timeout, a quarter lease), not the others'.
+const renewParallel = 8
+
+// renewHeld renews the leases of held, renewParallel at a time, and drops
+// the ones the OSD says are lost. A renewal that timed out says the
+// cluster, or only that job object's placement group, is out of reach:
+// the membership lease, on another object, is renewed once more to tell
+// which. Unreachable (m.unreachable), the round stops starting renewals;
+// otherwise the job keeps its last renewal (Owns says no once it is too
+// old) and is renewed again next round, while the other jobs' leases go
+// on being renewed. It reports whether a lease was lost.
+func (m *Member) renewHeld(held []string) (changed bool) {
+	var (
+		mu      sync.Mutex // changed; the probe
+		probed  time.Time  // the last probe that reached the cluster
+		cut     atomic.Bool
+		g       errgroup.Group
+		probeFn = func() {
+			mu.Lock()
+			defer mu.Unlock()
+			if cut.Load() || time.Since(probed) < m.opt.Lease/8 {
+				return
+			}
+			if err := m.renewMembership(); err != nil {
+				m.lost(err)
+				cut.Store(true)
+				return
+			}
+			probed = time.Now()
+		}
+	)
+	g.SetLimit(renewParallel)
+	for _, j := range held {
+		if cut.Load() {
+			break
+		}
+		g.Go(func() error {
+			if cut.Load() {
+				return nil
+			}
+			s := time.Now()
+			err := m.renewJob(j)
+			switch {
+			case err == nil:
+				m.mu.Lock()
+				if _, ok := m.held[j]; ok {
+					m.held[j] = s
+				}
+				m.mu.Unlock()
+			case timedOut(err):
+				probeFn()
+				if !cut.Load() {
+					m.opt.log().Info(fmt.Sprintf("fleet: %s: renewing the lease timed out, the cluster answers otherwise (its placement group down?): %v", j, err))
+				}
+			default:
+				m.opt.log().Info(fmt.Sprintf("fleet: %s: lease lost: %v", j, err))
+				m.mu.Lock()
+				delete(m.held, j)
+				m.mu.Unlock()
+				mu.Lock()
+				changed = true
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	g.Wait()
+	return changed
+}
+
+// unreachable reports whether the last operation of a round found the
+// cluster out of reach (m.lost), until a round reaches it again.
+func (m *Member) unreachable() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lastError != nil
 }
 
 // lost notes that the cluster is out of reach (logged once until a tick

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -327,4 +328,48 @@ func TestConfirmDuringRelease(t *testing.T) {
 		}
 		m1.SetBusy(j, false)
 	}
+}
+
+// timeoutErr is what librados returns for an operation that timed out.
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string  { return "rados: ret=-110, Connection timed out" }
+func (timeoutErr) ErrorCode() int { return -110 }
+
+// One job's object does not answer (its placement group down; faked, a
+// one-OSD cluster cannot have that): its renewals time out, and the other
+// jobs' leases go on being renewed every round, the member does not take
+// the cluster for lost, and the job is owned again once it answers.
+func TestOneJobTimesOut(t *testing.T) {
+	r := newRig(t)
+	lease := 2 * time.Second
+	jobs := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
+	m := r.join("m1", lease, 0, jobs)
+	defer m.Leave()
+	waitUntil(t, 5*lease, "m1 owning all", func() bool { return len(m.Owned()) == len(jobs) })
+	var slow atomic.Bool
+	slow.Store(true)
+	renewFault = func(job string) error {
+		if job == "c" && slow.Load() {
+			time.Sleep(lease / 4) // the operation timeout
+			return timeoutErr{}
+		}
+		return nil
+	}
+	defer func() { renewFault = nil }()
+	for end := time.Now().Add(3 * lease); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		for _, j := range jobs {
+			if j != "c" && !m.Owns(j) {
+				t.Fatalf("%s not owned while only c times out", j)
+			}
+		}
+		if m.unreachable() {
+			t.Fatal("the cluster taken for lost while only c times out")
+		}
+	}
+	if m.Owns("c") {
+		t.Error("c owned though its renewals time out")
+	}
+	slow.Store(false)
+	waitUntil(t, 5*lease, "c owned again", func() bool { return m.Owns("c") })
 }
