@@ -460,6 +460,21 @@ func TestFleet(t *testing.T) {
 		return len(missing) == 0, fmt.Sprint("missing ", missing) + "\n" + r.diag()
 	})
 	t.Logf("kill -9 of %s (owning %d jobs): every one ran again on the others within %s (limit %s)", victim, len(victimJobs), took.Round(time.Millisecond), limit)
+	// When each began again (the store's start: the run's own duration
+	// and the wait for a worker or a fleet run slot are in the figure
+	// above, not here).
+	var again []time.Duration
+	for _, j := range victimJobs {
+		first := time.Time{}
+		for _, s := range r.stores() {
+			if s.job == j && s.member != victim && s.begin.After(killedAt) && (first.IsZero() || s.begin.Before(first)) {
+				first = s.begin
+			}
+		}
+		again = append(again, first.Sub(killedAt).Round(time.Millisecond))
+	}
+	slices.Sort(again)
+	t.Logf("kill -9 of %s: its jobs' stores began again %v after the kill (lease %s)", victim, again, fleetLease)
 	// Its runs died with it (parent-death signal): no process started
 	// with its environment is left.
 	if pids := processesWithEnv("BACKY_TEST_MEMBER=" + victim); len(pids) > 0 {
