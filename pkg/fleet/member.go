@@ -190,7 +190,13 @@ func (m *Member) Confirm(job string) error {
 	start := time.Now()
 	if err := m.renewJob(job); err != nil {
 		m.SetBusy(job, false)
-		m.drop(job)
+		if !timedOut(err) {
+			m.drop(job)
+		}
+		// A renewal that timed out may have been applied or not: the
+		// job stays held with its last renewal, and the next tick's
+		// renewal tells (dropping it would make this daemon wait out
+		// its own lease before taking the job again).
 		return fmt.Errorf("%w: %s: %v", ErrNotOwner, job, err)
 	}
 	m.mu.Lock()
@@ -255,11 +261,11 @@ func (m *Member) count() {
 // renewFault, set by tests only, answers a job's renewal instead of the
 // cluster when it returns an error (a placement group that does not
 // answer cannot be made in a one-OSD test cluster).
-var renewFault func(job string) error
+var renewFault atomic.Pointer[func(job string) error]
 
 func (m *Member) renewJob(job string) error {
-	if renewFault != nil {
-		if err := renewFault(job); err != nil {
+	if f := renewFault.Load(); f != nil {
+		if err := (*f)(job); err != nil {
 			m.count()
 			return err
 		}

@@ -349,14 +349,15 @@ func TestOneJobTimesOut(t *testing.T) {
 	waitUntil(t, 5*lease, "m1 owning all", func() bool { return len(m.Owned()) == len(jobs) })
 	var slow atomic.Bool
 	slow.Store(true)
-	renewFault = func(job string) error {
+	fault := func(job string) error {
 		if job == "c" && slow.Load() {
 			time.Sleep(lease / 4) // the operation timeout
 			return timeoutErr{}
 		}
 		return nil
 	}
-	defer func() { renewFault = nil }()
+	renewFault.Store(&fault)
+	defer renewFault.Store(nil)
 	for end := time.Now().Add(3 * lease); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 		for _, j := range jobs {
 			if j != "c" && !m.Owns(j) {
@@ -372,4 +373,33 @@ func TestOneJobTimesOut(t *testing.T) {
 	}
 	slow.Store(false)
 	waitUntil(t, 5*lease, "c owned again", func() bool { return m.Owns("c") })
+}
+
+// A Confirm whose renewal timed out (it may or may not have reached the
+// OSD) does not give the job up: the next tick renews it, and the job can
+// start again at once, not a lease later (when the member's own lease
+// would have run out, had it dropped the job and tried to take it anew).
+func TestConfirmTimesOut(t *testing.T) {
+	r := newRig(t)
+	lease := 4 * time.Second
+	m := r.join("m1", lease, 0, []string{"a"})
+	defer m.Leave()
+	waitUntil(t, 5*lease, "m1 owning a", func() bool { return m.Owns("a") })
+	fault := func(string) error { return timeoutErr{} }
+	renewFault.Store(&fault)
+	err := m.Confirm("a")
+	renewFault.Store(nil)
+	if !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("Confirm with a timed-out renewal: %v", err)
+	}
+	took := waitUntil(t, 2*lease, "Confirm of a succeeding again", func() bool {
+		if m.Confirm("a") != nil {
+			return false
+		}
+		m.SetBusy("a", false)
+		return true
+	})
+	if took > lease/2 {
+		t.Errorf("Confirm succeeded again only %s after a timed-out one (lease %s)", took, lease)
+	}
 }
