@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -101,6 +102,36 @@ func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 	}
 }
 
+// staleRule matches the comment of a rule this file's tests insert; its
+// number is the pid of the test process that inserted it.
+var staleRule = regexp.MustCompile(`--comment "?backy-fleet-test-(?:accept-)?(\d+)"?`)
+
+// removeStaleRules deletes the rules that test processes no longer
+// running left behind (a test binary killed by go test's timeout runs no
+// cleanup). Rules of live test processes are left alone.
+func removeStaleRules(t *testing.T) {
+	t.Helper()
+	out, err := exec.Command("iptables", "-w", "-S", "OUTPUT").Output()
+	if err != nil {
+		t.Fatalf("iptables -S OUTPUT: %v", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		m := staleRule.FindStringSubmatch(line)
+		if m == nil || !strings.HasPrefix(line, "-A OUTPUT ") {
+			continue
+		}
+		if pid, _ := strconv.Atoi(m[1]); processRuns(pid) {
+			continue
+		}
+		spec := strings.Fields(strings.ReplaceAll(strings.TrimPrefix(line, "-A "), `"`, ""))
+		if out, err := exec.Command("iptables", append([]string{"-w", "-D"}, spec...)...).CombinedOutput(); err != nil {
+			t.Errorf("removing the stale rule %q: %v: %s", line, err, out)
+		} else {
+			t.Logf("removed a rule left behind by test process %s: %s", m[1], line)
+		}
+	}
+}
+
 // cutOff drops every packet uid sends, until heal is called (or the test
 // ends). The rule carries a comment naming this test process, so heal
 // removes this rule only, never another test's or the host's.
@@ -116,6 +147,7 @@ func (r *fleetRig) cutOff(uid int) (heal func()) {
 			}
 		}
 	}
+	removeStaleRules(t)
 	t.Cleanup(heal)
 	// First in the chain: an ACCEPT before it (a host firewall's for
 	// loopback) would let the packets through.
@@ -373,6 +405,7 @@ func TestCutOffRuleGoesFirst(t *testing.T) {
 			t.Skipf("%s missing (scripts/deps.sh installs it)", tool)
 		}
 	}
+	removeStaleRules(t)
 	uid := 3_000_000_000 + os.Getpid()
 	accept := []string{"OUTPUT", "-m", "owner", "--uid-owner", strconv.Itoa(uid),
 		"-m", "comment", "--comment", fmt.Sprintf("backy-fleet-test-accept-%d", os.Getpid()), "-j", "ACCEPT"}
@@ -467,4 +500,42 @@ func processRuns(pid int) bool {
 	}
 	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
 	return len(f) > 0 && f[0] != "Z"
+}
+
+// A rule left by a test process that no longer runs is removed; one of a
+// live process is kept.
+func TestStaleCutOffRulesRemoved(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("not root: needs iptables rules")
+	}
+	if _, err := exec.LookPath("iptables"); err != nil {
+		if os.Getenv("BACKY_REQUIRE_TOOLS") == "1" {
+			t.Fatal("iptables missing (scripts/deps.sh installs it), and BACKY_REQUIRE_TOOLS=1")
+		}
+		t.Skip("iptables missing (scripts/deps.sh installs it)")
+	}
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	rule := func(pid int) []string {
+		return []string{"OUTPUT", "-m", "owner", "--uid-owner", strconv.Itoa(3_000_000_000 + pid),
+			"-m", "comment", "--comment", fmt.Sprintf("backy-fleet-test-%d", pid), "-j", "DROP"}
+	}
+	has := func(pid int) bool {
+		return exec.Command("iptables", append([]string{"-w", "-C"}, rule(pid)...)...).Run() == nil
+	}
+	for _, pid := range []int{dead.Process.Pid, os.Getpid()} {
+		t.Cleanup(func() { exec.Command("iptables", append([]string{"-w", "-D"}, rule(pid)...)...).Run() })
+		if out, err := exec.Command("iptables", append([]string{"-w", "-A"}, rule(pid)...)...).CombinedOutput(); err != nil {
+			t.Fatalf("iptables -A: %v: %s", err, out)
+		}
+	}
+	removeStaleRules(t)
+	if has(dead.Process.Pid) {
+		t.Errorf("the rule of exited process %d is still there", dead.Process.Pid)
+	}
+	if !has(os.Getpid()) {
+		t.Error("the rule of this live test process was removed")
+	}
 }
