@@ -810,8 +810,16 @@ func TestMountHelperDies(t *testing.T) {
 	assertClean(t, mnt)
 }
 
+// builtFuse2fs is the fuse2fs scripts/deps.sh builds (e2fsprogs 1.47.4
+// with libfuse2), which passes a read error of its device on as EIO.
+const builtFuse2fs = "/usr/local/lib/backy/fuse2fs-1.47.4/fuse2fs"
+
 // TestMountDamagedChunk: a chunk under one file turns into EIO for that
-// file; the other files read back right.
+// file with the fuse2fs scripts/deps.sh builds, which goes on serving the
+// other files; with Debian's, which would turn the error into wrong
+// bytes, the read fails with ENOTCONN (fuse2fs is killed under the read,
+// see pkg/nbdmount/images.go) and the tree is mounted again. Either way
+// the other files read back byte for byte, and never a wrong byte.
 func TestMountDamagedChunk(t *testing.T) {
 	f := getMountFixture(t)
 	d := t.TempDir()
@@ -825,7 +833,10 @@ func TestMountDamagedChunk(t *testing.T) {
 		t.Fatalf("debugfs: %v: %s", err, out)
 	}
 	bs := blockSize(t, f.imgs["plain"])
-	ext := regexp.MustCompile(`\(\d+(?:-\d+)?\):(\d+)(?:-(\d+))?`).FindAllStringSubmatch(string(out), -1)
+	ext := regexp.MustCompile(`\((\d+)(?:-\d+)?\):(\d+)(?:-(\d+))?`).FindAllStringSubmatch(string(out), -1)
+	for i := range ext {
+		ext[i] = ext[i][1:] // logical start, physical first, physical last
+	}
 	used := map[int64]bool{}
 	for _, e := range ext {
 		a, _ := strconv.ParseInt(e[1], 10, 64)
@@ -856,6 +867,15 @@ func TestMountDamagedChunk(t *testing.T) {
 	if chunk < 0 {
 		t.Fatalf("db.dump covers no whole chunk:\n%s", out)
 	}
+	// the offset in db.dump of the chunk's first byte
+	var damagedAt int64 = -1
+	for _, e := range ext {
+		logical, _ := strconv.ParseInt(e[0], 10, 64)
+		first, _ := strconv.ParseInt(e[1], 10, 64)
+		if fileHasBlock([][]string{e}, chunk*repo.ChunkSize/bs) {
+			damagedAt = (logical + chunk*repo.ChunkSize/bs - first) * bs
+		}
+	}
 	r, err := repo.Open(repoDir)
 	if err != nil {
 		t.Fatal(err)
@@ -872,36 +892,136 @@ func TestMountDamagedChunk(t *testing.T) {
 	if err := clitest.FlipByte(filepath.Join(repoDir, "chunks", h[:2], h)); err != nil {
 		t.Fatal(err)
 	}
-	mnt := filepath.Join(d, "mnt")
-	m := startMount(t, repoDir, mnt, nil, "-r", "plain")
-	// the file on the damaged chunk fails (fuse2fs is restarted under
-	// the read, see pkg/nbdmount/images.go), twice, never with bytes
-	for i := 0; i < 2; i++ {
-		// (once the tree is back: while fuse2fs restarts, it is an empty directory)
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			if _, err := os.Stat(filepath.Join(mnt, "disk/etc/hostname")); err == nil {
-				break
+	tree := f.trees["a"]
+	dump, err := os.ReadFile(filepath.Join(tree, "var/lib/db.dump"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged := damagedChunk{repoDir: repoDir, chunk: chunk, at: damagedAt, hash: h, rev: rev.ID, dump: dump, tree: tree, img: f.imgs["plain"]}
+
+	t.Run("fixed", func(t *testing.T) {
+		if _, err := os.Stat(builtFuse2fs); err != nil {
+			if os.Getenv("BACKY_REQUIRE_TOOLS") == "1" {
+				t.Fatalf("%v: scripts/deps.sh builds it (as root) (BACKY_REQUIRE_TOOLS=1)", err)
+			}
+			t.Skipf("%v: scripts/deps.sh builds it (as root)", err)
+		}
+		t.Setenv("BACKY_FUSE2FS", builtFuse2fs)
+		mnt := filepath.Join(t.TempDir(), "mnt")
+		m := startMount(t, repoDir, mnt, nil, "-r", "plain")
+		pids := helpersBelow(mnt)
+		if len(pids) != 1 {
+			t.Fatalf("fuse2fs helpers: %v, want one", pids)
+		}
+		// exactly EIO, every time, and never a byte of the damaged chunk
+		for i := 0; i < 2; i++ {
+			b, err := os.ReadFile(filepath.Join(mnt, "disk/var/lib/db.dump"))
+			if !errors.Is(err, syscall.EIO) {
+				t.Fatalf("reading the file on the damaged chunk: %d bytes, %v, want EIO", len(b), err)
 			}
 		}
-		b, err := os.ReadFile(filepath.Join(mnt, "disk/var/lib/db.dump"))
-		if err == nil {
-			t.Fatalf("read %d bytes of the file on the damaged chunk without an error", len(b))
+		// read in steps: the bytes before the damaged chunk are right, the
+		// first read that reaches it fails
+		fh, err := os.Open(filepath.Join(mnt, "disk/var/lib/db.dump"))
+		if err != nil {
+			t.Fatal(err)
 		}
-		if !errors.Is(err, syscall.ENOTCONN) && !errors.Is(err, syscall.EIO) {
-			t.Errorf("reading the file on the damaged chunk: %v, want ENOTCONN or EIO", err)
+		var off int64
+		for _, step := range []int{4096, 65536, 4096} {
+			fh.Seek(0, io.SeekStart)
+			buf := make([]byte, step)
+			for off = 0; ; {
+				n, err := fh.Read(buf)
+				if n > 0 && !bytes.Equal(buf[:n], damaged.dump[off:off+int64(n)]) {
+					t.Fatalf("reads of %d bytes: wrong bytes at %d", step, off)
+				}
+				off += int64(n)
+				if err != nil {
+					if !errors.Is(err, syscall.EIO) || off != damaged.at {
+						t.Errorf("reads of %d bytes: %v at offset %d, want EIO at %d (the damaged chunk)", step, err, off, damaged.at)
+					}
+					break
+				}
+			}
 		}
-	}
-	// the rest reads back right once the tree is there again
-	tree := f.trees["a"]
+		fh.Close()
+		damaged.checkOthers(t, mnt, m, false)
+		if got := helpersBelow(mnt); len(got) != 1 || got[0] != pids[0] {
+			t.Errorf("fuse2fs after the errors: %v, want the same pid %v", got, pids)
+		}
+		select {
+		case <-m.done:
+			t.Fatalf("the mount ended: %v", m.err)
+		default:
+		}
+		if strings.Contains(m.stderr.String(), "restarting fuse2fs") || strings.Contains(m.stderr.String(), "would turn a read error into wrong bytes") {
+			t.Errorf("stderr:\n%s", m.stderr.String())
+		}
+		damaged.end(t, mnt, m)
+	})
+
+	t.Run("debian", func(t *testing.T) {
+		debian := needTool(t, "fuse2fs")
+		if v, _ := exec.Command(debian, "--version").CombinedOutput(); !strings.Contains(string(v), "fuse2fs 1.47.0 ") {
+			t.Fatalf("%s is not Debian 12's fuse2fs (1.47.0):\n%s", debian, v)
+		}
+		t.Setenv("BACKY_FUSE2FS", debian)
+		mnt := filepath.Join(t.TempDir(), "mnt")
+		m := startMount(t, repoDir, mnt, nil, "-r", "plain")
+		if !strings.Contains(m.stderr.String(), "disk: fuse2fs "+debian+" (1.47.0) would turn a read error into wrong bytes") {
+			t.Errorf("stderr does not warn of the old fuse2fs:\n%s", m.stderr.String())
+		}
+		pids := helpersBelow(mnt)
+		// the file on the damaged chunk fails (fuse2fs is killed under the
+		// read), twice, never with bytes
+		for i := 0; i < 2; i++ {
+			// (once the tree is back: while fuse2fs restarts, it is an empty directory)
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				if _, err := os.Stat(filepath.Join(mnt, "disk/etc/hostname")); err == nil {
+					break
+				}
+			}
+			b, err := os.ReadFile(filepath.Join(mnt, "disk/var/lib/db.dump"))
+			if !errors.Is(err, syscall.ENOTCONN) {
+				t.Errorf("reading the file on the damaged chunk: %d bytes, %v, want ENOTCONN", len(b), err)
+			}
+		}
+		damaged.checkOthers(t, mnt, m, true)
+		if got := helpersBelow(mnt); len(got) != 1 || len(pids) != 1 || got[0] == pids[0] {
+			t.Errorf("fuse2fs before %v, after %v: want another one", pids, got)
+		}
+		if !strings.Contains(m.stderr.String(), "restarting fuse2fs, the read that met it fails") {
+			t.Errorf("stderr:\n%s", m.stderr.String())
+		}
+		damaged.end(t, mnt, m)
+	})
+}
+
+// damagedChunk is the repository of TestMountDamagedChunk.
+type damagedChunk struct {
+	repoDir   string
+	chunk     int64
+	at        int64 // offset in db.dump of the damaged chunk
+	hash, rev string
+	dump      []byte // db.dump as it was
+	tree, img string
+}
+
+// checkOthers checks that the other files, and the image outside the
+// damaged chunk, read back right, waiting for the tree to be mounted again
+// when wait is set; that the image file gives EIO on the damaged chunk and
+// keeps none of its pages; and that stderr names it.
+func (c damagedChunk) checkOthers(t *testing.T, mnt string, m *mounted, wait bool) {
+	t.Helper()
 	for _, p := range []string{"etc/hostname", "etc/app/config.toml", "home/user/notes.txt", "srv/a name"} {
 		var got []byte
 		var err error
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			if got, err = os.ReadFile(filepath.Join(mnt, "disk", p)); err == nil || time.Now().After(deadline) {
+			if got, err = os.ReadFile(filepath.Join(mnt, "disk", p)); err == nil || !wait || time.Now().After(deadline) {
 				break
 			}
 		}
-		want, _ := os.ReadFile(filepath.Join(tree, p))
+		want, _ := os.ReadFile(filepath.Join(c.tree, p))
 		if err != nil || !bytes.Equal(got, want) {
 			t.Errorf("%s after the damaged read: %v, equal %v", p, err, bytes.Equal(got, want))
 		}
@@ -911,12 +1031,13 @@ func TestMountDamagedChunk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer img.Close()
 	buf := make([]byte, 4096)
-	if _, err := img.ReadAt(buf, chunk*repo.ChunkSize+8192); !errors.Is(err, syscall.EIO) {
+	if _, err := img.ReadAt(buf, c.chunk*repo.ChunkSize+8192); !errors.Is(err, syscall.EIO) {
 		t.Errorf("disk.img in the damaged chunk: %v, want EIO", err)
 	}
 	want := make([]byte, 4096)
-	raw, _ := os.Open(f.imgs["plain"])
+	raw, _ := os.Open(c.img)
 	raw.ReadAt(want, 0)
 	raw.Close()
 	if _, err := img.ReadAt(buf, 0); err != nil || !bytes.Equal(buf, want) {
@@ -933,13 +1054,17 @@ func TestMountDamagedChunk(t *testing.T) {
 	if n != all {
 		t.Errorf("%d pages of chunk 0 of disk.img in the page cache after a read of its first 4 KiB, want %d", n, all)
 	}
-	if n := residentPages(t, img, chunk*repo.ChunkSize, repo.ChunkSize); n != 0 {
+	if n := residentPages(t, img, c.chunk*repo.ChunkSize, repo.ChunkSize); n != 0 {
 		t.Errorf("%d pages of the damaged chunk of disk.img in the page cache", n)
 	}
-	img.Close()
-	if !strings.Contains(m.stderr.String(), "disk: repo: corrupt chunk "+h+": content does not match its hash (revision "+rev.ID+", chunk "+strconv.FormatInt(chunk, 10)+" at offset") {
+	if !strings.Contains(m.stderr.String(), "repo: corrupt chunk "+c.hash+": content does not match its hash (revision "+c.rev+", chunk "+strconv.FormatInt(c.chunk, 10)+" at offset") {
 		t.Errorf("stderr does not name the damaged chunk:\n%s", m.stderr.String())
 	}
+}
+
+// end stops the mount with Ctrl-C and checks nothing is left.
+func (c damagedChunk) end(t *testing.T, mnt string, m *mounted) {
+	t.Helper()
 	if err := m.signal(t, syscall.SIGINT); err != nil {
 		t.Errorf("after SIGINT: %v", err)
 	}

@@ -19,24 +19,43 @@ import (
 // NAME.img for people, where a damaged chunk reads as EIO, and a hidden
 // .NAME.fuse2fs, the device fuse2fs reads.
 //
-// fuse2fs must never see a read error. Debian 12's fuse2fs (e2fsprogs
-// 1.47.0) passes an errno from its device through as a positive number:
-// an EIO reaches the reader as "5 bytes read" of whatever was in the
-// buffer; a short read it does turn into EIO, but then it writes an error
-// note into the superblock through its read-only device, and every later
-// large read fails with EBADF, passed on as "9 bytes read" (both fixed in
-// e2fsprogs 1.47.3). So a read of the fuse2fs device that meets a damaged
-// chunk first kills that fuse2fs, and only then returns: the reader's
-// request fails (ENOTCONN), nothing fuse2fs could make of the error ever
-// leaves it, and the partition's tree is mounted again by a new fuse2fs.
+// What a read error of the device becomes depends on the fuse2fs
+// (fuse2fs.go finds it and says which kind it is; the one choice is
+// entry.poison):
+//
+// A fuse2fs that passes errors on (e2fsprogs 1.47.4 with libfuse2, which
+// scripts/deps.sh builds; run with -o direct_io) gets the EIO: the reader
+// of a file on the damaged chunk gets EIO, from the first block of its
+// read that lies on it (the blocks before come back as a short read:
+// direct_io, so the kernel takes it as no end of file), and fuse2fs goes
+// on serving the other files. It also notes the error in its in-memory
+// superblock and fails to write it back (its device is read-only: "Bad
+// file descriptor while closing fs" when it is unmounted). 1.47.4 opens
+// its device read-write even with -o ro, and writes to it, unless that
+// open fails with EACCES or EPERM: so the device refuses a write open
+// with EACCES (NAME.img with EROFS).
+//
+// Any other fuse2fs must never see a read error. Debian 12's fuse2fs
+// (e2fsprogs 1.47.0) passes an errno from its device through as a
+// positive number: an EIO reaches the reader as "5 bytes read" of
+// whatever was in the buffer; a short read it does turn into EIO, but
+// then it writes an error note into the superblock through its read-only
+// device, and every later large read fails with EBADF, passed on as "9
+// bytes read". So a read of the fuse2fs device that meets a damaged chunk
+// first kills that fuse2fs, and only then returns: the reader's request
+// fails (ENOTCONN), nothing fuse2fs could make of the error ever leaves
+// it, and the partition's tree is mounted again by a new fuse2fs.
 //
 // The fuse2fs view goes through the page cache like the other (with direct
 // I/O every block fuse2fs reads was a round trip here, and a cp -a took
 // twice as long). So a read-ahead of the kernel that reaches a damaged
-// chunk kills fuse2fs too: a file that ends less than maxReadAhead before
-// one fails like the file on it. Any error kills, whichever request it is
-// (the kernel may retry a failed read-ahead as a single read; fuse2fs must
-// see neither).
+// chunk fails too. A fuse2fs that passes errors on never sees that: the
+// kernel reads the pages it was asked for again one by one, and only
+// those on the damaged chunk fail. The kill cannot wait for that: a file
+// that ends less than maxReadAhead before a damaged chunk fails like the
+// file on it, with the old fuse2fs. Any error kills, whichever request it
+// is (the kernel may retry a failed read-ahead as a single read; fuse2fs
+// must see neither).
 //
 // The kernel's page cache of the image files is the mount's cache of
 // decompressed data (a revision never changes: FOPEN_KEEP_CACHE, long
@@ -81,6 +100,9 @@ func (f *imageFile) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.Att
 
 func (f *imageFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
+		if f.dev != nil {
+			return nil, 0, syscall.EACCES // fuse2fs 1.47.4 then opens it read-only
+		}
 		return nil, 0, syscall.EROFS
 	}
 	return nil, fuse.FOPEN_KEEP_CACHE, 0 // a revision never changes

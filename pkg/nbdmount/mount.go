@@ -59,17 +59,19 @@ type entry struct {
 	note   string // why there is no tree, "" when there is one
 
 	mu      sync.Mutex
-	fuse2fs *helper // the running fuse2fs of its tree, nil when none
+	fuse2fs *helper      // the running fuse2fs of its tree, nil when none
+	prog    *fuse2fsProg // the program it runs
 	stderr  io.Writer
 }
 
-// poison ends the entry's fuse2fs before a read error can reach it (see
-// images.go); the mount loop mounts the tree again.
+// poison ends the entry's fuse2fs before a read error can reach it, unless
+// that fuse2fs passes the error on as EIO (see images.go); the mount loop
+// mounts the tree again.
 func (e *entry) poison(err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	h := e.fuse2fs
-	if h == nil {
+	if h == nil || e.prog.passesErrors {
 		return
 	}
 	select {
@@ -161,10 +163,10 @@ func Mount(ctx context.Context, opt Options) (err error) {
 	if err != nil {
 		return err
 	}
-	var fuse2fs string
+	var fuse2fs, fallback *fuse2fsProg
 	for _, e := range entries {
 		if e.kind.IsExt() && e.note == "" {
-			if fuse2fs, err = findHelper("fuse2fs"); err != nil {
+			if fuse2fs, fallback, err = findFuse2fs(); err != nil {
 				return err
 			}
 			break
@@ -210,11 +212,16 @@ func Mount(ctx context.Context, opt Options) (err error) {
 		if err := os.Mkdir(filepath.Join(mp, e.name), 0o755); err != nil {
 			return fmt.Errorf("nbdmount: %w", err)
 		}
-		if err := s.mountTree(ctx, e, fuse2fs); err != nil {
+		err := s.mountTree(ctx, e, fuse2fs)
+		var he *helperError
+		if errors.As(err, &he) && fallback != nil && ctx.Err() == nil {
+			fmt.Fprintf(stderr, "%s: fuse2fs %s refused it (%s), trying %s\n", e.name, fuse2fs, he.h.tail.String(), fallback)
+			err = s.mountTree(ctx, e, fallback)
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			var he *helperError
 			if !errors.As(err, &he) {
 				return err
 			}
@@ -228,6 +235,9 @@ func Mount(ctx context.Context, opt Options) (err error) {
 	}
 	for _, e := range entries {
 		fmt.Fprintf(stderr, "%s\n", describeEntry(mp, e))
+		if e.note == "" && e.prog != nil && !e.prog.passesErrors {
+			fmt.Fprintf(stderr, "%s: fuse2fs %s would turn a read error into wrong bytes: a damaged chunk restarts it and the read fails with ENOTCONN, not EIO (scripts/deps.sh builds one that gives EIO; see backy-nbd(1))\n", e.name, e.prog)
+		}
 	}
 	fmt.Fprintf(stderr, "revision %s mounted at %s: Ctrl-C or backy-nbd umount %s to unmount\n", rev.ID, mp, mp)
 	// the README comes last: its appearance says everything is mounted
@@ -243,7 +253,7 @@ func Mount(ctx context.Context, opt Options) (err error) {
 			return nil
 		case h := <-s.died:
 			if h.poisoned.Load() {
-				if err := s.remount(ctx, h.entry, fuse2fs); err != nil {
+				if err := s.remount(ctx, h.entry); err != nil {
 					return err
 				}
 				continue
@@ -439,14 +449,20 @@ type session struct {
 
 // mountTree mounts the file tree of an ext entry with fuse2fs, read-only
 // and without replaying its journal.
-func (s *session) mountTree(ctx context.Context, e *entry, fuse2fs string) error {
+func (s *session) mountTree(ctx context.Context, e *entry, fuse2fs *fuse2fsProg) error {
 	o := "ro,norecovery"
 	if os.Geteuid() != 0 {
 		o += ",fakeroot" // fuse2fs checks permissions itself: let the user read every file
 	}
+	if fuse2fs.passesErrors {
+		o += ",direct_io" // a short read is no end of file (fuse2fs.go)
+	}
 	dir := filepath.Join(s.mp, e.name)
 	dev := filepath.Join(s.mp, imagesName, "."+e.name+".fuse2fs")
-	h, err := s.mount(ctx, e, "fuse2fs "+e.name, dir, fuse2fs, "-f", "-o", o, dev, dir)
+	e.mu.Lock()
+	e.prog = fuse2fs
+	e.mu.Unlock()
+	h, err := s.mount(ctx, e, "fuse2fs "+e.name, dir, fuse2fs.path, "-f", "-o", o, dev, dir)
 	if err != nil {
 		return err
 	}
@@ -456,15 +472,15 @@ func (s *session) mountTree(ctx context.Context, e *entry, fuse2fs string) error
 	return nil
 }
 
-// remount replaces a fuse2fs that poison ended.
-func (s *session) remount(ctx context.Context, e *entry, fuse2fs string) error {
+// remount replaces a fuse2fs that poison ended, with the same program.
+func (s *session) remount(ctx context.Context, e *entry) error {
 	dir := filepath.Join(s.mp, e.name)
 	if ok, _ := isMounted(dir); ok {
 		if err := fusermount(s.fusermount, dir, true); err != nil {
 			return err
 		}
 	}
-	if err := s.mountTree(ctx, e, fuse2fs); err != nil && ctx.Err() == nil {
+	if err := s.mountTree(ctx, e, e.prog); err != nil && ctx.Err() == nil {
 		return err
 	}
 	return nil
