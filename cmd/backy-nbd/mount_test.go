@@ -1201,7 +1201,9 @@ func TestMountMissingHelper(t *testing.T) {
 	try := func(want string) {
 		t.Helper()
 		cmd := exec.Command(filepath.Join(bin, "backy-nbd"), "-b", f.repo, "mount", "-r", "mbr", mnt)
-		cmd.Env = append(os.Environ(), "PATH="+bin)
+		// BACKY_FUSE2FS=fuse2fs: only the one on PATH (not the one
+		// scripts/deps.sh builds)
+		cmd.Env = append(os.Environ(), "PATH="+bin, "BACKY_FUSE2FS=fuse2fs")
 		out, err := cmd.CombinedOutput()
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 6 || strings.TrimSpace(string(out)) != want {

@@ -7,11 +7,13 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 )
 
 // Fuse2fsEnv names the environment variable that chooses the fuse2fs
-// program (a path): then that one alone is run.
+// program: a path, or a name looked up on PATH ("fuse2fs": Debian's);
+// then that one alone is run.
 const Fuse2fsEnv = "BACKY_FUSE2FS"
 
 // knownFuse2fs are the fuse2fs programs scripts/deps.sh builds, newest
@@ -82,7 +84,11 @@ func probeFuse2fs(path string) *fuse2fsProg {
 // PATH.
 func findFuse2fs() (first, fallback *fuse2fsProg, err error) {
 	if p := os.Getenv(Fuse2fsEnv); p != "" {
-		if _, err := exec.LookPath(p); err != nil {
+		if !strings.Contains(p, "/") { // "fuse2fs": the one on PATH
+			if p, err = findHelper(p); err != nil {
+				return nil, nil, err
+			}
+		} else if _, err := exec.LookPath(p); err != nil {
 			return nil, nil, fmt.Errorf("%w: %s=%s: %w", ErrNoHelper, Fuse2fsEnv, p, err)
 		}
 		return probeFuse2fs(p), nil, nil
