@@ -3,8 +3,8 @@
 // serves each partition (or the whole disk) as a read-only image file from
 // its own FUSE file system (go-fuse, in-process, over pkg/nbdrepo's
 // verified chunk cache) and mounts the ext2/3/4 ones read-only with
-// fuse2fs, never replaying a journal (images.go says why fuse2fs must
-// never see a read error). Everything it mounts lies below the mount
+// fuse2fs, never replaying a journal (fuse2fs.go says which fuse2fs,
+// images.go what a read error of its device becomes). Everything it mounts lies below the mount
 // point and is found again from /proc/self/mountinfo, so a later mount on
 // the same directory, or Unmount, cleans up after a mount command that
 // was killed. The layout and the promises are in docs/nbd.md.
