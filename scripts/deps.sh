@@ -9,15 +9,17 @@
 set -euo pipefail
 
 # fuse2fs from e2fsprogs 1.47.4 (Debian's orig tarball; its sha256 is the one
-# in Debian's signed e2fsprogs_1.47.4-1.dsc), built against libfuse2 so that
-# it takes -o direct_io, and installed beside, not over, Debian's own
-# /usr/bin/fuse2fs: a damaged chunk then reaches the reader of a file on it
-# as EIO (pkg/nbdmount/fuse2fs.go, docs/nbd.md). BACKY_E2FSPROGS_URL
-# replaces the download (a mirror, or a file:// URL of the same tarball).
+# in Debian's signed e2fsprogs_1.47.4-1.dsc) with one patch (build_fuse2fs),
+# built against libfuse2 so that it takes -o direct_io, and installed
+# beside, not over, Debian's own /usr/bin/fuse2fs: a damaged chunk then
+# reaches the reader of a file on it as EIO (pkg/nbdmount/fuse2fs.go,
+# docs/nbd.md). BACKY_E2FSPROGS_URL replaces the download (a mirror, or a
+# file:// URL of the same tarball).
 E2FS_VERSION=1.47.4
+E2FS_PATCHED=$E2FS_VERSION-backy1 # what its --version says
 E2FS_SHA256=2cec05f39c20ee621f14926195664e66e6017190ac8e4bbdb16d86082e43c5da
 E2FS_URL=${BACKY_E2FSPROGS_URL:-http://deb.debian.org/debian/pool/main/e/e2fsprogs/e2fsprogs_${E2FS_VERSION}.orig.tar.gz}
-FUSE2FS=/usr/local/lib/backy/fuse2fs-${E2FS_VERSION}/fuse2fs
+FUSE2FS=/usr/local/lib/backy/fuse2fs-${E2FS_PATCHED}/fuse2fs
 
 # command-or-file  debian-package
 NEEDS=(
@@ -94,14 +96,20 @@ fi
 # configure prefers libfuse3 when its pkg-config file is there, and
 # libfuse 3.14 (bookworm's) has no direct_io option, so pkg-config is
 # pointed at nothing: configure then takes libfuse2, as Debian's fuse2fs
-# does.
+# does. The patch: a read error is no longer noted in the superblock of a
+# file system opened read-only. fuse2fs writes that note through its
+# read-only device; the write fails (EBADF) and leaves the block dirty in
+# unix_io's cache, where every later attempt to reuse its slot fails again:
+# after one damaged read, every cache miss failed with "Bad file
+# descriptor". Its version becomes $E2FS_PATCHED, which is how
+# backy-nbd mount knows it.
 build_fuse2fs() {
 	[ -x "$FUSE2FS" ] && return 0
 	if [ "$(id -u)" != 0 ]; then
 		echo "deps: missing $FUSE2FS (fuse2fs $E2FS_VERSION built from source): run this as root" >&2
 		exit 1
 	fi
-	echo "deps: building fuse2fs $E2FS_VERSION into $FUSE2FS" >&2
+	echo "deps: building fuse2fs $E2FS_PATCHED into $FUSE2FS" >&2
 	tmp=$(mktemp -d)
 	trap 'rm -rf "$tmp"' EXIT
 	curl -fsS --retry 3 -o "$tmp/e2fsprogs.tar.gz" "$E2FS_URL"
@@ -110,19 +118,26 @@ build_fuse2fs() {
 		exit 1
 	fi
 	tar -xzf "$tmp/e2fsprogs.tar.gz" -C "$tmp"
+	src=$tmp/e2fsprogs-$E2FS_VERSION
+	sed -i 's|^\t/\* Make a note in the error log \*/$|\tif (!(fs->flags \& EXT2_FLAG_RW))\n\t\treturn ret; /* backy: not on a read-only device */\n&|' "$src/misc/fuse2fs.c"
+	if [ "$(grep -c 'return ret; /\* backy: not on a read-only device \*/$' "$src/misc/fuse2fs.c")" != 1 ]; then
+		echo "deps: patching $src/misc/fuse2fs.c failed" >&2
+		exit 1
+	fi
 	mkdir "$tmp/build"
 	if ! (cd "$tmp/build" &&
-		PKG_CONFIG_LIBDIR=/nonexistent "../e2fsprogs-$E2FS_VERSION/configure" --disable-nls \
+		PKG_CONFIG_LIBDIR=/nonexistent "$src/configure" --disable-nls \
 			--disable-debugfs --disable-imager --disable-resizer --disable-defrag \
 			--disable-uuidd --disable-e2initrd-helper --without-libarchive &&
+		sed -i "s|^#define E2FSPROGS_VERSION \"$E2FS_VERSION\"\$|#define E2FSPROGS_VERSION \"$E2FS_PATCHED\"|" "$src/version.h" &&
 		make -j"$(nproc)" libs && make -C misc fuse2fs) >"$tmp/log" 2>&1; then
 		tail -n 30 "$tmp/log" >&2
 		echo "deps: building fuse2fs $E2FS_VERSION failed (above: the end of its log)" >&2
 		exit 1
 	fi
 	version=$("$tmp/build/misc/fuse2fs" --version 2>&1 || true)
-	if [[ $version != *"fuse2fs $E2FS_VERSION "*"FUSE library version: 2."* ]]; then
-		echo "deps: the fuse2fs built is not $E2FS_VERSION with libfuse2: $version" >&2
+	if [[ $version != *"fuse2fs $E2FS_PATCHED "*"FUSE library version: 2."* ]]; then
+		echo "deps: the fuse2fs built is not $E2FS_PATCHED with libfuse2: $version" >&2
 		exit 1
 	fi
 	install -D -m 0755 "$tmp/build/misc/fuse2fs" "$FUSE2FS.new"

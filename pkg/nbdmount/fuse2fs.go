@@ -18,16 +18,16 @@ const Fuse2fsEnv = "BACKY_FUSE2FS"
 
 // knownFuse2fs are the fuse2fs programs scripts/deps.sh builds, newest
 // first. Each is tried before the one on PATH.
-var knownFuse2fs = []string{"/usr/local/lib/backy/fuse2fs-1.47.4/fuse2fs"}
+var knownFuse2fs = []string{"/usr/local/lib/backy/fuse2fs-1.47.4-backy1/fuse2fs"}
 
 // fuse2fsProg is a fuse2fs program and what it does with a read error of
 // its device (images.go).
 type fuse2fsProg struct {
 	path    string
-	version string // "1.47.4", "" when --version did not say
+	version string // "1.47.4-backy1", "" when --version did not say
 	// passesErrors: it turns a read error of its device into EIO for the
-	// reader and goes on (e2fsprogs >= 1.47.4 linked with libfuse2, run
-	// with -o direct_io). Otherwise the device kills it first.
+	// reader and goes on (what scripts/deps.sh builds, run with -o
+	// direct_io). Otherwise the device kills it first.
 	passesErrors bool
 }
 
@@ -40,19 +40,23 @@ func (p *fuse2fsProg) String() string {
 }
 
 var (
-	fuse2fsVersion = regexp.MustCompile(`(?m)^fuse2fs (\d+)\.(\d+)(?:\.(\d+))?`)
+	fuse2fsVersion = regexp.MustCompile(`(?m)^fuse2fs (\d+)\.(\d+)(?:\.(\d+))?(-backy\d+)?`)
 	fuseLibrary    = regexp.MustCompile(`(?m)^FUSE library version:? (\d+)\.`)
 )
 
 // probeFuse2fs asks a fuse2fs its version and its FUSE library's
 // (--version prints both and exits). It passes read errors on when it is
-// e2fsprogs 1.47.4 or later, whose read errors reach FUSE as negative
-// errnos (1.47.3's release notes say so too, but only 1.47.4 is tested
-// here), and linked with libfuse2, whose -o direct_io it is run with: in
-// the page cache a short read, which fuse2fs returns when an error meets
-// a read after its first block, is taken by the kernel as the end of the
-// file and the rest of the page reads as zeros; libfuse 3.14's fuse2fs
-// has no direct_io option.
+// what scripts/deps.sh builds: e2fsprogs 1.47.4 or later, whose read
+// errors reach FUSE as negative errnos (1.47.0 returned them as byte
+// counts), with backy's patch (version X.Y.Z-backyN: a read error is not
+// noted in the superblock of a read-only file system; unpatched, the
+// failed write of that note leaves a dirty block in its cache, and every
+// later cache miss fails with EBADF), linked with libfuse2, whose -o
+// direct_io it is run with (in the page cache a short read, which fuse2fs
+// returns when an error meets a read after its first block, is taken by
+// the kernel as the end of the file: the file read as truncated, without
+// an error; libfuse 3.14's fuse2fs has no direct_io option). No released
+// e2fsprogs is known to do without the patch.
 func probeFuse2fs(path string) *fuse2fsProg {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -66,13 +70,14 @@ func probeFuse2fs(path string) *fuse2fsProg {
 	if len(m[3]) > 0 {
 		p.version += "." + string(m[3])
 	}
+	p.version += string(m[4])
 	v := [3]int{}
 	for i := range v {
 		v[i], _ = strconv.Atoi(string(m[i+1]))
 	}
 	newEnough := v[0] > 1 || v[0] == 1 && (v[1] > 47 || v[1] == 47 && v[2] >= 4)
 	lib := fuseLibrary.FindSubmatch(out)
-	p.passesErrors = newEnough && lib != nil && string(lib[1]) == "2"
+	p.passesErrors = newEnough && len(m[4]) > 0 && lib != nil && string(lib[1]) == "2"
 	return p
 }
 

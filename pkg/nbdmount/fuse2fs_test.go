@@ -7,7 +7,8 @@ import (
 )
 
 // TestProbeFuse2fs: what --version says decides whether a fuse2fs passes
-// read errors on: e2fsprogs 1.47.4 or later, linked with libfuse2.
+// read errors on: e2fsprogs 1.47.4 or later with backy's patch, linked
+// with libfuse2.
 func TestProbeFuse2fs(t *testing.T) {
 	d := t.TempDir()
 	for _, c := range []struct {
@@ -17,12 +18,14 @@ func TestProbeFuse2fs(t *testing.T) {
 		// Debian 12's
 		{"debian12", "fuse2fs 1.47.0 (5-Feb-2023)\nFUSE library version: 2.9.9\nfusermount3 version: 3.14.0\nusing FUSE kernel interface version 7.19\n", "1.47.0", false},
 		// what scripts/deps.sh builds
-		{"built", "fuse2fs 1.47.4 (6-Mar-2025)\nFUSE library version: 2.9.9\nusing FUSE kernel interface version 7.19\n", "1.47.4", true},
+		{"built", "fuse2fs 1.47.4-backy1 (6-Mar-2025)\nFUSE library version: 2.9.9\nusing FUSE kernel interface version 7.19\n", "1.47.4-backy1", true},
+		// unpatched: EBADF after the first error
+		{"upstream", "fuse2fs 1.47.4 (6-Mar-2025)\nFUSE library version: 2.9.9\n", "1.47.4", false},
 		// 1.47.4 with libfuse3: no -o direct_io
-		{"fuse3", "fuse2fs 1.47.4 (6-Mar-2025)\nfusermount3 version: 3.14.0\nFUSE library version 3.14.0\nusing FUSE kernel interface version 7.31\n", "1.47.4", false},
-		{"1.47.3", "fuse2fs 1.47.3 (20-May-2025)\nFUSE library version: 2.9.9\n", "1.47.3", false},
-		{"1.48", "fuse2fs 1.48.0 (1-Jan-2027)\nFUSE library version: 2.9.9\n", "1.48.0", true},
-		{"2.0", "fuse2fs 2.0 (1-Jan-2030)\nFUSE library version: 2.9.9\n", "2.0", true},
+		{"fuse3", "fuse2fs 1.47.4-backy1 (6-Mar-2025)\nfusermount3 version: 3.14.0\nFUSE library version 3.14.0\nusing FUSE kernel interface version 7.31\n", "1.47.4-backy1", false},
+		{"1.47.3", "fuse2fs 1.47.3-backy1 (20-May-2025)\nFUSE library version: 2.9.9\n", "1.47.3-backy1", false},
+		{"1.48", "fuse2fs 1.48.0-backy2 (1-Jan-2027)\nFUSE library version: 2.9.9\n", "1.48.0-backy2", true},
+		{"2.0", "fuse2fs 2.0-backy1 (1-Jan-2030)\nFUSE library version: 2.9.9\n", "2.0-backy1", true},
 		{"garbage", "fuse: unknown option\n", "", false},
 	} {
 		p := filepath.Join(d, c.name)
@@ -45,7 +48,7 @@ func TestProbeFuse2fs(t *testing.T) {
 func TestFindFuse2fs(t *testing.T) {
 	d := t.TempDir()
 	p := filepath.Join(d, "fuse2fs")
-	os.WriteFile(p, []byte("#!/bin/sh\necho 'fuse2fs 1.47.4 (6-Mar-2025)' >&2; echo 'FUSE library version: 2.9.9' >&2\n"), 0o755)
+	os.WriteFile(p, []byte("#!/bin/sh\necho 'fuse2fs 1.47.4-backy1 (6-Mar-2025)' >&2; echo 'FUSE library version: 2.9.9' >&2\n"), 0o755)
 	t.Setenv(Fuse2fsEnv, p)
 	first, fallback, err := findFuse2fs()
 	if err != nil || first.path != p || !first.passesErrors || fallback != nil {
