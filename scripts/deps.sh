@@ -5,7 +5,9 @@
 # --demo: only what `make demo` needs; --bench adds the benchmark peers;
 # --fresh adds debootstrap for `make test-fresh`.
 # The default (what make test and CI run) also builds the fuse2fs that
-# backy-nbd mount prefers (below, build_fuse2fs) when it is not there yet.
+# backy-nbd mount prefers (below, build_fuse2fs) when it is not there yet;
+# --fuse2fs does only that, with the packages it needs (for a backup
+# server that runs backy-nbd mount).
 set -euo pipefail
 
 # fuse2fs from e2fsprogs 1.47.4 (Debian's orig tarball; its sha256 is the one
@@ -64,6 +66,7 @@ case "${1:-}" in
 --demo) NEEDS=("mke2fs e2fsprogs" "cmp diffutils") ;;
 --bench) NEEDS+=("borg borgbackup" "restic restic" "fio fio") ;;
 --fresh) NEEDS=("debootstrap debootstrap") ;;
+--fuse2fs) NEEDS=("curl curl" "make make" "gcc gcc" "pkg-config pkg-config" "/usr/include/fuse/fuse.h libfuse-dev" "fusermount3 fuse3") ;;
 esac
 
 missing=()

@@ -23,14 +23,13 @@ import (
 // (fuse2fs.go finds it and says which kind it is; the one choice is
 // entry.poison):
 //
-// A fuse2fs that passes errors on (e2fsprogs 1.47.4 with libfuse2, which
-// scripts/deps.sh builds; run with -o direct_io) gets the EIO: the reader
-// of a file on the damaged chunk gets EIO, from the first block of its
-// read that lies on it (the blocks before come back as a short read:
+// A fuse2fs that passes errors on (1.47.4-backy1, which scripts/deps.sh
+// builds, patched; run with -o direct_io) gets the EIO: the reader of a
+// file on the damaged chunk gets EIO, from the first block of its read
+// that lies on it (the blocks before come back as a short read:
 // direct_io, so the kernel takes it as no end of file), and fuse2fs goes
-// on serving the other files. It also notes the error in its in-memory
-// superblock and fails to write it back (its device is read-only: "Bad
-// file descriptor while closing fs" when it is unmounted). 1.47.4 opens
+// on serving the other files (fuse2fs.go says what goes wrong unpatched
+// and without direct_io). 1.47.4 opens
 // its device read-write even with -o ro, and writes to it, unless that
 // open fails with EACCES or EPERM: so the device refuses a write open
 // with EACCES (NAME.img with EROFS).
