@@ -815,6 +815,59 @@ func TestMountHelperDies(t *testing.T) {
 // EIO.
 const builtFuse2fs = "/usr/local/lib/backy/fuse2fs-1.47.4-backy1/fuse2fs"
 
+// needBuiltFuse2fs skips the test when builtFuse2fs is not there, or fails
+// it when BACKY_REQUIRE_TOOLS=1.
+func needBuiltFuse2fs(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(builtFuse2fs); err != nil {
+		if os.Getenv("BACKY_REQUIRE_TOOLS") == "1" {
+			t.Fatalf("%v: scripts/deps.sh builds it (as root) (BACKY_REQUIRE_TOOLS=1)", err)
+		}
+		t.Skipf("%v: scripts/deps.sh builds it (as root)", err)
+	}
+}
+
+// TestMountFuse2fsFallback: a file system the built fuse2fs refuses (the
+// quota feature) is mounted by the one on PATH (Debian's) instead, which
+// backy-nbd says, with what that means for a damaged chunk.
+func TestMountFuse2fsFallback(t *testing.T) {
+	needMountTools(t)
+	needBuiltFuse2fs(t)
+	t.Setenv("BACKY_FUSE2FS", "") // the default choice
+	d := t.TempDir()
+	tree := filepath.Join(d, "tree")
+	if err := writeTree(tree, 11, mib); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(d, "quota.img")
+	if err := makeSparse(img, 16*mib); err != nil {
+		t.Fatal(err)
+	}
+	if err := runTool("mke2fs", "-q", "-F", "-t", "ext4", "-O", "quota", "-d", tree, img); err != nil {
+		t.Fatal(err)
+	}
+	repoDir := filepath.Join(d, "repo")
+	if _, err := pipeline(img, repoDir); err != nil {
+		t.Fatal(err)
+	}
+	mnt := filepath.Join(d, "mnt")
+	m := startMount(t, repoDir, mnt, nil)
+	for _, re := range []string{
+		`disk: fuse2fs ` + regexp.QuoteMeta(builtFuse2fs) + ` \(1\.47\.4-backy1\) refused it \(.*quotas not supported.*\), trying /\S+/fuse2fs \(1\.47\.0\)$`,
+		`disk: whole disk \(no partition table\), ext4: files in `,
+		`disk: fuse2fs /\S+/fuse2fs \(1\.47\.0\) would turn a read error into wrong bytes`,
+	} {
+		if !regexp.MustCompile("(?m)^backy-nbd: " + re).MatchString(m.stderr.String()) {
+			t.Errorf("stderr does not match %s:\n%s", re, m.stderr.String())
+		}
+	}
+	cpOut(t, nil, filepath.Join(mnt, "disk", "etc"), filepath.Join(tree, "etc"))
+	if err := m.signal(t, syscall.SIGTERM); err != nil {
+		t.Errorf("after SIGTERM: %v, want exit 0", err)
+	}
+	assertClean(t, mnt)
+}
+
 // TestMountDamagedChunk: a chunk under one file turns into EIO for that
 // file with the fuse2fs scripts/deps.sh builds, which goes on serving the
 // other files; with Debian's, which would turn the error into wrong
@@ -901,12 +954,7 @@ func TestMountDamagedChunk(t *testing.T) {
 	damaged := damagedChunk{repoDir: repoDir, chunk: chunk, at: damagedAt, hash: h, rev: rev.ID, dump: dump, tree: tree, img: f.imgs["plain"]}
 
 	t.Run("fixed", func(t *testing.T) {
-		if _, err := os.Stat(builtFuse2fs); err != nil {
-			if os.Getenv("BACKY_REQUIRE_TOOLS") == "1" {
-				t.Fatalf("%v: scripts/deps.sh builds it (as root) (BACKY_REQUIRE_TOOLS=1)", err)
-			}
-			t.Skipf("%v: scripts/deps.sh builds it (as root)", err)
-		}
+		needBuiltFuse2fs(t)
 		t.Setenv("BACKY_FUSE2FS", builtFuse2fs)
 		mnt := filepath.Join(t.TempDir(), "mnt")
 		m := startMount(t, repoDir, mnt, nil, "-r", "plain")
