@@ -36,7 +36,18 @@ var decoders = sync.Pool{New: func() any {
 	return d
 }}
 
-// Compress appends the stored form of chunk p to dst.
+// MaxCompressed is the most bytes the stored form of a ChunkSize chunk
+// takes: a dst of this capacity is never grown by Compress.
+var MaxCompressed = func() int {
+	e := encoders.Get().(*zstd.Encoder)
+	defer encoders.Put(e)
+	return e.MaxEncodedSize(ChunkSize)
+}()
+
+// Compress appends the stored form of chunk p to dst. A dst reused from
+// call to call should have a capacity of MaxCompressed: the encoder
+// appends a block at a time, so one grown from nothing makes about four
+// times its final size of garbage on the way.
 func Compress(dst, p []byte) []byte {
 	e := encoders.Get().(*zstd.Encoder)
 	defer encoders.Put(e)

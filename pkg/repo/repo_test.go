@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -238,5 +239,29 @@ func TestGetIntoReusesBuffer(t *testing.T) {
 	}
 	if _, err := s.getInto(buf, HashChunk(bytes.Repeat([]byte{3}, ChunkSize))); !errors.Is(err, ErrMissingChunk) {
 		t.Fatalf("missing chunk: %v", err)
+	}
+}
+
+// TestCompressFitsMaxCompressed: a chunk's stored form fits a buffer of
+// MaxCompressed bytes, even when it does not compress at all, so a
+// pipeline worker's buffer is never grown (which made 33 MiB of garbage
+// at the start of a full backup).
+func TestCompressFitsMaxCompressed(t *testing.T) {
+	random := make([]byte, ChunkSize)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range random {
+		random[i] = byte(rng.Uint32())
+	}
+	half := bytes.Clone(random)
+	clear(half[:ChunkSize/2])
+	for name, p := range map[string][]byte{"random": random, "half zero": half} {
+		buf := make([]byte, 0, MaxCompressed)
+		out := Compress(buf, p)
+		if len(out) == 0 || &out[:1][0] != &buf[:1][0] {
+			t.Errorf("%s: %d stored bytes did not fit a buffer of MaxCompressed (%d) bytes", name, len(out), MaxCompressed)
+		}
+		if _, err := Decompress(make([]byte, ChunkSize), HashChunk(p), out); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }

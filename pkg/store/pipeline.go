@@ -185,6 +185,13 @@ func (p *pipeline) work() error {
 			p.bufs <- j.buf
 			return err
 		}
+		if out == nil {
+			// Whole at once: grown by Compress, the buffers of two
+			// workers made 33 MiB of garbage at the start of a full
+			// backup, 16 MiB of its peak RSS. Not before the first new
+			// chunk: an unchanged backup compresses nothing.
+			out = make([]byte, 0, repo.MaxCompressed)
+		}
 		out = repo.Compress(out, j.buf)
 		err := p.batch.Put(p.index.Hashes[j.n], out)
 		p.bufs <- j.buf

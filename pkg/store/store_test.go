@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/backy/backy/pkg/extent"
@@ -345,5 +346,32 @@ func TestLostChunkIsStoredAgain(t *testing.T) {
 	}
 	if !bytes.Equal(restored(t, r, rev), want) {
 		t.Fatal("restore differs")
+	}
+}
+
+// TestFullBackupAllocates bounds what a full backup of chunks that do not
+// compress allocates: the chunk buffers (2×workers+2), one compression
+// buffer per worker and the stream reader's buffer (which may grow once),
+// each allocated once, plus a chunk of small things (41 MiB in all). A worker's compression buffer grown by
+// appends (as before MaxCompressed) costs about four chunks more each.
+func TestFullBackupAllocates(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's sync.Pool drops encoders at random")
+	}
+	const workers = 2
+	stream := extract(t, image(t, 12*repo.ChunkSize, [2]int64{0, 12 * repo.ChunkSize}))
+	r := newRepo(t)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	if _, err := store.Store(context.Background(), r, bytes.NewReader(stream), store.Options{Workers: workers}); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	got := after.TotalAlloc - before.TotalAlloc
+	want := uint64((2*workers+2)+workers+2+1) * repo.ChunkSize
+	t.Logf("allocated %.1f MiB (bound %d MiB)", float64(got)/MiB, want/MiB)
+	if got > want {
+		t.Errorf("a full backup of 12 new chunks allocated %.1f MiB, more than %d MiB", float64(got)/MiB, want/MiB)
 	}
 }
