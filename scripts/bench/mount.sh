@@ -8,7 +8,8 @@
 #  (a) from starting `backy-nbd mount` to the first `ls` of the revision's
 #      root directory that lists it (target: under 2 s), median of
 #      BENCH_RUNS mounts;
-#  (b) `cp -a` of the directory in the image closest to BENCH_COPY_MIB
+#  (b) `cp -a` of the directory in the image (at most four levels deep)
+#      closest to BENCH_COPY_MIB
 #      (default 500) MiB, out of the mounted revision and out of fuse2fs -o
 #      ro,norecovery on the raw image file, taking turns, each mounted
 #      afresh for every copy (so FUSE caches start cold, the page cache of
@@ -92,9 +93,9 @@ for _ in $(seq "$runs"); do
 done
 start=$(printf '%s\n' "${starts[@]}" | median)
 
-# the directory to copy: the one closest to copy_mib MiB, three levels deep at most
+# the directory to copy: the one closest to copy_mib MiB, four levels deep at most
 mount_rev
-dir=$(cd "$mnt/disk" && du -m --max-depth=3 . 2>/dev/null | awk -v want="$copy_mib" '
+dir=$(cd "$mnt/disk" && du -m --max-depth=4 . 2>/dev/null | awk -v want="$copy_mib" '
 	{ d = $1 - want; if (d < 0) d = -d; if (best == "" || d < bd) { best = $2; bd = d; size = $1 } }
 	END { sub(/^\.\//, "", best); print best }')
 dir_mib=$(cd "$mnt/disk" && du -sm "$dir" | cut -f1)
