@@ -27,10 +27,12 @@ var ErrFleetChange = exitcode.New(exitcode.Usage, "daemon: the fleet settings ca
 // the other members' views as last read, for the status file. Its methods
 // do nothing on a nil receiver, a daemon outside a fleet.
 type fleetState struct {
-	m     *fleet.Member
-	name  string
-	self  string
-	lease time.Duration
+	m *fleet.Member
+	// renewedWithin is m.RenewedWithin (a test's own in unit tests).
+	renewedWithin func(job string, d time.Duration) bool
+	name          string
+	self          string
+	lease         time.Duration
 
 	views   chan []byte // this daemon's view, to publish
 	stop    chan struct{}
@@ -67,7 +69,7 @@ func joinFleet(d *daemon, g config.Global) (*fleetState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("daemon: joining fleet %s in pool %s: %w", g.Fleet, g.RadosPool, err)
 	}
-	f := &fleetState{m: m, name: g.Fleet, self: g.FleetMember, lease: g.FleetLease,
+	f := &fleetState{m: m, renewedWithin: m.RenewedWithin, name: g.Fleet, self: g.FleetMember, lease: g.FleetLease,
 		ready: map[string]bool{}, views: make(chan []byte, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	m.SetJobs(d.cfg.JobNames())
 	d.log.Info(fmt.Sprintf("fleet %s: member %s, lease %s, run limit %d", g.Fleet, g.FleetMember, g.FleetLease, g.FleetRunLimit))
@@ -197,7 +199,7 @@ func (f *fleetState) watch(ctx context.Context, job string) (_ context.Context, 
 				return
 			case <-t.C:
 			}
-			if !f.m.RenewedWithin(job, f.lease*5/6) {
+			if !f.renewedWithin(job, f.lease*5/6) {
 				cancel(fmt.Errorf("%w: %s: its lease was not renewed for 5/6 of a lease, the run was stopped", fleet.ErrNotOwner, job))
 				return
 			}
@@ -218,8 +220,13 @@ func (f *fleetState) lostDuring(ctx context.Context, res *Result) {
 		return
 	}
 	if cause := context.Cause(ctx); errors.Is(cause, fleet.ErrNotOwner) && !errors.Is(res.Err, fleet.ErrNotOwner) {
-		res.Err = fmt.Errorf("%w (%w)", cause, res.Err)
-		res.Interrupted = true
+		// Stopped by the watch only if a process ended by the signal
+		// (or exited as interrupted): a run that failed on its own just
+		// before the watch fired stays a failure, with its backoff.
+		if stoppedBySignal(res.Err) {
+			res.Err = fmt.Errorf("%w (%w)", cause, res.Err)
+			res.Interrupted = true
+		}
 		return
 	}
 	if !errors.Is(res.Err, fleet.ErrNotOwner) {
@@ -230,6 +237,22 @@ func (f *fleetState) lostDuring(ctx context.Context, res *Result) {
 	} else {
 		res.Interrupted = true
 	}
+}
+
+// stoppedBySignal reports whether a process of the failed step was
+// killed by a signal or exited with the interrupted status (backy's
+// commands on SIGTERM).
+func stoppedBySignal(err error) bool {
+	var se *StageError
+	if !errors.As(err, &se) {
+		return false
+	}
+	for _, p := range se.Failed {
+		if p.Signal != "" || p.Code == exitcode.Interrupted {
+			return true
+		}
+	}
+	return false
 }
 
 // retryIn is how long a job whose run could not start waits: a full fleet

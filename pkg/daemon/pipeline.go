@@ -135,6 +135,12 @@ func (r *procRunner) run(ctx context.Context, p pipeline, log *os.File) ([]byte,
 			return nil, err
 		}
 	}
+	if ctx.Err() != nil {
+		// Stopped before it started (the daemon shuts down, or the
+		// fleet's watch stopped the run): start nothing.
+		closeAll(closeAfterStart)
+		return nil, context.Cause(ctx)
+	}
 	exits := make([]ProcExit, len(cmds))
 	started := 0
 	for i, c := range cmds {

@@ -24,7 +24,8 @@ import (
 const Available = true
 
 const (
-	lockFlagMustRenew = 2 // LIBRADOS_LOCK_FLAG_MUST_RENEW
+	lockFlagMayRenew  = 1 // LIBRADOS_LOCK_FLAG_MAY_RENEW: renew if held by this locker, else take
+	lockFlagMustRenew = 2 // LIBRADOS_LOCK_FLAG_MUST_RENEW: renew, fail if not held by this locker
 	ebusy             = -int(unix.EBUSY)
 	eexist            = -int(unix.EEXIST)
 	memberTag         = "backy-fleet"
@@ -43,16 +44,21 @@ type Member struct {
 	changed    chan struct{} // to the daemon: ownership changed
 	wake       chan struct{} // to the renewing goroutine: look again now
 
-	mu        sync.Mutex
-	jobs      []string             // the configured jobs
-	held      map[string]time.Time // job -> start of its last successful renewal
-	busy      map[string]bool      // running: kept even when it should move
-	slots     map[int]*slot        // run slots held
-	members   []string             // live members at the last tick
-	ticked    time.Time            // start of the last tick that reached the cluster
-	joined    bool
-	lastError error
-	ops       uint64 // lease operations sent (renewals, takes, lists)
+	mu      sync.Mutex
+	jobs    []string             // the configured jobs
+	held    map[string]time.Time // job -> start of its last successful renewal
+	busy    map[string]bool      // running: kept even when it should move
+	suspect map[string]bool      // held jobs whose last renewal timed out
+
+	suspectRenewing  map[string]bool // suspects whose renewal is in flight
+	suspectsInFlight int
+	bg               sync.WaitGroup // suspect renewals in flight
+	slots            map[int]*slot  // run slots held
+	members          []string       // live members at the last tick
+	ticked           time.Time      // start of the last tick that reached the cluster
+	joined           bool
+	lastError        error
+	ops              uint64 // lease operations sent (renewals, takes, lists)
 }
 
 // Join connects to the cluster, takes this member's membership lease and
@@ -78,6 +84,7 @@ func Join(ctx context.Context, opt Options) (*Member, error) {
 		opt: opt, conn: conn, io: io, obj: "fleet." + opt.Fleet,
 		stop: make(chan struct{}), done: make(chan struct{}), changed: make(chan struct{}, 1),
 		wake: make(chan struct{}, 1), held: map[string]time.Time{}, busy: map[string]bool{}, slots: map[int]*slot{},
+		suspect: map[string]bool{}, suspectRenewing: map[string]bool{},
 	}
 	if err := m.renewMembership(); err != nil {
 		io.Destroy()
@@ -197,10 +204,12 @@ func (m *Member) Confirm(job string) error {
 		// job stays held with its last renewal, and the next tick's
 		// renewal tells (dropping it would make this daemon wait out
 		// its own lease before taking the job again).
-		return fmt.Errorf("%w: %s: %v", ErrNotOwner, job, err)
+		return fmt.Errorf("%w: %s: %w", ErrNotOwner, job, err)
 	}
 	m.mu.Lock()
-	m.held[job] = start
+	if _, ok := m.held[job]; ok {
+		m.held[job] = start
+	}
 	m.mu.Unlock()
 	return nil
 }
@@ -223,18 +232,17 @@ func (m *Member) SetBusy(job string, running bool) {
 func (m *Member) drop(job string) {
 	m.mu.Lock()
 	_, ok := m.held[job]
-	delete(m.held, job)
+	m.forget(job)
 	m.mu.Unlock()
 	if ok {
 		m.kick()
 	}
 }
 
-func (m *Member) lock(oid, name, cookie string, renew bool) error {
+func (m *Member) lock(oid, name, cookie string, flag byte) error {
 	var flags *byte
-	if renew {
-		f := byte(lockFlagMustRenew)
-		flags = &f
+	if flag != 0 {
+		flags = &flag
 	}
 	m.count()
 	ret, err := m.io.LockExclusive(oid, name, cookie, m.desc(), m.opt.Lease, flags)
@@ -270,7 +278,7 @@ func (m *Member) renewJob(job string) error {
 			return err
 		}
 	}
-	return m.lock(m.jobObj(job), "owner", m.opt.Member, true)
+	return m.lock(m.jobObj(job), "owner", m.opt.Member, lockFlagMustRenew)
 }
 
 func (m *Member) renewMembership() error {
@@ -283,9 +291,11 @@ func (m *Member) renewMembership() error {
 	m.mu.Unlock()
 	m.count()
 	ret, err := m.io.LockShared(m.obj, "member", m.opt.Member, memberTag, m.desc(), m.opt.Lease, f)
-	if (err != nil || ret != 0) && f != nil {
+	if (err != nil && !timedOut(err) || ret != 0) && f != nil {
 		// Expired (the daemon was paused or cut off; librados says
-		// ENOENT as an error): join again.
+		// ENOENT as an error): join again. Not after a time-out: the
+		// cluster does not answer, and a second try would only wait
+		// as long again.
 		m.count()
 		ret, err = m.io.LockShared(m.obj, "member", m.opt.Member, memberTag, m.desc(), m.opt.Lease, nil)
 	}
@@ -332,7 +342,13 @@ func (m *Member) run() {
 }
 
 // tick renews everything held, then takes and releases jobs as the
-// rendezvous hash over the live members says.
+// rendezvous hash over the live members says. Its phases are bounded, so
+// that objects that do not answer (a placement group down) cannot hold up
+// the rest: the run slots are renewed first (fleet-run-limit depends on
+// them), then the jobs whose last renewal was answered, eight at a time
+// and only for a quarter lease; the jobs whose last renewal timed out
+// (suspects) are renewed apart, off the tick (renewSuspects); takes get
+// half a lease of their own.
 func (m *Member) tick() {
 	start := time.Now()
 	err := m.renewMembership()
@@ -354,9 +370,13 @@ func (m *Member) tick() {
 	}
 	m.members = members
 	m.ticked = start
-	held := make([]string, 0, len(m.held))
+	var healthy, suspects []string
 	for j := range m.held {
-		held = append(held, j)
+		if m.suspect[j] {
+			suspects = append(suspects, j)
+		} else {
+			healthy = append(healthy, j)
+		}
 	}
 	jobs := slices.Clone(m.jobs)
 	slots := map[int]string{}
@@ -365,25 +385,31 @@ func (m *Member) tick() {
 	}
 	m.mu.Unlock()
 
-	changed := m.renewHeld(held)
-	if m.unreachable() {
+	for i, cookie := range slots {
+		if err := m.lock(m.slotObj(i), "run", cookie, lockFlagMustRenew); err != nil {
+			m.opt.log().Info(fmt.Sprintf("fleet: run slot %d: lease lost: %v", i, err))
+		}
+	}
+	changed := m.renewHeld(healthy)
+	if m.unreachable() || m.stopping() {
 		if changed {
 			m.kick()
 		}
 		return
 	}
-	for i, cookie := range slots {
-		if err := m.lock(m.slotObj(i), "run", cookie, true); err != nil {
-			m.opt.log().Info(fmt.Sprintf("fleet: run slot %d: lease lost: %v", i, err))
-		}
-	}
+	m.renewSuspects(suspects)
+
 	want := Assign(jobs, members)
 	// Taken in a new order each round and only for half a lease: a job
-	// whose object does not answer (its take times out after a quarter
-	// lease) cannot keep the others from being taken round after round.
+	// whose object does not answer (its take times out) cannot keep the
+	// others from being taken round after round. MAY_RENEW: a take that
+	// timed out here but was applied at the OSD after all left this
+	// member holding the lock; taking it again renews it instead of
+	// failing with EEXIST until the lease runs out.
 	rand.Shuffle(len(jobs), func(a, b int) { jobs[a], jobs[b] = jobs[b], jobs[a] })
+	takes := time.Now()
 	for _, j := range jobs {
-		if time.Since(start) > m.opt.Lease/2 {
+		if time.Since(takes) > m.opt.Lease/2 || m.stopping() {
 			break
 		}
 		m.mu.Lock()
@@ -393,7 +419,7 @@ func (m *Member) tick() {
 			continue
 		}
 		s := time.Now()
-		switch err := m.lock(m.jobObj(j), "owner", m.opt.Member, false); {
+		switch err := m.lock(m.jobObj(j), "owner", m.opt.Member, lockFlagMayRenew); {
 		case err == nil:
 			m.mu.Lock()
 			m.held[j] = s
@@ -411,95 +437,177 @@ func (m *Member) tick() {
 	// same critical section that finds it idle, so a run claiming it
 	// (Confirm, which marks it busy only while it is held) either made
 	// it busy first and keeps it, or finds it gone and does not start:
-	// never a run on a lease that is being released.
+	// never a run on a lease that is being released. A suspect's lease is
+	// not unlocked (its object does not answer): it runs out.
 	m.mu.Lock()
 	var release []string
 	for j := range m.held {
 		if want[j] != m.opt.Member && !m.busy[j] {
-			delete(m.held, j)
-			release = append(release, j)
+			if !m.suspect[j] {
+				release = append(release, j)
+			}
+			m.forget(j)
+			changed = true
 		}
 	}
 	m.mu.Unlock()
-	for _, j := range release {
-		m.release(j)
-		changed = true
-	}
+	m.releaseAll(release)
 	if changed {
 		m.kick()
 	}
 }
 
-// renewParallel is how many job leases a member renews at once: a job
-// whose object's placement group does not answer holds up its own renewal
-// only (until the operation timeout, a quarter lease), not the others'.
+// stopping reports whether Leave was called.
+func (m *Member) stopping() bool {
+	select {
+	case <-m.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// forget drops job from what this member holds; m.mu is held.
+func (m *Member) forget(job string) {
+	delete(m.held, job)
+	delete(m.suspect, job)
+}
+
+// renewParallel is how many job leases a member renews at once.
 const renewParallel = 8
 
-// renewHeld renews the leases of held, renewParallel at a time, and drops
-// the ones the OSD says are lost. A renewal that timed out says the
-// cluster, or only that job object's placement group, is out of reach:
-// the membership lease, on another object, is renewed once more to tell
-// which. Unreachable (m.unreachable), the round stops starting renewals;
-// otherwise the job keeps its last renewal (Owns says no once it is too
-// old) and is renewed again next round, while the other jobs' leases go
-// on being renewed. It reports whether a lease was lost.
-func (m *Member) renewHeld(held []string) (changed bool) {
+// suspectParallel is how many renewals of suspects (jobs whose renewal
+// timed out or was slow) renewSuspects keeps in flight beside the ticks.
+const suspectParallel = 2
+
+// slowAfter is how long a renewal may take before its job counts as a
+// suspect: its slot goes to the next job, and the renewal goes on in the
+// background (its outcome still counts). Healthy renewals take
+// milliseconds; a suspect named wrongly costs nothing but that.
+func (m *Member) slowAfter() time.Duration { return m.opt.Lease / 16 }
+
+// renewHeld renews the leases of jobs, renewParallel at a time, and drops
+// the ones the OSD says are lost. A renewal that has not answered after
+// slowAfter makes its job a suspect (its placement group down? or the
+// cluster cut off?): it gives its slot up and goes on in the background,
+// and the job is renewed apart from then on (renewSuspects) and keeps its
+// last renewal, so that Owns says no once that is too old. So objects
+// that do not answer hold up neither the other jobs nor the tick. When a
+// renewal was slow, the membership lease (another object) is renewed once
+// more to tell a placement group from the cluster: if that fails too, the
+// cluster is lost (m.unreachable) and the tick ends. It reports whether a
+// lease was lost.
+func (m *Member) renewHeld(jobs []string) (changed bool) {
 	var (
-		mu      sync.Mutex // changed; the probe
-		probed  time.Time  // the last probe that reached the cluster
-		cut     atomic.Bool
-		g       errgroup.Group
-		probeFn = func() {
-			mu.Lock()
-			defer mu.Unlock()
-			if cut.Load() || time.Since(probed) < m.opt.Lease/8 {
-				return
-			}
-			if err := m.renewMembership(); err != nil {
-				m.lost(err)
-				cut.Store(true)
-				return
-			}
-			probed = time.Now()
-		}
+		sem  = make(chan struct{}, renewParallel)
+		wg   sync.WaitGroup
+		lost atomic.Bool
+		slow atomic.Bool
 	)
-	g.SetLimit(renewParallel)
-	for _, j := range held {
-		if cut.Load() {
+	for _, j := range jobs {
+		if m.stopping() {
 			break
 		}
-		g.Go(func() error {
-			if cut.Load() {
-				return nil
-			}
+		sem <- struct{}{}
+		wg.Add(1)
+		m.bg.Add(1)
+		go func() {
+			defer m.bg.Done()
+			var once sync.Once
+			free := func() { once.Do(func() { <-sem; wg.Done() }) }
+			fired := make(chan struct{})
+			t := time.AfterFunc(m.slowAfter(), func() {
+				defer close(fired)
+				slow.Store(true)
+				m.mu.Lock()
+				m.suspectNow(j)
+				m.suspectsInFlight++
+				m.suspectRenewing[j] = true
+				m.mu.Unlock()
+				free()
+			})
 			s := time.Now()
 			err := m.renewJob(j)
-			switch {
-			case err == nil:
-				m.mu.Lock()
-				if _, ok := m.held[j]; ok {
-					m.held[j] = s
-				}
-				m.mu.Unlock()
-			case timedOut(err):
-				probeFn()
-				if !cut.Load() {
-					m.opt.log().Info(fmt.Sprintf("fleet: %s: renewing the lease timed out, the cluster answers otherwise (its placement group down?): %v", j, err))
-				}
-			default:
-				m.opt.log().Info(fmt.Sprintf("fleet: %s: lease lost: %v", j, err))
-				m.mu.Lock()
-				delete(m.held, j)
-				m.mu.Unlock()
-				mu.Lock()
-				changed = true
-				mu.Unlock()
+			if !t.Stop() {
+				<-fired // counted in flight: counted out after
 			}
-			return nil
-		})
+			if m.renewed(j, s, err) {
+				lost.Store(true)
+			}
+			free()
+		}()
 	}
-	g.Wait()
-	return changed
+	wg.Wait()
+	if slow.Load() {
+		if err := m.renewMembership(); err != nil {
+			m.lost(err)
+		}
+	}
+	return lost.Load()
+}
+
+// suspectNow makes job a suspect, if it is held; m.mu is held.
+func (m *Member) suspectNow(job string) {
+	if _, ok := m.held[job]; ok && !m.suspect[job] {
+		m.suspect[job] = true
+		m.opt.log().Info(fmt.Sprintf("fleet: %s: the lease renewal does not answer (its placement group down?): renewed apart until it does", job))
+	}
+}
+
+// renewed applies the outcome of a renewal of job started at s: renewed
+// (no suspect any more), timed out (a suspect), or lost (dropped; it
+// reports true, and the daemon is told). A renewal counted in flight as a
+// suspect's is counted out.
+func (m *Member) renewed(job string, s time.Time, err error) (lost bool) {
+	m.mu.Lock()
+	if m.suspectRenewing[job] {
+		delete(m.suspectRenewing, job)
+		m.suspectsInFlight--
+	}
+	_, held := m.held[job]
+	switch {
+	case !held:
+	case err == nil:
+		m.held[job] = s
+		if m.suspect[job] {
+			delete(m.suspect, job)
+			m.opt.log().Info(fmt.Sprintf("fleet: %s: the lease renewal answers again", job))
+		}
+	case timedOut(err):
+		m.suspectNow(job)
+	default:
+		m.opt.log().Info(fmt.Sprintf("fleet: %s: lease lost: %v", job, err))
+		m.forget(job)
+		lost = true
+	}
+	m.mu.Unlock()
+	if lost {
+		m.kick()
+	}
+	return lost
+}
+
+// renewSuspects starts renewals of suspects, at most suspectParallel in
+// flight at once, without waiting for them (Leave does); the order is new
+// each time, so every suspect gets its turn.
+func (m *Member) renewSuspects(jobs []string) {
+	rand.Shuffle(len(jobs), func(a, b int) { jobs[a], jobs[b] = jobs[b], jobs[a] })
+	for _, j := range jobs {
+		m.mu.Lock()
+		if m.suspectsInFlight >= suspectParallel || m.suspectRenewing[j] {
+			m.mu.Unlock()
+			continue
+		}
+		m.suspectsInFlight++
+		m.suspectRenewing[j] = true
+		m.mu.Unlock()
+		m.bg.Add(1)
+		go func() {
+			defer m.bg.Done()
+			s := time.Now()
+			m.renewed(j, s, m.renewJob(j))
+		}()
+	}
 }
 
 // unreachable reports whether the last operation of a round found the
@@ -521,21 +629,38 @@ func (m *Member) lost(err error) {
 	m.mu.Unlock()
 }
 
-// timedOut: an operation gave up (Options.Ceph.OpTimeout, a quarter
-// lease): the cluster is out of reach, which says nothing about the lease.
+// timedOut: an operation gave up (Options.Ceph.OpTimeout): the cluster
+// is out of reach, which says nothing about the lease.
 func timedOut(err error) bool {
 	var ec interface{ ErrorCode() int }
 	return errors.As(err, &ec) && ec.ErrorCode() == -int(unix.ETIMEDOUT)
 }
 
-func (m *Member) release(job string) {
-	m.mu.Lock()
-	delete(m.held, job)
-	m.mu.Unlock()
-	m.count()
-	if _, err := m.io.Unlock(m.jobObj(job), "owner", m.opt.Member); err != nil {
-		m.opt.log().Info(fmt.Sprintf("fleet: %s: releasing the lease: %v", job, err))
+// releaseAll unlocks the ownership leases of jobs (already dropped from
+// held), renewParallel at a time; after one times out the rest are left
+// to run out (the cluster does not answer).
+func (m *Member) releaseAll(jobs []string) {
+	var (
+		g   errgroup.Group
+		cut atomic.Bool
+	)
+	g.SetLimit(renewParallel)
+	for _, j := range jobs {
+		g.Go(func() error {
+			if cut.Load() {
+				return nil
+			}
+			m.count()
+			if _, err := m.io.Unlock(m.jobObj(j), "owner", m.opt.Member); err != nil {
+				if timedOut(err) {
+					cut.Store(true)
+				}
+				m.opt.log().Info(fmt.Sprintf("fleet: %s: releasing the lease: %v", j, err))
+			}
+			return nil
+		})
 	}
+	g.Wait()
 }
 
 // Leave releases every lease and stops renewing; the member's jobs move
@@ -543,9 +668,17 @@ func (m *Member) release(job string) {
 func (m *Member) Leave() {
 	close(m.stop)
 	<-m.done
-	for _, j := range m.Owned() {
-		m.release(j)
+	m.bg.Wait()
+	m.mu.Lock()
+	var release []string
+	for j := range m.held {
+		if !m.suspect[j] {
+			release = append(release, j)
+		}
+		m.forget(j)
 	}
+	m.mu.Unlock()
+	m.releaseAll(release)
 	m.io.RmOmapKeys(m.obj, []string{omapMember + m.opt.Member})
 	m.io.Unlock(m.obj, "member", m.opt.Member)
 	m.io.Destroy()
@@ -569,7 +702,7 @@ func (m *Member) Slot(job string) (release func(), err error) {
 		if mine {
 			continue
 		}
-		switch err := m.lock(m.slotObj(i), "run", cookie, false); {
+		switch err := m.lock(m.slotObj(i), "run", cookie, lockFlagMayRenew); {
 		case err == nil:
 			m.mu.Lock()
 			m.slots[i] = &slot{cookie: cookie}

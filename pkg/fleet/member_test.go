@@ -336,43 +336,82 @@ type timeoutErr struct{}
 func (timeoutErr) Error() string  { return "rados: ret=-110, Connection timed out" }
 func (timeoutErr) ErrorCode() int { return -110 }
 
-// One job's object does not answer (its placement group down; faked, a
-// one-OSD cluster cannot have that): its renewals time out, and the other
-// jobs' leases go on being renewed every round, the member does not take
-// the cluster for lost, and the job is owned again once it answers.
-func TestOneJobTimesOut(t *testing.T) {
+// Objects of many jobs do not answer (a placement group down; faked, a
+// one-OSD cluster cannot have that), more than renewParallel: the other
+// jobs' leases go on being renewed every round, a job added meanwhile is
+// taken, a run slot held stays held at the OSD, the member does not take
+// the cluster for lost, and the slow jobs are owned again once they
+// answer. (Before the suspects were renewed apart, 24 slow jobs of 40 left
+// 0 of the 16 healthy ones held after four leases, and nothing was taken.)
+func TestSlowJobObjects(t *testing.T) {
 	r := newRig(t)
 	lease := 2 * time.Second
-	jobs := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
-	m := r.join("m1", lease, 0, jobs)
+	var jobs []string
+	for i := range 40 {
+		jobs = append(jobs, fmt.Sprintf("j%02d", i))
+	}
+	m := r.join("m1", lease, 1, jobs)
 	defer m.Leave()
-	waitUntil(t, 5*lease, "m1 owning all", func() bool { return len(m.Owned()) == len(jobs) })
+	waitUntil(t, 10*lease, "m1 owning all", func() bool { return len(m.Owned()) == len(jobs) })
+	release, err := m.Slot("j39")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	slowSet := map[string]bool{}
+	for _, j := range jobs[:24] {
+		slowSet[j] = true
+	}
 	var slow atomic.Bool
 	slow.Store(true)
 	fault := func(job string) error {
-		if job == "c" && slow.Load() {
-			time.Sleep(lease / 4) // the operation timeout
+		if slowSet[job] && slow.Load() {
+			time.Sleep(max(lease/4, time.Second)) // the operation timeout (whole seconds, at least 1 s)
 			return timeoutErr{}
 		}
 		return nil
 	}
 	renewFault.Store(&fault)
 	defer renewFault.Store(nil)
-	for end := time.Now().Add(3 * lease); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-		for _, j := range jobs {
-			if j != "c" && !m.Owns(j) {
-				t.Fatalf("%s not owned while only c times out", j)
+	added := false
+	for end := time.Now().Add(4 * lease); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		for _, j := range jobs[24:] {
+			if !m.Owns(j) {
+				t.Fatalf("%s not owned while only the objects of j00-j23 time out", j)
 			}
 		}
 		if m.unreachable() {
-			t.Fatal("the cluster taken for lost while only c times out")
+			t.Fatal("the cluster taken for lost while only some job objects time out")
+		}
+		info, err := m.io.ListLockers(m.slotObj(0), "run")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(info.Cookies) == 0 {
+			t.Fatal("run slot 0, held by a running job, expired at the OSD")
+		}
+		if !added && time.Until(end) < 3*lease {
+			m.SetJobs(append(slices.Clone(jobs), "new"))
+			added = true
 		}
 	}
-	if m.Owns("c") {
-		t.Error("c owned though its renewals time out")
+	if !m.Owns("new") {
+		t.Error("a job added while 24 job objects time out was not taken within 2 leases")
+	}
+	for _, j := range jobs[:24] {
+		if m.Owns(j) {
+			t.Errorf("%s owned though its renewals time out", j)
+		}
 	}
 	slow.Store(false)
-	waitUntil(t, 5*lease, "c owned again", func() bool { return m.Owns("c") })
+	waitUntil(t, 10*lease, "the slow jobs owned again", func() bool {
+		for _, j := range jobs[:24] {
+			if !m.Owns(j) {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // A Confirm whose renewal timed out (it may or may not have reached the
