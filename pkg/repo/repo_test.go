@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -263,5 +264,56 @@ func TestCompressFitsMaxCompressed(t *testing.T) {
 		if _, err := Decompress(make([]byte, ChunkSize), HashChunk(p), out); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// TestReadChunkAllocates: reading chunks whose stored forms grow one after
+// another allocates one read buffer, not a larger one for each (which made
+// 27 MiB of garbage in a restore of the bench image).
+func TestReadChunkAllocates(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's sync.Pool drops buffers at random")
+	}
+	r, err := OpenOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := r.Chunks.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	var hs []Hash
+	for i := 1; i <= 8; i++ { // random for i/8 of the chunk: growing stored sizes
+		data := make([]byte, ChunkSize)
+		for j := range data[:i*ChunkSize/8] {
+			data[j] = byte(rng.Uint32())
+		}
+		h := HashChunk(data)
+		hs = append(hs, h)
+		if err := b.Put(h, Compress(nil, data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	dst := make([]byte, ChunkSize)
+	if _, err := r.ReadChunk(dst, hs[7]); err != nil { // a decoder in its pool
+		t.Fatal(err)
+	}
+	storedBufs.Get() // taken out for good: the reads below start with a new one
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for _, h := range hs {
+		if _, err := r.ReadChunk(dst, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	got := after.TotalAlloc - before.TotalAlloc
+	t.Logf("allocated %.1f MiB", float64(got)/(1<<20))
+	if got > 3*ChunkSize/2 {
+		t.Errorf("8 chunk reads allocated %.1f MiB, more than one read buffer", float64(got)/(1<<20))
 	}
 }
