@@ -43,11 +43,7 @@ func TestEncodeLockAssert(t *testing.T) {
 func TestRadosPublishFenced(t *testing.T) {
 	conf, pool := radosPool(t)
 	a := radosRepo(t, conf, pool, "a")
-	other, err := Open(a.Location(), WithCeph(Ceph{Conf: conf}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := radosAgain(t, conf, a)
 
 	// held: the fenced publish goes through (the OSD decodes the assert)
 	l, err := a.TryLock(LockStore, false)

@@ -64,6 +64,18 @@ func radosRepo(t *testing.T, conf, pool, job string) *Repo {
 	return r
 }
 
+// radosAgain opens r's repository a second time, as another process (its
+// own client, its own locks) would.
+func radosAgain(t *testing.T, conf string, r *Repo) *Repo {
+	t.Helper()
+	o, err := Open(r.Location(), WithCeph(Ceph{Conf: conf}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { o.Close() })
+	return o
+}
+
 func testChunk(seed byte) ([]byte, Hash) {
 	data := bytes.Repeat([]byte{seed, seed + 1, 'x'}, ChunkSize/3+1)[:ChunkSize]
 	return data, HashChunk(data)
@@ -180,11 +192,7 @@ func TestRadosLocksAndLeases(t *testing.T) {
 	conf, pool := radosPool(t)
 	t.Setenv(LeaseEnv, "3s")
 	a := radosRepo(t, conf, pool, "a")
-	other, err := Open(a.Location(), WithCeph(Ceph{Conf: conf}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := radosAgain(t, conf, a)
 	l, err := a.TryLock(LockStore, false)
 	if err != nil {
 		t.Fatal(err)
