@@ -18,7 +18,7 @@ import (
 type globals struct {
 	Base string `short:"b" default:"." help:"Repository: a directory, or rados:POOL/JOB." placeholder:"REPO"`
 	cli.Ceph
-	CacheChunks *int `help:"Decompressed 4 MiB chunks kept in memory, shared by all clients (default: 32 serving, 8 mounting)." placeholder:"N"`
+	CacheChunks *int `help:"Decompressed 4 MiB chunks kept in memory, shared by all clients (default: 32 serving, 16 mounting)." placeholder:"N"`
 }
 
 // check returns the cache size asked for, 0 for the command's default.
