@@ -50,15 +50,14 @@ type Member struct {
 	busy    map[string]bool      // running: kept even when it should move
 	suspect map[string]bool      // held jobs whose last renewal timed out
 
-	suspectRenewing  map[string]bool // suspects whose renewal is in flight
-	suspectsInFlight int
-	bg               sync.WaitGroup // suspect renewals in flight
-	slots            map[int]*slot  // run slots held
-	members          []string       // live members at the last tick
-	ticked           time.Time      // start of the last tick that reached the cluster
-	joined           bool
-	lastError        error
-	ops              uint64 // lease operations sent (renewals, takes, lists)
+	suspectRenewing map[string]bool // suspects whose renewal is in flight
+	bg              sync.WaitGroup  // suspect renewals in flight
+	slots           map[int]*slot   // run slots held
+	members         []string        // live members at the last tick
+	ticked          time.Time       // start of the last tick that reached the cluster
+	joined          bool
+	lastError       error
+	ops             uint64 // lease operations sent (renewals, takes, lists)
 }
 
 // Join connects to the cluster, takes this member's membership lease and
@@ -345,10 +344,10 @@ func (m *Member) run() {
 // rendezvous hash over the live members says. Its phases are bounded, so
 // that objects that do not answer (a placement group down) cannot hold up
 // the rest: the run slots are renewed first (fleet-run-limit depends on
-// them), then the jobs whose last renewal was answered, eight at a time
-// and only for a quarter lease; the jobs whose last renewal timed out
-// (suspects) are renewed apart, off the tick (renewSuspects); takes get
-// half a lease of their own.
+// them), then the jobs whose last renewal was answered, eight at a time,
+// a renewal that does not answer within slowAfter making its job a
+// suspect (renewHeld); suspects are renewed apart, off the tick
+// (renewSuspects); takes get half a lease of their own.
 func (m *Member) tick() {
 	start := time.Now()
 	err := m.renewMembership()
@@ -406,7 +405,7 @@ func (m *Member) tick() {
 	// timed out here but was applied at the OSD after all left this
 	// member holding the lock; taking it again renews it instead of
 	// failing with EEXIST until the lease runs out.
-	rand.Shuffle(len(jobs), func(a, b int) { jobs[a], jobs[b] = jobs[b], jobs[a] })
+	shuffle(jobs)
 	takes := time.Now()
 	for _, j := range jobs {
 		if time.Since(takes) > m.opt.Lease/2 || m.stopping() {
@@ -455,6 +454,10 @@ func (m *Member) tick() {
 	if changed {
 		m.kick()
 	}
+}
+
+func shuffle(jobs []string) {
+	rand.Shuffle(len(jobs), func(a, b int) { jobs[a], jobs[b] = jobs[b], jobs[a] })
 }
 
 // stopping reports whether Leave was called.
@@ -521,7 +524,6 @@ func (m *Member) renewHeld(jobs []string) (changed bool) {
 				slow.Store(true)
 				m.mu.Lock()
 				m.suspectNow(j)
-				m.suspectsInFlight++
 				m.suspectRenewing[j] = true
 				m.mu.Unlock()
 				free()
@@ -529,7 +531,7 @@ func (m *Member) renewHeld(jobs []string) (changed bool) {
 			s := time.Now()
 			err := m.renewJob(j)
 			if !t.Stop() {
-				<-fired // counted in flight: counted out after
+				<-fired // counted in flight as a suspect's: counted out after
 			}
 			if m.renewed(j, s, err) {
 				lost.Store(true)
@@ -556,14 +558,11 @@ func (m *Member) suspectNow(job string) {
 
 // renewed applies the outcome of a renewal of job started at s: renewed
 // (no suspect any more), timed out (a suspect), or lost (dropped; it
-// reports true, and the daemon is told). A renewal counted in flight as a
-// suspect's is counted out.
+// reports true, and the daemon is told). A suspect's renewal in flight is
+// counted out.
 func (m *Member) renewed(job string, s time.Time, err error) (lost bool) {
 	m.mu.Lock()
-	if m.suspectRenewing[job] {
-		delete(m.suspectRenewing, job)
-		m.suspectsInFlight--
-	}
+	delete(m.suspectRenewing, job)
 	_, held := m.held[job]
 	switch {
 	case !held:
@@ -591,14 +590,13 @@ func (m *Member) renewed(job string, s time.Time, err error) (lost bool) {
 // flight at once, without waiting for them (Leave does); the order is new
 // each time, so every suspect gets its turn.
 func (m *Member) renewSuspects(jobs []string) {
-	rand.Shuffle(len(jobs), func(a, b int) { jobs[a], jobs[b] = jobs[b], jobs[a] })
+	shuffle(jobs)
 	for _, j := range jobs {
 		m.mu.Lock()
-		if m.suspectsInFlight >= suspectParallel || m.suspectRenewing[j] {
+		if len(m.suspectRenewing) >= suspectParallel || m.suspectRenewing[j] {
 			m.mu.Unlock()
 			continue
 		}
-		m.suspectsInFlight++
 		m.suspectRenewing[j] = true
 		m.mu.Unlock()
 		m.bg.Add(1)
