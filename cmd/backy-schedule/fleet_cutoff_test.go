@@ -8,6 +8,7 @@ package main
 // fails.
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -102,8 +103,21 @@ func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 	}
 }
 
-// staleRule matches the comment of a rule this file's tests insert; its
-// number is the pid of the test process that inserted it.
+// ownerRule is the OUTPUT rule this file's tests insert: target for every
+// packet uid sends, with a comment naming the kind of rule and the test
+// process (pid) that inserted it, which staleRule matches.
+func ownerRule(uid int, kind string, pid int, target string) []string {
+	return []string{"OUTPUT", "-m", "owner", "--uid-owner", strconv.Itoa(uid),
+		"-m", "comment", "--comment", fmt.Sprintf("backy-fleet-test-%s%d", kind, pid), "-j", target}
+}
+
+// iptables runs iptables -w with op (-I, -A, -D, -C) on rule.
+func iptables(op string, rule []string) ([]byte, error) {
+	return exec.Command("iptables", append([]string{"-w", op}, rule...)...).CombinedOutput()
+}
+
+// staleRule matches the comment of an ownerRule; its number is the pid of
+// the test process that inserted it.
 var staleRule = regexp.MustCompile(`--comment "?backy-fleet-test-(?:accept-)?(\d+)"?`)
 
 // removeStaleRules deletes the rules that test processes no longer
@@ -127,8 +141,8 @@ func removeStaleRules(t *testing.T) {
 			continue
 		}
 		spec := strings.Fields(strings.ReplaceAll(strings.TrimPrefix(line, "-A "), `"`, ""))
-		if out, err := exec.Command("iptables", append([]string{"-w", "-D"}, spec...)...).CombinedOutput(); err != nil {
-			if exec.Command("iptables", append([]string{"-w", "-C"}, spec...)...).Run() != nil {
+		if out, err := iptables("-D", spec); err != nil {
+			if _, err := iptables("-C", spec); err != nil {
 				continue // another test process removed it meanwhile
 			}
 			t.Errorf("removing the stale rule %q: %v: %s", line, err, out)
@@ -144,11 +158,10 @@ func removeStaleRules(t *testing.T) {
 func (r *fleetRig) cutOff(uid int) (heal func()) {
 	t := r.t
 	t.Helper()
-	rule := []string{"OUTPUT", "-m", "owner", "--uid-owner", strconv.Itoa(uid),
-		"-m", "comment", "--comment", fmt.Sprintf("backy-fleet-test-%d", os.Getpid()), "-j", "DROP"}
+	rule := ownerRule(uid, "", os.Getpid(), "DROP")
 	heal = func() {
 		for range 10 { // every copy of the rule, should there be more
-			if exec.Command("iptables", append([]string{"-w", "-D"}, rule...)...).Run() != nil {
+			if _, err := iptables("-D", rule); err != nil {
 				return
 			}
 		}
@@ -156,7 +169,7 @@ func (r *fleetRig) cutOff(uid int) (heal func()) {
 	t.Cleanup(heal)
 	// First in the chain: an ACCEPT before it (a host firewall's for
 	// loopback) would let the packets through.
-	if out, err := exec.Command("iptables", append([]string{"-w", "-I"}, rule...)...).CombinedOutput(); err != nil {
+	if out, err := iptables("-I", rule); err != nil {
 		t.Fatalf("iptables -I %s: %v: %s", strings.Join(rule, " "), err, out)
 	}
 	return heal
@@ -400,23 +413,12 @@ func TestFleetCutOff(t *testing.T) {
 // ufw-before-output accepts -o lo): its rule goes first. heal lets them
 // through again.
 func TestCutOffRuleGoesFirst(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("not root: cutting a uid off needs iptables rules")
-	}
-	for _, tool := range []string{"iptables", "setpriv"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("BACKY_REQUIRE_TOOLS") == "1" {
-				t.Fatalf("%s missing (scripts/deps.sh installs it), and BACKY_REQUIRE_TOOLS=1", tool)
-			}
-			t.Skipf("%s missing (scripts/deps.sh installs it)", tool)
-		}
-	}
+	needRules(t, "iptables", "setpriv")
 	removeStaleRules(t)
 	uid := 3_000_000_000 + os.Getpid()
-	accept := []string{"OUTPUT", "-m", "owner", "--uid-owner", strconv.Itoa(uid),
-		"-m", "comment", "--comment", fmt.Sprintf("backy-fleet-test-accept-%d", os.Getpid()), "-j", "ACCEPT"}
-	t.Cleanup(func() { exec.Command("iptables", append([]string{"-w", "-D"}, accept...)...).Run() })
-	if out, err := exec.Command("iptables", append([]string{"-w", "-A"}, accept...)...).CombinedOutput(); err != nil {
+	accept := ownerRule(uid, "accept-", os.Getpid(), "ACCEPT")
+	t.Cleanup(func() { iptables("-D", accept) })
+	if out, err := iptables("-A", accept); err != nil {
 		t.Fatalf("iptables -A: %v: %s", err, out)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -498,42 +500,56 @@ func (r *fleetRig) revisionIDs(job string) []string {
 	return ids
 }
 
-// processRuns reports whether pid is a live process (not a zombie).
-func processRuns(pid int) bool {
+// needRules skips a test that needs root and tools to set iptables rules
+// where they are not there, and fails it under BACKY_REQUIRE_TOOLS=1.
+func needRules(t *testing.T, tools ...string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("not root: needs iptables rules")
+	}
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("BACKY_REQUIRE_TOOLS") == "1" {
+				t.Fatalf("%s missing (scripts/deps.sh installs it), and BACKY_REQUIRE_TOOLS=1", tool)
+			}
+			t.Skipf("%s missing (scripts/deps.sh installs it)", tool)
+		}
+	}
+}
+
+// procStat returns the fields of /proc/PID/stat after the command name
+// (which is in parentheses and may hold spaces): state first, utime the
+// 12th, stime the 13th.
+func procStat(pid int) ([]string, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return false
+		return nil, err
 	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	return len(f) > 0 && f[0] != "Z"
+	return strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:])), nil
+}
+
+// processRuns reports whether pid is a live process (not a zombie).
+func processRuns(pid int) bool {
+	f, err := procStat(pid)
+	return err == nil && len(f) > 0 && f[0] != "Z"
 }
 
 // A rule left by a test process that no longer runs is removed; one of a
 // live process is kept.
 func TestStaleCutOffRulesRemoved(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("not root: needs iptables rules")
-	}
-	if _, err := exec.LookPath("iptables"); err != nil {
-		if os.Getenv("BACKY_REQUIRE_TOOLS") == "1" {
-			t.Fatal("iptables missing (scripts/deps.sh installs it), and BACKY_REQUIRE_TOOLS=1")
-		}
-		t.Skip("iptables missing (scripts/deps.sh installs it)")
-	}
+	needRules(t, "iptables")
 	dead := exec.Command("true")
 	if err := dead.Run(); err != nil {
 		t.Fatal(err)
 	}
-	rule := func(pid int) []string {
-		return []string{"OUTPUT", "-m", "owner", "--uid-owner", strconv.Itoa(3_000_000_000 + pid),
-			"-m", "comment", "--comment", fmt.Sprintf("backy-fleet-test-%d", pid), "-j", "DROP"}
-	}
+	rule := func(pid int) []string { return ownerRule(3_000_000_000+pid, "", pid, "DROP") }
 	has := func(pid int) bool {
-		return exec.Command("iptables", append([]string{"-w", "-C"}, rule(pid)...)...).Run() == nil
+		_, err := iptables("-C", rule(pid))
+		return err == nil
 	}
 	for _, pid := range []int{dead.Process.Pid, os.Getpid()} {
-		t.Cleanup(func() { exec.Command("iptables", append([]string{"-w", "-D"}, rule(pid)...)...).Run() })
-		if out, err := exec.Command("iptables", append([]string{"-w", "-A"}, rule(pid)...)...).CombinedOutput(); err != nil {
+		t.Cleanup(func() { iptables("-D", rule(pid)) })
+		if out, err := iptables("-A", rule(pid)); err != nil {
 			t.Fatalf("iptables -A: %v: %s", err, out)
 		}
 	}

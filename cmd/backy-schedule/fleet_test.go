@@ -464,9 +464,10 @@ func TestFleet(t *testing.T) {
 	// and the wait for a worker or a fleet run slot are in the figure
 	// above, not here).
 	var again []time.Duration
+	began := r.stores()
 	for _, j := range victimJobs {
 		first := time.Time{}
-		for _, s := range r.stores() {
+		for _, s := range began {
 			if s.job == j && s.member != victim && s.begin.After(killedAt) && (first.IsZero() || s.begin.Before(first)) {
 				first = s.begin
 			}
