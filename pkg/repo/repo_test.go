@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/backy/backy/internal/raceflag"
 )
 
 func TestOpenOrCreate(t *testing.T) {
@@ -271,7 +273,7 @@ func TestCompressFitsMaxCompressed(t *testing.T) {
 // another allocates one read buffer, not a larger one for each (which made
 // 27 MiB of garbage in a restore of the bench image).
 func TestReadChunkAllocates(t *testing.T) {
-	if raceEnabled {
+	if raceflag.Enabled {
 		t.Skip("the race detector's sync.Pool drops buffers at random")
 	}
 	r, err := OpenOrCreate(t.TempDir())

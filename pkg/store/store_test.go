@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/backy/backy/internal/clitest"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -12,6 +11,8 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/backy/backy/internal/clitest"
+	"github.com/backy/backy/internal/raceflag"
 	"github.com/backy/backy/pkg/extent"
 	"github.com/backy/backy/pkg/repo"
 	"github.com/backy/backy/pkg/restore"
@@ -355,7 +356,7 @@ func TestLostChunkIsStoredAgain(t *testing.T) {
 // each allocated once, plus a chunk of small things (41 MiB in all). A worker's compression buffer grown by
 // appends (as before MaxCompressed) costs about four chunks more each.
 func TestFullBackupAllocates(t *testing.T) {
-	if raceEnabled {
+	if raceflag.Enabled {
 		t.Skip("the race detector's sync.Pool drops encoders at random")
 	}
 	const workers = 2

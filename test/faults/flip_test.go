@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/backy/backy/internal/logtest"
+	"github.com/backy/backy/internal/raceflag"
 	"github.com/backy/backy/pkg/repo"
 	upkeeppkg "github.com/backy/backy/pkg/upkeep"
 	"github.com/klauspost/compress/zstd"
@@ -41,7 +42,7 @@ type flipFile struct {
 func TestFlips(t *testing.T) {
 	t.Parallel()
 	n := scale(300, 3000)
-	if raceEnabled && !long {
+	if raceflag.Enabled && !long {
 		n = 150 // verify's decompression under the race detector costs ten times more
 	}
 	if s := os.Getenv("BACKY_FAULTS_FLIPS"); s != "" {

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/backy/backy/internal/clitest"
+	"github.com/backy/backy/internal/raceflag"
 	"github.com/backy/backy/pkg/extent"
 	"github.com/backy/backy/pkg/repo"
 )
@@ -343,7 +344,7 @@ func newImage(t testing.TB, path string, size int64, seed uint64) *image {
 
 func (im *image) random(n int64) []byte {
 	b := make([]byte, n)
-	if raceEnabled {
+	if raceflag.Enabled {
 		crand.Read(b) // not instrumented: much faster under the race detector
 	} else {
 		im.src.Read(b)
