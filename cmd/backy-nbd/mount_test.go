@@ -1252,12 +1252,12 @@ func TestMountMissingHelper(t *testing.T) {
 	mnt := filepath.Join(d, "mnt")
 	os.Mkdir(mnt, 0o755)
 	cleanupMounts(t, mnt)
-	try := func(want string) {
+	try := func(want string, env ...string) {
 		t.Helper()
 		cmd := exec.Command(filepath.Join(bin, "backy-nbd"), "-b", f.repo, "mount", "-r", "mbr", mnt)
 		// BACKY_FUSE2FS=fuse2fs: only the one on PATH (not the one
 		// scripts/deps.sh builds)
-		cmd.Env = append(os.Environ(), "PATH="+bin, "BACKY_FUSE2FS=fuse2fs")
+		cmd.Env = append(append(os.Environ(), "PATH="+bin, "BACKY_FUSE2FS=fuse2fs"), env...)
 		out, err := cmd.CombinedOutput()
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 6 || strings.TrimSpace(string(out)) != want {
@@ -1271,4 +1271,8 @@ func TestMountMissingHelper(t *testing.T) {
 		os.Symlink(p, filepath.Join(bin, n))
 	}
 	try("backy-nbd: error: nbdmount: helper program not found: fuse2fs (install the Debian package fuse2fs)")
+	// a BACKY_FUSE2FS that is not there is named, not replaced by another
+	missing := filepath.Join(d, "no", "fuse2fs")
+	try(`backy-nbd: error: nbdmount: helper program not found: BACKY_FUSE2FS=`+missing+`: exec: "`+missing+`": stat `+missing+`: no such file or directory`,
+		"BACKY_FUSE2FS="+missing)
 }

@@ -3,6 +3,8 @@ package nbdmount
 import (
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -62,5 +64,25 @@ func TestFindFuse2fs(t *testing.T) {
 	t.Setenv(Fuse2fsEnv, filepath.Join(d, "nothing"))
 	if _, _, err = findFuse2fs(); err == nil {
 		t.Error("a missing path: no error")
+	}
+}
+
+// TestKnownFuse2fsIsWhatDepsBuilds: knownFuse2fs names the program
+// scripts/deps.sh installs (one fact, written in two languages).
+func TestKnownFuse2fsIsWhatDepsBuilds(t *testing.T) {
+	b, err := os.ReadFile("../../scripts/deps.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{}
+	for _, m := range regexp.MustCompile(`(?m)^(E2FS_VERSION|E2FS_PATCHED|FUSE2FS)=(\S+)`).FindAllStringSubmatch(string(b), -1) {
+		v := m[2]
+		for k, x := range vars {
+			v = strings.NewReplacer("${"+k+"}", x, "$"+k, x).Replace(v)
+		}
+		vars[m[1]] = v
+	}
+	if got := vars["FUSE2FS"]; got != knownFuse2fs[0] {
+		t.Errorf("scripts/deps.sh installs %q (%v), knownFuse2fs[0] is %q", got, vars, knownFuse2fs[0])
 	}
 }
