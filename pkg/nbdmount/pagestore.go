@@ -25,7 +25,8 @@ import (
 // least recently used and evicted first: a cp -a of 564 MiB of large
 // files loaded 250-290 chunks for 154 (one in two twice). With 16 each is
 // loaded once (and two load ahead at once, one per core on two:
-// nbdrepo's readAheadLoads): backy-nbd's CPU 1.1-1.4 s -> 0.8-0.9 s.
+// nbdrepo's readAheadLoads): backy-nbd's CPU for that copy, medians of
+// three sets of alternating runs, 1.27-1.49 s -> 0.85-1.11 s.
 const DefaultCacheChunks = 16
 
 // pageStore hands whole chunks of one image file to the kernel's page
