@@ -189,8 +189,11 @@ func Mount(ctx context.Context, opt Options) (err error) {
 			if e.part != nil {
 				start = e.part.Start
 			}
-			s.files = append(s.files, &imageFile{x: e.x, dev: dev, mtime: rev.Time, uid: uint32(os.Getuid()), gid: uint32(os.Getgid()), log: log, name: name,
-				store: newPageStore(e.x, start, log, name)})
+			f := &imageFile{x: e.x, dev: dev, mtime: rev.Time, uid: uint32(os.Getuid()), gid: uint32(os.Getgid()), log: log, name: name}
+			if v, ok := e.x.(viewer); ok {
+				f.store = newPageStore(v, start, log, name)
+			}
+			s.files = append(s.files, f)
 		}
 	}
 	images := filepath.Join(mp, imagesName)

@@ -1,8 +1,6 @@
 package nbdmount
 
 import (
-	"errors"
-	"io"
 	"log/slog"
 	"sync"
 	"syscall"
@@ -34,10 +32,10 @@ const DefaultCacheChunks = 16
 // the chunks as the file's offsets see them (a partition starts anywhere
 // in its chunk), shrunk to whole pages.
 type pageStore struct {
-	x     nbdserver.Export
+	x     viewer
 	phase int64 // offset of the file's start in its first chunk
 	size  int64
-	bufs  chan []byte // storeBuffers buffers (nil until first used): one per store running
+	slots chan struct{} // one per store running: storesAtOnce
 	log   *slog.Logger
 	name  string
 	wg    sync.WaitGroup
@@ -45,6 +43,13 @@ type pageStore struct {
 	mu   sync.Mutex
 	busy map[int64]bool // units being stored
 	off  bool           // closed, or a store failed: store nothing more
+}
+
+// viewer is an export that shows a chunk's bytes without copying them
+// (nbdrepo's exports).
+type viewer interface {
+	nbdserver.Export
+	View(off int64, n int, fn func(p []byte)) error
 }
 
 // cacheWriter is the image file's inode: WriteCache is FUSE's
@@ -55,19 +60,16 @@ type cacheWriter interface {
 
 var _ cacheWriter = (*fs.Inode)(nil)
 
-// storeBuffers is how many chunks are handed to the page cache at once.
-const storeBuffers = 2
+// storesAtOnce is how many chunks are handed to the page cache at once.
+const storesAtOnce = 2
 
 const pageSize = 4096
 
 // newPageStore returns the page store of a file showing x, which starts
 // at byte start of the revision's image.
-func newPageStore(x nbdserver.Export, start int64, log *slog.Logger, name string) *pageStore {
-	s := &pageStore{x: x, phase: start % repo.ChunkSize, size: x.Size(), bufs: make(chan []byte, storeBuffers),
+func newPageStore(x viewer, start int64, log *slog.Logger, name string) *pageStore {
+	s := &pageStore{x: x, phase: start % repo.ChunkSize, size: x.Size(), slots: make(chan struct{}, storesAtOnce),
 		log: log, name: name, busy: make(map[int64]bool)}
-	for range storeBuffers {
-		s.bufs <- nil
-	}
 	return s
 }
 
@@ -116,14 +118,14 @@ func (s *pageStore) after(ino cacheWriter, off int64, n int) {
 	}
 }
 
-// store reads unit u (from the chunk cache: the read that asked for it
-// has just loaded it) and hands it to the kernel. It runs apart from the
+// store hands unit u to the kernel straight from the chunk cache (the
+// read that asked for it has just loaded it). It runs apart from the
 // read: until that read is answered, its pages are locked.
 func (s *pageStore) store(ino cacheWriter, u, lo, hi int64) {
 	defer s.wg.Done()
-	buf := <-s.bufs
+	s.slots <- struct{}{}
 	defer func() {
-		s.bufs <- buf
+		<-s.slots
 		s.mu.Lock()
 		delete(s.busy, u)
 		s.mu.Unlock()
@@ -134,15 +136,12 @@ func (s *pageStore) store(ino cacheWriter, u, lo, hi int64) {
 	if off {
 		return
 	}
-	if buf == nil {
-		buf = make([]byte, repo.ChunkSize)
-	}
-	p := buf[:hi-lo]
-	if _, err := s.x.ReadAt(p, lo); err != nil && !errors.Is(err, io.EOF) {
+	var errno syscall.Errno
+	if err := s.x.View(lo, int(hi-lo), func(p []byte) { errno = ino.WriteCache(lo, p) }); err != nil {
 		return // a damaged chunk: never stored, its reads fail on their own
 	}
 	// ENOENT: the kernel has forgotten the file (nobody has it open)
-	if errno := ino.WriteCache(lo, p); errno != 0 && errno != syscall.ENOENT {
+	if errno != 0 && errno != syscall.ENOENT {
 		s.mu.Lock()
 		if !s.off {
 			s.off = true

@@ -181,3 +181,12 @@ func (k *blockingKernel) WriteCache(off int64, data []byte) syscall.Errno {
 	<-k.release
 	return k.kernel.WriteCache(off, data)
 }
+
+func (p *partImage) View(off int64, n int, fn func([]byte)) error {
+	b := make([]byte, n)
+	if _, err := p.ReadAt(b, off); err != nil && err != io.EOF {
+		return err
+	}
+	fn(b)
+	return nil
+}

@@ -402,3 +402,49 @@ func TestReadAheadAfterZeros(t *testing.T) {
 		}
 	}
 }
+
+// TestView: View shows the bytes ReadAt reads (zeros for a zero chunk, a
+// partition's bytes at its offsets), starts no read-ahead, refuses a view
+// across chunks or past the end, and fails on a damaged chunk like ReadAt.
+func TestView(t *testing.T) {
+	dir := t.TempDir()
+	data := image(4*repo.ChunkSize+5000, 6)
+	rev := backup(t, dir, data)
+	c := openCatalog(t, dir, Options{CacheChunks: 2})
+	e, err := c.Open(rev.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := e.(interface {
+		View(off int64, n int, fn func([]byte)) error
+	})
+	size := int64(len(data))
+	for _, tc := range []struct{ off, n int64 }{
+		{0, repo.ChunkSize}, {repo.ChunkSize + 7, 4096}, {3*repo.ChunkSize - 1, 1}, {4 * repo.ChunkSize, 5000},
+	} {
+		var got []byte
+		if err := v.View(tc.off, int(tc.n), func(p []byte) { got = bytes.Clone(p) }); err != nil || !bytes.Equal(got, data[tc.off:tc.off+tc.n]) {
+			t.Errorf("View(%d, %d): %v, equal %v", tc.off, tc.n, err, bytes.Equal(got, data[tc.off:tc.off+tc.n]))
+		}
+	}
+	if st, _ := c.Stats(); st.ReadAhead != 0 {
+		t.Errorf("views loaded %d chunks ahead, want none", st.ReadAhead)
+	}
+	for _, tc := range []struct{ off, n int64 }{{repo.ChunkSize - 1, 2}, {size - 10, 11}, {-1, 1}, {0, repo.ChunkSize + 1}} {
+		called := false
+		if err := v.View(tc.off, int(tc.n), func([]byte) { called = true }); !errors.Is(err, ErrView) || called {
+			t.Errorf("View(%d, %d): %v, fn called %v; want %v", tc.off, tc.n, err, called, ErrView)
+		}
+	}
+
+	ix, err := c.r.Index(rev.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	corrupt(t, dir, ix.Hashes[3]) // no view above loaded it
+	called := false
+	if err := v.View(3*repo.ChunkSize, 100, func([]byte) { called = true }); !errors.Is(err, repo.ErrCorruptChunk) || called ||
+		!strings.Contains(err.Error(), "revision "+rev.ID+", chunk 3 at offset 12582912") {
+		t.Errorf("View of a damaged chunk: %v, fn called %v", err, called)
+	}
+}

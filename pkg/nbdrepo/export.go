@@ -21,6 +21,9 @@ const maxSkip = 1024
 
 var errNegativeOffset = errors.New("nbdrepo: negative offset")
 
+// ErrView is a View of bytes that do not lie in one chunk of the export.
+var ErrView = errors.New("nbdrepo: view outside one chunk")
+
 // export is one opened revision. It keeps the index it was opened with, so
 // a revision forgotten meanwhile stays readable (purge cannot run while the
 // Catalog holds the chunks lock).
@@ -79,6 +82,33 @@ func (e *export) ReadAt(p []byte, off int64) (int, error) {
 		done += n
 	}
 	return len(p), eof
+}
+
+// zeroChunk is what View shows of a zero chunk.
+var zeroChunk = make([]byte, repo.ChunkSize)
+
+// View calls fn with the verified bytes [off, off+n) of the image, which
+// must lie in one chunk, without copying them; fn must not keep them. It
+// loads the chunk if need be but starts no read-ahead: it is for a helper
+// of the reader (backy-nbd mount hands whole chunks to the page cache),
+// whose reads would look like the reader's own. Errors are ReadAt's.
+func (e *export) View(off int64, n int, fn func(p []byte)) error {
+	k, in := off/repo.ChunkSize, int(off%repo.ChunkSize)
+	if off < 0 || n < 0 || in+n > repo.ChunkSize || off+int64(n) > e.ix.Size {
+		return fmt.Errorf("%w: %d bytes at %d", ErrView, n, off)
+	}
+	h := e.ix.Hashes[k]
+	if h.IsZero() {
+		fn(zeroChunk[in : in+n])
+		return nil
+	}
+	ent, err := e.c.cache.get(h)
+	if err != nil {
+		return fmt.Errorf("%w (revision %s, chunk %d at offset %d)", err, e.rev.ID, k, k*repo.ChunkSize)
+	}
+	defer e.c.cache.release(ent)
+	fn(ent.data[in : in+n])
+	return nil
 }
 
 // window cuts p to what lies inside an export of size bytes from off. The
