@@ -13,7 +13,9 @@
 #      (default 500) MiB, out of the mounted revision and out of fuse2fs -o
 #      ro,norecovery on the raw image file, taking turns, each mounted
 #      afresh for every copy (so FUSE caches start cold, the page cache of
-#      the repository and the image warm); median of BENCH_RUNS copies each
+#      the repository and the image warm), into a tmpfs (/dev/shm: a copy
+#      to disk varies with the disk's writeback, 0.2-1.4 s of cp's system
+#      time per copy on the bench machine); median of BENCH_RUNS copies each
 #      after one warm-up copy each (target: at least half fuse2fs's speed).
 #
 # The result is Markdown on stdout; the exit status is 1 when a target is
@@ -39,13 +41,14 @@ log() { echo "bench: $*" >&2; }
 
 bin=$(mktemp -d)
 T=$(mktemp -d "$W/mount.XXXXXX")
+out=$(mktemp -d /dev/shm/backy-bench.XXXXXX 2>/dev/null || mktemp -d "$T/out.XXXXXX")
 mpid=
 cleanup() {
 	[ -n "$mpid" ] && kill "$mpid" 2>/dev/null && wait "$mpid" 2>/dev/null
 	for m in $(awk -v t="$T/" 'index($2, t) == 1 { print $2 }' /proc/self/mounts | tac); do
 		fusermount3 -uz "$m" 2>/dev/null || true
 	done
-	rm -rf "$bin" "$T"
+	rm -rf "$bin" "$T" "$out"
 }
 trap cleanup EXIT
 (cd "$root" && go build -o "$bin/" ./cmd/backy-extract ./cmd/backy-store ./cmd/backy-nbd)
@@ -55,7 +58,7 @@ img=$W/mount-vm.img
 "$root/scripts/bench/mkimage.sh" "$img" "$img_size" "$data_mib"
 repo=$T/repo
 backy-extract file "$img" 2>/dev/null | backy-store -b "$repo" >/dev/null 2>&1
-mnt=$T/mnt raw=$T/raw out=$T/out
+mnt=$T/mnt raw=$T/raw
 mkdir -p "$mnt" "$raw"
 
 now() { date +%s.%N; }
@@ -159,7 +162,7 @@ cratio=$(echo "scale=2; $cf / $cb" | bc)
 cat <<MD
 ### backy-nbd mount ($(date -u +%Y-%m-%d), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))
 
-Image: $img_size ext4 with $data_mib MiB of files; $runs runs each, medians.
+Image: $img_size ext4 with $data_mib MiB of files; copies into $(df --output=fstype "$out" | tail -1); $runs runs each, medians.
 
 | what | figure | target |
 | --- | --- | --- |
