@@ -432,8 +432,8 @@ func TestView(t *testing.T) {
 	}
 	for _, tc := range []struct{ off, n int64 }{{repo.ChunkSize - 1, 2}, {size - 10, 11}, {-1, 1}, {0, repo.ChunkSize + 1}} {
 		called := false
-		if err := v.View(tc.off, int(tc.n), func([]byte) { called = true }); !errors.Is(err, ErrView) || called {
-			t.Errorf("View(%d, %d): %v, fn called %v; want %v", tc.off, tc.n, err, called, ErrView)
+		if err := v.View(tc.off, int(tc.n), func([]byte) { called = true }); !errors.Is(err, errView) || called {
+			t.Errorf("View(%d, %d): %v, fn called %v; want %v", tc.off, tc.n, err, called, errView)
 		}
 	}
 

@@ -21,8 +21,8 @@ const maxSkip = 1024
 
 var errNegativeOffset = errors.New("nbdrepo: negative offset")
 
-// ErrView is a View of bytes that do not lie in one chunk of the export.
-var ErrView = errors.New("nbdrepo: view outside one chunk")
+// errView is a View of bytes that do not lie in one chunk of the export.
+var errView = errors.New("nbdrepo: view outside one chunk")
 
 // export is one opened revision. It keeps the index it was opened with, so
 // a revision forgotten meanwhile stays readable (purge cannot run while the
@@ -95,7 +95,7 @@ var zeroChunk = make([]byte, repo.ChunkSize)
 func (e *export) View(off int64, n int, fn func(p []byte)) error {
 	k, in := off/repo.ChunkSize, int(off%repo.ChunkSize)
 	if off < 0 || n < 0 || in+n > repo.ChunkSize || off+int64(n) > e.ix.Size {
-		return fmt.Errorf("%w: %d bytes at %d", ErrView, n, off)
+		return fmt.Errorf("%w: %d bytes at %d", errView, n, off)
 	}
 	h := e.ix.Hashes[k]
 	if h.IsZero() {

@@ -99,7 +99,7 @@ func (x *partExport) ReadAt(p []byte, off int64) (int, error) {
 // View is the export's View of the partition's bytes [off, off+n).
 func (x *partExport) View(off int64, n int, fn func(p []byte)) error {
 	if off < 0 || off+int64(n) > x.p.Size {
-		return fmt.Errorf("%w: %d bytes at %d of a partition of %d", ErrView, n, off, x.p.Size)
+		return fmt.Errorf("%w: %d bytes at %d of a partition of %d", errView, n, off, x.p.Size)
 	}
 	return x.e.View(x.p.Start+off, n, fn)
 }
