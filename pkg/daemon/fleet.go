@@ -169,7 +169,7 @@ func (f *fleetState) gate(ctx context.Context, job string) context.Context {
 	}
 	return withGate(ctx, func() error {
 		if !f.m.Owns(job) {
-			return fmt.Errorf("%w: %s: its lease was not renewed recently enough to start a process", fleet.ErrNotOwner, job)
+			return fmt.Errorf("%w: %s: its lease was not renewed recently enough to start a process", fleet.ErrLeaseStale, job)
 		}
 		return nil
 	})
@@ -178,7 +178,7 @@ func (f *fleetState) gate(ctx context.Context, job string) context.Context {
 // watch stops a run whose job's lease this daemon has not renewed for
 // five sixths of a lease (paused, or cut off from the cluster): the
 // lease may run out at the OSD before the run ends, and another daemon
-// would then own the job. ctx is cancelled with fleet.ErrNotOwner as its
+// would then own the job. ctx is cancelled with fleet.ErrLeaseStale as its
 // cause, which ends the run's process groups (SIGTERM, then SIGKILL). A
 // store that reaches its commit all the same is fenced there (its publish
 // asserts its store lock). unwatch ends the watch when the run ended.
@@ -200,7 +200,7 @@ func (f *fleetState) watch(ctx context.Context, job string) (_ context.Context, 
 			case <-t.C:
 			}
 			if !f.renewedWithin(job, f.lease*5/6) {
-				cancel(fmt.Errorf("%w: %s: its lease was not renewed for 5/6 of a lease, the run was stopped", fleet.ErrNotOwner, job))
+				cancel(fmt.Errorf("%w: %s: its lease was not renewed for 5/6 of a lease, the run was stopped", fleet.ErrLeaseStale, job))
 				return
 			}
 		}
@@ -219,7 +219,7 @@ func (f *fleetState) lostDuring(ctx context.Context, res *Result) {
 	if f == nil || res.Err == nil {
 		return
 	}
-	if cause := context.Cause(ctx); errors.Is(cause, fleet.ErrNotOwner) && !errors.Is(res.Err, fleet.ErrNotOwner) {
+	if cause := context.Cause(ctx); errors.Is(cause, fleet.ErrLeaseStale) && !errors.Is(res.Err, fleet.ErrLeaseStale) {
 		// Stopped by the watch only if a process ended by the signal
 		// (or exited as interrupted): a run that failed on its own just
 		// before the watch fired stays a failure, with its backoff.
@@ -229,7 +229,7 @@ func (f *fleetState) lostDuring(ctx context.Context, res *Result) {
 		}
 		return
 	}
-	if !errors.Is(res.Err, fleet.ErrNotOwner) {
+	if !errors.Is(res.Err, fleet.ErrLeaseStale) {
 		return
 	}
 	if res.Revision == "" {

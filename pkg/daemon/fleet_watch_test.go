@@ -13,7 +13,7 @@ import (
 )
 
 // The watch leaves a run alone while its lease is renewed, and stops it
-// (cancels its context with fleet.ErrNotOwner as the cause) once the last
+// (cancels its context with fleet.ErrLeaseStale as the cause) once the last
 // renewal is older than 5/6 lease.
 func TestFleetWatchStopsStaleRun(t *testing.T) {
 	var renewed atomic.Bool
@@ -45,8 +45,8 @@ func TestFleetWatchStopsStaleRun(t *testing.T) {
 	if took := time.Since(stale); took > time.Second {
 		t.Errorf("stopped %s after the lease went stale; it looks every 50 ms", took)
 	}
-	if cause := context.Cause(ctx); !errors.Is(cause, fleet.ErrNotOwner) {
-		t.Errorf("cause %v, want fleet.ErrNotOwner", cause)
+	if cause := context.Cause(ctx); !errors.Is(cause, fleet.ErrLeaseStale) {
+		t.Errorf("cause %v, want fleet.ErrLeaseStale", cause)
 	}
 }
 
@@ -57,7 +57,7 @@ func TestFleetUnwatch(t *testing.T) {
 	ctx, unwatch := f.watch(context.Background(), "vm1")
 	unwatch()
 	time.Sleep(50 * time.Millisecond)
-	if cause := context.Cause(ctx); errors.Is(cause, fleet.ErrNotOwner) {
+	if cause := context.Cause(ctx); errors.Is(cause, fleet.ErrLeaseStale) {
 		t.Fatalf("cause after unwatch: %v", cause)
 	}
 }
@@ -68,26 +68,26 @@ func TestFleetUnwatch(t *testing.T) {
 func TestFleetLostDuring(t *testing.T) {
 	f := &fleetState{lease: time.Second}
 	stale, cancel := context.WithCancelCause(context.Background())
-	cancel(errors.Join(fleet.ErrNotOwner, errors.New("vm1: its lease was not renewed")))
+	cancel(errors.Join(fleet.ErrLeaseStale, errors.New("vm1: its lease was not renewed")))
 	for _, tc := range []struct {
 		name        string
 		ctx         context.Context
 		res         Result
 		interrupted bool
 		notRun      bool
-		notOwner    bool
+		leaseStale  bool
 	}{
 		{"killed by the watch", stale, Result{Err: &StageError{Failed: []ProcExit{{Name: "backy-store", Code: -1, Signal: "killed"}}}}, true, false, true},
 		{"exited as interrupted", stale, Result{Revision: "aaaaaaaaaaaaaaaa", Err: &StageError{Failed: []ProcExit{{Name: "backy-store", Code: 130}}}}, true, false, true},
 		{"failed on its own", stale, Result{Err: &StageError{Failed: []ProcExit{{Name: "backy-store", Code: 1}}}}, false, false, false},
-		{"gate refused the backup", context.Background(), Result{Err: fleet.ErrNotOwner}, false, true, true},
-		{"gate refused verify", context.Background(), Result{Revision: "aaaaaaaaaaaaaaaa", Err: fleet.ErrNotOwner}, true, false, true},
+		{"gate refused the backup", context.Background(), Result{Err: fleet.ErrLeaseStale}, false, true, true},
+		{"gate refused verify", context.Background(), Result{Revision: "aaaaaaaaaaaaaaaa", Err: fleet.ErrLeaseStale}, true, false, true},
 		{"succeeded", stale, Result{Revision: "aaaaaaaaaaaaaaaa"}, false, false, false},
 	} {
 		res := tc.res
 		f.lostDuring(tc.ctx, &res)
-		if res.Interrupted != tc.interrupted || (res.NotRun != nil) != tc.notRun || errors.Is(res.Err, fleet.ErrNotOwner) != tc.notOwner {
-			t.Errorf("%s: interrupted %v, not run %v, err %v; want %v, %v, ErrNotOwner %v", tc.name, res.Interrupted, res.NotRun != nil, res.Err, tc.interrupted, tc.notRun, tc.notOwner)
+		if res.Interrupted != tc.interrupted || (res.NotRun != nil) != tc.notRun || errors.Is(res.Err, fleet.ErrLeaseStale) != tc.leaseStale {
+			t.Errorf("%s: interrupted %v, not run %v, err %v; want %v, %v, ErrLeaseStale %v", tc.name, res.Interrupted, res.NotRun != nil, res.Err, tc.interrupted, tc.notRun, tc.leaseStale)
 		}
 	}
 }

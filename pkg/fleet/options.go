@@ -18,6 +18,9 @@ const DefaultLease = 30 * time.Second
 var (
 	// ErrNotOwner: this daemon does not hold the job's lease (any more).
 	ErrNotOwner = exitcode.New(exitcode.Busy, "fleet: job owned by another member")
+	// ErrLeaseStale: this daemon has not renewed the job's lease recently
+	// enough to go on with it, whoever holds the lease now.
+	ErrLeaseStale = exitcode.New(exitcode.Busy, "fleet: job lease not renewed in time")
 	// ErrRunLimit: every run slot of the fleet is taken.
 	ErrRunLimit = exitcode.New(exitcode.Busy, "fleet: run limit reached")
 	// ErrNoRados: built without the RADOS backend.
