@@ -10,14 +10,15 @@ import (
 	"sort"
 	"sync"
 
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
 	"github.com/backy/backy/pkg/fsperm"
 )
 
-// ChunkStore keeps compressed chunks by hash. The directory store is the
-// one implementation today; the interface is small so that a RADOS-backed
-// store shared by several backup servers can sit beside it.
+// ChunkStore keeps compressed chunks by hash: in a repository directory
+// (dirStore) or in a RADOS pool shared by every job of the pool
+// (radosStore).
 type ChunkStore interface {
 	// Has reports whether a chunk is stored.
 	Has(h Hash) (bool, error)
@@ -276,34 +277,12 @@ func (b *dirBatch) Commit() error {
 
 // syncStaged fsyncs every staged chunk file, several at a time.
 func (b *dirBatch) syncStaged() error {
-	work := make(chan Hash)
-	errs := make(chan error, 1)
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for h := range work {
-				if err := syncFile(filepath.Join(b.tmp, h.String())); err != nil {
-					select {
-					case errs <- err:
-					default:
-					}
-				}
-			}
-		}()
-	}
+	var g errgroup.Group
+	g.SetLimit(8)
 	for h := range b.staged {
-		work <- h
+		g.Go(func() error { return syncFile(filepath.Join(b.tmp, h.String())) })
 	}
-	close(work)
-	wg.Wait()
-	select {
-	case err := <-errs:
-		return err
-	default:
-		return nil
-	}
+	return g.Wait()
 }
 
 func syncFile(path string) error {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/backy/backy/pkg/progress"
 	"github.com/backy/backy/pkg/repo"
+	"golang.org/x/sync/errgroup"
 )
 
 // PurgeOptions tune Purge.
@@ -153,45 +154,38 @@ func removeLeftovers(r *repo.Repo, res *PurgeResult, dryRun bool) error {
 	return r.RemoveLeftovers(l)
 }
 
-// removeParallel hands the chunks of each directory (the first byte of the
-// hash) to one of workers goroutines: unlinking is kernel work that scales
-// with cores when the directories differ, and each Remove call still
-// groups its unlinks by directory.
 // removeBatch is how many chunks one worker removes between two progress
 // reports.
 const removeBatch = 256
 
+// removeParallel hands the chunks of each directory (the first byte of the
+// hash) to one of workers goroutines: unlinking is kernel work that scales
+// with cores when the directories differ, and each Remove call still
+// groups its unlinks by directory.
 func removeParallel(r *repo.Repo, hs []repo.Hash, workers int, pc *progress.Counter) error {
 	groups := make([][]repo.Hash, workers)
 	for _, h := range hs {
 		w := int(h[0]) % workers
 		groups[w] = append(groups[w], h)
 	}
-	errs := make(chan error, workers)
+	var eg errgroup.Group
 	for _, g := range groups {
-		go func() {
+		eg.Go(func() error {
 			// In batches, so that a progress display moves; sorted, so
 			// a batch touches (and syncs) few directories.
 			slices.SortFunc(g, func(a, b repo.Hash) int { return bytes.Compare(a[:], b[:]) })
 			for len(g) > 0 {
 				n := min(len(g), removeBatch)
 				if err := r.Chunks.Remove(g[:n]); err != nil {
-					errs <- err
-					return
+					return err
 				}
 				pc.Add(int64(n))
 				g = g[n:]
 			}
-			errs <- nil
-		}()
+			return nil
+		})
 	}
-	var first error
-	for range groups {
-		if err := <-errs; err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
+	return eg.Wait()
 }
 
 // purgePool purges a pool shared by many jobs (docs/repository.md, "Purge

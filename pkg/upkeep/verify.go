@@ -190,9 +190,7 @@ func checkChunks(ctx context.Context, r *repo.Repo, hs []repo.Hash, workers int,
 		wg     sync.WaitGroup
 	)
 	for range min(workers, max(len(hs), 1)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			buf := make([]byte, repo.ChunkSize)
 			for ctx.Err() == nil {
 				i := next.Add(1) - 1
@@ -211,7 +209,7 @@ func checkChunks(ctx context.Context, r *repo.Repo, hs []repo.Hash, workers int,
 				}
 				pc.Add(repo.ChunkSize)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
