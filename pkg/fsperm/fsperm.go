@@ -8,6 +8,9 @@
 // (directories 750, files 640, owned by the directory's group); any other
 // directory (700, or 755, the mode umask 022 gives) keeps it private to the
 // owner (700, 600). Nothing backy makes is ever readable by others.
+//
+// WriteFile is how backy replaces a small file (metadata, an index, the
+// status file) whole and durably, with its mode.
 package fsperm
 
 import (
@@ -152,4 +155,44 @@ func (m Mode) Restrict(path string) error {
 		return fmt.Errorf("fsperm: %w", err)
 	}
 	return nil
+}
+
+// WriteFile publishes data at path as a file of mode m.File(): a temporary
+// file in tmpDir is written, synced and renamed over path, then path's
+// directory is synced. Readers see the old file or the new one, never a
+// part, and neither a crash nor a power cut leaves an empty or half file.
+func (m Mode) WriteFile(tmpDir, path string, data []byte) error {
+	f, err := os.CreateTemp(tmpDir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	err = m.SetFile(f, m.File())
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return Sync(filepath.Dir(path))
+}
+
+// Sync makes a file's data, or a directory's entries (creations, renames,
+// removals), durable.
+func Sync(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }

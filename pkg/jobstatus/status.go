@@ -142,53 +142,19 @@ func Marshal(s *Status) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// Write replaces the status file at path atomically: readers see the old
-// file or the new one, never a part (write a temp file, fsync, rename,
-// fsync the directory), so that neither a crash nor a power cut can leave
-// an empty or half file behind.
+// Write replaces the status file at path atomically and durably
+// (fsperm.Mode.WriteFile): readers see the old file or the new one, never
+// a part, and after a power cut the backoff it carries is never older than
+// the daemon's last write before the cut. It is readable by the group of
+// its directory when that is shared (750): how backy-check run by a
+// monitoring user reads it.
 func Write(path string, s *Status) error {
 	b, err := Marshal(s)
-	if err != nil {
-		return fmt.Errorf("jobstatus: status file: %w", err)
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("jobstatus: status file: %w", err)
-	}
-	// Readable by the group of its directory when that is shared (750):
-	// how backy-check run by a monitoring user reads it.
-	perm := fsperm.Of(filepath.Dir(path))
-	err = perm.SetFile(f, perm.File())
 	if err == nil {
-		_, err = f.Write(b)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
+		err = fsperm.Of(filepath.Dir(path)).WriteFile(filepath.Dir(path), path, b)
 	}
 	if err != nil {
-		os.Remove(f.Name())
 		return fmt.Errorf("jobstatus: status file: %w", err)
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-// syncDir makes the rename into dir durable, so that after a power cut the
-// status file is the new one or the old one, and the backoff it carries is
-// never older than the daemon's last write before the cut.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("jobstatus: status file: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("jobstatus: status file: sync %s: %w", dir, err)
 	}
 	return nil
 }

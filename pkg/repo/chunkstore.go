@@ -170,7 +170,7 @@ func (s *dirStore) Remove(hs []Hash) error {
 				return fmt.Errorf("repo: %w", err)
 			}
 		}
-		if err := syncDir(d); err != nil {
+		if err := syncPath(d); err != nil {
 			return err
 		}
 	}
@@ -260,12 +260,12 @@ func (b *dirBatch) Commit() error {
 		touched[dir] = true
 	}
 	for d := range touched {
-		if err := syncDir(d); err != nil {
+		if err := syncPath(d); err != nil {
 			return err
 		}
 	}
 	if len(touched) > 0 {
-		if err := syncDir(filepath.Join(b.s.dir, "chunks")); err != nil {
+		if err := syncPath(filepath.Join(b.s.dir, "chunks")); err != nil {
 			return err
 		}
 	}
@@ -280,21 +280,9 @@ func (b *dirBatch) syncStaged() error {
 	var g errgroup.Group
 	g.SetLimit(8)
 	for h := range b.staged {
-		g.Go(func() error { return syncFile(filepath.Join(b.tmp, h.String())) })
+		g.Go(func() error { return syncPath(filepath.Join(b.tmp, h.String())) })
 	}
 	return g.Wait()
-}
-
-func syncFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("repo: %w", err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("repo: sync %s: %w", path, err)
-	}
-	return nil
 }
 
 func (b *dirBatch) Abort() { os.RemoveAll(b.tmp) }

@@ -125,13 +125,13 @@ func createDir(dir string) error {
 			return err
 		}
 	}
-	if err := syncDir(dir); err != nil {
+	if err := syncPath(dir); err != nil {
 		return err
 	}
 	if err := writeFileAtomic(filepath.Join(dir, "tmp"), filepath.Join(dir, configFile), newConfig(), perm); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(filepath.Clean(dir)))
+	return syncPath(filepath.Dir(filepath.Clean(dir)))
 }
 
 // IsRepository reports whether dir holds a repository (its marker file).
@@ -212,13 +212,13 @@ func (d *dirBackend) RemoveRevision(id string) error {
 	if err := os.Remove(d.revPath(id, ".rev")); err != nil {
 		return fmt.Errorf("repo: %w", err)
 	}
-	if err := syncDir(filepath.Join(d.dir, "revisions")); err != nil {
+	if err := syncPath(filepath.Join(d.dir, "revisions")); err != nil {
 		return err
 	}
 	if err := os.Remove(d.revPath(id, ".idx")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("repo: %w", err)
 	}
-	return syncDir(filepath.Join(d.dir, "revisions"))
+	return syncPath(filepath.Join(d.dir, "revisions"))
 }
 
 func (d *dirBackend) Lock(name string, shared bool, timeout time.Duration) (*Lock, error) {
@@ -262,7 +262,7 @@ func (d *dirBackend) RemoveLeftovers(l Leftovers) error {
 		}
 	}
 	if len(l.Tmp) > 0 {
-		if err := syncDir(d.tmp()); err != nil {
+		if err := syncPath(d.tmp()); err != nil {
 			return err
 		}
 	}
@@ -272,7 +272,7 @@ func (d *dirBackend) RemoveLeftovers(l Leftovers) error {
 		}
 	}
 	if len(l.Indexes) > 0 {
-		return syncDir(filepath.Join(d.dir, "revisions"))
+		return syncPath(filepath.Join(d.dir, "revisions"))
 	}
 	return nil
 }
