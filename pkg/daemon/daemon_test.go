@@ -247,6 +247,14 @@ func TestConsole(t *testing.T) {
 	h.waitIdle()
 	jobs = h.console("jobs")
 	expect(t, squeeze(jobs), "vm1 failing ok", "vm2 idle ok")
+	// Every row fills the last column, CONSISTENCY ("-": not known).
+	lines := strings.Split(strings.TrimSpace(jobs), "\n")
+	col := strings.Index(lines[0], "CONSISTENCY")
+	for _, l := range lines[1:] {
+		if len(l) <= col || l[col:] != "-" {
+			t.Errorf("no CONSISTENCY in %q (header %q)", l, lines[0])
+		}
+	}
 	expect(t, h.logText(), "vm1: run started by hand with tags daily", "vm1: run failed after", "failure 1, next try")
 }
 

@@ -94,9 +94,9 @@ func (s *scheduler) writeJobs(w io.Writer, re *regexp.Regexp, now time.Time) int
 		if js.Running {
 			next = "since " + when(js.RunningSince)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", name, state(js), js.SLA, when(js.LastRun),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", name, state(js), js.SLA, when(js.LastRun),
 			orDash(js.LastResult), when(js.LastSuccess), next, orDash(strings.Join(js.NextTags, ",")),
-			js.Failures, when(js.NewestTrusted))
+			js.Failures, when(js.NewestTrusted), consistencyCell(js))
 	}
 	tw.Flush()
 	return len(names)
