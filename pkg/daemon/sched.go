@@ -314,14 +314,3 @@ func (s *scheduler) trigger(name string, now time.Time) (string, error) {
 	j.manual, j.asked = true, s.asks
 	return "queued", nil
 }
-
-// queued counts the jobs waiting for a worker.
-func (s *scheduler) queued(now time.Time) int {
-	n := 0
-	for _, j := range s.jobs {
-		if j.ready(now) && s.mine(j) {
-			n++
-		}
-	}
-	return n
-}

@@ -15,6 +15,17 @@ import (
 // these tests pass made-up times.
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
+// queued counts the jobs waiting for a worker.
+func (s *scheduler) queued(now time.Time) int {
+	n := 0
+	for _, j := range s.jobs {
+		if j.ready(now) && s.mine(j) {
+			n++
+		}
+	}
+	return n
+}
+
 func testConfig(t *testing.T, global string, jobs ...string) *config.Config {
 	t.Helper()
 	var b strings.Builder
