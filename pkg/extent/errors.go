@@ -1,7 +1,6 @@
 package extent
 
 import (
-	"errors"
 	"io"
 
 	"github.com/backy/backy/pkg/exitcode"
@@ -31,16 +30,3 @@ type truncated struct{}
 func (truncated) Error() string { return "extent: truncated stream" }
 func (truncated) Unwrap() error { return io.ErrUnexpectedEOF }
 func (truncated) ExitCode() int { return exitcode.BadInput }
-
-// IsInvalid reports whether err means the stream itself is malformed or
-// truncated (as opposed to an I/O error of the underlying reader).
-func IsInvalid(err error) bool {
-	for _, e := range []error{ErrBadMagic, ErrVersion, ErrBadHeader, ErrChecksum,
-		ErrOrder, ErrBeyondImage, ErrTooLong, ErrBadRecord, ErrBadEnd,
-		ErrTrailingData, io.ErrUnexpectedEOF} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
-}

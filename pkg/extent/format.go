@@ -48,16 +48,6 @@ func (k Kind) String() string {
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
 
-// ParseKind is the inverse of Kind.String.
-func ParseKind(s string) (Kind, error) {
-	for _, k := range []Kind{Full, Differential, Sample} {
-		if k.String() == s {
-			return k, nil
-		}
-	}
-	return 0, fmt.Errorf("%w: unknown kind %q", ErrBadHeader, s)
-}
-
 // RecordType is the first byte of a record.
 type RecordType byte
 

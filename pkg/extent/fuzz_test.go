@@ -81,7 +81,7 @@ func FuzzReader(f *testing.F) {
 
 func checkInvalid(t *testing.T, err error) {
 	t.Helper()
-	if errors.Is(err, io.EOF) || !extent.IsInvalid(err) {
+	if errors.Is(err, io.EOF) || !isInvalid(err) {
 		t.Fatalf("error %v (%T) is not an invalid-stream error", err, err)
 	}
 }

@@ -3,12 +3,36 @@ package extent_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"testing"
 
 	"github.com/backy/backy/pkg/extent"
 )
+
+// isInvalid reports whether err means the stream itself is malformed or
+// truncated (as opposed to an I/O error of the underlying reader).
+func isInvalid(err error) bool {
+	for _, e := range []error{extent.ErrBadMagic, extent.ErrVersion, extent.ErrBadHeader, extent.ErrChecksum,
+		extent.ErrOrder, extent.ErrBeyondImage, extent.ErrTooLong, extent.ErrBadRecord, extent.ErrBadEnd,
+		extent.ErrTrailingData, io.ErrUnexpectedEOF} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseKind is the inverse of Kind.String.
+func parseKind(s string) (extent.Kind, error) {
+	for _, k := range []extent.Kind{extent.Full, extent.Differential, extent.Sample} {
+		if k.String() == s {
+			return k, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: unknown kind %q", extent.ErrBadHeader, s)
+}
 
 // decoded is everything a Reader made of a stream.
 type decoded struct {

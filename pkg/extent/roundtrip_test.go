@@ -205,7 +205,7 @@ func TestReaderIOError(t *testing.T) {
 	for _, n := range []int{0, 10, 100, len(stream) - 1, len(stream)} {
 		r := io.MultiReader(bytes.NewReader(stream[:n]), iotest.ErrReader(boom))
 		_, err := decode(r)
-		if !errors.Is(err, boom) || extent.IsInvalid(err) {
+		if !errors.Is(err, boom) || isInvalid(err) {
 			t.Errorf("error after %d bytes: got %v, want %v", n, err, boom)
 		}
 	}

@@ -96,7 +96,7 @@ func TestVectors(t *testing.T) {
 				if !ok {
 					t.Fatalf("manifest names unknown sentinel %q", v.Error)
 				}
-				if !errors.Is(err, want) || errors.Is(err, io.EOF) || !extent.IsInvalid(err) {
+				if !errors.Is(err, want) || errors.Is(err, io.EOF) || !isInvalid(err) {
 					t.Fatalf("got %v, want %s (and never io.EOF)", err, v.Error)
 				}
 				if d.hdrOK != (v.FailsIn == "records") {
@@ -111,7 +111,7 @@ func TestVectors(t *testing.T) {
 					Snapshot: v.Header.Snapshot, Base: v.Header.Base, Consistency: v.Header.Consistency,
 					Reason: v.Header.Reason, Frozen: time.Duration(v.Header.FrozenNS)}
 				var err error
-				if want.Kind, err = extent.ParseKind(v.Header.Kind); err != nil {
+				if want.Kind, err = parseKind(v.Header.Kind); err != nil {
 					t.Fatal(err)
 				}
 				if d.hdr != want {
