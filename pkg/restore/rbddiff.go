@@ -22,24 +22,32 @@ func RBDDiff(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Ind
 	if err := dw.WriteHeader(&rbddiff.Header{Version: 1, Size: uint64(ix.Size)}); err != nil {
 		return err
 	}
-	zeros := extent.ZeroRun{Write: func(off, length int64) error {
-		return dw.WriteZero(uint64(off), uint64(length))
-	}}
-	err := each(ctx, r, rev, ix, opt.Workers, func(off, length int64, data []byte) error {
-		opt.done(data)
-		if data == nil {
+	err := records(ctx, r, rev, ix, opt,
+		func(off, length int64) error { return dw.WriteZero(uint64(off), uint64(length)) },
+		func(off int64, data []byte) error { return dw.WriteData(uint64(off), data) })
+	if err == nil {
+		err = dw.Close()
+	}
+	return err
+}
+
+// records hands the revision to a stream writer in image order: each run
+// of zero chunks to zero (one call), the data of every other chunk to data.
+func records(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Index, opt Options,
+	zero func(off, length int64) error, data func(off int64, p []byte) error) error {
+	zeros := extent.ZeroRun{Write: zero}
+	err := each(ctx, r, rev, ix, opt.Workers, func(off, length int64, p []byte) error {
+		opt.done(p)
+		if p == nil {
 			return zeros.Add(off, off+length)
 		}
 		if err := zeros.Flush(); err != nil {
 			return err
 		}
-		return dw.WriteData(uint64(off), data)
+		return data(off, p)
 	})
 	if err == nil {
 		err = zeros.Flush()
-	}
-	if err == nil {
-		err = dw.Close()
 	}
 	return err
 }

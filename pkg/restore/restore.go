@@ -192,20 +192,7 @@ func Extents(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Ind
 	if err != nil {
 		return err
 	}
-	zeros := extent.ZeroRun{Write: ew.WriteZero}
-	err = each(ctx, r, rev, ix, opt.Workers, func(off, length int64, data []byte) error {
-		opt.done(data)
-		if data == nil {
-			return zeros.Add(off, off+length)
-		}
-		if err := zeros.Flush(); err != nil {
-			return err
-		}
-		return ew.WriteData(off, data)
-	})
-	if err == nil {
-		err = zeros.Flush()
-	}
+	err = records(ctx, r, rev, ix, opt, ew.WriteZero, ew.WriteData)
 	if err == nil {
 		err = ew.Close()
 	}
