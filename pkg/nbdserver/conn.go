@@ -141,7 +141,7 @@ func (c *conn) transmit() error {
 		case cmdFlush:
 			// Nothing is ever dirty: the export is read-only and the COW
 			// overlay is discarded at disconnect.
-			c.simpleReply(r.handle, 0)
+			c.send(simpleHeader(r.handle, 0))
 		case cmdBlockStatus:
 			c.blockStatus(r)
 		default:
@@ -246,7 +246,7 @@ func (c *conn) write(r request, p []byte) {
 	}
 	c.stats.writes.Add(1)
 	c.stats.writeBytes.Add(int64(r.length))
-	c.simpleReply(r.handle, 0)
+	c.send(simpleHeader(r.handle, 0))
 }
 
 // fail logs a failed request and sends its error reply: a structured error
@@ -259,11 +259,7 @@ func (c *conn) fail(r request, errno uint32, err error) {
 		c.send(chunkHeader(r.handle, replyTypeError, 6), be.AppendUint16(be.AppendUint32(nil, errno), 0))
 		return
 	}
-	c.simpleReply(r.handle, errno)
-}
-
-func (c *conn) simpleReply(handle uint64, errno uint32) {
-	c.send(simpleHeader(handle, errno))
+	c.send(simpleHeader(r.handle, errno))
 }
 
 func simpleHeader(handle uint64, errno uint32) []byte {
