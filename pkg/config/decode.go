@@ -387,7 +387,7 @@ func (d *decoder) job(c *Config, schedules map[string]any, name string, v any) (
 	if sm := d.table(m, path, "source"); sm != nil {
 		j.Source = d.source(key(path, "source"), sm)
 	}
-	if b, ok := d.boolean(m, path, "full-always"); ok {
+	if b, ok := value[bool](d, m, path, "full-always", "true or false"); ok {
 		j.FullAlways = b
 	}
 	if f, ok := d.number(m, path, "verify-sample", 0, 100); ok {
@@ -586,42 +586,29 @@ func (d *decoder) absPath(m map[string]any, path []string, k string) (string, bo
 	return filepath.Clean(s), ok
 }
 
-func (d *decoder) str(m map[string]any, path []string, k string) (string, bool) {
+// value returns key k of m if it is there and a T; a value of another
+// type is a problem: the key "must be want".
+func value[T any](d *decoder, m map[string]any, path []string, k, want string) (T, bool) {
 	v, ok := m[k]
-	if !ok {
-		return "", false
+	t, isT := v.(T)
+	if ok && !isT {
+		d.wrongType(path, k, want, v)
 	}
-	s, ok := v.(string)
-	switch {
-	case !ok:
-		d.wrongType(path, k, "a string", v)
-	case s == "":
+	return t, ok && isT
+}
+
+func (d *decoder) str(m map[string]any, path []string, k string) (string, bool) {
+	s, ok := value[string](d, m, path, k, "a string")
+	if ok && s == "" {
 		d.fail(ErrBadValue, key(path, k), "key %q must not be empty", toml.Key(key(path, k)).String())
-		ok = false
+		return "", false
 	}
 	return s, ok
 }
 
-func (d *decoder) boolean(m map[string]any, path []string, k string) (bool, bool) {
-	v, ok := m[k]
-	if !ok {
-		return false, false
-	}
-	b, ok := v.(bool)
-	if !ok {
-		d.wrongType(path, k, "true or false", v)
-	}
-	return b, ok
-}
-
 func (d *decoder) integer(m map[string]any, path []string, k string, lo, hi int) (int, bool) {
-	v, ok := m[k]
+	n, ok := value[int64](d, m, path, k, "an integer")
 	if !ok {
-		return 0, false
-	}
-	n, ok := v.(int64)
-	if !ok {
-		d.wrongType(path, k, "an integer", v)
 		return 0, false
 	}
 	if n < int64(lo) || n > int64(hi) {
@@ -673,13 +660,8 @@ func (d *decoder) duration(m map[string]any, path []string, k string, lo, hi tim
 }
 
 func (d *decoder) addresses(m map[string]any, path []string, k string) ([]string, bool) {
-	v, ok := m[k]
+	list, ok := value[[]any](d, m, path, k, "a list of IP addresses")
 	if !ok {
-		return nil, false
-	}
-	list, ok := v.([]any)
-	if !ok {
-		d.wrongType(path, k, "a list of IP addresses", v)
 		return nil, false
 	}
 	addrs := make([]string, 0, len(list))
