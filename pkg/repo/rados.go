@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -210,15 +212,8 @@ func (b *radosBackend) omap(prefix string) (map[string][]byte, error) {
 }
 
 func (b *radosBackend) RevisionIDs() ([]string, error) {
-	m, err := b.omap(omapRev)
-	if err != nil {
-		return nil, err
-	}
-	ids := make([]string, 0, len(m))
-	for k := range m {
-		ids = append(ids, strings.TrimPrefix(k, omapRev))
-	}
-	return ids, nil
+	m, err := b.listMeta()
+	return slices.Collect(maps.Keys(m)), err
 }
 
 // listMeta returns every revision's metadata in one read (Repo.ScanRevisions).
