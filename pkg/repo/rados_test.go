@@ -157,6 +157,17 @@ func TestRadosRepository(t *testing.T) {
 		}
 	}
 
+	// damaged metadata is listed as damage of its revision
+	if err := a.b.WriteMeta("damaged", []byte("{")); err != nil {
+		t.Fatal(err)
+	}
+	if revs, bad, err := a.ScanRevisions(); err != nil || len(revs) != 1 || len(bad) != 1 || DamagedID(bad[0]) != "damaged" {
+		t.Fatalf("scan with damaged metadata: %v, %v, %v", revs, bad, err)
+	}
+	if rb := a.b.(*radosBackend); rb.io.RmOmapKeys(rb.jobObj(), []string{omapRev + "damaged"}) != nil {
+		t.Fatal("removing the damaged metadata failed")
+	}
+
 	// damage and loss behind backy's back are found on read
 	if _, err := cephtest.Rados(conf, []byte("junk"), "-p", pool, "put", "chunk."+hs[0].String(), "-"); err != nil {
 		t.Fatal(err)

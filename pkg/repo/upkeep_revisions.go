@@ -3,7 +3,9 @@ package repo
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -17,21 +19,31 @@ import (
 // and one error per file that could not be read (a *RevisionError), so
 // verify can report every damaged file and still check the rest.
 func (r *Repo) ScanRevisions() ([]*Revision, []error, error) {
+	var ids []string
+	var err error
+	readMeta := r.b.ReadMeta
 	if ml, ok := r.b.(metaLister); ok {
-		return r.scanListed(ml)
-	}
-	ids, err := r.b.RevisionIDs()
-	if err != nil {
+		var metas map[string][]byte
+		if metas, err = ml.listMeta(); err != nil {
+			return nil, nil, err
+		}
+		ids = slices.Collect(maps.Keys(metas))
+		readMeta = func(id string) ([]byte, error) { return metas[id], nil }
+	} else if ids, err = r.b.RevisionIDs(); err != nil {
 		return nil, nil, err
 	}
 	var revs []*Revision
 	var bad []error
 	for _, id := range ids {
-		rev, err := r.readRevision(id)
+		b, err := readMeta(id)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // removed since it was listed
+		}
+		var rev *Revision
+		if err == nil {
+			rev, err = decodeRevision(b, r.objName(id, ".rev"), id, r.format == legacyFormat)
+		}
 		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				continue // removed since it was listed
-			}
 			bad = append(bad, &RevisionError{ID: id, Err: err})
 			continue
 		}
@@ -45,25 +57,6 @@ func (r *Repo) ScanRevisions() ([]*Revision, []error, error) {
 // (RADOS: one omap read instead of one per revision).
 type metaLister interface {
 	listMeta() (map[string][]byte, error)
-}
-
-func (r *Repo) scanListed(ml metaLister) ([]*Revision, []error, error) {
-	metas, err := ml.listMeta()
-	if err != nil {
-		return nil, nil, err
-	}
-	var revs []*Revision
-	var bad []error
-	for id, b := range metas {
-		rev, err := decodeRevision(b, r.objName(id, ".rev"), id, r.format == legacyFormat)
-		if err != nil {
-			bad = append(bad, err)
-			continue
-		}
-		revs = append(revs, rev)
-	}
-	sortRevisions(revs)
-	return revs, bad, nil
 }
 
 func sortRevisions(revs []*Revision) {
