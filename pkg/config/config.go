@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"time"
@@ -127,12 +128,7 @@ const DefaultWarnCrashRuns = 3
 
 // JobNames returns the job names in order.
 func (c *Config) JobNames() []string {
-	names := make([]string, 0, len(c.Jobs))
-	for name := range c.Jobs {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	return names
+	return slices.Sorted(maps.Keys(c.Jobs))
 }
 
 // Load reads and parses the configuration file at path.

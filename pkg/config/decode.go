@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"net/netip"
@@ -120,7 +121,7 @@ func (d *decoder) config() *Config {
 	c.Global = d.global(d.table(d.root, nil, "global"))
 
 	schedules := d.table(d.root, nil, "schedules")
-	for _, name := range sortedKeys(schedules) {
+	for _, name := range slices.Sorted(maps.Keys(schedules)) {
 		if s, ok := d.schedule(name, schedules[name]); ok {
 			c.Schedules[name] = s
 		}
@@ -128,7 +129,7 @@ func (d *decoder) config() *Config {
 
 	jobs := d.table(d.root, nil, "jobs")
 	dirs := map[string]string{}
-	for _, name := range sortedKeys(jobs) {
+	for _, name := range slices.Sorted(maps.Keys(jobs)) {
 		j, ok := d.job(c, schedules, name, jobs[name])
 		if !ok {
 			continue
@@ -334,7 +335,7 @@ func (d *decoder) schedule(name string, v any) (schedule.Schedule, bool) {
 		d.fail(ErrMissingKey, path, "schedule %q has no tags", name)
 	}
 	var rules []schedule.Rule
-	for _, tag := range sortedKeys(m) {
+	for _, tag := range slices.Sorted(maps.Keys(m)) {
 		tpath := key(path, tag)
 		if err := schedule.CheckTag(tag); err != nil {
 			d.fail(ErrBadValue, tpath, "key %q: a tag must be a letter followed by up to 63 letters, digits, '.', '_' or '-'", toml.Key(tpath).String())
@@ -454,7 +455,7 @@ func (d *decoder) source(path []string, m map[string]any) Source {
 		d.fail(ErrBadValue, k, "key %q: unknown source type %q; want \"file\", \"rbd\" or \"command\"", toml.Key(k).String(), typ)
 		return src
 	}
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if !slices.Contains(allowed, k) {
 			kk := key(path, k)
 			if slices.Contains(knownKeys(), "jobs.NAME.source."+k) {
@@ -542,7 +543,7 @@ func (d *decoder) rbdName(m map[string]any, path []string, k string) (string, bo
 
 // only reports the keys of m that are not in allowed.
 func (d *decoder) only(path []string, m map[string]any, allowed []string) {
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if !slices.Contains(allowed, k) {
 			d.fail(ErrUnknownKey, key(path, k), "unknown key %q", toml.Key(key(path, k)).String())
 		}
@@ -726,15 +727,6 @@ var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
 func key(path []string, k string) []string {
 	return append(slices.Clone(path), k)
-}
-
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 func typeName(v any) string {

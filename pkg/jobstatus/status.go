@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -119,12 +120,7 @@ func Marshal(s *Status) ([]byte, error) {
 	buf.Grow(len(b) + 512*len(s.Jobs))
 	buf.Write(b)
 	buf.WriteString(`"jobs":{`)
-	names := make([]string, 0, len(s.Jobs))
-	for name := range s.Jobs {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for i, name := range names {
+	for i, name := range slices.Sorted(maps.Keys(s.Jobs)) {
 		if i > 0 {
 			buf.WriteByte(',')
 		}
