@@ -244,15 +244,9 @@ func (f *fleetState) lostDuring(ctx context.Context, res *Result) {
 // commands on SIGTERM).
 func stoppedBySignal(err error) bool {
 	var se *StageError
-	if !errors.As(err, &se) {
-		return false
-	}
-	for _, p := range se.Failed {
-		if p.Signal != "" || p.Code == exitcode.Interrupted {
-			return true
-		}
-	}
-	return false
+	return errors.As(err, &se) && slices.ContainsFunc(se.Failed, func(p ProcExit) bool {
+		return p.Signal != "" || p.Code == exitcode.Interrupted
+	})
 }
 
 // retryIn is how long a job whose run could not start waits: a full fleet

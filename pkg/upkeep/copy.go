@@ -134,12 +134,8 @@ func when(rev *repo.Revision) string { return rev.Time.Local().Format(time.DateT
 // isDamage reports whether err is damage of the source's revision, which
 // fails that revision only.
 func isDamage(err error) bool {
-	for _, e := range []error{repo.ErrCorruptChunk, repo.ErrMissingChunk, repo.ErrCorruptIndex, repo.ErrCorruptMeta} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc([]error{repo.ErrCorruptChunk, repo.ErrMissingChunk, repo.ErrCorruptIndex, repo.ErrCorruptMeta},
+		func(e error) bool { return errors.Is(err, e) })
 }
 
 // copySelection picks the revisions of src to copy, oldest first, and the
