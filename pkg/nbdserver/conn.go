@@ -172,9 +172,7 @@ func (c *conn) stop(err error) error {
 // its budget, which the goroutine releases. A request that panics ends its
 // connection, not the server.
 func (c *conn) start(f func()) {
-	c.workers.Add(1)
-	go func() {
-		defer c.workers.Done()
+	c.workers.Go(func() {
 		defer func() {
 			if r := recover(); r != nil {
 				c.log.Error("request handler panicked", "panic", r)
@@ -182,7 +180,7 @@ func (c *conn) start(f func()) {
 			}
 		}()
 		f()
-	}()
+	})
 }
 
 // read serves NBD_CMD_READ. A failed read is an error reply: no byte of it

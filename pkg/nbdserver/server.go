@@ -101,14 +101,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			conns[c] = struct{}{}
 		}
 		mu.Unlock()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			s.handle(c)
 			mu.Lock()
 			delete(conns, c)
 			mu.Unlock()
-		}()
+		})
 	}
 }
 

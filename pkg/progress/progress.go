@@ -145,15 +145,13 @@ func Start(w io.Writer, label string, f Func, opt Options) *Display {
 		return d // no lock, no line: better none than a wrecked one
 	}
 	d.tty = tty
-	d.wg.Add(1)
-	go d.run()
+	d.wg.Go(d.run)
 	return d
 }
 
 // run takes the terminal as soon as it is free, then copies the work's
 // figures into the bar until Stop.
 func (d *Display) run() {
-	defer d.wg.Done()
 	t := time.NewTicker(Refresh / 2)
 	defer t.Stop()
 	for {
