@@ -2,6 +2,8 @@ package cli
 
 import (
 	"os"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,13 +19,7 @@ func GrowPipe(f *os.File) {
 	}
 	size := 1 << 20 // the default /proc/sys/fs/pipe-max-size for unprivileged users
 	if b, err := os.ReadFile("/proc/sys/fs/pipe-max-size"); err == nil {
-		var n int
-		for _, c := range b {
-			if c >= '0' && c <= '9' {
-				n = n*10 + int(c-'0')
-			}
-		}
-		if n > 0 {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && n > 0 {
 			size = min(n, 4<<20)
 		}
 	}
