@@ -37,12 +37,13 @@ func Resolve(revs []*Revision, spec string) (*Revision, error) {
 		}
 	}
 	var found []*Revision
+	var ids []string
 	for _, r := range revs {
 		if r.ID == spec {
 			return r, nil
 		}
 		if strings.HasPrefix(r.ID, spec) {
-			found = append(found, r)
+			found, ids = append(found, r), append(ids, r.ID)
 		}
 	}
 	switch len(found) {
@@ -50,10 +51,6 @@ func Resolve(revs []*Revision, spec string) (*Revision, error) {
 		return nil, fmt.Errorf("%w %q", ErrNoRevision, spec)
 	case 1:
 		return found[0], nil
-	}
-	ids := make([]string, len(found))
-	for i, r := range found {
-		ids[i] = r.ID
 	}
 	return nil, fmt.Errorf("%w %q matches %s", ErrAmbiguous, spec, strings.Join(ids, ", "))
 }
