@@ -311,7 +311,7 @@ func (d *daemon) summary(b *bytes.Buffer, now time.Time) {
 			failing++
 		}
 	}
-	fmt.Fprintf(b, "backy-schedule %s, pid %d, up %s (since %s)\n", d.opt.Version, pidOf(), now.Sub(d.started).Round(time.Second), when(d.started))
+	fmt.Fprintf(b, "backy-schedule %s, pid %d, up %s (since %s)\n", d.opt.Version, os.Getpid(), now.Sub(d.started).Round(time.Second), when(d.started))
 	fmt.Fprintf(b, "config:      %s, loaded %s\n", d.cfg.File, when(d.loaded))
 	fmt.Fprintf(b, "jobs:        %d: %d running, %d queued, %d failing\n", len(d.cfg.Jobs), running, queued, failing)
 	fmt.Fprintf(b, "sla:         %d ok, %d outside, %d without a trusted revision\n", sla[jobstatus.SLAOK], sla[jobstatus.SLAOutside], sla[jobstatus.SLANone])

@@ -273,5 +273,3 @@ func sigName(sig os.Signal) string {
 	}
 	return sig.String()
 }
-
-func pidOf() int { return os.Getpid() }

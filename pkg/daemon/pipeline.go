@@ -106,6 +106,7 @@ func (r *procRunner) run(ctx context.Context, p pipeline, log *os.File) ([]byte,
 	}
 	cmds := make([]*exec.Cmd, len(p))
 	var closeAfterStart []*os.File
+	defer func() { closeAll(closeAfterStart) }() // on the early returns
 	out := &capped{limit: maxStdout, log: log}
 	for i, argv := range p {
 		c := exec.Command(argv[0], argv[1:]...)
@@ -120,7 +121,6 @@ func (r *procRunner) run(ctx context.Context, p pipeline, log *os.File) ([]byte,
 	for i := 0; i < len(cmds)-1; i++ {
 		pr, pw, err := os.Pipe()
 		if err != nil {
-			closeAll(closeAfterStart)
 			return nil, fmt.Errorf("daemon: pipe: %w", err)
 		}
 		cmds[i].Stdout = pw
@@ -131,14 +131,12 @@ func (r *procRunner) run(ctx context.Context, p pipeline, log *os.File) ([]byte,
 
 	if gate, ok := ctx.Value(gateKey{}).(func() error); ok {
 		if err := gate(); err != nil {
-			closeAll(closeAfterStart)
 			return nil, err
 		}
 	}
 	if ctx.Err() != nil {
 		// Stopped before it started (the daemon shuts down, or the
 		// fleet's watch stopped the run): start nothing.
-		closeAll(closeAfterStart)
 		return nil, context.Cause(ctx)
 	}
 	exits := make([]ProcExit, len(cmds))
