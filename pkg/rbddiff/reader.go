@@ -86,9 +86,7 @@ func (r *Reader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if uint64(len(p)) > r.remain {
-		p = p[:r.remain]
-	}
+	p = p[:min(uint64(len(p)), r.remain)]
 	n, err := r.br.Read(p)
 	r.pos += int64(n)
 	r.remain -= uint64(n)
@@ -101,11 +99,7 @@ func (r *Reader) Read(p []byte) (int, error) {
 
 func (r *Reader) skipData() error {
 	for r.remain > 0 {
-		n := r.remain
-		if n > bufSize {
-			n = bufSize
-		}
-		d, err := r.br.Discard(int(n))
+		d, err := r.br.Discard(int(min(r.remain, bufSize)))
 		r.pos += int64(d)
 		r.remain -= uint64(d)
 		if err != nil {
