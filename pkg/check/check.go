@@ -213,13 +213,7 @@ func names(jobs []Job) string {
 }
 
 func byState(jobs []Job, state int) []Job {
-	var out []Job
-	for _, j := range jobs {
-		if j.State == state {
-			out = append(out, j)
-		}
-	}
-	return out
+	return slices.DeleteFunc(slices.Clone(jobs), func(j Job) bool { return j.State != state })
 }
 
 // age writes a duration for people: whole seconds, whole minutes past an
@@ -248,12 +242,7 @@ func plural(n int, one, many string) string {
 // sortedProblems lists the jobs with problems: critical ones first, each
 // group by name.
 func sortedProblems(jobs []Job) []Job {
-	var out []Job
-	for _, j := range jobs {
-		if j.State != OK {
-			out = append(out, j)
-		}
-	}
+	out := slices.DeleteFunc(slices.Clone(jobs), func(j Job) bool { return j.State == OK })
 	slices.SortStableFunc(out, func(a, b Job) int { return b.State - a.State })
 	return out
 }
