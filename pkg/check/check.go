@@ -1,6 +1,7 @@
 package check
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -153,7 +154,7 @@ func judge(in Input, j config.Job) Job {
 	if c := j.Consistency; c != nil && info.CrashRuns >= c.WarnCrashRuns {
 		v.CrashOnly = true
 		warn("the newest %d revisions are only crash-consistent (consistent snapshots are configured): %s",
-			info.CrashRuns, orNone(info.ConsistencyReason))
+			info.CrashRuns, cmp.Or(info.ConsistencyReason, "no reason recorded"))
 	}
 	switch {
 	case in.Status == nil:
@@ -163,13 +164,6 @@ func judge(in Input, j config.Job) Job {
 		warn("%d failed %s in a row, last: %s", st.Failures, plural(st.Failures, "run", "runs"), st.LastError)
 	}
 	return v
-}
-
-func orNone(reason string) string {
-	if reason == "" {
-		return "no reason recorded"
-	}
-	return reason
 }
 
 // judgeDaemon decides whether a daemon is running, from its status file.

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -195,7 +196,7 @@ func (d *daemon) startDue(now time.Time) {
 		if l.manual {
 			how = " by hand"
 		}
-		d.log.Info(fmt.Sprintf("%s: run started%s with tags %s", l.job.Name, how, joinTags(l.tags)))
+		d.log.Info(fmt.Sprintf("%s: run started%s with tags %s", l.job.Name, how, cmp.Or(strings.Join(l.tags, ","), "(none)")))
 		go d.execute(l)
 	}
 }
@@ -258,13 +259,6 @@ func (d *daemon) writeStatus(now time.Time, stopped bool) {
 	if err := jobstatus.Write(g.StatusFile, st); err != nil {
 		d.log.Info(fmt.Sprintf("%v", err))
 	}
-}
-
-func joinTags(tags []string) string {
-	if len(tags) == 0 {
-		return "(none)"
-	}
-	return strings.Join(tags, ",")
 }
 
 func sigName(sig os.Signal) string {

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"regexp"
@@ -95,7 +96,7 @@ func (s *scheduler) writeJobs(w io.Writer, re *regexp.Regexp, now time.Time) int
 			next = "since " + when(js.RunningSince)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", name, state(js), js.SLA, when(js.LastRun),
-			orDash(js.LastResult), when(js.LastSuccess), next, orDash(strings.Join(js.NextTags, ",")),
+			cmp.Or(js.LastResult, "-"), when(js.LastSuccess), next, cmp.Or(strings.Join(js.NextTags, ","), "-"),
 			js.Failures, when(js.NewestTrusted), consistencyCell(js))
 	}
 	tw.Flush()
@@ -112,7 +113,7 @@ func consistencyCell(js jobstatus.Job) string {
 	case js.Consistency == "crash" && js.CrashRuns > 1:
 		return fmt.Sprintf("crash x%d", js.CrashRuns)
 	}
-	return orDash(js.Consistency)
+	return cmp.Or(js.Consistency, "-")
 }
 
 func when(t time.Time) string {
@@ -120,11 +121,4 @@ func when(t time.Time) string {
 		return "-"
 	}
 	return t.Local().Format(logTime)
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

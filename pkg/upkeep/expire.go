@@ -1,6 +1,7 @@
 package upkeep
 
 import (
+	"cmp"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -114,9 +115,4 @@ func Expire(r *repo.Repo, s schedule.Schedule, dryRun bool, opt Options) ([]sche
 	return changes, nil
 }
 
-func tagList(tags []string) string {
-	if len(tags) == 0 {
-		return "no tags"
-	}
-	return strings.Join(tags, ",")
-}
+func tagList(tags []string) string { return cmp.Or(strings.Join(tags, ","), "no tags") }
