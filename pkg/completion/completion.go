@@ -5,6 +5,7 @@
 package completion
 
 import (
+	"cmp"
 	"os"
 	"slices"
 	"strings"
@@ -31,10 +32,7 @@ func Predictors() map[string]complete.Predictor {
 // connect to a cluster.
 func Revisions(a complete.Args) []string {
 	specs := []string{"latest", "last"}
-	loc := flagValue(line(a), "-b", "--base")
-	if loc == "" {
-		loc = "."
-	}
+	loc := cmp.Or(flagValue(line(a), "-b", "--base"), ".")
 	if repo.IsRados(loc) {
 		return specs
 	}
@@ -62,10 +60,7 @@ func Revisions(a complete.Args) []string {
 // Jobs lists the job names of the configuration that -c (or --config)
 // names on the command line, else of /etc/backy.conf.
 func Jobs(a complete.Args) []string {
-	path := flagValue(line(a), "-c", "--config")
-	if path == "" {
-		path = config.DefaultPath
-	}
+	path := cmp.Or(flagValue(line(a), "-c", "--config"), config.DefaultPath)
 	cfg, err := config.Load(path)
 	if err != nil {
 		return nil

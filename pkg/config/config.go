@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"maps"
@@ -151,8 +152,6 @@ func Load(path string) (*Config, error) {
 // Parse parses and validates a configuration; name is used in errors. The
 // error, if any, is a List of every problem found.
 func Parse(name string, data []byte) (*Config, error) {
-	if name == "" {
-		name = "<input>"
-	}
+	name = cmp.Or(name, "<input>")
 	return decode(name, data)
 }

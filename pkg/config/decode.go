@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -687,9 +688,7 @@ func (d *decoder) listen(path []string, k, s string) string {
 		if host, port, err = net.SplitHostPort(s); err != nil {
 			host = "!"
 		}
-		if host == "" {
-			host = "127.0.0.1"
-		}
+		host = cmp.Or(host, "127.0.0.1")
 	}
 	a, aerr := netip.ParseAddr(host)
 	n, perr := strconv.Atoi(port)

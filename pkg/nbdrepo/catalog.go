@@ -1,6 +1,7 @@
 package nbdrepo
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -51,10 +52,7 @@ func New(r *repo.Repo, opt Options) (*Catalog, error) {
 	if err != nil {
 		return nil, err
 	}
-	log := opt.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := cmp.Or(opt.Logger, slog.New(slog.DiscardHandler))
 	return &Catalog{r: r, lock: lock, log: log,
 		cache: newChunkCache(opt.CacheChunks, readAheadLoads(opt.CacheChunks), r.ReadChunk)}, nil
 }

@@ -1,6 +1,7 @@
 package nbdrepo
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,10 +30,7 @@ type ServeOptions struct {
 // Serve opens the repository, takes its chunks lock shared, listens and
 // serves its revisions until ctx is cancelled, which is a clean stop (nil).
 func Serve(ctx context.Context, opt ServeOptions) error {
-	log := opt.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := cmp.Or(opt.Logger, slog.New(slog.DiscardHandler))
 	r, err := repo.Open(opt.Dir, opt.Open...)
 	if err != nil {
 		return err
@@ -53,10 +51,7 @@ func Serve(ctx context.Context, opt ServeOptions) error {
 	if ip := net.ParseIP(opt.Host); opt.Socket == "" && (ip == nil || !ip.IsLoopback()) {
 		log.Warn("listening beyond loopback: NBD has no authentication or encryption, whoever reaches this address can read every revision", "addr", ln.Addr().String())
 	}
-	cache := opt.CacheChunks
-	if cache == 0 {
-		cache = DefaultCacheChunks
-	}
+	cache := cmp.Or(opt.CacheChunks, DefaultCacheChunks)
 	log.Info("serving repository", "repository", r.Location(), "revisions", len(revs), "cache_mib", cache*repo.ChunkSize>>20)
 	err = nbdserver.New(cat, nbdserver.Options{COW: opt.COW, Logger: log}).Serve(ctx, ln)
 	st, held := cat.Stats()

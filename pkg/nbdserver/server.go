@@ -1,6 +1,7 @@
 package nbdserver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -39,9 +40,7 @@ type Server struct {
 
 // New returns a Server for cat.
 func New(cat Catalog, opts Options) *Server {
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
+	opts.Logger = cmp.Or(opts.Logger, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	return &Server{cat: cat, opts: opts, log: opts.Logger}
 }
 

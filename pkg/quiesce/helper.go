@@ -2,6 +2,7 @@ package quiesce
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -124,9 +125,7 @@ func serve(in io.Reader, out io.Writer, s *spec, log *slog.Logger) error {
 	cancel()
 	switch {
 	case err != nil:
-		if why == "" {
-			why = "freeze failed"
-		}
+		why = cmp.Or(why, "freeze failed")
 		log.Info(fmt.Sprintf("freeze failed after %s: %v; thawing", since(start), err))
 		reply("failed %s", oneLine(err.Error()))
 	case why != "":

@@ -1,6 +1,7 @@
 package rbd
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -98,9 +99,7 @@ func Backup(ctx context.Context, e Engine, out io.Writer, opt Options) (*Result,
 		}
 		q := opt.Quiesce
 		q.Env = append(q.Env, "BACKY_JOB="+opt.Job, "BACKY_POOL="+img.Pool, "BACKY_IMAGE="+img.Name, "BACKY_SNAPSHOT="+img.Snap)
-		if q.Log == nil {
-			q.Log = opt.Log
-		}
+		q.Log = cmp.Or(q.Log, opt.Log)
 		qr, err := quiesce.Snapshot(ctx, q, snapshotter{e, img})
 		if err != nil {
 			return nil, err

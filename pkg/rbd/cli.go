@@ -35,10 +35,7 @@ func (c *CLI) Name() string { return "cli" }
 func (c *CLI) Close() error { return nil }
 
 func (c *CLI) command(ctx context.Context, args ...string) (*exec.Cmd, *tail) {
-	prog := c.Command
-	if prog == "" {
-		prog = "rbd"
-	}
+	prog := cmp.Or(c.Command, "rbd")
 	var global []string
 	if c.Conf != "" {
 		global = append(global, "-c", c.Conf)

@@ -1,6 +1,7 @@
 package rbd
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -29,10 +30,7 @@ func Convert(ctx context.Context, in io.Reader, out io.Writer, opt ConvertOption
 	if err != nil {
 		return extent.Summary{}, err
 	}
-	hdr := extent.Header{Kind: extent.Full, Source: opt.Source, Snapshot: h.ToSnap}
-	if hdr.Source == "" {
-		hdr.Source = "rbd-diff"
-	}
+	hdr := extent.Header{Kind: extent.Full, Source: cmp.Or(opt.Source, "rbd-diff"), Snapshot: h.ToSnap}
 	if h.FromSnap != "" {
 		hdr.Kind, hdr.Base = extent.Differential, h.FromSnap
 	}

@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 	"strings"
@@ -15,9 +16,7 @@ import (
 //	ID             an exact id
 //	PREFIX         the one revision whose id starts with PREFIX
 func Resolve(revs []*Revision, spec string) (*Revision, error) {
-	if spec == "" {
-		spec = "latest"
-	}
+	spec = cmp.Or(spec, "latest")
 	if len(revs) == 0 {
 		return nil, fmt.Errorf("%w %q: the repository has no revisions", ErrNoRevision, spec)
 	}

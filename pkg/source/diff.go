@@ -1,6 +1,7 @@
 package source
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -32,9 +33,7 @@ type fileBase struct {
 // are compared by content, so a base of another file (an LVM snapshot with
 // a new name each day, say) costs only what differs, and is never wrong.
 func chooseFileBase(dir string, open []repo.Option, size int64, log *slog.Logger) (*fileBase, error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = cmp.Or(log, slog.New(slog.DiscardHandler))
 	r, rev, err := repo.NewestRevision(dir, open...)
 	if err != nil {
 		return nil, err
