@@ -26,10 +26,10 @@ type guestAgent struct {
 // may have left frozen, freezes, and checks that the status is "frozen".
 func (g guestAgent) Freeze(ctx context.Context) error {
 	return g.session(ctx, func(c *qgaConn) error {
-		if err := c.call("guest-fsfreeze-thaw", nil); err != nil {
+		if err := c.call("guest-fsfreeze-thaw"); err != nil {
 			return err
 		}
-		if err := c.call("guest-fsfreeze-freeze", nil); err != nil {
+		if err := c.call("guest-fsfreeze-freeze"); err != nil {
 			return err
 		}
 		return c.status("frozen")
@@ -39,7 +39,7 @@ func (g guestAgent) Freeze(ctx context.Context) error {
 // Thaw thaws and checks that the status is "thawed".
 func (g guestAgent) Thaw(ctx context.Context) error {
 	return g.session(ctx, func(c *qgaConn) error {
-		if err := c.call("guest-fsfreeze-thaw", nil); err != nil {
+		if err := c.call("guest-fsfreeze-thaw"); err != nil {
 			return err
 		}
 		return c.status("thawed")
@@ -50,7 +50,7 @@ func (g guestAgent) Thaw(ctx context.Context) error {
 func (g guestAgent) Status(ctx context.Context) (string, error) {
 	var s string
 	err := g.session(ctx, func(c *qgaConn) error {
-		return c.callResult("guest-fsfreeze-status", nil, &s)
+		return c.callResult("guest-fsfreeze-status", &s)
 	})
 	return s, err
 }
@@ -117,17 +117,13 @@ func (c *qgaConn) sync() error {
 	return fmt.Errorf("guest-sync: no reply with id %d", id)
 }
 
-func (c *qgaConn) call(cmd string, args any) error {
+func (c *qgaConn) call(cmd string) error {
 	var ignore json.RawMessage
-	return c.callResult(cmd, args, &ignore)
+	return c.callResult(cmd, &ignore)
 }
 
-func (c *qgaConn) callResult(cmd string, args, result any) error {
-	req := map[string]any{"execute": cmd}
-	if args != nil {
-		req["arguments"] = args
-	}
-	if err := c.enc.Encode(req); err != nil {
+func (c *qgaConn) callResult(cmd string, result any) error {
+	if err := c.enc.Encode(map[string]string{"execute": cmd}); err != nil {
 		return fmt.Errorf("%s: %w", cmd, err)
 	}
 	var r qgaReply
@@ -145,7 +141,7 @@ func (c *qgaConn) callResult(cmd string, args, result any) error {
 
 func (c *qgaConn) status(want string) error {
 	var s string
-	if err := c.callResult("guest-fsfreeze-status", nil, &s); err != nil {
+	if err := c.callResult("guest-fsfreeze-status", &s); err != nil {
 		return err
 	}
 	if s != want {

@@ -38,12 +38,10 @@ type Mismatch struct {
 }
 
 func (m Mismatch) String() string {
-	switch {
-	case m.Detail != "":
+	if m.Detail != "" {
 		return fmt.Sprintf("offset %d: %s", m.Offset, m.Detail)
-	default:
-		return fmt.Sprintf("offset %d: the %d bytes there differ from the stream, the first at %d", m.Offset, m.Length, m.First)
 	}
+	return fmt.Sprintf("offset %d: the %d bytes there differ from the stream, the first at %d", m.Offset, m.Length, m.First)
 }
 
 // VerifyAgainst compares the extent stream in (a sample or full stream,
