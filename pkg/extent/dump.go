@@ -57,16 +57,11 @@ type (
 		Reason      string  `json:"reason,omitempty"`
 		Frozen      float64 `json:"frozen_seconds,omitempty"`
 	}
-	dumpData struct {
+	dumpRecord struct {
 		Type   string `json:"type"`
 		Offset int64  `json:"offset"`
 		Length int64  `json:"length"`
-		CRC    string `json:"crc"`
-	}
-	dumpZero struct {
-		Type   string `json:"type"`
-		Offset int64  `json:"offset"`
-		Length int64  `json:"length"`
+		CRC    string `json:"crc,omitempty"` // data records only
 	}
 	dumpEnd struct {
 		Type    string `json:"type"`
@@ -110,11 +105,11 @@ func (d *dumper) dump(r io.Reader) error {
 func (d *dumper) record(rec *Record) {
 	switch {
 	case rec.Type == Data && d.asJSON:
-		d.encode(dumpData{"data", rec.Offset, rec.Length, fmt.Sprintf("%08x", recordChecksum(rec))})
+		d.encode(dumpRecord{"data", rec.Offset, rec.Length, fmt.Sprintf("%08x", recordChecksum(rec))})
 	case rec.Type == Data:
 		d.printf("data offset=%d length=%d crc=%08x\n", rec.Offset, rec.Length, recordChecksum(rec))
 	case d.asJSON:
-		d.encode(dumpZero{"zero", rec.Offset, rec.Length})
+		d.encode(dumpRecord{"zero", rec.Offset, rec.Length, ""})
 	default:
 		d.printf("zero offset=%d length=%d\n", rec.Offset, rec.Length)
 	}
