@@ -208,11 +208,9 @@ func (c *conn) read(r request) {
 	}
 	c.stats.reads.Add(1)
 	c.stats.readBytes.Add(int64(r.length))
-	if !c.structured {
-		c.send(simpleHeader(r.handle, 0), p)
-		return
-	}
 	switch {
+	case !c.structured:
+		c.send(simpleHeader(r.handle, 0), p)
 	case r.length == 0:
 		c.send(chunkHeader(r.handle, replyTypeNone, 0))
 	case extent.IsZero(p):
