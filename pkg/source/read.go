@@ -2,12 +2,13 @@ package source
 
 import (
 	"context"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"sync"
 
 	"github.com/backy/backy/pkg/extent"
 	"github.com/backy/backy/pkg/repo"
-	"math/rand/v2"
-	"sort"
-	"sync"
 )
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, repo.ChunkSize); return &b }}
@@ -112,12 +113,7 @@ func SampleBlocks(size int64, percent float64, seed uint64) []int64 {
 	for int64(len(chosen)) < k {
 		chosen[r.Int64N(nblocks)] = true
 	}
-	list := make([]int64, 0, k)
-	for n := range chosen {
-		list = append(list, n)
-	}
-	sort.Slice(list, func(i, j int) bool { return list[i] < list[j] })
-	return list
+	return slices.Sorted(maps.Keys(chosen))
 }
 
 // skip reads and discards a pipe's bytes up to off.
