@@ -42,6 +42,7 @@ log() { echo "bench: $*" >&2; }
 bin=$(mktemp -d)
 T=$(mktemp -d "$W/mount.XXXXXX")
 out=$(mktemp -d /dev/shm/backy-bench.XXXXXX 2>/dev/null || mktemp -d "$T/out.XXXXXX")
+out_fs=$(df --output=fstype "$out" | tail -1)
 mpid=
 cleanup() {
 	[ -n "$mpid" ] && kill "$mpid" 2>/dev/null && wait "$mpid" 2>/dev/null
@@ -162,7 +163,7 @@ cratio=$(echo "scale=2; $cf / $cb" | bc)
 cat <<MD
 ### backy-nbd mount ($(date -u +%Y-%m-%d), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))
 
-Image: $img_size ext4 with $data_mib MiB of files; copies into $(df --output=fstype "$out" | tail -1); $runs runs each, medians.
+Image: $img_size ext4 with $data_mib MiB of files; copies into $out_fs; $runs runs each, medians.
 
 | what | figure | target |
 | --- | --- | --- |
