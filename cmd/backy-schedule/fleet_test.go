@@ -107,6 +107,14 @@ func newFleetRig(t *testing.T) *fleetRig {
 			t.Skipf("%s missing (scripts/deps.sh installs it)", tool)
 		}
 	}
+	others := removeFaketimeLeftovers(t) // those of earlier runs that were killed
+	t.Cleanup(func() {
+		// after the daemons' own clean-ups (t.Cleanup runs last first)
+		alive := slices.DeleteFunc(removeFaketimeLeftovers(t), func(pid int) bool { return slices.Contains(others, pid) })
+		if len(alive) > 0 {
+			t.Errorf("processes under faketime outlived the test: pids %v", alive)
+		}
+	})
 	r := &fleetRig{t: t, dir: t.TempDir(), cephConf: cephConf, daemons: map[string]*daemontest.Daemon{}, uids: map[string]int{}}
 	r.pool = cephtest.Pool(t, cephConf, fmt.Sprintf("fleet-%d", os.Getpid()))
 	r.storeLog = filepath.Join(r.dir, "stores.log")
@@ -126,6 +134,43 @@ func newFleetRig(t *testing.T) *fleetRig {
 	}
 	os.WriteFile(filepath.Join(r.dir, "jobs.conf"), []byte(b.String()), 0o644)
 	return r
+}
+
+// faketimeShm names the shared memory and semaphore libfaketime makes for
+// each process it is preloaded into (PID, the process's); a process that
+// exits removes its own, one that is killed leaves them in /dev/shm.
+var faketimeShm = regexp.MustCompile(`^(?:faketime_shm_|sem\.faketime_sem_)(\d+)$`)
+
+// removeFaketimeLeftovers removes libfaketime's files of processes that
+// are gone (the faked member is killed with SIGKILL, and with it the
+// processes of its runs) and returns the pids of those still running
+// (or that this user may not look at).
+func removeFaketimeLeftovers(t *testing.T) (alive []int) {
+	t.Helper()
+	names, err := os.ReadDir("/dev/shm")
+	if err != nil {
+		return nil
+	}
+	for _, n := range names {
+		m := faketimeShm.FindStringSubmatch(n.Name())
+		if m == nil {
+			continue
+		}
+		pid, _ := strconv.Atoi(m[1])
+		// the pid may be another process's (or thread's) by now: only
+		// one with libfaketime mapped is the one that made the files
+		maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+		if os.IsPermission(err) || err == nil && strings.Contains(string(maps), "libfaketime") {
+			if !slices.Contains(alive, pid) {
+				alive = append(alive, pid)
+			}
+			continue
+		}
+		if err := os.Remove(filepath.Join("/dev/shm", n.Name())); err != nil && !os.IsNotExist(err) {
+			t.Errorf("removing libfaketime's leftover: %v", err)
+		}
+	}
+	return alive
 }
 
 func (r *fleetRig) conf(member string) string { return filepath.Join(r.dir, member+".conf") }
@@ -655,5 +700,51 @@ func TestFleetOverlapJudge(t *testing.T) {
 	}
 	if got := startedBeside(stores, "d1", at(1), nil); len(got) != 2 || !strings.HasPrefix(got[1], "c at") {
 		t.Errorf("started beside, d3 not killed: %q; want b's and c's", got)
+	}
+}
+
+// TestFaketimeLeftoversRemoved: the files of a process under libfaketime
+// stay while it runs, and go once it was killed.
+func TestFaketimeLeftoversRemoved(t *testing.T) {
+	lib, _ := filepath.Glob("/usr/lib/*/faketime/libfaketime.so.1")
+	if len(lib) == 0 {
+		if os.Getenv(cephtest.RequireEnv) != "" {
+			t.Fatal("libfaketime.so.1 missing (scripts/deps.sh installs faketime)")
+		}
+		t.Skip("libfaketime.so.1 missing (scripts/deps.sh installs faketime)")
+	}
+	cmd := exec.Command("sleep", "30")
+	cmd.Env = append(os.Environ(), "LD_PRELOAD="+lib[0], "FAKETIME=+2h")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	pid := cmd.Process.Pid
+	files := []string{fmt.Sprintf("/dev/shm/faketime_shm_%d", pid), fmt.Sprintf("/dev/shm/sem.faketime_sem_%d", pid)}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(files[0]); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("libfaketime made no %s", files[0])
+		}
+	}
+	if alive := removeFaketimeLeftovers(t); !slices.Contains(alive, pid) {
+		t.Errorf("running pid %d not reported alive: %v", pid, alive)
+	}
+	for _, f := range files {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("a running process's file was removed: %v", err)
+		}
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if alive := removeFaketimeLeftovers(t); slices.Contains(alive, pid) {
+		t.Errorf("killed pid %d reported alive", pid)
+	}
+	for _, f := range files {
+		if _, err := os.Stat(f); !os.IsNotExist(err) {
+			t.Errorf("%s left after its process was killed: %v", f, err)
+		}
 	}
 }
