@@ -64,16 +64,15 @@ func (e *export) ReadAt(p []byte, off int64) (int, error) {
 		k := pos / repo.ChunkSize
 		in := int(pos % repo.ChunkSize)
 		n := min(len(p)-done, repo.ChunkSize-in)
-		h := e.ix.Hashes[k]
-		if h.IsZero() {
+		if e.ix.Hashes[k].IsZero() {
 			clear(p[done : done+n])
 		} else {
 			if e.follows(e.last.Load(), k, pos) {
 				e.prefetch(k) // before k is loaded, so both run at once
 			}
-			ent, err := e.c.cache.get(h)
+			ent, err := e.load(k)
 			if err != nil {
-				return done, fmt.Errorf("%w (revision %s, chunk %d at offset %d)", err, e.rev.ID, k, k*repo.ChunkSize)
+				return done, err
 			}
 			copy(p[done:done+n], ent.data[in:in+n])
 			e.c.cache.release(ent)
@@ -82,6 +81,16 @@ func (e *export) ReadAt(p []byte, off int64) (int, error) {
 		done += n
 	}
 	return len(p), eof
+}
+
+// load returns data chunk k, pinned (release it), from the cache or loaded
+// and verified; its error names the chunk, revision and offset.
+func (e *export) load(k int64) (*entry, error) {
+	ent, err := e.c.cache.get(e.ix.Hashes[k])
+	if err != nil {
+		return nil, fmt.Errorf("%w (revision %s, chunk %d at offset %d)", err, e.rev.ID, k, k*repo.ChunkSize)
+	}
+	return ent, nil
 }
 
 // zeroChunk is what View shows of a zero chunk.
@@ -97,14 +106,13 @@ func (e *export) View(off int64, n int, fn func(p []byte)) error {
 	if off < 0 || n < 0 || in+n > repo.ChunkSize || off+int64(n) > e.ix.Size {
 		return fmt.Errorf("%w: %d bytes at %d", errView, n, off)
 	}
-	h := e.ix.Hashes[k]
-	if h.IsZero() {
+	if e.ix.Hashes[k].IsZero() {
 		fn(zeroChunk[in : in+n])
 		return nil
 	}
-	ent, err := e.c.cache.get(h)
+	ent, err := e.load(k)
 	if err != nil {
-		return fmt.Errorf("%w (revision %s, chunk %d at offset %d)", err, e.rev.ID, k, k*repo.ChunkSize)
+		return err
 	}
 	defer e.c.cache.release(ent)
 	fn(ent.data[in : in+n])
