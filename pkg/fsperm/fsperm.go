@@ -161,7 +161,15 @@ func (m Mode) Restrict(path string) error {
 // file in tmpDir is written, synced and renamed over path, then path's
 // directory is synced. Readers see the old file or the new one, never a
 // part, and neither a crash nor a power cut leaves an empty or half file.
+// Its errors name path (the temporary file is gone by then).
 func (m Mode) WriteFile(tmpDir, path string, data []byte) error {
+	if err := m.writeFile(tmpDir, path, data); err != nil {
+		return fmt.Errorf("fsperm: writing %s: %w", path, err)
+	}
+	return nil
+}
+
+func (m Mode) writeFile(tmpDir, path string, data []byte) error {
 	f, err := os.CreateTemp(tmpDir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err

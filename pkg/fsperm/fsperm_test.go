@@ -4,6 +4,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -61,5 +62,45 @@ func TestModesWhateverTheUmask(t *testing.T) {
 		if st, _ := os.Stat(p); st.Mode().Perm() != 0o700 {
 			t.Errorf("%s: %v, want 0700", p, st.Mode().Perm())
 		}
+	}
+}
+
+// TestWriteFile: the file gets the mode of its directory and replaces the
+// old one whole; the temporary file (in another directory here, as
+// repo's tmp/) is gone after success and after a failed rename, which
+// leaves what was there and names the path.
+func TestWriteFile(t *testing.T) {
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	dir := t.TempDir()
+	shared, tmp := filepath.Join(dir, "shared"), filepath.Join(dir, "tmp")
+	os.Mkdir(shared, 0o750)
+	os.Chmod(shared, 0o750)
+	os.Mkdir(tmp, 0o700)
+	m := Of(shared)
+	path := filepath.Join(shared, "meta")
+	for _, data := range []string{"first", "second, longer"} {
+		if err := m.WriteFile(tmp, path, []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := os.ReadFile(path); err != nil || string(b) != data {
+			t.Errorf("%s holds %q, %v; want %q", path, b, err, data)
+		}
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o640 {
+			t.Errorf("%s: mode %v, %v; want 0640", path, fi.Mode().Perm(), err)
+		}
+	}
+	target := filepath.Join(shared, "adir") // a rename over a directory fails
+	os.Mkdir(target, 0o750)
+	os.WriteFile(filepath.Join(target, "x"), nil, 0o600)
+	err := m.WriteFile(tmp, target, []byte("x"))
+	if err == nil || !strings.Contains(err.Error(), "fsperm: writing "+target+": ") {
+		t.Errorf("write over a directory: %v, want an error naming %s", err, target)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+	if _, err := os.Stat(filepath.Join(target, "x")); err != nil {
+		t.Errorf("the failed write changed %s: %v", target, err)
 	}
 }
