@@ -44,10 +44,11 @@ var MaxCompressed = func() int {
 	return e.MaxEncodedSize(ChunkSize)
 }()
 
-// Compress appends the stored form of chunk p to dst. A dst reused from
-// call to call should have a capacity of MaxCompressed: the encoder
-// appends a block at a time, so one grown from nothing makes about four
-// times its final size of garbage on the way.
+// Compress writes the stored form of chunk p into dst's memory (from
+// dst[:0]) and returns it. A dst reused from call to call should have a
+// capacity of MaxCompressed: the encoder appends a block at a time, so one
+// grown from nothing makes about four times its final size of garbage on
+// the way.
 func Compress(dst, p []byte) []byte {
 	e := encoders.Get().(*zstd.Encoder)
 	defer encoders.Put(e)
