@@ -11,6 +11,7 @@ import (
 
 	"github.com/backy/backy/pkg/exitcode"
 	"github.com/backy/backy/pkg/extent"
+	"github.com/backy/backy/pkg/fsperm"
 	"github.com/backy/backy/pkg/progress"
 	"github.com/backy/backy/pkg/repo"
 	"golang.org/x/sys/unix"
@@ -100,6 +101,11 @@ func ToPath(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Inde
 		return fmt.Errorf("restore: %w", err)
 	}
 	ok = true
+	// the rename too: after a power cut the restored file is there, not
+	// the old one or none
+	if err := fsperm.Sync(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
 	return nil
 }
 

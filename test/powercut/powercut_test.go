@@ -734,6 +734,36 @@ func TestStoreFsyncsReachSimulator(t *testing.T) {
 	}
 }
 
+// A restore to a file makes the file and its rename into place durable:
+// both the file and its directory are synced.
+func TestRestoreFsyncsReachSimulator(t *testing.T) {
+	r := newRun(t)
+	r.store(1, true, day(1))
+	if err := os.Mkdir(filepath.Join(r.sim.Dir(), "out"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rp, err := repo.Open(r.repoDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := rp.Find("latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := rp.Index(rev.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := restore.ToPath(context.Background(), rp, rev, ix, filepath.Join(r.sim.Dir(), "out", "vm.img"), restore.Options{Workers: 2}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"out/vm.img", "out"} {
+		if n, err := r.sim.Fsyncs(p); err != nil || n == 0 {
+			t.Errorf("%s: %d fsyncs (%v), want at least one", p, n, err)
+		}
+	}
+}
+
 // A store that fails after its chunks are in chunks/ but before they are
 // durable (here: the fsync of a chunk directory fails, as it would for a
 // store killed at that moment) leaves chunks the next store finds and
