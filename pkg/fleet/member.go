@@ -201,8 +201,12 @@ func (m *Member) Confirm(job string) error {
 		}
 		// A renewal that timed out may have been applied or not: the
 		// job stays held with its last renewal, and the next tick's
-		// renewal tells (dropping it would make this daemon wait out
-		// its own lease before taking the job again).
+		// renewal tells. Dropping it would signal an ownership change
+		// and make the daemon take the job over again (re-reading its
+		// repository) when the lease was this daemon's all along.
+		if timedOut(err) {
+			return fmt.Errorf("%w: %s: %w", ErrLeaseStale, job, err)
+		}
 		return fmt.Errorf("%w: %s: %w", ErrNotOwner, job, err)
 	}
 	m.mu.Lock()

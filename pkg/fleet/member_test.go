@@ -425,11 +425,23 @@ func TestConfirmTimesOut(t *testing.T) {
 	defer m.Leave()
 	waitUntil(t, 5*lease, "m1 owning a", func() bool { return m.Owns("a") })
 	fault := func(string) error { return timeoutErr{} }
+	select { // the take's signal
+	case <-m.Changed():
+	default:
+	}
 	renewFault.Store(&fault)
 	err := m.Confirm("a")
 	renewFault.Store(nil)
-	if !errors.Is(err, ErrNotOwner) {
-		t.Fatalf("Confirm with a timed-out renewal: %v", err)
+	if !errors.Is(err, ErrLeaseStale) {
+		t.Fatalf("Confirm with a timed-out renewal: %v, want %v", err, ErrLeaseStale)
+	}
+	if !slices.Contains(m.Owned(), "a") {
+		t.Errorf("a timed-out Confirm dropped the job: owned %v", m.Owned())
+	}
+	select {
+	case <-m.Changed():
+		t.Error("a timed-out Confirm signalled an ownership change")
+	default:
 	}
 	took := waitUntil(t, 2*lease, "Confirm of a succeeding again", func() bool {
 		if m.Confirm("a") != nil {
