@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/backy/backy/internal/clitest"
+	"github.com/backy/backy/internal/freezetest"
 	"github.com/backy/backy/pkg/rbd/cephtest"
 	"github.com/backy/backy/pkg/repo"
 )
@@ -177,16 +178,7 @@ func (r *fleetRig) cutOff(uid int) (heal func()) {
 
 func TestFleetCutOff(t *testing.T) {
 	r := newFleetRig(t)
-	if _, err := exec.LookPath("iptables"); err != nil || os.Geteuid() != 0 {
-		msg := "iptables missing (scripts/deps.sh installs it)"
-		if err == nil {
-			msg = "not root: cutting a member off needs iptables rules"
-		}
-		if os.Getenv(cephtest.RequireEnv) != "" && os.Geteuid() == 0 {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	needTools(t, true, "iptables")
 	removeStaleRules(t)
 	const cut = "d3"
 	uid := r.ownUID(cut)
@@ -413,7 +405,7 @@ func TestFleetCutOff(t *testing.T) {
 // ufw-before-output accepts -o lo): its rule goes first. heal lets them
 // through again.
 func TestCutOffRuleGoesFirst(t *testing.T) {
-	needRules(t, "iptables", "setpriv")
+	needTools(t, true, "iptables", "setpriv")
 	removeStaleRules(t)
 	uid := 3_000_000_000 + os.Getpid()
 	accept := ownerRule(uid, "accept-", os.Getpid(), "ACCEPT")
@@ -500,17 +492,18 @@ func (r *fleetRig) revisionIDs(job string) []string {
 	return ids
 }
 
-// needRules skips a test that needs root and tools to set iptables rules
-// where they are not there, and fails it under BACKY_REQUIRE_TOOLS=1.
-func needRules(t *testing.T, tools ...string) {
+// needTools skips a test whose tools (and root, when asRoot) are not
+// there; a missing tool fails it under BACKY_REQUIRE_TOOLS=1
+// (freezetest.RequireEnv, which make test sets).
+func needTools(t *testing.T, asRoot bool, tools ...string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
+	if asRoot && os.Geteuid() != 0 {
 		t.Skip("not root: needs iptables rules")
 	}
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("BACKY_REQUIRE_TOOLS") == "1" {
-				t.Fatalf("%s missing (scripts/deps.sh installs it), and BACKY_REQUIRE_TOOLS=1", tool)
+			if os.Getenv(freezetest.RequireEnv) != "" {
+				t.Fatalf("%s missing (scripts/deps.sh installs it), and %s is set", tool, freezetest.RequireEnv)
 			}
 			t.Skipf("%s missing (scripts/deps.sh installs it)", tool)
 		}
@@ -537,7 +530,7 @@ func processRuns(pid int) bool {
 // A rule left by a test process that no longer runs is removed; one of a
 // live process is kept.
 func TestStaleCutOffRulesRemoved(t *testing.T) {
-	needRules(t, "iptables")
+	needTools(t, true, "iptables")
 	dead := exec.Command("true")
 	if err := dead.Run(); err != nil {
 		t.Fatal(err)

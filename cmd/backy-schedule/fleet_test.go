@@ -99,14 +99,8 @@ type fleetRig struct {
 
 func newFleetRig(t *testing.T) *fleetRig {
 	cephConf := needRados(t)
-	for _, tool := range []string{"setpriv", "faketime"} { // faketime: its library, libfaketime
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv(cephtest.RequireEnv) != "" {
-				t.Fatalf("%s missing (scripts/deps.sh installs it)", tool)
-			}
-			t.Skipf("%s missing (scripts/deps.sh installs it)", tool)
-		}
-	}
+	needTools(t, false, "setpriv")
+	faketimeLib(t)
 	others := removeFaketimeLeftovers(t) // those of earlier runs that were killed
 	t.Cleanup(func() {
 		// after the daemons' own clean-ups (t.Cleanup runs last first)
@@ -134,6 +128,18 @@ func newFleetRig(t *testing.T) *fleetRig {
 	}
 	os.WriteFile(filepath.Join(r.dir, "jobs.conf"), []byte(b.String()), 0o644)
 	return r
+}
+
+// faketimeLib is libfaketime's path (the faketime package installs it
+// beside the faketime command).
+func faketimeLib(t *testing.T) string {
+	t.Helper()
+	needTools(t, false, "faketime")
+	lib, _ := filepath.Glob("/usr/lib/*/faketime/libfaketime.so.1")
+	if len(lib) == 0 {
+		t.Fatal("faketime is installed, but not /usr/lib/*/faketime/libfaketime.so.1")
+	}
+	return lib[0]
 }
 
 // faketimeShm names the shared memory and semaphore libfaketime makes for
@@ -196,11 +202,7 @@ func (r *fleetRig) start(member string) {
 		// libfaketime preloaded into the daemon itself (the faketime
 		// command would fork and stand between the test's signals and
 		// the daemon).
-		lib, _ := filepath.Glob("/usr/lib/*/faketime/libfaketime.so.1")
-		if len(lib) == 0 {
-			r.t.Fatal("libfaketime.so.1 not found")
-		}
-		env = append(env, "LD_PRELOAD="+lib[0], "FAKETIME=+2h")
+		env = append(env, "LD_PRELOAD="+faketimeLib(r.t), "FAKETIME=+2h")
 	}
 	r.daemons[member] = daemontest.Start(r.t, prog, env, args, r.dir)
 }
@@ -706,15 +708,8 @@ func TestFleetOverlapJudge(t *testing.T) {
 // TestFaketimeLeftoversRemoved: the files of a process under libfaketime
 // stay while it runs, and go once it was killed.
 func TestFaketimeLeftoversRemoved(t *testing.T) {
-	lib, _ := filepath.Glob("/usr/lib/*/faketime/libfaketime.so.1")
-	if len(lib) == 0 {
-		if os.Getenv(cephtest.RequireEnv) != "" {
-			t.Fatal("libfaketime.so.1 missing (scripts/deps.sh installs faketime)")
-		}
-		t.Skip("libfaketime.so.1 missing (scripts/deps.sh installs faketime)")
-	}
 	cmd := exec.Command("sleep", "30")
-	cmd.Env = append(os.Environ(), "LD_PRELOAD="+lib[0], "FAKETIME=+2h")
+	cmd.Env = append(os.Environ(), "LD_PRELOAD="+faketimeLib(t), "FAKETIME=+2h")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
