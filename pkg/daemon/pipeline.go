@@ -151,6 +151,7 @@ func (r *procRunner) run(ctx context.Context, p pipeline, log *os.File) ([]byte,
 	}
 	// Our copies of the pipe ends must go, or a reader would never see EOF.
 	closeAll(closeAfterStart)
+	closeAfterStart = nil
 
 	stop := make(chan struct{})
 	defer close(stop)

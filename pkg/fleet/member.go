@@ -556,7 +556,7 @@ func (m *Member) renewHeld(jobs []string) (changed bool) {
 func (m *Member) suspectNow(job string) {
 	if _, ok := m.held[job]; ok && !m.suspect[job] {
 		m.suspect[job] = true
-		m.opt.log().Info(fmt.Sprintf("fleet: %s: the lease renewal does not answer (its placement group down?): renewed apart until it does", job))
+		m.opt.log().Info(fmt.Sprintf("fleet: %s: the lease renewal has not answered within %s (its placement group slow or down?): renewed apart until it answers in time", job, m.slowAfter()))
 	}
 }
 
