@@ -51,7 +51,8 @@ type Member struct {
 	suspect map[string]bool      // held jobs whose last renewal timed out
 
 	suspectRenewing map[string]bool // suspects whose renewal is in flight
-	bg              sync.WaitGroup  // suspect renewals in flight
+	taking          map[string]bool // jobs whose take is in flight
+	bg              sync.WaitGroup  // renewals and takes in flight
 	slots           map[int]*slot   // run slots held
 	members         []string        // live members at the last tick
 	ticked          time.Time       // start of the last tick that reached the cluster
@@ -83,7 +84,7 @@ func Join(ctx context.Context, opt Options) (*Member, error) {
 		opt: opt, conn: conn, io: io, obj: "fleet." + opt.Fleet,
 		stop: make(chan struct{}), done: make(chan struct{}), changed: make(chan struct{}, 1),
 		wake: make(chan struct{}, 1), held: map[string]time.Time{}, busy: map[string]bool{}, slots: map[int]*slot{},
-		suspect: map[string]bool{}, suspectRenewing: map[string]bool{},
+		suspect: map[string]bool{}, suspectRenewing: map[string]bool{}, taking: map[string]bool{},
 	}
 	if err := m.renewMembership(); err != nil {
 		io.Destroy()
@@ -269,6 +270,67 @@ func (m *Member) count() {
 	m.mu.Unlock()
 }
 
+// take takes job's lease and reports whether it did, waiting at most
+// slowAfter: a take that has not answered by then goes on in the
+// background (the job is not tried again meanwhile, and a late success
+// still counts and tells the daemon). MAY_RENEW: a take that timed out
+// but was applied at the OSD after all left this member holding the
+// lock; taking it again renews it instead of failing with EEXIST until
+// the lease runs out.
+func (m *Member) take(job string) bool {
+	m.mu.Lock()
+	m.taking[job] = true
+	m.mu.Unlock()
+	done, abandoned := make(chan bool), make(chan struct{})
+	m.bg.Add(1)
+	go func() {
+		defer m.bg.Done()
+		s := time.Now()
+		err := m.takeJob(job)
+		m.mu.Lock()
+		delete(m.taking, job)
+		if err == nil {
+			m.held[job] = s
+		}
+		m.mu.Unlock()
+		if err != nil && !errors.Is(err, errHeld) {
+			// errHeld: the previous owner has not let go yet (or died
+			// and its lease has not run out): a later tick takes it
+			m.opt.log().Info(fmt.Sprintf("fleet: %s: taking the lease: %v", job, err))
+		}
+		select {
+		case done <- err == nil:
+		case <-abandoned:
+			if err == nil {
+				m.kick()
+			}
+		}
+	}()
+	t := time.NewTimer(m.slowAfter())
+	defer t.Stop()
+	select {
+	case ok := <-done:
+		return ok
+	case <-t.C:
+		close(abandoned)
+		return false
+	}
+}
+
+// takeFault, set by tests only, answers a job's take instead of the OSD
+// when it returns an error.
+var takeFault atomic.Pointer[func(job string) error]
+
+func (m *Member) takeJob(job string) error {
+	if f := takeFault.Load(); f != nil {
+		if err := (*f)(job); err != nil {
+			m.count()
+			return err
+		}
+	}
+	return m.lock(m.jobObj(job), "owner", m.opt.Member, lockFlagMayRenew)
+}
+
 // renewFault, set by tests only, answers a job's renewal instead of the
 // cluster when it returns an error (a placement group that does not
 // answer cannot be made in a one-OSD test cluster).
@@ -403,12 +465,10 @@ func (m *Member) tick() {
 	m.renewSuspects(suspects)
 
 	want := Assign(jobs, members)
-	// Taken in a new order each round and only for half a lease: a job
-	// whose object does not answer (its take times out) cannot keep the
-	// others from being taken round after round. MAY_RENEW: a take that
-	// timed out here but was applied at the OSD after all left this
-	// member holding the lock; taking it again renews it instead of
-	// failing with EEXIST until the lease runs out.
+	// Taken in a new order each round and only for half a lease, each
+	// take waited for at most slowAfter (take): a job whose object does
+	// not answer cannot keep the others from being taken, nor the next
+	// tick's renewals from coming in time.
 	shuffle(jobs)
 	takes := time.Now()
 	for _, j := range jobs {
@@ -417,22 +477,13 @@ func (m *Member) tick() {
 		}
 		m.mu.Lock()
 		_, have := m.held[j]
+		busy := m.taking[j]
 		m.mu.Unlock()
-		if have || want[j] != m.opt.Member {
+		if have || busy || want[j] != m.opt.Member {
 			continue
 		}
-		s := time.Now()
-		switch err := m.lock(m.jobObj(j), "owner", m.opt.Member, lockFlagMayRenew); {
-		case err == nil:
-			m.mu.Lock()
-			m.held[j] = s
-			m.mu.Unlock()
+		if m.take(j) {
 			changed = true
-		case errors.Is(err, errHeld):
-			// The previous owner has not let go yet (or died and its
-			// lease has not expired): take it at a later tick.
-		default:
-			m.opt.log().Info(fmt.Sprintf("fleet: %s: taking the lease: %v", j, err))
 		}
 	}
 	// Release what should move, unless it runs: the lease is given up

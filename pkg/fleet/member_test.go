@@ -414,6 +414,53 @@ func TestSlowJobObjects(t *testing.T) {
 	})
 }
 
+// TestSlowTakes: jobs whose takes time out (their objects in a placement
+// group that is down) hold up neither the renewals of the jobs held nor
+// the tick; they are taken once their objects answer.
+func TestSlowTakes(t *testing.T) {
+	r := newRig(t)
+	lease := 5 * time.Second
+	var jobs []string
+	for i := range 10 {
+		jobs = append(jobs, fmt.Sprintf("j%02d", i))
+	}
+	m := r.join("m1", lease, 0, jobs)
+	defer m.Leave()
+	waitUntil(t, 10*lease, "m1 owning all", func() bool { return len(m.Owned()) == len(jobs) })
+	slowJobs := []string{"n0", "n1", "n2", "n3"}
+	var slow atomic.Bool
+	slow.Store(true)
+	fault := func(job string) error {
+		if slices.Contains(slowJobs, job) && slow.Load() {
+			// the operation time-out is a quarter lease, in whole seconds
+			// (7 s at 30 s): three takes then end past two thirds of a
+			// lease, the renewals' freshness, if each is waited for
+			time.Sleep(lease * 7 / 30)
+			return timeoutErr{}
+		}
+		return nil
+	}
+	takeFault.Store(&fault)
+	defer takeFault.Store(nil)
+	m.SetJobs(append(slices.Clone(jobs), slowJobs...))
+	for end := time.Now().Add(3 * lease); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		for _, j := range jobs {
+			if !m.Owns(j) {
+				t.Fatalf("%s not owned while the takes of %v time out", j, slowJobs)
+			}
+		}
+	}
+	slow.Store(false)
+	waitUntil(t, 10*lease, "the slow jobs taken", func() bool {
+		for _, j := range slowJobs {
+			if !m.Owns(j) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // A Confirm whose renewal timed out (it may or may not have reached the
 // OSD) does not give the job up: the next tick renews it, and the job can
 // start again at once, not a lease later (when the member's own lease
