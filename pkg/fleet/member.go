@@ -356,7 +356,7 @@ func (m *Member) renewMembership() error {
 	m.mu.Unlock()
 	m.count()
 	ret, err := m.io.LockShared(m.obj, "member", m.opt.Member, memberTag, m.desc(), m.opt.Lease, f)
-	if (err != nil && !timedOut(err) || ret != 0) && f != nil {
+	if ((err != nil && !timedOut(err)) || ret != 0) && f != nil {
 		// Expired (the daemon was paused or cut off; librados says
 		// ENOENT as an error): join again. Not after a time-out: the
 		// cluster does not answer, and a second try would only wait
