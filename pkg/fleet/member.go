@@ -317,33 +317,27 @@ func (m *Member) take(job string) bool {
 	}
 }
 
-// takeFault, set by tests only, answers a job's take instead of the OSD
-// when it returns an error.
-var takeFault atomic.Pointer[func(job string) error]
+// takeFault and renewFault, set by tests only, answer a job's take or
+// renewal instead of the cluster when they return an error (a placement
+// group that does not answer cannot be made in a one-OSD test cluster).
+var takeFault, renewFault atomic.Pointer[func(job string) error]
 
 func (m *Member) takeJob(job string) error {
-	if f := takeFault.Load(); f != nil {
-		if err := (*f)(job); err != nil {
-			m.count()
-			return err
-		}
-	}
-	return m.lock(m.jobObj(job), "owner", m.opt.Member, lockFlagMayRenew)
+	return m.lockJob(job, &takeFault, lockFlagMayRenew)
 }
 
-// renewFault, set by tests only, answers a job's renewal instead of the
-// cluster when it returns an error (a placement group that does not
-// answer cannot be made in a one-OSD test cluster).
-var renewFault atomic.Pointer[func(job string) error]
-
 func (m *Member) renewJob(job string) error {
-	if f := renewFault.Load(); f != nil {
+	return m.lockJob(job, &renewFault, lockFlagMustRenew)
+}
+
+func (m *Member) lockJob(job string, fault *atomic.Pointer[func(string) error], flag byte) error {
+	if f := fault.Load(); f != nil {
 		if err := (*f)(job); err != nil {
 			m.count()
 			return err
 		}
 	}
-	return m.lock(m.jobObj(job), "owner", m.opt.Member, lockFlagMustRenew)
+	return m.lock(m.jobObj(job), "owner", m.opt.Member, flag)
 }
 
 func (m *Member) renewMembership() error {

@@ -344,15 +344,8 @@ func (timeoutErr) ErrorCode() int { return -110 }
 // answer. (Before the suspects were renewed apart, 24 slow jobs of 40 left
 // 0 of the 16 healthy ones held after four leases, and nothing was taken.)
 func TestSlowJobObjects(t *testing.T) {
-	r := newRig(t)
 	lease := 2 * time.Second
-	var jobs []string
-	for i := range 40 {
-		jobs = append(jobs, fmt.Sprintf("j%02d", i))
-	}
-	m := r.join("m1", lease, 1, jobs)
-	defer m.Leave()
-	waitUntil(t, 10*lease, "m1 owning all", func() bool { return len(m.Owned()) == len(jobs) })
+	m, jobs := joinOwningAll(t, lease, 1, 40)
 	release, err := m.Slot("j39")
 	if err != nil {
 		t.Fatal(err)
@@ -414,19 +407,28 @@ func TestSlowJobObjects(t *testing.T) {
 	})
 }
 
+// joinOwningAll joins a member m1 to a fleet of n jobs j00, j01, ... with
+// slots run slots, and waits until it owns them all; it leaves at the
+// end of the test.
+func joinOwningAll(t *testing.T, lease time.Duration, slots, n int) (*Member, []string) {
+	t.Helper()
+	r := newRig(t)
+	var jobs []string
+	for i := range n {
+		jobs = append(jobs, fmt.Sprintf("j%02d", i))
+	}
+	m := r.join("m1", lease, slots, jobs)
+	t.Cleanup(m.Leave)
+	waitUntil(t, 10*lease, "m1 owning all", func() bool { return len(m.Owned()) == len(jobs) })
+	return m, jobs
+}
+
 // TestSlowTakes: jobs whose takes time out (their objects in a placement
 // group that is down) hold up neither the renewals of the jobs held nor
 // the tick; they are taken once their objects answer.
 func TestSlowTakes(t *testing.T) {
-	r := newRig(t)
 	lease := 5 * time.Second
-	var jobs []string
-	for i := range 10 {
-		jobs = append(jobs, fmt.Sprintf("j%02d", i))
-	}
-	m := r.join("m1", lease, 0, jobs)
-	defer m.Leave()
-	waitUntil(t, 10*lease, "m1 owning all", func() bool { return len(m.Owned()) == len(jobs) })
+	m, jobs := joinOwningAll(t, lease, 0, 10)
 	slowJobs := []string{"n0", "n1", "n2", "n3"}
 	var slow atomic.Bool
 	slow.Store(true)
