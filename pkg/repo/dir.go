@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -81,7 +82,7 @@ func openOrCreateDir(dir string) (*Repo, error) {
 		return nil, fmt.Errorf("repo: %w", err)
 	}
 	newDir := errors.Is(err, os.ErrNotExist)
-	if len(entries) > 0 {
+	if len(entries) > 0 && !unfinished(dir, entries) {
 		return nil, fmt.Errorf("%w: %s is not empty and has no %s file", ErrNotRepository, dir, configFile)
 	}
 	if err := createDir(dir); err != nil {
@@ -96,7 +97,38 @@ func openOrCreateDir(dir string) (*Repo, error) {
 	return r, nil
 }
 
-// createDir lays out a repository. The subdirectories are made durable
+// layout is what createDir makes before the marker file.
+var layout = []string{"chunks", "revisions", "tmp", "locks"}
+
+// unfinished reports whether dir, without a marker file, holds only what
+// an interrupted createDir or discard leaves: layout directories with no
+// file in them but the marker's temporary copy in tmp/. A repository
+// killed while being made is finished by the next open instead of being
+// refused for good as "not empty" (found by test/rados TestKills, a copy
+// to a new directory killed between its mkdir and its marker file).
+func unfinished(dir string, entries []os.DirEntry) bool {
+	for _, e := range entries {
+		if !e.IsDir() || !slices.Contains(layout, e.Name()) {
+			return false
+		}
+	}
+	ok := true
+	_ = filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			ok = ok && err == nil
+			return err
+		}
+		ok = filepath.Dir(p) == filepath.Join(dir, "tmp") && strings.HasPrefix(e.Name(), "."+configFile+".tmp")
+		if !ok {
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	return ok
+}
+
+// createDir lays out a repository, or finishes the layout of one an
+// interrupted createDir left (unfinished). The subdirectories are made durable
 // before the marker file appears: without the sync between them a power
 // cut could keep the marker and lose a subdirectory (found by
 // TestPowerCutCreateRepository).
@@ -116,7 +148,7 @@ func createDir(dir string) error {
 	if err := perm.Restrict(dir); err != nil {
 		return err
 	}
-	for _, sub := range []string{"chunks", "revisions", "tmp", "locks"} {
+	for _, sub := range layout {
 		m := perm
 		if sub == "chunks" || sub == "tmp" {
 			m = fsperm.Private
@@ -293,7 +325,7 @@ func (d *dirBackend) discard() error {
 			return err
 		}
 	}
-	for _, sub := range []string{"chunks", "revisions", "tmp", "locks", configFile} {
+	for _, sub := range append(slices.Clone(layout), configFile) {
 		if err := os.RemoveAll(filepath.Join(d.dir, sub)); err != nil {
 			return fmt.Errorf("repo: %w", err)
 		}

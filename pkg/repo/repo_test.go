@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,6 +33,93 @@ func TestOpenOrCreate(t *testing.T) {
 	if _, err := Open(t.TempDir()); !errors.Is(err, ErrNotRepository) {
 		t.Fatalf("empty directory: %v", err)
 	}
+}
+
+// TestOpenOrCreateUnfinished: a directory that an interrupted creation
+// left (layout directories, no marker) is finished by the next
+// OpenOrCreate; one with anything else in it is refused and left as it is.
+func TestOpenOrCreateUnfinished(t *testing.T) {
+	finish := map[string][]string{
+		"one layout directory":   {"chunks/"},
+		"every layout directory": {"chunks/", "revisions/", "tmp/", "locks/"},
+		"the marker's temp file": {"chunks/", "revisions/", "tmp/", "locks/", "tmp/.backy-repository.tmp123"},
+		"a chunk fan-out dir":    {"chunks/", "chunks/ab/", "tmp/"},
+	}
+	refuse := map[string][]string{
+		"a foreign directory":   {"chunks/", "photos/"},
+		"a file at the top":     {"chunks/", "notes.txt"},
+		"a chunk":               {"chunks/", "chunks/ab/", "chunks/ab/abcdef"},
+		"a revision":            {"revisions/", "revisions/x.rev"},
+		"another file in tmp":   {"tmp/", "tmp/precious"},
+		"a layout name, a file": {"locks"},
+		"a lock file":           {"locks/", "locks/store"},
+	}
+	mk := func(t *testing.T, paths []string) string {
+		dir := filepath.Join(t.TempDir(), "repo")
+		for _, p := range append([]string{""}, paths...) {
+			var err error
+			if p == "" || p[len(p)-1] == '/' {
+				err = os.MkdirAll(filepath.Join(dir, p), 0o700)
+			} else {
+				err = os.WriteFile(filepath.Join(dir, p), []byte("x"), 0o600)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dir
+	}
+	for name, paths := range finish {
+		t.Run("finish "+name, func(t *testing.T) {
+			dir := mk(t, paths)
+			r, err := OpenOrCreate(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !IsRepository(dir) || !r.created {
+				t.Fatalf("not finished as a new repository: marker %v, created %v", IsRepository(dir), r.created)
+			}
+			for _, sub := range layout {
+				if st, err := os.Stat(filepath.Join(dir, sub)); err != nil || !st.IsDir() {
+					t.Fatalf("%s: %v", sub, err)
+				}
+			}
+		})
+	}
+	for name, paths := range refuse {
+		t.Run("refuse "+name, func(t *testing.T) {
+			dir := mk(t, paths)
+			before := listTree(t, dir)
+			_, err := OpenOrCreate(dir)
+			if !errors.Is(err, ErrNotRepository) || !strings.Contains(err.Error(), "is not empty and has no backy-repository file") {
+				t.Fatalf("err = %v", err)
+			}
+			if after := listTree(t, dir); after != before {
+				t.Fatalf("changed:\n%s\nbecame\n%s", before, after)
+			}
+		})
+	}
+}
+
+// listTree lists every path under dir with its mode and size.
+func listTree(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := e.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s %v %d\n", p, info.Mode(), info.Size())
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }
 
 func TestNewerFormatIsRefused(t *testing.T) {

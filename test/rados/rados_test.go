@@ -218,7 +218,9 @@ func TestKills(t *testing.T) {
 		start := time.Now()
 		done := make(chan struct{})
 		codes := make([]int, len(procs))
+		stderrs := make([]bytes.Buffer, len(procs))
 		for i, p := range procs {
+			p.Stderr = &stderrs[i]
 			if err := p.Start(); err != nil {
 				t.Fatal(err)
 			}
@@ -246,7 +248,8 @@ func TestKills(t *testing.T) {
 			case 0, 5:
 				outcomes[fmt.Sprintf("%s exit %d", names[i], rc)]++
 			default:
-				t.Fatalf("round %d: %s exit %d (neither success, busy nor killed); so far %v", rounds, names[i], rc, outcomes)
+				t.Fatalf("round %d: %s %s: exit %d (neither success, busy nor killed): %s; so far %v",
+					rounds, names[i], strings.Join(procs[i].Args[1:], " "), rc, stderrs[i].String(), outcomes)
 			}
 		}
 	}
