@@ -23,7 +23,7 @@ func (r *Repo) RevisionFile(id string) (*Revision, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	rev, err := decodeRevision(b, r.objName(id, ".rev"), id, r.format == legacyFormat)
+	rev, err := r.decodeMeta(id, b)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -223,6 +223,12 @@ func (r *Repo) readRevision(id string) (*Revision, error) {
 	if err != nil {
 		return nil, err
 	}
+	return r.decodeMeta(id, b)
+}
+
+// decodeMeta is decodeRevision for revision id's metadata in r, as r's
+// format allows it.
+func (r *Repo) decodeMeta(id string, b []byte) (*Revision, error) {
 	return decodeRevision(b, r.objName(id, ".rev"), id, r.format == legacyFormat)
 }
 

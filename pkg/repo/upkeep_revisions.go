@@ -41,7 +41,7 @@ func (r *Repo) ScanRevisions() ([]*Revision, []error, error) {
 		}
 		var rev *Revision
 		if err == nil {
-			rev, err = decodeRevision(b, r.objName(id, ".rev"), id, r.format == legacyFormat)
+			rev, err = r.decodeMeta(id, b)
 		}
 		if err != nil {
 			bad = append(bad, &RevisionError{ID: id, Err: err})

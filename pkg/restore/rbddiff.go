@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 
-	"github.com/backy/backy/pkg/extent"
 	"github.com/backy/backy/pkg/rbddiff"
 	"github.com/backy/backy/pkg/repo"
 )
@@ -27,27 +26,6 @@ func RBDDiff(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Ind
 		func(off int64, data []byte) error { return dw.WriteData(uint64(off), data) })
 	if err == nil {
 		err = dw.Close()
-	}
-	return err
-}
-
-// records hands the revision to a stream writer in image order: each run
-// of zero chunks to zero (one call), the data of every other chunk to data.
-func records(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Index, opt Options,
-	zero func(off, length int64) error, data func(off int64, p []byte) error) error {
-	zeros := extent.ZeroRun{Write: zero}
-	err := each(ctx, r, rev, ix, opt.Workers, func(off, length int64, p []byte) error {
-		opt.done(p)
-		if p == nil {
-			return zeros.Add(off, off+length)
-		}
-		if err := zeros.Flush(); err != nil {
-			return err
-		}
-		return data(off, p)
-	})
-	if err == nil {
-		err = zeros.Flush()
 	}
 	return err
 }

@@ -208,6 +208,27 @@ func Extents(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Ind
 	return err
 }
 
+// records hands the revision to a stream writer in image order: each run
+// of zero chunks to zero (one call), the data of every other chunk to data.
+func records(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Index, opt Options,
+	zero func(off, length int64) error, data func(off int64, p []byte) error) error {
+	zeros := extent.ZeroRun{Write: zero}
+	err := each(ctx, r, rev, ix, opt.Workers, func(off, length int64, p []byte) error {
+		opt.done(p)
+		if p == nil {
+			return zeros.Add(off, off+length)
+		}
+		if err := zeros.Flush(); err != nil {
+			return err
+		}
+		return data(off, p)
+	})
+	if err == nil {
+		err = zeros.Flush()
+	}
+	return err
+}
+
 // writePiece is the size of the writes into a file. On this project's VMs
 // dd wrote 1.3 GB with bs=4M in 2.9 s and with bs=128K in 1.3 s; for
 // backy-restore itself the change from 4 MiB to 1 MiB writes measured within
