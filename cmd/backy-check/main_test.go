@@ -5,7 +5,6 @@ import (
 
 	"github.com/backy/backy/internal/clitest"
 	"github.com/backy/backy/pkg/daemon/daemontest"
-	"github.com/rogpeppe/go-internal/testscript"
 )
 
 func TestMain(m *testing.M) { clitest.Main(m, "backy-check", run) }
@@ -15,5 +14,5 @@ func TestScripts(t *testing.T) {
 	for name, cmd := range daemontest.Cmds() {
 		p.Cmds[name] = cmd
 	}
-	testscript.Run(t, p)
+	clitest.Run(t, p)
 }

@@ -6,7 +6,6 @@ import (
 	"github.com/backy/backy/internal/clitest"
 	"github.com/backy/backy/pkg/rbd/cephtest"
 	"github.com/backy/backy/pkg/rbd/librbd"
-	"github.com/rogpeppe/go-internal/testscript"
 )
 
 // cephM runs the tests under cephtest.Main, which stops the test cluster
@@ -27,5 +26,5 @@ func TestScripts(t *testing.T) {
 		return cond(c)
 	}
 	cephtest.ScriptSetup(&p)
-	testscript.Run(t, p)
+	clitest.Run(t, p)
 }

@@ -76,7 +76,7 @@ func TestScripts(t *testing.T) {
 		}
 		return nil
 	}
-	testscript.Run(t, p)
+	clitest.Run(t, p)
 }
 
 // packages names the Debian package of every client the tests use.

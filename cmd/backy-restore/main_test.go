@@ -4,11 +4,10 @@ import (
 	"testing"
 
 	"github.com/backy/backy/internal/clitest"
-	"github.com/rogpeppe/go-internal/testscript"
 )
 
 func TestMain(m *testing.M) { clitest.Main(m, "backy-restore", run) }
 
 func TestScripts(t *testing.T) {
-	testscript.Run(t, clitest.Params("testdata/script", clitest.BinDir))
+	clitest.Run(t, clitest.Params("testdata/script", clitest.BinDir))
 }

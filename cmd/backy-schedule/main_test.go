@@ -7,7 +7,6 @@ import (
 	"github.com/backy/backy/internal/freezetest"
 	"github.com/backy/backy/pkg/daemon/daemontest"
 	"github.com/backy/backy/pkg/rbd/cephtest"
-	"github.com/rogpeppe/go-internal/testscript"
 )
 
 // cephM runs the tests under cephtest.Main, which stops the test cluster
@@ -28,5 +27,5 @@ func TestScripts(t *testing.T) {
 	for name, cmd := range daemontest.Cmds() {
 		p.Cmds[name] = cmd
 	}
-	testscript.Run(t, p)
+	clitest.Run(t, p)
 }

@@ -38,7 +38,7 @@ func TestScripts(t *testing.T) {
 		return cond(c)
 	}
 	cephtest.ScriptSetup(&p)
-	testscript.Run(t, p)
+	clitest.Run(t, p)
 }
 
 // holdlock REPO NAME [shared]: take a repository lock in the test process,

@@ -82,6 +82,22 @@ func moduleRoot() (string, error) {
 	return filepath.Join(filepath.Dir(file), "..", ".."), nil
 }
 
+// Run runs the scripts of p as subtests of t, in a work directory root
+// that is removed when t ends. testscript removes its own root only when
+// its last script ends, so a run with -run picking some scripts left an
+// empty /tmp/go-test-script* behind every time.
+func Run(t *testing.T, p testscript.Params) {
+	if p.WorkdirRoot == "" {
+		root, err := os.MkdirTemp("", "go-test-script")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(root) })
+		p.WorkdirRoot = root
+	}
+	testscript.Run(t, p)
+}
+
 // Params returns testscript parameters for the scripts in dir, with binDir
 // on PATH and the helper commands scripts share.
 func Params(dir, binDir string) testscript.Params {
