@@ -637,24 +637,62 @@ func (m *Member) renewed(job string, s time.Time, err error) (lost bool) {
 
 // renewSuspects starts renewals of suspects, at most suspectParallel in
 // flight at once, without waiting for them (Leave does); the order is new
-// each time, so every suspect gets its turn.
+// each time, so every suspect gets its turn. A renewal the OSD answers in
+// time (renewed, or the lease lost) goes on to the next suspect not being
+// renewed, so that once a placement group is back its jobs are all settled
+// within a tick or two, not suspectParallel a tick; one that times out or
+// is slow ends there.
 func (m *Member) renewSuspects(jobs []string) {
 	shuffle(jobs)
 	for _, j := range jobs {
-		m.mu.Lock()
-		if len(m.suspectRenewing) >= suspectParallel || m.suspectRenewing[j] {
-			m.mu.Unlock()
+		if !m.claimSuspect(j) {
 			continue
 		}
-		m.suspectRenewing[j] = true
-		m.mu.Unlock()
 		m.bg.Add(1)
 		go func() {
 			defer m.bg.Done()
-			s := time.Now()
-			m.renewed(j, s, m.renewJob(j))
+			for j != "" && !m.stopping() {
+				s := time.Now()
+				err := m.renewJob(j)
+				answered := !timedOut(err) && time.Since(s) < m.slowAfter()
+				m.renewed(j, s, err)
+				if !answered {
+					return
+				}
+				j = m.nextSuspect()
+			}
 		}()
 	}
+}
+
+// claimSuspect marks the renewal of suspect job in flight, unless it is
+// already or suspectParallel renewals are.
+func (m *Member) claimSuspect(job string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.suspectRenewing) >= suspectParallel || m.suspectRenewing[job] || !m.suspect[job] {
+		return false
+	}
+	m.suspectRenewing[job] = true
+	return true
+}
+
+// nextSuspect claims a suspect whose renewal is not in flight: "" when
+// there is none, or suspectParallel renewals are in flight.
+func (m *Member) nextSuspect() string {
+	m.mu.Lock()
+	var next string
+	for j := range m.suspect {
+		if !m.suspectRenewing[j] {
+			next = j
+			break
+		}
+	}
+	m.mu.Unlock()
+	if next == "" || !m.claimSuspect(next) {
+		return ""
+	}
+	return next
 }
 
 // unreachable reports whether the last operation of a round found the
