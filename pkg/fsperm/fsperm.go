@@ -19,6 +19,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -169,8 +170,15 @@ func (m Mode) WriteFile(tmpDir, path string, data []byte) error {
 	return nil
 }
 
+// IsTemp reports whether name is that of a temporary file WriteFile made
+// for path (one a crash or kill left behind).
+func IsTemp(name, path string) bool { return strings.HasPrefix(name, tempPrefix(path)) }
+
+// tempPrefix begins the names of WriteFile's temporary files for path.
+func tempPrefix(path string) string { return "." + filepath.Base(path) + ".tmp" }
+
 func (m Mode) writeFile(tmpDir, path string, data []byte) error {
-	f, err := os.CreateTemp(tmpDir, "."+filepath.Base(path)+".tmp*")
+	f, err := os.CreateTemp(tmpDir, tempPrefix(path)+"*")
 	if err != nil {
 		return err
 	}

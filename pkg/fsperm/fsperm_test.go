@@ -104,3 +104,19 @@ func TestWriteFile(t *testing.T) {
 		t.Errorf("the failed write changed %s: %v", target, err)
 	}
 }
+
+// IsTemp knows the names of WriteFile's temporary files for a path and
+// nothing else.
+func TestIsTemp(t *testing.T) {
+	for name, want := range map[string]bool{
+		".backy-repository.tmp4711": true,
+		"backy-repository":          false,
+		".backy-repository":         false,
+		".status.tmp4711":           false,
+		"backy-repository.tmp4711":  false,
+	} {
+		if got := IsTemp(name, "/r/backy-repository"); got != want {
+			t.Errorf("IsTemp(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

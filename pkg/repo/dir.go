@@ -112,19 +112,18 @@ func unfinished(dir string, entries []os.DirEntry) bool {
 			return false
 		}
 	}
-	ok := true
-	_ = filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
+	tmp := filepath.Join(dir, "tmp")
+	foreign := errors.New("a file no creation leaves")
+	err := filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
 		if err != nil || e.IsDir() {
-			ok = ok && err == nil
 			return err
 		}
-		ok = filepath.Dir(p) == filepath.Join(dir, "tmp") && strings.HasPrefix(e.Name(), "."+configFile+".tmp")
-		if !ok {
-			return filepath.SkipAll
+		if filepath.Dir(p) != tmp || !fsperm.IsTemp(e.Name(), configFile) {
+			return foreign
 		}
 		return nil
 	})
-	return ok
+	return err == nil
 }
 
 // createDir lays out a repository, or finishes the layout of one an
