@@ -429,11 +429,9 @@ func (m *Member) tick() {
 	}
 	m.members = members
 	m.ticked = start
-	var healthy, suspects []string
+	var healthy []string
 	for j := range m.held {
-		if m.suspect[j] {
-			suspects = append(suspects, j)
-		} else {
+		if !m.suspect[j] {
 			healthy = append(healthy, j)
 		}
 	}
@@ -456,7 +454,7 @@ func (m *Member) tick() {
 		}
 		return
 	}
-	m.renewSuspects(suspects)
+	m.renewSuspects()
 
 	want := Assign(jobs, members)
 	// Taken in a new order each round and only for half a lease, each
@@ -636,22 +634,17 @@ func (m *Member) renewed(job string, s time.Time, err error) (lost bool) {
 }
 
 // renewSuspects starts renewals of suspects, at most suspectParallel in
-// flight at once, without waiting for them (Leave does); the order is new
-// each time, so every suspect gets its turn. A renewal the OSD answers in
-// time (renewed, or the lease lost) goes on to the next suspect not being
-// renewed, so that once a placement group is back its jobs are all settled
+// flight at once, without waiting for them (Leave does). A renewal the
+// OSD answers in time (renewed, or the lease lost) goes on to the next
+// suspect, so that once a placement group is back its jobs all settle
 // within a tick or two, not suspectParallel a tick; one that times out or
 // is slow ends there.
-func (m *Member) renewSuspects(jobs []string) {
-	shuffle(jobs)
-	for _, j := range jobs {
-		if !m.claimSuspect(j) {
-			continue
-		}
+func (m *Member) renewSuspects() {
+	for j := m.nextSuspect(); j != ""; j = m.nextSuspect() {
 		m.bg.Add(1)
 		go func() {
 			defer m.bg.Done()
-			for j != "" && !m.stopping() {
+			for ; j != "" && !m.stopping(); j = m.nextSuspect() {
 				s := time.Now()
 				err := m.renewJob(j)
 				answered := !timedOut(err) && time.Since(s) < m.slowAfter()
@@ -659,40 +652,28 @@ func (m *Member) renewSuspects(jobs []string) {
 				if !answered {
 					return
 				}
-				j = m.nextSuspect()
 			}
 		}()
 	}
 }
 
-// claimSuspect marks the renewal of suspect job in flight, unless it is
-// already or suspectParallel renewals are.
-func (m *Member) claimSuspect(job string) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(m.suspectRenewing) >= suspectParallel || m.suspectRenewing[job] || !m.suspect[job] {
-		return false
-	}
-	m.suspectRenewing[job] = true
-	return true
-}
-
-// nextSuspect claims a suspect whose renewal is not in flight: "" when
-// there is none, or suspectParallel renewals are in flight.
+// nextSuspect marks the renewal of a suspect in flight and returns it:
+// one not renewed already, in an order Go's map iteration makes new each
+// time, so every suspect gets its turn; "" when there is none, or when
+// suspectParallel renewals are in flight.
 func (m *Member) nextSuspect() string {
 	m.mu.Lock()
-	var next string
-	for j := range m.suspect {
-		if !m.suspectRenewing[j] {
-			next = j
-			break
-		}
-	}
-	m.mu.Unlock()
-	if next == "" || !m.claimSuspect(next) {
+	defer m.mu.Unlock()
+	if len(m.suspectRenewing) >= suspectParallel {
 		return ""
 	}
-	return next
+	for j := range m.suspect {
+		if !m.suspectRenewing[j] {
+			m.suspectRenewing[j] = true
+			return j
+		}
+	}
+	return ""
 }
 
 // unreachable reports whether the last operation of a round found the
