@@ -309,9 +309,9 @@ func (b *radosBackend) RemoveRevision(id string) error {
 }
 
 func (b *radosBackend) OrphanIndexes() ([]string, error) {
-	m, err := b.io.GetAllOmapValues(b.jobObj(), "", "", 1000)
+	m, err := b.omap("")
 	if err != nil {
-		return nil, radosErr(b.jobObj(), err)
+		return nil, err
 	}
 	var ids []string
 	for k := range m {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -157,15 +158,27 @@ func TestRadosRepository(t *testing.T) {
 		}
 	}
 
-	// damaged metadata is listed as damage of its revision
-	if err := a.b.WriteMeta("damaged", []byte("{")); err != nil {
-		t.Fatal(err)
+	// damaged metadata is listed as damage of its revision, in id order
+	// as a directory lists it (the first is what Revisions reports)
+	damaged := []string{"damaged1", "damaged2", "damaged3", "damaged4", "damaged5"}
+	for _, id := range damaged {
+		if err := a.b.WriteMeta(id, []byte("{")); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if revs, bad, err := a.ScanRevisions(); err != nil || len(revs) != 1 || len(bad) != 1 || DamagedID(bad[0]) != "damaged" {
-		t.Fatalf("scan with damaged metadata: %v, %v, %v", revs, bad, err)
+	revs, bad, err := a.ScanRevisions()
+	var badIDs []string
+	for _, e := range bad {
+		badIDs = append(badIDs, DamagedID(e))
 	}
-	if rb := a.b.(*radosBackend); rb.io.RmOmapKeys(rb.jobObj(), []string{omapRev + "damaged"}) != nil {
-		t.Fatal("removing the damaged metadata failed")
+	if err != nil || len(revs) != 1 || !slices.Equal(badIDs, damaged) {
+		t.Fatalf("scan with damaged metadata: %v, %v (ids %v), %v", revs, bad, badIDs, err)
+	}
+	ab := a.b.(*radosBackend)
+	for _, id := range damaged {
+		if ab.io.RmOmapKeys(ab.jobObj(), []string{omapRev + id}) != nil {
+			t.Fatal("removing the damaged metadata failed")
+		}
 	}
 
 	// damage and loss behind backy's back are found on read

@@ -27,7 +27,7 @@ func (r *Repo) ScanRevisions() ([]*Revision, []error, error) {
 		if metas, err = ml.listMeta(); err != nil {
 			return nil, nil, err
 		}
-		ids = slices.Collect(maps.Keys(metas))
+		ids = slices.Sorted(maps.Keys(metas)) // damaged ones reported in id order, as a directory lists them
 		readMeta = func(id string) ([]byte, error) { return metas[id], nil }
 	} else if ids, err = r.b.RevisionIDs(); err != nil {
 		return nil, nil, err
