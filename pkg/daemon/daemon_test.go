@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/backy/backy/internal/clitest"
-	"github.com/backy/backy/pkg/jobstatus"
 	"io"
 	"net"
 	"os"
@@ -17,8 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backy/backy/internal/clitest"
 	"github.com/backy/backy/pkg/config"
+	"github.com/backy/backy/pkg/jobstatus"
 	"github.com/backy/backy/pkg/repo"
+	"github.com/backy/backy/pkg/upkeep"
 )
 
 // fakeRunner stores an empty revision with the run's tags, like a real run
@@ -316,5 +317,31 @@ func TestStopGivesGraceThenEndsRuns(t *testing.T) {
 	expect(t, h.logText(), "stopping (SIGTERM): 1 runs in progress", "grace period over: ending 1 runs", "vm1: run interrupted", "stopped")
 	if _, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", h.port)); err == nil {
 		t.Error("console still listening")
+	}
+}
+
+// The console's CONSISTENCY cell shows a freeze time as backy-store
+// status does.
+func TestConsistencyCell(t *testing.T) {
+	for _, c := range []struct {
+		js   jobstatus.Job
+		want string
+	}{
+		{jobstatus.Job{Consistency: "frozen", FrozenSeconds: 0.4}, "frozen 400ms"},
+		{jobstatus.Job{Consistency: "frozen", FrozenSeconds: 1.234}, "frozen 1.23s"},
+		{jobstatus.Job{Consistency: "agent"}, "agent"},
+		{jobstatus.Job{Consistency: "crash", CrashRuns: 1}, "crash"},
+		{jobstatus.Job{Consistency: "crash", CrashRuns: 3}, "crash x3"},
+		{jobstatus.Job{}, "-"},
+	} {
+		if got := consistencyCell(c.js); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.js, got, c.want)
+		}
+		if c.js.Consistency == "frozen" {
+			rev := &repo.Revision{Consistency: "frozen", FrozenSeconds: c.js.FrozenSeconds}
+			if status := upkeep.Consistency(rev); status != c.want {
+				t.Errorf("backy-store status shows %q, the console %q", status, c.want)
+			}
+		}
 	}
 }

@@ -104,12 +104,12 @@ func (s *scheduler) writeJobs(w io.Writer, re *regexp.Regexp, now time.Time) int
 }
 
 // consistencyCell is the newest revision's consistency for the console:
-// "frozen 0.4s", "agent", "crash", with "xN" for N crash-consistent
-// revisions in a row.
+// "frozen 400ms" (as backy-store status shows it), "agent", "crash", with
+// "xN" for N crash-consistent revisions in a row.
 func consistencyCell(js jobstatus.Job) string {
 	switch {
 	case js.Consistency == "frozen":
-		return fmt.Sprintf("frozen %.2fs", js.FrozenSeconds)
+		return "frozen " + time.Duration(js.FrozenSeconds*float64(time.Second)).Round(10*time.Millisecond).String()
 	case js.Consistency == "crash" && js.CrashRuns > 1:
 		return fmt.Sprintf("crash x%d", js.CrashRuns)
 	}
