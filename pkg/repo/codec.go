@@ -44,8 +44,8 @@ var MaxCompressed = func() int {
 	return e.MaxEncodedSize(ChunkSize)
 }()
 
-// Compress writes the stored form of chunk p into dst's memory (from
-// dst[:0]) and returns it. A dst reused from call to call should have a
+// Compress appends the stored form of chunk p to dst[:0] and returns it:
+// in dst's memory when its capacity suffices. A dst reused from call to call should have a
 // capacity of MaxCompressed: the encoder appends a block at a time, so one
 // grown from nothing makes about four times its final size of garbage on
 // the way.
