@@ -199,12 +199,19 @@ func (m Mode) writeFile(tmpDir, path string, data []byte) error {
 		os.Remove(f.Name())
 		return err
 	}
-	return Sync(filepath.Dir(path))
+	return syncPath(filepath.Dir(path))
 }
 
 // Sync makes a file's data, or a directory's entries (creations, renames,
 // removals), durable.
 func Sync(path string) error {
+	if err := syncPath(path); err != nil {
+		return fmt.Errorf("fsperm: %w", err)
+	}
+	return nil
+}
+
+func syncPath(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err

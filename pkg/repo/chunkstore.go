@@ -166,7 +166,7 @@ func (s *dirStore) Remove(hs []Hash) error {
 				return fmt.Errorf("repo: %w", err)
 			}
 		}
-		if err := syncPath(d); err != nil {
+		if err := fsperm.Sync(d); err != nil {
 			return err
 		}
 	}
@@ -256,12 +256,12 @@ func (b *dirBatch) Commit() error {
 		touched[dir] = true
 	}
 	for d := range touched {
-		if err := syncPath(d); err != nil {
+		if err := fsperm.Sync(d); err != nil {
 			return err
 		}
 	}
 	if len(touched) > 0 {
-		if err := syncPath(filepath.Join(b.s.dir, "chunks")); err != nil {
+		if err := fsperm.Sync(filepath.Join(b.s.dir, "chunks")); err != nil {
 			return err
 		}
 	}
@@ -276,7 +276,7 @@ func (b *dirBatch) syncStaged() error {
 	var g errgroup.Group
 	g.SetLimit(8)
 	for h := range b.staged {
-		g.Go(func() error { return syncPath(filepath.Join(b.tmp, h.String())) })
+		g.Go(func() error { return fsperm.Sync(filepath.Join(b.tmp, h.String())) })
 	}
 	return g.Wait()
 }

@@ -156,13 +156,13 @@ func createDir(dir string) error {
 			return err
 		}
 	}
-	if err := syncPath(dir); err != nil {
+	if err := fsperm.Sync(dir); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "tmp"), filepath.Join(dir, configFile), newConfig(), perm); err != nil {
+	if err := perm.WriteFile(filepath.Join(dir, "tmp"), filepath.Join(dir, configFile), newConfig()); err != nil {
 		return err
 	}
-	return syncPath(filepath.Dir(filepath.Clean(dir)))
+	return fsperm.Sync(filepath.Dir(filepath.Clean(dir)))
 }
 
 // IsRepository reports whether dir holds a repository (its marker file).
@@ -208,7 +208,7 @@ func (d *dirBackend) ReadMeta(id string) ([]byte, error) {
 }
 
 func (d *dirBackend) WriteMeta(id string, b []byte) error {
-	return writeFileAtomic(d.tmp(), d.revPath(id, ".rev"), b, d.perm)
+	return d.perm.WriteFile(d.tmp(), d.revPath(id, ".rev"), b)
 }
 
 func (d *dirBackend) ReadIndex(id string) ([]byte, error) {
@@ -233,7 +233,7 @@ func (d *dirBackend) ReadIndex(id string) ([]byte, error) {
 }
 
 func (d *dirBackend) WriteIndex(id string, b []byte) error {
-	return writeFileAtomic(d.tmp(), d.revPath(id, ".idx"), b, fsperm.Private)
+	return fsperm.Private.WriteFile(d.tmp(), d.revPath(id, ".idx"), b)
 }
 
 // RemoveRevision makes the removal of the metadata durable before it
@@ -243,13 +243,13 @@ func (d *dirBackend) RemoveRevision(id string) error {
 	if err := os.Remove(d.revPath(id, ".rev")); err != nil {
 		return fmt.Errorf("repo: %w", err)
 	}
-	if err := syncPath(filepath.Join(d.dir, "revisions")); err != nil {
+	if err := fsperm.Sync(filepath.Join(d.dir, "revisions")); err != nil {
 		return err
 	}
 	if err := os.Remove(d.revPath(id, ".idx")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("repo: %w", err)
 	}
-	return syncPath(filepath.Join(d.dir, "revisions"))
+	return fsperm.Sync(filepath.Join(d.dir, "revisions"))
 }
 
 func (d *dirBackend) Lock(name string, shared bool, timeout time.Duration) (*Lock, error) {
@@ -293,7 +293,7 @@ func (d *dirBackend) RemoveLeftovers(l Leftovers) error {
 		}
 	}
 	if len(l.Tmp) > 0 {
-		if err := syncPath(d.tmp()); err != nil {
+		if err := fsperm.Sync(d.tmp()); err != nil {
 			return err
 		}
 	}
@@ -303,7 +303,7 @@ func (d *dirBackend) RemoveLeftovers(l Leftovers) error {
 		}
 	}
 	if len(l.Indexes) > 0 {
-		return syncPath(filepath.Join(d.dir, "revisions"))
+		return fsperm.Sync(filepath.Join(d.dir, "revisions"))
 	}
 	return nil
 }

@@ -52,7 +52,7 @@ func (r *Repo) seal() error {
 				return err
 			}
 		}
-		if err := writeFileAtomic(d.tmp(), path, marshalConfig(FormatVersion), d.perm); err != nil {
+		if err := d.perm.WriteFile(d.tmp(), path, marshalConfig(FormatVersion)); err != nil {
 			return err
 		}
 	}

@@ -103,10 +103,7 @@ func ToPath(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Inde
 	ok = true
 	// the rename too: after a power cut the restored file is there, not
 	// the old one or none
-	if err := fsperm.Sync(filepath.Dir(path)); err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
-	return nil
+	return fsperm.Sync(filepath.Dir(path))
 }
 
 func toDevice(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Index, path string, opt Options) error {
