@@ -390,8 +390,12 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool
 	return time.Since(start)
 }
 
-// formed waits until three members own every job and each committed a
-// store, and returns the status d1 wrote then and how long it took.
+// formed waits until three members own every job, each some of them in
+// d1's view, and each committed a store, and returns the status d1 wrote
+// then and how long it took. (d1 writes its view every status interval: a
+// member can have taken jobs and stored before d1's view shows it owning
+// any; without "each some", make test once caught d3 storing while d1's
+// last status still gave d2 its share.)
 func (r *fleetRig) formed() (*jobstatus.Status, time.Duration) {
 	t := r.t
 	t.Helper()
@@ -409,7 +413,7 @@ func (r *fleetRig) formed() (*jobstatus.Status, time.Duration) {
 			return false, fmt.Sprint(err) + "\n" + r.diag()
 		}
 		c := owners(st)
-		ok := len(alive(st)) == 3 && c[""] == 0 && len(st.Jobs) == fleetJobs
+		ok := len(alive(st)) == 3 && c[""] == 0 && len(st.Jobs) == fleetJobs && c["d1"] > 0 && c["d2"] > 0 && c["d3"] > 0
 		stored := map[string]bool{}
 		for _, s := range r.stores() {
 			stored[s.member] = stored[s.member] || s.rc == 0
