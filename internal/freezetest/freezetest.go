@@ -15,7 +15,6 @@ package freezetest
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -369,13 +368,5 @@ func (g *Guest) ThawedWithin(t testing.TB, d time.Duration) {
 			t.Errorf("freezetest: guest %s still frozen %s later", g.Mount, d)
 			return
 		}
-	}
-}
-
-// ctxSleep sleeps d or until ctx ends.
-func ctxSleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
 	}
 }

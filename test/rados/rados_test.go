@@ -24,10 +24,6 @@ import (
 
 var binDir string
 
-type cephM struct{ m *testing.M }
-
-func (c cephM) Run() int { return cephtest.Main(c.m) }
-
 func TestMain(m *testing.M) {
 	if repo.RadosAvailable {
 		dir, err := clitest.BuildCommands("")
