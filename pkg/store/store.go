@@ -10,6 +10,7 @@ import (
 
 	"github.com/backy/backy/pkg/extent"
 	"github.com/backy/backy/pkg/repo"
+	"github.com/backy/backy/pkg/schedule"
 )
 
 // Options tune Store.
@@ -22,8 +23,14 @@ type Options struct {
 
 // Store reads one extent stream from in and commits it as a new revision of
 // r. Nothing in the repository changes unless the whole stream, END record
-// included, was read and verified.
+// included, was read and verified, and every tag is one schedule.CheckTag
+// accepts (a tag a revision spec could not name is refused up front).
 func Store(ctx context.Context, r *repo.Repo, in io.Reader, opt Options) (*repo.Revision, error) {
+	for _, t := range opt.Tags {
+		if err := schedule.CheckTag(t); err != nil {
+			return nil, err
+		}
+	}
 	storeLock, err := r.TryLock(repo.LockStore, false)
 	if err != nil {
 		return nil, err
