@@ -74,7 +74,11 @@ func canonical(dir string) string {
 // the schedule tags they are too old for, and those left without any tag
 // are removed, never the newest (pkg/schedule.Expire decides). With dryRun
 // it only reports. It returns the changes. Revisions whose metadata cannot
-// be read count for nothing and are left alone (forget removes them).
+// be read, or whose index is missing or has the wrong length (what status
+// calls damaged), count for nothing and are left alone (forget removes
+// them): a damaged newest revision must not count as the newest, nor as one
+// of those a tag keeps, or the schedule would remove the last revision that
+// still restores.
 func Expire(r *repo.Repo, s schedule.Schedule, dryRun bool, opt Options) ([]schedule.Change, error) {
 	opt.defaults()
 	meta, revs, bad, err := lockedRevisions(r)
@@ -85,10 +89,14 @@ func Expire(r *repo.Repo, s schedule.Schedule, dryRun bool, opt Options) ([]sche
 	for _, e := range bad {
 		opt.Log.Info(fmt.Sprintf("damaged, left alone: %v", e))
 	}
-	infos := make([]schedule.RevisionInfo, len(revs))
+	infos := make([]schedule.RevisionInfo, 0, len(revs))
 	byID := make(map[string]*repo.Revision, len(revs))
-	for i, rev := range revs {
-		infos[i] = schedule.RevisionInfo{ID: rev.ID, Time: rev.Time, Tags: rev.Tags}
+	for _, rev := range revs {
+		if err := r.QuickCheckIndex(rev); err != nil {
+			opt.Log.Info(fmt.Sprintf("damaged, left alone: revision %s: %v", rev.ID, err))
+			continue
+		}
+		infos = append(infos, schedule.RevisionInfo{ID: rev.ID, Time: rev.Time, Tags: rev.Tags})
 		byID[rev.ID] = rev
 	}
 	changes := schedule.Expire(infos, s, opt.Now())
