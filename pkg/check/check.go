@@ -128,8 +128,11 @@ func judge(in Input, j config.Job) Job {
 		crit("repository cannot be read: %s", info.Err)
 	case info.NewestTrusted.IsZero():
 		what := "never backed up"
-		if info.Revisions > 0 {
+		switch {
+		case info.Revisions > 0 && info.Distrusted == info.Revisions:
 			what = fmt.Sprintf("no trusted revision (all %d distrusted)", info.Revisions)
+		case info.Revisions > 0:
+			what = fmt.Sprintf("no trusted revision (%d of %d distrusted)", info.Distrusted, info.Revisions)
 		}
 		if known && st.Running {
 			what += fmt.Sprintf(", first run in progress since %s", stamp(st.RunningSince))
@@ -150,6 +153,9 @@ func judge(in Input, j config.Job) Job {
 	}
 	if info.DamagedMeta > 0 {
 		warn("%d revision metadata %s cannot be read", info.DamagedMeta, plural(info.DamagedMeta, "file", "files"))
+	}
+	if info.DamagedIndex > 0 {
+		warn("%d %s a missing or truncated index", info.DamagedIndex, plural(info.DamagedIndex, "revision has", "revisions have"))
 	}
 	if c := j.Consistency; c != nil && info.CrashRuns >= c.WarnCrashRuns {
 		v.CrashOnly = true

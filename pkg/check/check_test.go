@@ -93,7 +93,7 @@ func TestWarnings(t *testing.T) {
 	in.Repos["vm1"] = jobstatus.RepoInfo{Revisions: 3, Distrusted: 1, NewestTrusted: now.Add(-time.Hour), Damage: []string{"revision abc", "chunk x: corrupt"}}
 	in.Status.Jobs["vm2"] = jobstatus.Job{Failures: 3, LastError: "verify: backy-store exited 4"}
 	delete(in.Status.Jobs, "vm3")
-	in.Repos["vm4"] = jobstatus.RepoInfo{Revisions: 3, NewestTrusted: now.Add(-time.Hour), DamagedMeta: 1}
+	in.Repos["vm4"] = jobstatus.RepoInfo{Revisions: 3, NewestTrusted: now.Add(-time.Hour), DamagedMeta: 1, DamagedIndex: 2}
 	r := Evaluate(in)
 	got := output(r)
 	for _, w := range []string{
@@ -101,7 +101,7 @@ func TestWarnings(t *testing.T) {
 		"\nWARNING: vm1: 1 distrusted revision; verification found damage: revision abc: chunk x: corrupt\n",
 		"\nWARNING: vm2: 3 failed runs in a row, last: verify: backy-store exited 4\n",
 		"\nWARNING: vm3: not scheduled by the running backy-schedule (reload it)\n",
-		"\nWARNING: vm4: 1 revision metadata file cannot be read\n",
+		"\nWARNING: vm4: 1 revision metadata file cannot be read; 2 revisions have a missing or truncated index\n",
 	} {
 		if !strings.Contains(got, w) {
 			t.Errorf("missing %q in\n%s", w, got)

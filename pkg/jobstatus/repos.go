@@ -23,10 +23,13 @@ type RepoInfo struct {
 	Newest        time.Time // newest revision of any trust
 	NewestTrusted time.Time // newest trusted or verified revision
 	// Damage is what the newest verification that found damage reported,
-	// with the revision id, and DamagedMeta counts metadata files that
-	// cannot be read.
-	Damage      []string
-	DamagedMeta int
+	// with the revision id, DamagedMeta counts metadata files that cannot
+	// be read, and DamagedIndex the revisions whose index is missing or
+	// has the wrong length (repo.QuickCheckIndex): those count for no slot
+	// and are not the newest trusted revision, since they do not restore.
+	Damage       []string
+	DamagedMeta  int
+	DamagedIndex int
 	// Consistency, ConsistencyReason and FrozenSeconds are those of the
 	// newest revision (see repo.Revision); CrashRuns counts the newest
 	// revisions in a row that are only crash-consistent.
@@ -78,6 +81,10 @@ func ScanRepo(l Location) RepoInfo {
 		}
 		if rev.IsDistrusted() {
 			info.Distrusted++
+			continue
+		}
+		if errors.Is(r.QuickCheckIndex(rev), repo.ErrCorruptIndex) {
+			info.DamagedIndex++
 			continue
 		}
 		if rev.Time.After(info.NewestTrusted) {
