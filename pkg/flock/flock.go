@@ -34,8 +34,10 @@ type Lock struct {
 // Take locks the file at path (created if need be), waiting at most
 // timeout (0: not at all). When another process still holds it, Take
 // returns ErrHeld and the pid an exclusive holder wrote (0 when none).
+// A shared lock opens an existing file read-only, so that readers work on
+// a read-only mount or snapshot of what they lock.
 func Take(path string, shared bool, timeout time.Duration) (*Lock, int, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := open(path, shared)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -66,6 +68,16 @@ func Take(path string, shared bool, timeout time.Duration) (*Lock, int, error) {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	return &Lock{f: f, shared: shared}, 0, nil
+}
+
+func open(path string, shared bool) (*os.File, error) {
+	if shared {
+		f, err := os.Open(path)
+		if !errors.Is(err, os.ErrNotExist) {
+			return f, err
+		}
+	}
+	return os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 }
 
 // Unlock releases the lock. An exclusive holder first forgets its pid, so

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // flock conflicts between open files, so one process can play both sides.
@@ -43,5 +45,27 @@ func TestTake(t *testing.T) {
 	sh2.Unlock()
 	if _, _, err := Take(filepath.Join(path, "x"), false, 0); err == nil || errors.Is(err, ErrHeld) {
 		t.Errorf("lock under a file: %v", err)
+	}
+}
+
+// TestSharedOpensReadOnly: a shared lock on an existing file holds it open
+// read-only (so it works on a read-only mount, which
+// cmd/backy-restore's readonly.txtar proves); one on a missing file makes it.
+func TestSharedOpensReadOnly(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "lock")
+	for i, want := range []int{unix.O_RDWR, unix.O_RDONLY} {
+		l, _, err := Take(path, true, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		flags, err := unix.FcntlInt(l.f.Fd(), unix.F_GETFL, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := flags & unix.O_ACCMODE; got != want {
+			t.Errorf("take %d: access mode %#o, want %#o", i+1, got, want)
+		}
+		l.Unlock()
 	}
 }
