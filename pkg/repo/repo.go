@@ -189,10 +189,25 @@ func (r *Repo) RemoveRevision(id string) error {
 // DiscardIfEmpty removes a repository that OpenOrCreate just made and that
 // still holds no revision (one created for a store that then failed), so
 // that a refused stream leaves no trace. A repository that existed before,
-// or has anything in it, is left alone.
+// or has anything in it, is left alone, and so is one another process is
+// storing into or reading right now: the check and the removal happen
+// under the store and chunks locks, so a second store that opened the new
+// repository meanwhile either finds them held (busy) or the repository
+// gone, and never publishes a revision that is then removed. The locks go
+// with the repository, so their release errors are not errors.
 func (r *Repo) DiscardIfEmpty() error {
 	if !r.created {
 		return nil
+	}
+	for _, name := range []string{LockStore, LockChunks} {
+		l, err := r.TryLock(name, false)
+		if errors.Is(err, ErrBusy) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		defer func() { _ = l.Unlock() }()
 	}
 	return r.b.discard()
 }

@@ -35,6 +35,39 @@ func TestOpenOrCreate(t *testing.T) {
 	}
 }
 
+// TestDiscardIfEmptyUnderLocks: a repository made for a store that failed
+// is not discarded while another process holds its store or chunks lock
+// (a second first store that opened it meanwhile), only once it is free.
+func TestDiscardIfEmptyUnderLocks(t *testing.T) {
+	for _, name := range []string{LockStore, LockChunks} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "repo")
+			r, err := OpenOrCreate(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			other, err := Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l, err := other.TryLock(name, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r.DiscardIfEmpty(); err != nil || !IsRepository(dir) {
+				t.Fatalf("discarded while the %s lock is held: %v, repository there: %v", name, err, IsRepository(dir))
+			}
+			l.Unlock()
+			if err := r.DiscardIfEmpty(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("not discarded once free: %v", err)
+			}
+		})
+	}
+}
+
 // TestOpenOrCreateUnfinished: a directory that an interrupted creation
 // left (layout directories, no marker) is finished by the next
 // OpenOrCreate; one with anything else in it is refused and left as it is.
