@@ -18,8 +18,10 @@ import (
 type dirBackend struct {
 	dir    string
 	chunks *dirStore
-	// createdDir is set when openOrCreateDir made the directory itself.
-	createdDir bool
+	// createdTop is the highest directory openOrCreateDir made on the way
+	// to the repository (the repository's own, or a missing parent);
+	// empty when the directory existed.
+	createdTop string
 	// perm says who may read the repository's metadata (pkg/fsperm):
 	// shared with the directory's group when that is 750. Chunks and
 	// indexes are always private to the owner.
@@ -81,7 +83,7 @@ func openOrCreateDir(dir string) (*Repo, error) {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("repo: %w", err)
 	}
-	newDir := errors.Is(err, os.ErrNotExist)
+	top := missingTop(dir)
 	if len(entries) > 0 && !unfinished(dir, entries) {
 		return nil, fmt.Errorf("%w: %s is not empty and has no %s file", ErrNotRepository, dir, configFile)
 	}
@@ -93,8 +95,23 @@ func openOrCreateDir(dir string) (*Repo, error) {
 		return nil, err
 	}
 	r.created = true
-	r.b.(*dirBackend).createdDir = newDir
+	r.b.(*dirBackend).createdTop = top
 	return r, nil
+}
+
+// missingTop returns the highest of dir and its parents that does not
+// exist, "" when dir exists.
+func missingTop(dir string) string {
+	top := ""
+	for p := filepath.Clean(dir); ; p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); err == nil {
+			return top
+		}
+		top = p
+		if filepath.Dir(p) == p {
+			return top
+		}
+	}
 }
 
 // layout is what createDir makes before the marker file.
@@ -144,9 +161,6 @@ func createDir(dir string) error {
 		return err
 	}
 	perm := fsperm.Of(dir)
-	if err := perm.Restrict(dir); err != nil {
-		return err
-	}
 	for _, sub := range layout {
 		m := perm
 		if sub == "chunks" || sub == "tmp" {
@@ -155,6 +169,11 @@ func createDir(dir string) error {
 		if err := m.Mkdir(filepath.Join(dir, sub)); err != nil {
 			return err
 		}
+	}
+	// Closed once the layout is made, so that a directory the layout
+	// cannot be made in (one the user may not write) keeps its mode.
+	if err := perm.Restrict(dir); err != nil {
+		return err
 	}
 	if err := fsperm.Sync(dir); err != nil {
 		return err
@@ -329,8 +348,12 @@ func (d *dirBackend) discard() error {
 			return fmt.Errorf("repo: %w", err)
 		}
 	}
-	if d.createdDir {
-		_ = os.Remove(d.dir) // only if nothing else is in it
+	// The directories openOrCreateDir made on the way, each only if
+	// nothing else is in it.
+	for p := filepath.Clean(d.dir); d.createdTop != ""; p = filepath.Dir(p) {
+		if os.Remove(p) != nil || p == d.createdTop {
+			break
+		}
 	}
 	return nil
 }
