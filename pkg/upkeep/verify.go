@@ -2,6 +2,7 @@ package upkeep
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -326,6 +328,10 @@ func markAfterVerify(r *repo.Repo, res *VerifyResult, damage map[string][]string
 		}
 		if !full {
 			return false
+		}
+		if rev.IsDistrusted() {
+			log.Info(fmt.Sprintf("revision %s was distrusted (%s); its chunks and index are intact, so it is verified again: only verify --against can tell whether it matches its source",
+				rev.ID, cmp.Or(strings.Join(rev.Damage[:min(1, len(rev.Damage))], ""), "by an operator")))
 		}
 		markVerified(rev, now)
 		res.Verified = append(res.Verified, rev.ID)
