@@ -32,7 +32,8 @@ func marshalConfig(format int) []byte {
 func checkConfig(b []byte, where string) (int, error) {
 	var c repoConfig
 	if err := json.Unmarshal(b, &c); err != nil {
-		return 0, fmt.Errorf("%w: %s: %v", ErrNotRepository, where, err)
+		// The marker is there, so this is a repository whose marker rotted.
+		return 0, fmt.Errorf("%w: %s: %v", ErrCorruptMeta, where, err)
 	}
 	if c.Format != FormatVersion && c.Format != legacyFormat {
 		return 0, fmt.Errorf("%w: %s has format %d, this backy reads formats %d and %d", ErrFormat, where, c.Format, legacyFormat, FormatVersion)

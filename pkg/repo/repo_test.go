@@ -165,6 +165,15 @@ func TestNewerFormatIsRefused(t *testing.T) {
 	if _, err := Open(r.Dir); !errors.Is(err, ErrFormat) {
 		t.Fatalf("error %v", err)
 	}
+	// A marker that is no JSON at all is damage (exit 4), not "no
+	// repository" (6): a store must not take the directory for a new one.
+	os.WriteFile(p, []byte("format 99\n"), 0o644)
+	if _, err := Open(r.Dir); !errors.Is(err, ErrCorruptMeta) {
+		t.Fatalf("marker not JSON: %v", err)
+	}
+	if _, err := OpenOrCreate(r.Dir); !errors.Is(err, ErrCorruptMeta) {
+		t.Fatalf("OpenOrCreate, marker not JSON: %v", err)
+	}
 }
 
 func TestChunkRoundTripAndDamage(t *testing.T) {
