@@ -21,9 +21,11 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/creack/pty"
 	"github.com/rogpeppe/go-internal/testscript"
+	"golang.org/x/sys/unix"
 )
 
 // BuildCommands builds every ./cmd/backy-* command except skip into a new
@@ -113,6 +115,7 @@ func Params(dir, binDir string) testscript.Params {
 			"exits":        exits,
 			"corruptchunk": corruptchunk,
 			"flipbyte":     flipbyte,
+			"interrupt":    interrupt,
 			"treehash":     treehash,
 			"truncatefile": truncatefile,
 			"ttyexec":      ttyexec,
@@ -372,15 +375,7 @@ func environ(ts *testscript.TestScript) []string {
 // empty) and stderr on a new pseudo-terminal of 40 rows and 120 columns; it
 // returns the command's stdout and all that reached the terminal.
 func RunOnTTY(dir, path string, env []string, stdin string, args ...string) (stdout, tty []byte, err error) {
-	prog := args[0]
-	if !strings.Contains(prog, "/") {
-		for _, d := range filepath.SplitList(path) {
-			if st, err := os.Stat(filepath.Join(d, prog)); err == nil && st.Mode().IsRegular() {
-				prog = filepath.Join(d, prog)
-				break
-			}
-		}
-	}
+	prog := lookPath(path, args[0])
 	master, slave, err := pty.Open()
 	if err != nil {
 		return nil, nil, err
@@ -418,6 +413,125 @@ func RunOnTTY(dir, path string, env []string, stdin string, args ...string) (std
 	<-read
 	return out.Bytes(), seen.Bytes(), err
 }
+
+// lookPath finds prog in the directories of path (a script's PATH, not the
+// test process's); a name with a slash is taken as it is.
+func lookPath(path, prog string) string {
+	if strings.Contains(prog, "/") {
+		return prog
+	}
+	for _, d := range filepath.SplitList(path) {
+		if st, err := os.Stat(filepath.Join(d, prog)); err == nil && st.Mode().IsRegular() {
+			return filepath.Join(d, prog)
+		}
+	}
+	return prog
+}
+
+// interrupt [-INT] N FILE PROG ARGS...: run PROG with FILE's bytes on a
+// stdin pipe whose writer then stays open and silent, as a producer that
+// hangs (a stuck RBD read, a stalled ssh). Once PROG has read the pipe empty
+// and had 300 ms to wait in its next read, send it SIGTERM (SIGINT with
+// -INT) and check that it exits with status N within InterruptWait; the
+// writer closes only after that, so a command that ends only at EOF fails.
+// PROG's stdout and stderr can be matched afterwards.
+func interrupt(ts *testscript.TestScript, neg bool, args []string) {
+	sig := syscall.SIGTERM
+	if len(args) > 0 && args[0] == "-INT" {
+		sig, args = syscall.SIGINT, args[1:]
+	}
+	if neg || len(args) < 3 {
+		ts.Fatalf("usage: interrupt [-INT] N FILE PROG ARGS...")
+	}
+	var want int
+	if _, err := fmt.Sscan(args[0], &want); err != nil {
+		ts.Fatalf("bad exit status %q", args[0])
+	}
+	data, err := os.ReadFile(ts.MkAbs(args[1]))
+	ts.Check(err)
+	pr, pw, err := os.Pipe()
+	ts.Check(err)
+	defer pw.Close()
+	cmd := exec.Command(lookPath(ts.Getenv("PATH"), args[2]), args[3:]...)
+	var stdout, stderr bytes.Buffer
+	cmd.Dir, cmd.Env, cmd.Stdin, cmd.Stdout, cmd.Stderr = ts.MkAbs("."), environ(ts), pr, &stdout, &stderr
+	err = cmd.Start()
+	pr.Close()
+	ts.Check(err)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	written := make(chan error, 1)
+	go func() { _, err := pw.Write(data); written <- err }()
+	fail := func(format string, a ...any) {
+		_ = cmd.Process.Kill()
+		<-exited
+		ts.Stdout().Write(stdout.Bytes())
+		ts.Stderr().Write(stderr.Bytes())
+		ts.Fatalf(format, a...)
+	}
+	// Wait until PROG has taken in every byte: the write returned and the
+	// pipe holds nothing (FIONREAD, TIOCINQ in x/sys, works on either end of a
+	// pipe).
+	deadline := time.Now().Add(InterruptWait)
+	for drained := false; !drained; {
+		select {
+		case err := <-exited:
+			ts.Stdout().Write(stdout.Bytes())
+			ts.Stderr().Write(stderr.Bytes())
+			ts.Fatalf("%s exited before it was interrupted: %v", args[2], err)
+		case err := <-written:
+			if err != nil { // most likely PROG exited: say how
+				select {
+				case xerr := <-exited:
+					exited <- xerr
+					continue
+				case <-time.After(InterruptWait):
+				}
+				fail("writing %s's stdin: %v", args[2], err)
+			}
+			written = nil
+		case <-time.After(10 * time.Millisecond):
+		}
+		if written == nil {
+			raw, err := pw.SyscallConn()
+			ts.Check(err)
+			n := -1
+			ts.Check(raw.Control(func(fd uintptr) { n, err = unix.IoctlGetInt(int(fd), unix.TIOCINQ) }))
+			ts.Check(err)
+			drained = n == 0
+		}
+		if !drained && time.Now().After(deadline) {
+			fail("%s did not read its %d bytes of stdin within %v", args[2], len(data), InterruptWait)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	ts.Check(cmd.Process.Signal(sig))
+	sent := time.Now()
+	select {
+	case err = <-exited:
+	case <-time.After(InterruptWait):
+		fail("%s did not exit within %v of %v while its stdin's writer stayed open", args[2], InterruptWait, sig)
+	}
+	ts.Logf("%s exited %v after %v", args[2], time.Since(sent).Round(time.Millisecond), sig)
+	ts.Stdout().Write(stdout.Bytes())
+	ts.Stderr().Write(stderr.Bytes())
+	got := 0
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		got = ee.ExitCode()
+	case err != nil:
+		ts.Fatalf("%s: %v", args[2], err)
+	}
+	if got != want {
+		ts.Fatalf("%s exited %d, want %d", args[2], got, want)
+	}
+}
+
+// InterruptWait is how long interrupt waits for a command to read its
+// input, and then to exit once signalled: far longer than an interrupted
+// command needs, far shorter than a test's timeout.
+const InterruptWait = 5 * time.Second
 
 // ExitCode is the exit status of a finished command (Run or Wait's
 // error): 0, the code, or minus the signal that killed it. Any other error

@@ -23,7 +23,7 @@ import (
 // run commands in-process.
 type Env struct {
 	Ctx    context.Context
-	Stdin  *os.File
+	Stdin  *os.File // a pipe's Read returns once Ctx is done (InterruptibleStdin)
 	Stdout *os.File
 	Stderr io.Writer
 	Name   string
@@ -42,7 +42,8 @@ func (v VersionFlag) BeforeReset(app *kong.Kong, vars kong.Vars) error {
 
 // Run parses args into cmd (a kong grammar whose commands have
 // Run(*Env) error methods), runs the selected command under a context that
-// is cancelled by SIGINT or SIGTERM, prints any error as
+// is cancelled by SIGINT or SIGTERM (which also ends a read of stdin that
+// waits for a hung producer: InterruptibleStdin), prints any error as
 // "NAME: error: ..." and returns the exit code. A bind of type
 // map[string]complete.Predictor is not bound: it names the completers of
 // the values tagged predictor:"NAME" when a shell asks for completions
@@ -77,7 +78,9 @@ func Run(name, description string, cmd any, args []string, binds ...any) int {
 	defer stop()
 	GrowPipe(os.Stdin)
 	GrowPipe(os.Stdout)
-	env := &Env{Ctx: ctx, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Name: name, Log: logline.New(os.Stderr, name)}
+	stdin, restoreStdin := InterruptibleStdin(ctx, os.Stdin)
+	defer restoreStdin()
+	env := &Env{Ctx: ctx, Stdin: stdin, Stdout: os.Stdout, Stderr: os.Stderr, Name: name, Log: logline.New(os.Stderr, name)}
 	stopProfile := startProfile()
 	err = kctx.Run(append([]any{env}, binds...)...)
 	stopProfile()

@@ -1,0 +1,120 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// blockingPipe is a pipe whose read end is a blocking *os.File, as
+// os.Stdin is (os.Pipe's own read end is in the poller already).
+func blockingPipe(t *testing.T) (r, w *os.File) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	r, w = os.NewFile(uintptr(p[0]), "r"), os.NewFile(uintptr(p[1]), "w")
+	t.Cleanup(func() { r.Close(); w.Close() })
+	return r, w
+}
+
+func nonblock(t *testing.T, f *os.File) bool {
+	t.Helper()
+	raw, err := f.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flags int
+	if cerr := raw.Control(func(fd uintptr) { flags, err = unix.FcntlInt(fd, unix.F_GETFL, 0) }); cerr != nil {
+		t.Fatal(cerr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return flags&unix.O_NONBLOCK != 0
+}
+
+func TestInterruptibleStdinCancel(t *testing.T) {
+	r, w := blockingPipe(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	in, restore := InterruptibleStdin(ctx, r)
+	if in == r {
+		t.Fatal("a pipe was not made interruptible")
+	}
+	IsTerminal(in) // Fd must not put it back in blocking mode
+	if _, err := w.Write([]byte("abc")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 10)
+	if n, err := in.Read(buf); n != 3 || err != nil {
+		t.Fatalf("Read = %d, %v; want 3 bytes", n, err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := in.Read(buf); done <- err }()
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("Read after cancel: %v, want a deadline error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a blocked Read did not return when the context was cancelled")
+	}
+	if !nonblock(t, r) {
+		t.Fatal("stdin is not in non-blocking mode while in use")
+	}
+	restore()
+	if nonblock(t, r) {
+		t.Fatal("restore left stdin in non-blocking mode")
+	}
+	// stdin itself stays open and usable
+	if _, err := w.Write([]byte("d")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.Read(buf); n != 1 || err != nil {
+		t.Fatalf("Read of the old stdin = %d, %v", n, err)
+	}
+}
+
+func TestInterruptibleStdinEOF(t *testing.T) {
+	r, w := blockingPipe(t)
+	in, restore := InterruptibleStdin(context.Background(), r)
+	defer restore()
+	go func() { w.Write([]byte("xyz")); w.Close() }()
+	b, err := io.ReadAll(in)
+	if string(b) != "xyz" || err != nil {
+		t.Fatalf("ReadAll = %q, %v", b, err)
+	}
+}
+
+// A stdin that was non-blocking already stays so.
+func TestInterruptibleStdinKeepsNonblock(t *testing.T) {
+	r, _ := blockingPipe(t)
+	raw, _ := r.SyscallConn()
+	raw.Control(func(fd uintptr) { unix.SetNonblock(int(fd), true) })
+	_, restore := InterruptibleStdin(context.Background(), r)
+	restore()
+	if !nonblock(t, r) {
+		t.Fatal("restore cleared a non-blocking mode it did not set")
+	}
+}
+
+func TestInterruptibleStdinRegularFile(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	in, restore := InterruptibleStdin(context.Background(), f)
+	defer restore()
+	if in != f || nonblock(t, f) {
+		t.Fatal("a regular file was changed")
+	}
+}
