@@ -36,9 +36,17 @@ func (c *copyCmd) Run(env *cli.Env, g *globals) error {
 	}
 	if res != nil {
 		secs := max(res.Duration.Seconds(), 1e-3)
-		env.Log.Info(fmt.Sprintf("copy: %d revisions copied, %d already there, %d not copied; %d chunks moved (%s, %s/s), %d found in the target, in %.2fs",
-			len(res.Copied), len(res.Skipped), len(res.Failed), res.Moved, upkeep.HumanBytes(res.Bytes),
+		env.Log.Info(fmt.Sprintf("copy: %s copied, %d already there, %d not copied; %s moved (%s, %s/s), %d found in the target, in %.2fs",
+			count(len(res.Copied), "revision"), len(res.Skipped), len(res.Failed), count(res.Moved, "chunk"), upkeep.HumanBytes(res.Bytes),
 			upkeep.HumanBytes(int64(float64(res.Bytes)/secs)), res.Found, secs))
 	}
 	return err
+}
+
+// count is "1 revision", "2 revisions".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -267,7 +267,7 @@ func (c *copier) revision(ctx context.Context, rev *repo.Revision) (copyCounts, 
 	if err != nil {
 		return n, err
 	}
-	done, err := c.chunks(ctx, ix, batch)
+	done, bytes, err := c.chunks(ctx, ix, batch)
 	if err != nil {
 		batch.Abort()
 		return n, err
@@ -275,6 +275,8 @@ func (c *copier) revision(ctx context.Context, rev *repo.Revision) (copyCounts, 
 	if err := batch.Commit(); err != nil {
 		return n, err
 	}
+	// Only now are the chunks in dst: a revision that failed, its batch
+	// aborted, moved nothing.
 	for h, moved := range done {
 		c.have[h] = struct{}{}
 		if moved {
@@ -283,6 +285,10 @@ func (c *copier) revision(ctx context.Context, rev *repo.Revision) (copyCounts, 
 			n.found++
 		}
 	}
+	c.res.Chunks += n.moved + n.found
+	c.res.Found += n.found
+	c.res.Moved += n.moved
+	c.res.Bytes += bytes
 	ml, err := c.dst.WaitLock(repo.LockMeta, false, time.Minute)
 	if err != nil {
 		return n, err
@@ -296,8 +302,9 @@ func (c *copier) revision(ctx context.Context, rev *repo.Revision) (copyCounts, 
 
 // chunks puts into batch every chunk of ix that dst lacks, read from src
 // and verified, on opt.Workers workers. It returns the chunks it looked
-// up: true for moved, false for found in dst.
-func (c *copier) chunks(ctx context.Context, ix *repo.Index, batch repo.Batch) (map[repo.Hash]bool, error) {
+// up: true for moved, false for found in dst; and the stored size of those
+// moved.
+func (c *copier) chunks(ctx context.Context, ix *repo.Index, batch repo.Batch) (map[repo.Hash]bool, int64, error) {
 	type job struct {
 		h repo.Hash
 		n int
@@ -306,7 +313,7 @@ func (c *copier) chunks(ctx context.Context, ix *repo.Index, batch repo.Batch) (
 	jobs := make(chan job)
 	var mu sync.Mutex
 	done := map[repo.Hash]bool{}
-	var found, moved atomic.Int64
+	var bytes atomic.Int64
 	for range c.opt.Workers {
 		g.Go(func() error {
 			buf := make([]byte, repo.ChunkSize)
@@ -318,12 +325,7 @@ func (c *copier) chunks(ctx context.Context, ix *repo.Index, batch repo.Batch) (
 				mu.Lock()
 				done[j.h] = m
 				mu.Unlock()
-				if m {
-					moved.Add(1)
-					atomic.AddInt64(&c.res.Bytes, size)
-				} else {
-					found.Add(1)
-				}
+				bytes.Add(size)
 				c.opt.Progress.Add(repo.ChunkSize)
 				if err := ctx.Err(); err != nil {
 					return err
@@ -352,10 +354,7 @@ func (c *copier) chunks(ctx context.Context, ix *repo.Index, batch repo.Batch) (
 		return nil
 	})
 	err := g.Wait()
-	c.res.Chunks += int(found.Load() + moved.Load())
-	c.res.Found += int(found.Load())
-	c.res.Moved += int(moved.Load())
-	return done, err
+	return done, bytes.Load(), err
 }
 
 // chunk makes chunk h present in dst: found there (re-verified while dst
