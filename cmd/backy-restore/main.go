@@ -90,7 +90,7 @@ func (c *restoreCLI) Run(env *cli.Env) error {
 
 func isDevice(path string) bool {
 	st, err := os.Stat(path)
-	return err == nil && st.Mode()&os.ModeDevice != 0
+	return err == nil && restore.IsBlockDevice(st.Mode())
 }
 
 // toStream writes to out, or to a new file at Target when out is nil, and

@@ -20,6 +20,10 @@ import (
 // ErrTargetTooSmall is returned when a block device cannot hold the image.
 var ErrTargetTooSmall = exitcode.New(exitcode.BadInput, "restore: target device is smaller than the image")
 
+// ErrBadTarget is returned for a target path that is neither a regular file
+// (or none yet) nor a block device: a directory, a character device.
+var ErrBadTarget = exitcode.New(exitcode.Usage, "restore: bad target")
+
 // Options tune a restore.
 type Options struct {
 	Workers int // readers and decompressors; default GOMAXPROCS
@@ -59,11 +63,13 @@ func Raw(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Index, 
 // device (written in place; it is never read).
 func ToPath(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Index, path string, opt Options) error {
 	st, err := os.Stat(path)
-	if err == nil && st.Mode()&os.ModeDevice != 0 {
+	if err == nil && IsBlockDevice(st.Mode()) {
 		return toDevice(ctx, r, rev, ix, path, opt)
 	}
 	if err == nil && !st.Mode().IsRegular() {
-		return fmt.Errorf("restore: %s is neither a regular file nor a block device", path)
+		// a character device too: /dev/null has no size to check and
+		// /dev/tty is a terminal (restore to - for a read-through test)
+		return fmt.Errorf("%w: %s is neither a regular file nor a block device", ErrBadTarget, path)
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".backy-*")
 	if err != nil {
@@ -104,6 +110,12 @@ func ToPath(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Inde
 	// the rename too: after a power cut the restored file is there, not
 	// the old one or none
 	return fsperm.Sync(filepath.Dir(path))
+}
+
+// IsBlockDevice reports whether m is a block device's mode (ModeDevice
+// without ModeCharDevice: character devices have ModeDevice too).
+func IsBlockDevice(m os.FileMode) bool {
+	return m&os.ModeDevice != 0 && m&os.ModeCharDevice == 0
 }
 
 func toDevice(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Index, path string, opt Options) error {
