@@ -3,8 +3,10 @@ package restore
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"unsafe"
@@ -73,7 +75,13 @@ func ToPath(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Inde
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".backy-*")
 	if err != nil {
-		return fmt.Errorf("restore: %w", err)
+		// name the target and its directory, not the temporary file
+		// (a missing directory stays not-exist: exit 6)
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("restore: %s: cannot create a file in %s: %w", path, filepath.Dir(path), err)
 	}
 	ok := false
 	defer func() {
