@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/backy/backy/pkg/fsperm"
@@ -62,6 +63,9 @@ func openDir(dir string) (*Repo, error) {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%w: %s has no %s file", ErrNotRepository, dir, configFile)
 		}
+		if errors.Is(err, syscall.ENOTDIR) {
+			return nil, notDir(dir)
+		}
 		return nil, fmt.Errorf("repo: %w", err)
 	}
 	format, err := checkConfig(b, filepath.Join(dir, configFile))
@@ -75,11 +79,20 @@ func openDir(dir string) (*Repo, error) {
 	return r, nil
 }
 
+// notDir is the error of a repository path that is a file, or lies under
+// one: no repository there, as for a missing one (exit 6).
+func notDir(dir string) error {
+	return fmt.Errorf("%w: %s is not a directory", ErrNotRepository, dir)
+}
+
 func openOrCreateDir(dir string) (*Repo, error) {
 	if _, err := os.Stat(filepath.Join(dir, configFile)); err == nil {
 		return openDir(dir)
 	}
 	entries, err := os.ReadDir(dir)
+	if errors.Is(err, syscall.ENOTDIR) {
+		return nil, notDir(dir)
+	}
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("repo: %w", err)
 	}
