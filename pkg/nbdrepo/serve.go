@@ -78,10 +78,13 @@ func listen(ctx context.Context, opt ServeOptions) (net.Listener, error) {
 }
 
 // listenError says plainly why the port cannot be had. A port someone else
-// listens on is a busy resource; an address that is not this host's is a bad
-// command line.
+// listens on is a busy resource; an address that is not this host's, or a
+// name that does not resolve, is a bad command line.
 func listenError(addr string, err error) error {
+	var dns *net.DNSError
 	switch {
+	case errors.As(err, &dns):
+		return exitcode.With(exitcode.Usage, fmt.Errorf("nbdrepo: cannot listen on %s: %w (give an address of this host)", addr, dns))
 	case errors.Is(err, syscall.EADDRINUSE):
 		return exitcode.With(exitcode.Busy, fmt.Errorf("nbdrepo: cannot listen on %s: %w (is another backy-nbd or NBD server running? choose another port with -p)", addr, syscall.EADDRINUSE))
 	case errors.Is(err, syscall.EADDRNOTAVAIL):
