@@ -1271,7 +1271,10 @@ func TestMountMissingHelper(t *testing.T) {
 		os.Symlink(p, filepath.Join(bin, n))
 	}
 	try("backy-nbd: error: nbdmount: helper program not found: fuse2fs (install the Debian package fuse2fs)")
-	// a BACKY_FUSE2FS that is not there is named, not replaced by another
+	// a BACKY_FUSE2FS that is not there is named, not replaced by another;
+	// a name of no known helper gets no package hint but the variable
+	try("backy-nbd: error: nbdmount: helper program not found: BACKY_FUSE2FS=nosuchfuse2fs: not on PATH, nor in /usr/sbin or /sbin",
+		"BACKY_FUSE2FS=nosuchfuse2fs")
 	missing := filepath.Join(d, "no", "fuse2fs")
 	try(`backy-nbd: error: nbdmount: helper program not found: BACKY_FUSE2FS=`+missing+`: exec: "`+missing+`": stat `+missing+`: no such file or directory`,
 		"BACKY_FUSE2FS="+missing)

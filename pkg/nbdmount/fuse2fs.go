@@ -90,9 +90,14 @@ func probeFuse2fs(path string) *fuse2fsProg {
 func findFuse2fs() (first, fallback *fuse2fsProg, err error) {
 	if p := os.Getenv(Fuse2fsEnv); p != "" {
 		if !strings.Contains(p, "/") { // "fuse2fs": the one on PATH
-			if p, err = findHelper(p); err != nil {
+			q, err := findHelper(p)
+			if err != nil && packages[p] == "" { // the user's name: say where it came from
+				return nil, nil, fmt.Errorf("%w: %s=%s: not on PATH, nor in /usr/sbin or /sbin", ErrNoHelper, Fuse2fsEnv, p)
+			}
+			if err != nil {
 				return nil, nil, err
 			}
+			p = q
 		} else if _, err := exec.LookPath(p); err != nil {
 			return nil, nil, fmt.Errorf("%w: %s=%s: %w", ErrNoHelper, Fuse2fsEnv, p, err)
 		}

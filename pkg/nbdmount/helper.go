@@ -31,6 +31,9 @@ func findHelper(name string) (string, error) {
 			return p, nil
 		}
 	}
+	if packages[name] == "" {
+		return "", fmt.Errorf("%w: %s", ErrNoHelper, name)
+	}
 	return "", fmt.Errorf("%w: %s (install the Debian package %s)", ErrNoHelper, name, packages[name])
 }
 
