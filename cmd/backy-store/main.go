@@ -16,7 +16,7 @@ import (
 
 type globals struct {
 	Base  string `short:"b" default:"." help:"Repository: a directory, or rados:POOL/JOB (created on first store)." placeholder:"REPO"`
-	Quiet bool   `short:"q" help:"Show no progress line on a terminal (store, verify, purge); summary lines still end the run."`
+	Quiet bool   `short:"q" help:"Show no progress line on a terminal (store, verify, purge, copy); summary lines still end the run."`
 	cli.Ceph
 }
 
