@@ -15,8 +15,8 @@ import (
 type checkCLI struct {
 	Version    cli.VersionFlag    `help:"Print the version and exit."`
 	Completion cli.CompletionFlag `placeholder:"SHELL" predictor:"shell" help:"Print the shell completion script (bash or zsh) and exit."`
-	Config     string             `short:"c" default:"/etc/backy.conf" placeholder:"FILE" help:"Configuration file."`
-	Timeout    time.Duration      `short:"t" default:"50s" placeholder:"DURATION" help:"Give up with UNKNOWN after this long."`
+	Config     string             `short:"c" default:"/etc/backy.conf" placeholder:"FILE" help:"Configuration file (default: ${default})."`
+	Timeout    time.Duration      `short:"t" default:"50s" placeholder:"DURATION" help:"Give up with UNKNOWN after this long (default: ${default})."`
 
 	state int
 }

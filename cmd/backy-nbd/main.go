@@ -33,7 +33,7 @@ func (g *globals) check() (int, error) {
 }
 
 type serveCmd struct {
-	Host   string `short:"H" default:"127.0.0.1" help:"Address to listen on (NBD has no authentication: keep it on loopback)." placeholder:"ADDR"`
+	Host   string `short:"H" default:"127.0.0.1" help:"Address to listen on (default: ${default}; NBD has no authentication: keep it on loopback)." placeholder:"ADDR"`
 	Port   int    `short:"p" default:"9000" help:"TCP port to listen on (0 = any free port, logged)."`
 	Socket string `help:"Listen on this Unix socket (mode 0600, removed at exit) instead of TCP." placeholder:"PATH"`
 	Cow    bool   `help:"Let clients write into a per-connection overlay in $TMPDIR, discarded at disconnect."`
