@@ -4,7 +4,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -25,7 +24,6 @@ func TestMain(m *testing.M) { clitest.Main(cephM{m}, "backy-store", run) }
 func TestScripts(t *testing.T) {
 	p := clitest.Params("testdata/script", clitest.BinDir)
 	p.Cmds["holdlock"] = holdlock
-	p.Cmds["setid"] = setid
 	p.Cmds["clonerev"] = clonerev
 	p.Cmds["settime"] = settime
 	p.Cmds["radoschunk"] = radosChunk
@@ -57,19 +55,6 @@ func holdlock(ts *testscript.TestScript, neg bool, args []string) {
 	l, err := r.TryLock(args[1], len(args) > 2 && args[2] == "shared")
 	ts.Check(err)
 	ts.Defer(func() { l.Unlock(); r.Close() })
-}
-
-// setid VAR: set VAR to the first line of the last command's stdout (the
-// revision id backy-store prints), for exact stderr matches.
-func setid(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 1 {
-		ts.Fatalf("usage: setid VAR")
-	}
-	out := strings.TrimSpace(ts.ReadFile("stdout"))
-	if out == "" {
-		ts.Fatalf("stdout is empty")
-	}
-	ts.Setenv(args[0], strings.SplitN(out, "\n", 2)[0])
 }
 
 // clonerev REPO ID NEWID: copy a revision under another id, so a script

@@ -119,6 +119,7 @@ func Params(dir, binDir string) testscript.Params {
 			"treehash":     treehash,
 			"truncatefile": truncatefile,
 			"ttyexec":      ttyexec,
+			"setid":        setid,
 		},
 		RequireExplicitExec: true,
 		Condition: func(cond string) (bool, error) {
@@ -548,4 +549,17 @@ func ExitCode(t testing.TB, err error) int {
 		return -int(ws.Signal())
 	}
 	return ee.ExitCode()
+}
+
+// setid VAR: set VAR to the first line of the last command's stdout (the
+// revision id backy-store prints), for exact stderr matches.
+func setid(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: setid VAR")
+	}
+	out := strings.TrimSpace(ts.ReadFile("stdout"))
+	if out == "" {
+		ts.Fatalf("stdout is empty")
+	}
+	ts.Setenv(args[0], strings.SplitN(out, "\n", 2)[0])
 }

@@ -40,9 +40,15 @@ func Serve(ctx context.Context, opt ServeOptions) error {
 		return err
 	}
 	defer cat.Close()
-	revs, _, err := r.ScanRevisions()
+	revs, bad, err := r.ScanRevisions()
 	if err != nil {
 		return err
+	}
+	for _, e := range bad {
+		// Catalog.List leaves it out and Open refuses latest, N and tags
+		// while it is there (repo.ResolveIntact): say so once, at start.
+		log.Warn("revision not exported, its metadata is damaged: until it is forgotten, latest, N, tags and the empty name are refused; name revisions by id",
+			"revision", repo.DamagedID(e), "err", e.Error())
 	}
 	ln, err := listen(ctx, opt)
 	if err != nil {
