@@ -63,6 +63,7 @@ func TestWhoCanRead(t *testing.T) {
 	conf, logfile := filepath.Join(dir, "backy.conf"), filepath.Join(dir, "daemon.log")
 	os.WriteFile(conf, []byte(fmt.Sprintf(`[global]
 base-dir = "%[1]s/base"
+status-file = "%[1]s/base/run/status"
 status-interval = "1s"
 console-port = %[2]d
 [schedules.fast]
@@ -70,7 +71,13 @@ fast = { interval = "1h", keep = 2 }
 [jobs.vm1]
 schedule = "fast"
 source = { type = "file", path = "%[1]s/vm1.img" }
+[jobs.vm2]
+schedule = "fast"
+directory = "nested/vm2"
+source = { type = "file", path = "%[1]s/vm1.img" }
 `, dir, port)), 0o644)
+	// The status file and vm2's repository are below directories the
+	// daemon makes: shared like the base, or backy-check would fail.
 	image(t, filepath.Join(dir, "vm1.img"))
 
 	old := syscall.Umask(0)
@@ -78,8 +85,8 @@ source = { type = "file", path = "%[1]s/vm1.img" }
 	syscall.Umask(old)
 	repoDir := filepath.Join(base, "vm1")
 	eventually(t, time.Minute, "the first revision", func() (bool, string) {
-		st, err := jobstatus.Read(filepath.Join(base, "status"))
-		return err == nil && st.Jobs["vm1"].LastResult == "ok", fmt.Sprint(err)
+		st, err := jobstatus.Read(filepath.Join(base, "run", "status"))
+		return err == nil && st.Jobs["vm1"].LastResult == "ok" && st.Jobs["vm2"].LastResult == "ok", fmt.Sprint(err)
 	})
 
 	// backy-nbd on its Unix socket, also started under umask 0.
@@ -126,10 +133,10 @@ source = { type = "file", path = "%[1]s/vm1.img" }
 	}
 	// The status file: closed to the outsider, open to the monitoring
 	// group, so backy-check works as the monitoring user.
-	if out, err := as(t, outsiderUID, outsiderGID, "cat", filepath.Join(base, "status")); err == nil {
+	if out, err := as(t, outsiderUID, outsiderGID, "cat", filepath.Join(base, "run", "status")); err == nil {
 		t.Errorf("an outsider reads the status file: %q", out)
 	}
-	if out, err := as(t, monitorUID, sharedGID, filepath.Join(clitest.BinDir, "backy-check"), "-c", conf); err != nil || !strings.HasPrefix(out, "OK: 1 jobs within SLA") {
+	if out, err := as(t, monitorUID, sharedGID, filepath.Join(clitest.BinDir, "backy-check"), "-c", conf); err != nil || !strings.HasPrefix(out, "OK: 2 jobs within SLA") {
 		t.Errorf("backy-check as the monitoring user: %v\n%s", err, out)
 	}
 	// Sockets: connecting needs write permission on them. nbdinfo is a

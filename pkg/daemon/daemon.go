@@ -112,7 +112,7 @@ func start(opt Options) (*daemon, error) {
 		d.runner = pr
 		d.log.Info(fmt.Sprintf("using %s and %s", bins.Extract, bins.Store))
 	}
-	if err := fsperm.MkdirAll(filepath.Dir(g.StatusFile)); err != nil {
+	if err := fsperm.MkdirAllLikeParent(filepath.Dir(g.StatusFile)); err != nil {
 		lock.Unlock()
 		return nil, fmt.Errorf("daemon: status file: %w", err)
 	}

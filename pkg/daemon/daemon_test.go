@@ -279,6 +279,27 @@ func TestReloadAndHangup(t *testing.T) {
 	expect(t, h.logText(), "reload (SIGHUP) failed, keeping the previous configuration")
 	expect(t, h.console("jobs"), "vm1", "vm3")
 
+	// A status file moved to a new directory is written there at once; one
+	// under a file, which could not be written, refuses the reload.
+	withStatus := func(path string) {
+		writeConf(t, h.conf, filepath.Join(h.dir, "base"), h.port, "vm1", "vm3")
+		b, _ := os.ReadFile(h.conf)
+		os.WriteFile(h.conf, []byte(strings.Replace(string(b), "[global]\n", fmt.Sprintf("[global]\nstatus-file = %q\n", path), 1)), 0o644)
+	}
+	moved := filepath.Join(h.dir, "base", "sub", "dir", "status")
+	withStatus(moved)
+	expect(t, h.console("reload"), "reloaded "+h.conf)
+	deadline = time.Now().Add(5 * time.Second)
+	for _, err := jobstatus.Read(moved); err != nil; _, err = jobstatus.Read(moved) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no status file at %s after the reload: %v", moved, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	os.WriteFile(filepath.Join(h.dir, "afile"), nil, 0o644)
+	withStatus(filepath.Join(h.dir, "afile", "status"))
+	expect(t, h.console("reload"), "error: reload failed, keeping the previous configuration: daemon: status file: fsperm: "+filepath.Join(h.dir, "afile")+": not a directory")
+
 	// base-dir is what the daemon's lock holds: it cannot move.
 	writeConf(t, h.conf, filepath.Join(h.dir, "elsewhere"), h.port, "vm1")
 	expect(t, h.console("reload"), "base-dir cannot change")

@@ -3,11 +3,13 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"syscall"
 	"time"
 
 	"github.com/backy/backy/pkg/config"
+	"github.com/backy/backy/pkg/fsperm"
 	"github.com/backy/backy/pkg/jobstatus"
 )
 
@@ -29,6 +31,13 @@ func (d *daemon) reload(by string) (string, error) {
 	}
 	if err == nil {
 		err = fleetUnchanged(d.cfg.Global, c.Global)
+	}
+	if err == nil && c.Global.StatusFile != d.cfg.Global.StatusFile {
+		// Made as at the start: a status file that cannot be written
+		// would look to backy-check like a daemon that is not running.
+		if e := fsperm.MkdirAllLikeParent(filepath.Dir(c.Global.StatusFile)); e != nil {
+			err = fmt.Errorf("daemon: status file: %w", e)
+		}
 	}
 	if err != nil {
 		var list config.List

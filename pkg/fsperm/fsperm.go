@@ -122,18 +122,33 @@ func (m Mode) Mkdir(path string) error {
 	return m.Set(path)
 }
 
-// MkdirAll makes path and its missing parents private, the way a new
-// repository or base directory begins, and returns nil if path exists.
+// MkdirAll makes path and its missing parents private, the way a base
+// directory begins, and returns nil if path is a directory already.
 func MkdirAll(path string) error {
-	if _, err := os.Stat(path); err == nil {
+	return mkdirAll(path, func(string) Mode { return Private })
+}
+
+// MkdirAllLikeParent makes path and its missing parents each the way Of
+// its parent says: below a directory shared with its group (750), what a
+// job's repository or the status file needs on the way is shared too, so
+// that backy-check run by a monitoring user reaches it.
+func MkdirAllLikeParent(path string) error {
+	return mkdirAll(path, func(p string) Mode { return Of(filepath.Dir(p)) })
+}
+
+func mkdirAll(path string, mode func(string) Mode) error {
+	if st, err := os.Stat(path); err == nil {
+		if !st.IsDir() {
+			return fmt.Errorf("fsperm: %s: %w", path, syscall.ENOTDIR)
+		}
 		return nil
 	}
 	if parent := filepath.Dir(path); parent != path {
-		if err := MkdirAll(parent); err != nil {
+		if err := mkdirAll(parent, mode); err != nil {
 			return err
 		}
 	}
-	return Private.Mkdir(path)
+	return mode(path).Mkdir(path)
 }
 
 // Restrict takes away every permission of path beyond the mode (Dir or

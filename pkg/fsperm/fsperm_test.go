@@ -1,6 +1,7 @@
 package fsperm
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -61,6 +62,27 @@ func TestModesWhateverTheUmask(t *testing.T) {
 	for _, p := range []string{filepath.Join(dir, "a"), filepath.Join(dir, "a", "b")} {
 		if st, _ := os.Stat(p); st.Mode().Perm() != 0o700 {
 			t.Errorf("%s: %v, want 0700", p, st.Mode().Perm())
+		}
+	}
+	// Like its parent: shared below a shared directory (a job's nested
+	// repository, the status file's directory), private below any other.
+	for base, want := range map[string]fs.FileMode{shared: 0o750, open: 0o700, filepath.Join(dir, "a"): 0o700} {
+		if err := MkdirAllLikeParent(filepath.Join(base, "x", "y")); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{filepath.Join(base, "x"), filepath.Join(base, "x", "y")} {
+			if st, _ := os.Stat(p); st.Mode().Perm() != want {
+				t.Errorf("%s: %v, want %v", p, st.Mode().Perm(), want)
+			}
+		}
+	}
+	// A path that is, or runs through, a file is no directory to make.
+	file := filepath.Join(dir, "f")
+	for _, p := range []string{file, filepath.Join(file, "x")} {
+		for name, mkdir := range map[string]func(string) error{"MkdirAll": MkdirAll, "MkdirAllLikeParent": MkdirAllLikeParent} {
+			if err := mkdir(p); !errors.Is(err, syscall.ENOTDIR) {
+				t.Errorf("%s(%s): %v, want ENOTDIR", name, p, err)
+			}
 		}
 	}
 }

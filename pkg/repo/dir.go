@@ -167,7 +167,7 @@ func createDir(dir string) error {
 	// by a monitoring user can read it; chunks and indexes, the disk's
 	// content, stay private to the owner. A directory umask 022 made (755)
 	// is closed.
-	if err := fsperm.MkdirAll(filepath.Dir(dir)); err != nil {
+	if err := fsperm.MkdirAllLikeParent(filepath.Dir(dir)); err != nil {
 		return err
 	}
 	if err := fsperm.Of(filepath.Dir(dir)).Mkdir(dir); err != nil {
