@@ -16,6 +16,11 @@ import (
 // DefaultPath is where backy-schedule looks for its configuration.
 const DefaultPath = "/etc/backy.conf"
 
+// StateDir is the daemon's own directory below the base directory: its
+// lock file, the job logs and the console socket. The leading dot keeps it
+// apart from job names, which start with a letter or digit.
+const StateDir = ".backy-schedule"
+
 // Defaults of the [global] table.
 const (
 	DefaultBaseDir        = "/srv/backy"

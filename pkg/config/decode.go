@@ -64,6 +64,50 @@ func (d *decoder) fail(kind error, key []string, format string, args ...any) {
 	})
 }
 
+// badDirectory says what is wrong with a job's repository directory, given
+// those of the jobs before it (dirs: directory -> job), or "": one job per
+// directory, none inside another's repository (a second store would find
+// the first's "not empty"), none that is base-dir itself or lies in the
+// daemon's own StateDir, and none that is or holds the status file (one
+// would write a file, the other a repository).
+func (d *decoder) badDirectory(c *Config, j Job, dirs map[string]string) string {
+	dir := j.Directory
+	if strings.HasPrefix(dir, radosPrefix) {
+		if other, taken := dirs[dir]; taken {
+			return fmt.Sprintf("uses repository %s of job %q", dir, other)
+		}
+		return ""
+	}
+	base := c.Global.BaseDir
+	switch {
+	case dir == base:
+		return fmt.Sprintf("uses base-dir %s itself as its directory", dir)
+	case dir == filepath.Join(base, StateDir) || within(dir, filepath.Join(base, StateDir)):
+		return fmt.Sprintf("uses directory %s in the daemon's own %s", dir, filepath.Join(base, StateDir))
+	case dir == c.Global.StatusFile:
+		return fmt.Sprintf("uses the status file %s as its directory", dir)
+	case within(c.Global.StatusFile, dir):
+		return fmt.Sprintf("directory %s holds the status file %s", dir, c.Global.StatusFile)
+	}
+	for _, other := range slices.Sorted(maps.Keys(dirs)) {
+		switch {
+		case other == dir:
+			return fmt.Sprintf("uses directory %s of job %q", dir, dirs[other])
+		case within(dir, other):
+			return fmt.Sprintf("directory %s is inside the repository of job %q (%s)", dir, dirs[other], other)
+		case within(other, dir):
+			return fmt.Sprintf("directory %s holds the repository of job %q (%s)", dir, dirs[other], other)
+		}
+	}
+	return ""
+}
+
+// within reports whether path lies below dir (both clean and absolute).
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
 // list positions the problems and orders them by line; problems beyond
 // maxPositioned come last, without a line.
 func (d *decoder) list() List {
@@ -135,14 +179,15 @@ func (d *decoder) config() *Config {
 		if !ok {
 			continue
 		}
-		if other, taken := dirs[j.Directory]; taken {
-			d.fail(ErrDuplicate, []string{"jobs", name}, "job %q uses directory %s of job %q", name, j.Directory, other)
-			continue
-		}
-		if j.Directory == c.Global.StatusFile {
-			// A job named "status" would otherwise fight the daemon for
-			// base-dir/status: one writes a file, the other a repository.
-			d.fail(ErrDuplicate, []string{"jobs", name}, "job %q uses the status file %s as its directory", name, j.Directory)
+		if msg := d.badDirectory(c, j, dirs); msg != "" {
+			// Pointed at the key that chose the directory, when one did.
+			k := []string{"jobs", name}
+			for _, kk := range []string{"directory", "repository"} {
+				if m, _ := jobs[name].(map[string]any); m[kk] != nil {
+					k = append(k, kk)
+				}
+			}
+			d.fail(ErrDuplicate, k, "job %q %s", name, msg)
 			continue
 		}
 		dirs[j.Directory] = name
@@ -262,7 +307,7 @@ func (d *decoder) global(m map[string]any) Global {
 	if n, ok := d.integer(m, path, "console-port", 1, 65535); ok {
 		g.ConsolePort = n
 	}
-	g.ConsoleSocket = filepath.Join(g.BaseDir, ".backy-schedule", "console.sock")
+	g.ConsoleSocket = filepath.Join(g.BaseDir, StateDir, "console.sock")
 	if s, ok := d.str(m, path, "console-socket"); ok {
 		g.ConsoleSocket = ""
 		if s != "" {

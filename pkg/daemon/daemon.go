@@ -105,7 +105,7 @@ func start(opt Options) (*daemon, error) {
 			lock.Unlock()
 			return nil, err
 		}
-		pr := NewPipelineRunner(bins, env, filepath.Join(g.BaseDir, StateDir, "log"))
+		pr := NewPipelineRunner(bins, env, filepath.Join(g.BaseDir, config.StateDir, "log"))
 		if g.Fleet != "" {
 			pr.DieWithDaemon()
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/backy/backy/pkg/config"
 	"github.com/backy/backy/pkg/exitcode"
 	"github.com/backy/backy/pkg/flock"
 	"github.com/backy/backy/pkg/fsperm"
@@ -12,11 +13,6 @@ import (
 
 // ErrRunning is returned when another daemon holds the base directory.
 var ErrRunning = exitcode.New(exitcode.Busy, "daemon: another backy-schedule is running")
-
-// StateDir is the daemon's own directory below the base directory: its
-// lock file and the job logs. The leading dot keeps it apart from job
-// names, which start with a letter or digit.
-const StateDir = ".backy-schedule"
 
 // privateDirs makes base (private, if it is missing) and the directories
 // below it, shared with base's group when base is 750, else private
@@ -42,7 +38,7 @@ func privateDirs(base string, dirs ...string) error {
 // over the repositories' locks, so the second one must not start. The lock
 // is flock(2): the kernel drops it when the daemon dies, however it dies.
 func lockBase(baseDir string) (*flock.Lock, error) {
-	dir := filepath.Join(baseDir, StateDir)
+	dir := filepath.Join(baseDir, config.StateDir)
 	if err := privateDirs(baseDir, dir, filepath.Join(dir, "log")); err != nil {
 		return nil, err
 	}
