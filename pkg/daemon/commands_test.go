@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/backy/backy/pkg/config"
@@ -75,6 +77,41 @@ func TestShellQuote(t *testing.T) {
 	} {
 		if got := shellQuote(in); got != want {
 			t.Errorf("shellQuote(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+// TestManPageShowsThePipelines keeps the command lines of backy-schedule(1),
+// "A run", what backupPipeline and verifyPipeline build, with the page's
+// placeholders for the job's settings.
+func TestManPageShowsThePipelines(t *testing.T) {
+	page, err := os.ReadFile("../../man/backy-schedule.1.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := map[string]bool{}
+	for l := range strings.Lines(string(page)) {
+		lines[strings.TrimSpace(l)] = true
+	}
+	placeholders := strings.NewReplacer("/usr/bin/", "", "/srv/backy/vm1", "DIR", "/dev/vg0/vm1", "PATH",
+		"ssd/vm1", "POOL/IMAGE", "2.5%", "N%", "abcdefghijklmnop", "ID")
+	file := jobWith(t, `{ type = "file", path = "/dev/vg0/vm1" }`, "verify-sample = 2.5")
+	fullFile := jobWith(t, `{ type = "file", path = "/dev/vg0/vm1" }`, "full-always = true")
+	rbd := jobWith(t, `{ type = "rbd", pool = "ssd", image = "vm1" }`, "verify-sample = 2.5")
+	fullRBD := jobWith(t, `{ type = "rbd", pool = "ssd", image = "vm1" }`, "full-always = true")
+	cmd := jobWith(t, `{ type = "command", command = "COMMAND" }`, "")
+	daily, both := []string{"daily"}, []string{"daily", "weekly"}
+	for _, p := range []pipeline{
+		backupPipeline(testBins, file, both),
+		backupPipeline(testBins, rbd, daily),
+		backupPipeline(testBins, cmd, daily),
+		backupPipeline(testBins, fullFile, daily),
+		backupPipeline(testBins, fullRBD, daily),
+		verifyPipeline(testBins, file, "abcdefghijklmnop", ""),
+		verifyPipeline(testBins, rbd, "abcdefghijklmnop", "SNAP"),
+	} {
+		if want := placeholders.Replace(p.String()); !lines[want] {
+			t.Errorf("man/backy-schedule.1.md has no line\n\t%s", want)
 		}
 	}
 }
