@@ -314,4 +314,9 @@ source = { type = "command", command = "sleep 60" }
 	if err != nil || st.Jobs["slow"].Failures != 0 || st.Jobs["slow"].LastResult != "interrupted" {
 		t.Errorf("status after the stop: %v %+v", err, st.Jobs["slow"])
 	}
+	// The job log tells the run's end as the daemon's log and the status do.
+	jobLog, _ := os.ReadFile(filepath.Join(dir, "base", ".backy-schedule", "log", "slow.log"))
+	if !bytes.Contains(jobLog, []byte("backy-schedule: run interrupted after ")) || bytes.Contains(jobLog, []byte("run failed")) {
+		t.Errorf("job log does not say the run was interrupted:\n%s", jobLog)
+	}
 }

@@ -208,12 +208,23 @@ func (d *daemon) execute(l launch) {
 		return
 	}
 	ctx, unwatch := d.fleet.watch(d.runCtx, l.job.Name)
-	res := d.runner.Run(d.fleet.gate(ctx, l.job.Name), l.job, l.tags, func(stage string) { l.stage.Store(stage) })
-	unwatch()
-	if d.runCtx.Err() != nil && res.Err != nil {
-		res.Interrupted = true
+	// settle decides, once, whether the run was the job's own failure:
+	// the runner calls it before it writes the outcome into the job log,
+	// and it is called here for a runner that did not.
+	settled := false
+	settle := func(res *Result) {
+		if settled {
+			return
+		}
+		settled = true
+		if d.runCtx.Err() != nil && res.Err != nil {
+			res.Interrupted = true
+		}
+		d.fleet.lostDuring(ctx, res)
 	}
-	d.fleet.lostDuring(ctx, &res)
+	res := d.runner.Run(d.fleet.gate(ctx, l.job.Name), l.job, l.tags, func(stage string) { l.stage.Store(stage) }, settle)
+	unwatch()
+	settle(&res)
 	f := finished{name: l.job.Name, res: res, info: jobstatus.ScanRepo(jobstatus.Location{Dir: l.job.Directory, Ceph: l.job.Ceph}),
 		figures: measureRun(l.job, res.Revision)}
 	// Given back before the loop learns the run ended (the repository

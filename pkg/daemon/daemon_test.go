@@ -32,7 +32,7 @@ type fakeRunner struct {
 	started chan string
 }
 
-func (f *fakeRunner) Run(ctx context.Context, job config.Job, tags []string, stage func(string)) Result {
+func (f *fakeRunner) Run(ctx context.Context, job config.Job, tags []string, stage func(string), _ func(*Result)) Result {
 	stage("backup")
 	f.mu.Lock()
 	release := f.hold[job.Name]

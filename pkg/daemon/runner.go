@@ -18,9 +18,12 @@ import (
 )
 
 // Runner runs a job once: back up with tags, verify, expire, purge. stage
-// is called as each step begins, for the console.
+// is called as each step begins, for the console. settle is the daemon's
+// word on how the run ended (whether it was interrupted or did not run);
+// a runner that reports the outcome itself (the job log) calls it once on
+// its result first, so that it tells the run's end as the daemon does.
 type Runner interface {
-	Run(ctx context.Context, job config.Job, tags []string, stage func(string)) Result
+	Run(ctx context.Context, job config.Job, tags []string, stage func(string), settle func(*Result)) Result
 }
 
 // Result is how a run went.
@@ -67,7 +70,7 @@ var revisionID = regexp.MustCompile(`^[a-z][a-z2-7]{15}$`)
 // Run implements Runner. A failed step ends the run: in particular expire
 // never runs after a failed verification, since the distrusted new revision
 // would count towards the keep counts and push good revisions out.
-func (r *PipelineRunner) Run(ctx context.Context, job config.Job, tags []string, stage func(string)) (res Result) {
+func (r *PipelineRunner) Run(ctx context.Context, job config.Job, tags []string, stage func(string), settle func(*Result)) (res Result) {
 	log, err := openLog(r.JobLog(job.Name))
 	if err != nil {
 		return Result{Err: fmt.Errorf("daemon: job log: %w", err)}
@@ -76,12 +79,18 @@ func (r *PipelineRunner) Run(ctx context.Context, job config.Job, tags []string,
 	started := time.Now()
 	jobLog(log).Info(fmt.Sprintf("run of %s with tags %s started", job.Name, strings.Join(tags, ",")))
 	defer func() {
+		settle(&res)
 		for _, w := range res.Warnings {
 			jobLog(log).Warn(w)
 		}
-		if res.Err != nil {
+		switch {
+		case res.NotRun != nil:
+			jobLog(log).Info(fmt.Sprintf("not run: %v", res.Err))
+		case res.Interrupted:
+			jobLog(log).Info(fmt.Sprintf("run interrupted after %s: %v", since(started), res.Err))
+		case res.Err != nil:
 			jobLog(log).Info(fmt.Sprintf("run failed after %s: %v", since(started), res.Err))
-		} else {
+		default:
 			jobLog(log).Info(fmt.Sprintf("run succeeded in %s: revision %s", since(started), res.Revision))
 		}
 	}()
