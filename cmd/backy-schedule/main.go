@@ -27,6 +27,11 @@ type scheduleCLI struct {
 }
 
 func (c *scheduleCLI) Run(env *cli.Env) error {
+	// The flags are checked first: a bad one is a usage error (2) whatever
+	// is wrong with the configuration.
+	if c.Grace < 0 {
+		return fmt.Errorf("%w: --grace must not be negative", cli.ErrUsage)
+	}
 	// Signals are taken over before anything else, so that a SIGHUP during
 	// start-up cannot end the daemon. The daemon gets them all on its own
 	// channel (not env.Ctx): a second SIGTERM must be told from the first.
@@ -45,9 +50,6 @@ func (c *scheduleCLI) Run(env *cli.Env) error {
 	}
 	if c.CheckConfig {
 		return checkConfig(env, cfg)
-	}
-	if c.Grace < 0 {
-		return fmt.Errorf("%w: --grace must not be negative", cli.ErrUsage)
 	}
 	log, err := daemon.OpenLog(c.Logfile, env.Stderr)
 	if err != nil {

@@ -33,6 +33,7 @@ func TestExitCode(t *testing.T) {
 		{fmt.Errorf("%w: %w", damaged, notExist), exitcode.Damaged},
 		{fmt.Errorf("%w: %w", failed, notExist), exitcode.NotFound},
 		{notExist, exitcode.NotFound},
+		{exitcode.With(exitcode.Failure, fmt.Errorf("%w: %w", failed, notExist)), exitcode.Failure}, // backy-schedule's -l
 		{fmt.Errorf("read: %w", io.ErrUnexpectedEOF), exitcode.BadInput},
 		{syscall.EADDRINUSE, exitcode.Failure}, // backy-nbd gives it Busy itself
 	} {

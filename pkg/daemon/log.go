@@ -1,13 +1,16 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
 
+	"github.com/backy/backy/pkg/exitcode"
 	"github.com/backy/backy/pkg/fsperm"
 	"github.com/backy/backy/pkg/logline"
 )
@@ -41,6 +44,11 @@ func OpenLog(path string, fallback io.Writer) (*Logger, error) {
 	return l, nil
 }
 
+// ErrLogFile is returned when the daemon's own log file (-l) cannot be
+// opened: a failure of the daemon, never "not found" (exit 6 is for a
+// missing configuration, program or source), whatever the system said.
+var ErrLogFile = exitcode.New(exitcode.Failure, "daemon: cannot open the log file")
+
 // Reopen opens the log file again under its name. If that fails the old
 // file stays in use, so no line is lost.
 func (l *Logger) Reopen() error {
@@ -49,7 +57,11 @@ func (l *Logger) Reopen() error {
 	}
 	f, err := openLog(l.path)
 	if err != nil {
-		return fmt.Errorf("daemon: log file: %w", err)
+		var pe *fs.PathError
+		if errors.As(err, &pe) && pe.Path == l.path {
+			err = pe.Err // the path is in the message already
+		}
+		return exitcode.With(exitcode.Failure, fmt.Errorf("%w %s: %w", ErrLogFile, l.path, err))
 	}
 	l.mu.Lock()
 	old := l.f

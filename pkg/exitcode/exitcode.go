@@ -46,6 +46,8 @@ func (e *Error) ExitCode() int { return e.code }
 
 // With returns err, message unchanged, carrying code: for errors of the
 // system (an address in use, say) whose meaning depends on the command.
+// Unlike a sentinel's, its code counts even when it is Failure: a missing
+// directory can mean a plain failure of the command, not "not found".
 func With(code int, err error) error { return &with{err: err, code: code} }
 
 type with struct {
@@ -61,10 +63,13 @@ func (w *with) ExitCode() int { return w.code }
 // order of errors.As) that carries one other than Failure, and whether there
 // is one. Failure is what every error means by default, so a sentinel that
 // carries it says nothing more specific than what it wraps: "purge refused:
-// corrupt index" is Damaged.
+// corrupt index" is Damaged. An error made by With is the exception: it
+// says what the error means here, Failure too.
 func Of(err error) (int, bool) {
-	if c, ok := err.(Coder); ok && c.ExitCode() != Failure {
-		return c.ExitCode(), true
+	if c, ok := err.(Coder); ok {
+		if _, pinned := err.(*with); pinned || c.ExitCode() != Failure {
+			return c.ExitCode(), true
+		}
 	}
 	switch u := err.(type) {
 	case interface{ Unwrap() error }:

@@ -32,6 +32,8 @@ func TestOf(t *testing.T) {
 		{"joined", errors.Join(errPlain, errFailed, errBusy), exitcode.Busy, true},
 		{"with", exitcode.With(exitcode.Usage, errPlain), exitcode.Usage, true},
 		{"with wrapped", fmt.Errorf("z: %w", exitcode.With(exitcode.NotFound, errFailed)), exitcode.NotFound, true},
+		{"with failure", fmt.Errorf("z: %w", exitcode.With(exitcode.Failure, errPlain)), exitcode.Failure, true},
+		{"with failure first", exitcode.With(exitcode.Failure, fmt.Errorf("%w: %w", errFailed, errBusy)), exitcode.Failure, true},
 	} {
 		code, ok := exitcode.Of(tc.err)
 		if code != tc.code || ok != tc.ok {
