@@ -20,9 +20,9 @@ import (
 type scheduleCLI struct {
 	Version     cli.VersionFlag    `help:"Print the version and exit."`
 	Completion  cli.CompletionFlag `placeholder:"SHELL" predictor:"shell" help:"Print the shell completion script (bash or zsh) and exit."`
-	Config      string             `short:"c" default:"/etc/backy.conf" placeholder:"FILE" help:"Configuration file."`
+	Config      string             `short:"c" default:"/etc/backy.conf" placeholder:"FILE" help:"Configuration file (default: ${default})."`
 	Logfile     string             `short:"l" placeholder:"FILE" help:"Log file (default: stderr); reopened on SIGHUP."`
-	Grace       time.Duration      `default:"60s" placeholder:"DURATION" help:"How long running jobs may go on after SIGTERM before they are stopped."`
+	Grace       time.Duration      `default:"60s" placeholder:"DURATION" help:"How long running jobs may go on after SIGTERM before they are stopped (default: ${default})."`
 	CheckConfig bool               `help:"Check the configuration and that every file source exists, then exit."`
 }
 
