@@ -168,9 +168,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		if !js.NewestTrusted.IsZero() {
 			gauge(mTrustedAge, now.Sub(js.NewestTrusted).Seconds(), name)
 		}
-		if js.LastReadBytes > 0 || js.LastWrittenBytes > 0 {
-			gauge(mRead, float64(js.LastReadBytes), name)
-			gauge(mWritten, float64(js.LastWrittenBytes), name)
+		if js.LastReadBytes != nil {
+			gauge(mRead, float64(*js.LastReadBytes), name)
+		}
+		if js.LastWrittenBytes != nil {
+			gauge(mWritten, float64(*js.LastWrittenBytes), name)
 		}
 		if js.RepositoryBytes > 0 {
 			gauge(mRepoSize, float64(js.RepositoryBytes), name)
@@ -228,7 +230,7 @@ func measureRun(j config.Job, id string) runFigures {
 
 func (f runFigures) apply(j *jobState) {
 	if f.revision {
-		j.lastRead, j.lastWritten = f.read, f.written
+		j.lastRead, j.lastWritten, j.measured = f.read, f.written, true
 	}
 	if f.repoBytes > 0 {
 		j.repoBytes = f.repoBytes

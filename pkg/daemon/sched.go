@@ -51,9 +51,10 @@ type jobState struct {
 	lastRevision string
 	lastSuccess  time.Time
 
-	// What the last backup read and wrote, and the repository's size after
-	// the last run (runFigures; for the metrics).
+	// What the last backup read and wrote (measured: known, if 0), and the
+	// repository's size after the last run (runFigures; for the metrics).
 	lastRead, lastWritten, repoBytes int64
+	measured                         bool
 }
 
 // launch is a run the loop is to start.
@@ -139,7 +140,18 @@ func restore(j *jobState, prev *jobstatus.Status, name string) {
 	}
 	j.lastRun, j.lastEnd, j.lastSuccess = p.LastRun, p.LastEnd, p.LastSuccess
 	j.lastResult, j.lastError, j.lastRevision = p.LastResult, p.LastError, p.LastRevision
-	j.lastRead, j.lastWritten, j.repoBytes = p.LastReadBytes, p.LastWrittenBytes, p.RepositoryBytes
+	// An older daemon left a 0 out: one of the two known means both are.
+	if p.LastReadBytes != nil || p.LastWrittenBytes != nil {
+		j.lastRead, j.lastWritten, j.measured = deref(p.LastReadBytes), deref(p.LastWrittenBytes), true
+	}
+	j.repoBytes = p.RepositoryBytes
+}
+
+func deref(p *int64) int64 {
+	if p == nil {
+		return 0
+	}
+	return *p
 }
 
 // plan is the job's next run as the schedule and its backoff have it.

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -284,5 +285,37 @@ func TestSpreadSeparatesJobs(t *testing.T) {
 	}
 	if len(seen) != 3 {
 		t.Errorf("three jobs share next times: %v", seen)
+	}
+}
+
+// TestStatusKeepsZeroBytesWritten: a differential backup of an unchanged
+// source writes 0 bytes, a value the status file and the metrics keep (it
+// was left out like an unknown one), across a restart too; before the first
+// measured run both are left out.
+func TestStatusKeepsZeroBytesWritten(t *testing.T) {
+	s := newTestScheduler(t, testConfig(t, "", "vm1"), nil)
+	line := func(s *scheduler) string {
+		b, err := jobstatus.Marshal(&jobstatus.Status{Jobs: s.jobStatuses(t0)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if l := line(s); strings.Contains(l, "_bytes") {
+		t.Errorf("figures before any run: %s", l)
+	}
+	runFigures{revision: true, read: 4096, written: 0}.apply(s.jobs["vm1"])
+	l := line(s)
+	if !strings.Contains(l, `"last_read_bytes":4096,"last_written_bytes":0`) {
+		t.Errorf("status after a run that wrote nothing: %s", l)
+	}
+	st := &jobstatus.Status{}
+	if err := json.Unmarshal([]byte(l), st); err != nil {
+		t.Fatal(err)
+	}
+	restarted := newScheduler()
+	restarted.setConfig(testConfig(t, "", "vm1"), nil, st, t0)
+	if l2 := line(restarted); !strings.Contains(l2, `"last_written_bytes":0`) {
+		t.Errorf("after a restart: %s", l2)
 	}
 }

@@ -40,9 +40,11 @@ func (s *scheduler) jobStatus(j *jobState, now time.Time) jobstatus.Job {
 		CrashRuns:         j.repo.CrashRuns,
 		SLA:               jobstatus.SLAState(j.repo.NewestTrusted, j.job.Schedule, now),
 
-		LastReadBytes:    j.lastRead,
-		LastWrittenBytes: j.lastWritten,
-		RepositoryBytes:  j.repoBytes,
+		RepositoryBytes: j.repoBytes,
+	}
+	if j.measured {
+		read, written := j.lastRead, j.lastWritten // copies: js leaves the loop goroutine
+		js.LastReadBytes, js.LastWrittenBytes = &read, &written
 	}
 	if j.running {
 		js.RunningSince = j.started

@@ -100,10 +100,12 @@ type Job struct {
 	CrashRuns         int     `json:"crash_runs,omitempty"`
 	SLA               string  `json:"sla"`
 	// What the last backup read (extent stream bytes) and wrote into the
-	// repository, and the repository's disk usage after the last run.
-	LastReadBytes    int64 `json:"last_read_bytes,omitempty"`
-	LastWrittenBytes int64 `json:"last_written_bytes,omitempty"`
-	RepositoryBytes  int64 `json:"repository_bytes,omitempty"`
+	// repository, nil until known: 0 is a value (a differential backup of
+	// an unchanged source writes nothing); and the repository's disk usage
+	// after the last run.
+	LastReadBytes    *int64 `json:"last_read_bytes,omitempty"`
+	LastWrittenBytes *int64 `json:"last_written_bytes,omitempty"`
+	RepositoryBytes  int64  `json:"repository_bytes,omitempty"`
 }
 
 // Marshal renders s with one job per line, in name order.
