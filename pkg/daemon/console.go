@@ -304,7 +304,7 @@ func (d *daemon) summary(b *bytes.Buffer, now time.Time) {
 		switch {
 		case j.running:
 			running++
-		case j.ready(now):
+		case d.s.waiting(j, now):
 			queued++
 		}
 		if j.retry.Failures > 0 {

@@ -170,6 +170,12 @@ func (j *jobState) ready(now time.Time) bool {
 	return !j.running && !j.removed && (j.manual || !j.next.IsZero() && !j.next.After(now))
 }
 
+// waiting reports whether a job waits for a worker: never once the daemon
+// stops, when nothing starts any more.
+func (s *scheduler) waiting(j *jobState, now time.Time) bool {
+	return !s.stopping && j.ready(now)
+}
+
 // due returns the runs to start at now, at most as many as there are free
 // workers: manual runs first, in the order asked, then the jobs that have
 // waited longest. The jobs are marked running.

@@ -319,3 +319,17 @@ func TestStatusKeepsZeroBytesWritten(t *testing.T) {
 		t.Errorf("after a restart: %s", l2)
 	}
 }
+
+// TestStoppedDaemonQueuesNothing: once the daemon stops, no job waits for
+// a worker, so the last status file says none is queued.
+func TestStoppedDaemonQueuesNothing(t *testing.T) {
+	s := newTestScheduler(t, testConfig(t, "worker-limit = 1", "a", "b"), nil)
+	s.due(t0) // a runs, b waits
+	if !s.jobStatuses(t0)["b"].Queued {
+		t.Fatal("b does not wait for the worker")
+	}
+	s.stopping = true
+	if s.jobStatuses(t0)["b"].Queued {
+		t.Error("b is still queued in the status of a stopping daemon")
+	}
+}

@@ -20,7 +20,7 @@ func (s *scheduler) jobStatus(j *jobState, now time.Time) jobstatus.Job {
 		Directory:         j.job.Directory,
 		FirstSeen:         j.firstSeen,
 		Running:           j.running,
-		Queued:            j.ready(now),
+		Queued:            s.waiting(j, now),
 		LastRun:           j.lastRun,
 		LastEnd:           j.lastEnd,
 		LastResult:        j.lastResult,
