@@ -296,10 +296,7 @@ func (d *daemon) summary(b *bytes.Buffer, now time.Time) {
 	g := d.cfg.Global
 	var failing, running, queued int
 	sla := map[string]int{}
-	for _, j := range d.s.jobs {
-		if j.removed {
-			continue
-		}
+	for _, j := range d.s.jobs { // a removed job's run too, as the workers count it
 		sla[jobstatus.SLAState(j.repo.NewestTrusted, j.job.Schedule, now)]++
 		switch {
 		case j.running:

@@ -229,8 +229,10 @@ func TestInterruptedRunIsNotAFailure(t *testing.T) {
 }
 
 func TestReloadKeepsStateAndLetsRemovedRunsEnd(t *testing.T) {
-	s := newTestScheduler(t, testConfig(t, "", "a", "b"), nil)
-	s.due(t0) // both run
+	s := newTestScheduler(t, testConfig(t, "worker-limit = 2", "a", "b"), nil)
+	if got := names(s.due(t0)); strings.Join(got, " ") != "a:daily,weekly b:daily,weekly" {
+		t.Fatalf("started %v, want both", got)
+	}
 	s.finish("a", Result{Err: errors.New("boom")}, jobstatus.RepoInfo{}, t0)
 	added, removed := s.setConfig(testConfig(t, "worker-limit = 3", "a", "c"), nil, nil, t0.Add(time.Second))
 	if strings.Join(added, ",") != "c" || strings.Join(removed, ",") != "b" {
@@ -245,9 +247,17 @@ func TestReloadKeepsStateAndLetsRemovedRunsEnd(t *testing.T) {
 	if _, err := s.trigger("b", t0); !errors.Is(err, ErrUnknownJob) {
 		t.Error("removed job b can still be triggered")
 	}
+	// Until its run ends, b is listed as running (status file, console).
+	var table strings.Builder
+	if js, ok := s.jobStatuses(t0)["b"]; !ok || !js.Running || s.writeJobs(&table, nil, t0) != 3 || !strings.Contains(table.String(), "\nb ") {
+		t.Errorf("removed job b while its run goes on: %+v, listed %v\n%s", js, ok, table.String())
+	}
 	s.finish("b", Result{Revision: "r"}, jobstatus.RepoInfo{}, t0.Add(2*time.Second))
 	if _, ok := s.jobs["b"]; ok || s.running != 0 {
 		t.Errorf("removed job b stays after its run (running %d)", s.running)
+	}
+	if _, ok := s.jobStatuses(t0)["b"]; ok {
+		t.Error("removed job b is listed after its run")
 	}
 }
 

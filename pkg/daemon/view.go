@@ -56,12 +56,12 @@ func (s *scheduler) jobStatus(j *jobState, now time.Time) jobstatus.Job {
 	return js
 }
 
+// jobStatuses are every job's, a job removed from the configuration too
+// while its run goes on (it goes when the run ends).
 func (s *scheduler) jobStatuses(now time.Time) map[string]jobstatus.Job {
 	m := make(map[string]jobstatus.Job, len(s.jobs))
 	for name, j := range s.jobs {
-		if !j.removed {
-			m[name] = s.jobStatus(j, now)
-		}
+		m[name] = s.jobStatus(j, now)
 	}
 	return m
 }
@@ -80,11 +80,11 @@ func state(js jobstatus.Job) string {
 }
 
 // writeJobs writes the console's job table for jobs whose name matches re
-// (nil: all).
+// (nil: all), a removed job's while its run goes on.
 func (s *scheduler) writeJobs(w io.Writer, re *regexp.Regexp, now time.Time) int {
 	names := make([]string, 0, len(s.jobs))
-	for name, j := range s.jobs {
-		if !j.removed && (re == nil || re.MatchString(name)) {
+	for name := range s.jobs {
+		if re == nil || re.MatchString(name) {
 			names = append(names, name)
 		}
 	}
