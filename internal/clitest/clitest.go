@@ -191,17 +191,21 @@ func exits(ts *testscript.TestScript, neg bool, args []string) {
 	if _, err := fmt.Sscan(args[0], &want); err != nil {
 		ts.Fatalf("bad exit status %q", args[0])
 	}
-	err := ts.Exec(args[1], args[2:]...)
+	wantExit(ts, args[1], ts.Exec(args[1], args[2:]...), want)
+}
+
+// wantExit fails the script unless err (of running name) is exit status want.
+func wantExit(ts *testscript.TestScript, name string, err error, want int) {
 	got := 0
 	var ee *exec.ExitError
 	switch {
 	case errors.As(err, &ee):
 		got = ee.ExitCode()
 	case err != nil:
-		ts.Fatalf("%s: %v", args[1], err)
+		ts.Fatalf("%s: %v", name, err)
 	}
 	if got != want {
-		ts.Fatalf("%s exited %d, want %d", args[1], got, want)
+		ts.Fatalf("%s exited %d, want %d", name, got, want)
 	}
 }
 
@@ -516,17 +520,7 @@ func interrupt(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Logf("%s exited %v after %v", args[2], time.Since(sent).Round(time.Millisecond), sig)
 	ts.Stdout().Write(stdout.Bytes())
 	ts.Stderr().Write(stderr.Bytes())
-	got := 0
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		got = ee.ExitCode()
-	case err != nil:
-		ts.Fatalf("%s: %v", args[2], err)
-	}
-	if got != want {
-		ts.Fatalf("%s exited %d, want %d", args[2], got, want)
-	}
+	wantExit(ts, args[2], err, want)
 }
 
 // InterruptWait is how long interrupt waits for a command to read its
