@@ -58,8 +58,11 @@ func (c *fileCmd) Run(env *cli.Env) error {
 	if c.Sample > 0 && c.BaseFrom != "" {
 		return fmt.Errorf("%w: --sample reads whole blocks: no --base-from", cli.ErrUsage)
 	}
-	if q := c.options(); q.Method() != "" || c.Timeout != 0 {
-		return fmt.Errorf("%w: a file source has no snapshot for a freeze to cover: --freeze-command, --thaw-command, --snapshot-command, --guest-agent and --consistency-timeout are for rbd", cli.ErrUsage)
+	if q := c.options(); q.Method() != "" || c.Timeout != 0 || c.Job != "" {
+		return fmt.Errorf("%w: a file source has no snapshot for a freeze to cover: --freeze-command, --thaw-command, --snapshot-command, --guest-agent, --consistency-timeout and --job are for rbd", cli.ErrUsage)
+	}
+	if c.Size < 0 {
+		return fmt.Errorf("%w: --size %d: a size is not negative", cli.ErrUsage, c.Size)
 	}
 	pc := new(progress.Counter)
 	d := progress.Start(env.Stderr, env.Name, pc.Load, progress.Options{Quiet: c.Quiet})

@@ -31,7 +31,7 @@ func ParsePercent(s string) (float64, error) {
 		return 100, nil
 	}
 	v, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
-	if err != nil || v <= 0 || v > 100 {
+	if err != nil || !(v > 0 && v <= 100) { // NaN is neither
 		return 0, fmt.Errorf("%w: %q is not a percentage in (0, 100] or \"all\"", ErrUsage, s)
 	}
 	return v, nil

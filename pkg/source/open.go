@@ -68,6 +68,12 @@ func probe(f *os.File, name string, size int64) (*image, error) {
 	if size > 0 && size != img.size {
 		return nil, fmt.Errorf("%w: %s has %d bytes, --size says %d", ErrSizeMismatch, name, img.size, size)
 	}
+	if img.size == 0 {
+		// A block device with nothing behind it (a loop or nbd device not
+		// attached, a disconnected volume) says 0 bytes: that is no disk
+		// image, and a complete empty revision would pass for a backup.
+		return nil, fmt.Errorf("%w: %s has 0 bytes: nothing to back up", ErrNotImage, name)
+	}
 	advise(f)
 	return img, nil
 }
@@ -83,7 +89,9 @@ func blockDeviceSize(f *os.File) (int64, error) {
 }
 
 // advise tells the kernel the image is read once, front to back, so it
-// reads ahead and does not keep the pages at the expense of the VMs.
+// reads ahead. NOREUSE asks it not to keep the pages at the expense of the
+// VMs, a hint only: Linux 6.18 here kept a whole 1 GiB image cached after
+// a full read, as after cat (fincore, 2026-12-03).
 func advise(f *os.File) {
 	fd := int(f.Fd())
 	_ = unix.Fadvise(fd, 0, 0, unix.FADV_SEQUENTIAL)

@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -103,8 +104,9 @@ func SampleBlocks(size int64, percent float64, seed uint64) []int64 {
 		}
 		return all
 	}
-	k := int64(float64(nblocks)*percent/100 + 0.999999)
-	k = min(k, nblocks)
+	// At least one block, however small the percentage: a sample of
+	// nothing would compare nothing and pass.
+	k := min(max(int64(math.Ceil(float64(nblocks)*percent/100)), 1), nblocks)
 	if seed == 0 {
 		seed = rand.Uint64()
 	}
