@@ -71,6 +71,12 @@ func (t RecordType) String() string {
 }
 
 // Header describes the image a stream is about.
+// RBDSource begins the Source of a stream read from a Ceph RBD image:
+// "rbd:POOL/IMAGE" (or "rbd:POOL/NAMESPACE/IMAGE"). Snapshot names are
+// per image, so a differential stream of one RBD image never applies to a
+// revision of another, whatever its snapshots are called.
+const RBDSource = "rbd:"
+
 type Header struct {
 	Kind     Kind
 	Size     int64  // image size in bytes

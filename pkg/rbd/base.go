@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/backy/backy/pkg/extent"
 	"github.com/backy/backy/pkg/repo"
 )
 
@@ -38,7 +39,7 @@ func chooseBase(opt *Options, snaps []Snap) (string, error) {
 		case parent.Snapshot == "":
 			opt.log().Info(fmt.Sprintf("newest revision %s names no snapshot: full stream", parent.ID))
 			return "", nil
-		case strings.HasPrefix(parent.Source, "rbd:") && parent.Source != opt.Image.Source():
+		case strings.HasPrefix(parent.Source, extent.RBDSource) && parent.Source != opt.Image.Source():
 			opt.log().Info(fmt.Sprintf("newest revision %s was taken from %s, not %s: full stream", parent.ID, parent.Source, opt.Image.Source()))
 			return "", nil
 		}

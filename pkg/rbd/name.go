@@ -3,6 +3,8 @@ package rbd
 import (
 	"fmt"
 	"strings"
+
+	"github.com/backy/backy/pkg/extent"
 )
 
 // Image names an RBD image, optionally at a snapshot.
@@ -45,7 +47,7 @@ func (i Image) String() string {
 }
 
 // Source is the source name recorded in stream headers and revisions.
-func (i Image) Source() string { return "rbd:" + i.Spec() }
+func (i Image) Source() string { return extent.RBDSource + i.Spec() }
 
 // checkID accepts what makes a harmless snapshot name: backy's own revision
 // ids, and ids a scheduler makes up, but nothing rbd would read as syntax.

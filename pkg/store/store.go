@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/backy/backy/pkg/extent"
@@ -185,6 +186,10 @@ func checkBase(hdr extent.Header, parent *repo.Revision) error {
 	if parent.Snapshot == "" || parent.Snapshot != hdr.Base {
 		return fmt.Errorf("%w: stream is relative to %q, newest revision %s was taken from %q",
 			ErrWrongBase, hdr.Base, parent.ID, parent.Snapshot)
+	}
+	if rbd := extent.RBDSource; strings.HasPrefix(hdr.Source, rbd) && strings.HasPrefix(parent.Source, rbd) && hdr.Source != parent.Source {
+		return fmt.Errorf("%w: stream is of %s, newest revision %s of %s (snapshot %q of another image)",
+			ErrWrongBase, strings.TrimPrefix(hdr.Source, rbd), parent.ID, strings.TrimPrefix(parent.Source, rbd), hdr.Base)
 	}
 	return nil
 }

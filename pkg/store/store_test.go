@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/backy/backy/internal/clitest"
@@ -313,6 +314,45 @@ func TestBadInputChangesNothing(t *testing.T) {
 			t.Fatalf("error %v", err)
 		}
 	})
+}
+
+// TestDiffOfAnotherRBDImageIsRefused: snapshot names are per image, so a
+// differential stream of rbd/vm2 relative to its "daily" is no change of
+// a revision of rbd/vm1 taken at vm1's "daily" (it was stored as a mixed
+// image, trusted); the same stream of vm1 is.
+func TestDiffOfAnotherRBDImageIsRefused(t *testing.T) {
+	stream := func(kind extent.Kind, src, base, snap string) []byte {
+		var buf bytes.Buffer
+		w, err := extent.NewWriter(&buf, extent.Header{Kind: kind, Size: 6 * MiB, Source: src, Base: base, Snapshot: snap})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kind == extent.Full {
+			w.WriteData(0, randomBytes(6*MiB, 5))
+		} else {
+			w.WriteData(4*MiB, randomBytes(MiB, 6))
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	r := newRepo(t)
+	if _, err := storeStream(t, r, stream(extent.Full, "rbd:rbd/vm1", "", "daily")); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshotRepo(t, r.Dir)
+	_, err := storeStream(t, r, stream(extent.Differential, "rbd:rbd/vm2", "daily", "daily2"))
+	want := `store: differential stream on the wrong base: stream is of rbd/vm2, newest revision `
+	if !errors.Is(err, store.ErrWrongBase) || !strings.HasPrefix(err.Error(), want) || !strings.HasSuffix(err.Error(), ` of rbd/vm1 (snapshot "daily" of another image)`) {
+		t.Fatalf("error %v, want ErrWrongBase %q...", err, want)
+	}
+	if after := snapshotRepo(t, r.Dir); after != before {
+		t.Fatalf("repository changed:\nbefore:\n%safter:\n%s", before, after)
+	}
+	if _, err := storeStream(t, r, stream(extent.Differential, "rbd:rbd/vm1", "daily", "daily2")); err != nil {
+		t.Fatalf("the image's own differential stream: %v", err)
+	}
 }
 
 func sampleStream(t *testing.T) []byte {
