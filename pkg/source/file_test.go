@@ -170,6 +170,42 @@ func TestSample(t *testing.T) {
 	}
 }
 
+// TestSampleOfHoles: sampled blocks that are holes become zero records
+// without being read, and the stream is the one a file with those zeros
+// written out gives (same seed).
+func TestSampleOfHoles(t *testing.T) {
+	data := map[int64][]byte{4 * MiB: bytes.Repeat([]byte{7}, MiB), 9*MiB + 3: []byte("x")}
+	sparse := sparseFile(t, 16*MiB, data)
+	dense := make([]byte, 16*MiB)
+	for off, b := range data {
+		copy(dense[off:], b)
+	}
+	full := filepath.Join(t.TempDir(), "dense")
+	if err := os.WriteFile(full, dense, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stream := func(p string) []extent.Record {
+		var buf bytes.Buffer
+		if _, err := File(context.Background(), p, &buf, Options{Sample: 100, Seed: 9}); err != nil {
+			t.Fatal(err)
+		}
+		_, recs := records(t, buf.Bytes())
+		return recs
+	}
+	a, b := stream(sparse), stream(full)
+	if len(a) != len(b) {
+		t.Fatalf("%d records from the sparse file, %d from the dense one", len(a), len(b))
+	}
+	for i := range a {
+		if a[i].Type != b[i].Type || a[i].Offset != b[i].Offset || a[i].Length != b[i].Length || !bytes.Equal(a[i].Data, b[i].Data) {
+			t.Fatalf("record %d: %v %d+%d, dense: %v %d+%d", i, a[i].Type, a[i].Offset, a[i].Length, b[i].Type, b[i].Offset, b[i].Length)
+		}
+	}
+	if a[0].Type != extent.Zero || a[0].Length != 4*MiB {
+		t.Fatalf("the first block, a hole, gave %v %d+%d", a[0].Type, a[0].Offset, a[0].Length)
+	}
+}
+
 func TestNotAnImage(t *testing.T) {
 	if _, err := File(context.Background(), t.TempDir(), io.Discard, Options{}); !errors.Is(err, ErrNotImage) {
 		t.Fatalf("directory: %v", err)

@@ -131,6 +131,16 @@ func (img *image) dataRegions(fn func(off, end int64) error) error {
 	return nil
 }
 
+// isHole reports whether [off, end) of a regular file is known to hold no
+// data (SEEK_DATA finds none before end); false when it cannot tell.
+func (img *image) isHole(off, end int64) bool {
+	data, err := unix.Seek(int(img.f.Fd()), off, unix.SEEK_DATA)
+	if err == unix.ENXIO {
+		return true // only a hole up to the end
+	}
+	return err == nil && data >= end
+}
+
 // readFull reads exactly len(p) bytes at off (or sequentially for pipes).
 func (img *image) readFull(p []byte, off int64) error {
 	var n int

@@ -81,6 +81,16 @@ func (img *image) readSample(ctx context.Context, out chan<- block, opt Options)
 				return
 			}
 		}
+		if img.regular && img.isHole(off, end) {
+			// A hole reads as zeros: said without reading it (1% of a
+			// sparse 1 TiB file read 10 GiB of holes, 23-84 s).
+			buf := getBuf(int(end - off))
+			clear(buf)
+			if !send(ctx, out, block{off: off, buf: buf}) {
+				return
+			}
+			continue
+		}
 		if !img.readBlock(ctx, out, off, end) {
 			return
 		}
