@@ -453,3 +453,52 @@ func TestCOWOverlapping(t *testing.T) {
 	got = nbdtest.QemuIODump(mustRun(t, qemuIO, append(args, "-c", fmt.Sprintf("read -v 0 %d", off+4096))...))
 	nbdtest.CheckDump(t, "after the writes", got, 0, off+4096, model)
 }
+
+// TestMultiConnOnlyByID: each connection resolves its export name on its
+// own, so a name that moves (latest, N, a tag, the empty name, an id
+// prefix) must not claim multi-conn: a backup stored between two
+// connections of one nbdcopy would give them different revisions. nbdinfo
+// shows the revision id the server resolved (NBD_INFO_NAME), and only a
+// client that names the revision by id gets multi-conn.
+func TestMultiConnOnlyByID(t *testing.T) {
+	nbdinfo := needTool(t, "nbdinfo")
+	f := getFixture(t)
+	repoDir := copyRepo(t, f)
+	s := startServer(t, repoDir)
+	check := func(name, wantID string, wantMulti bool) {
+		t.Helper()
+		var info struct {
+			Exports []struct {
+				Name  string `json:"export-name"`
+				Multi bool   `json:"can_multi_conn"`
+			} `json:"exports"`
+		}
+		out := mustRun(t, nbdinfo, "--json", s.uri(name))
+		if err := json.Unmarshal([]byte(out), &info); err != nil || len(info.Exports) != 1 {
+			t.Fatalf("nbdinfo --json %q: %v\n%s", name, err, out)
+		}
+		if e := info.Exports[0]; e.Name != wantID || e.Multi != wantMulti {
+			t.Errorf("nbdinfo %q: export %q can_multi_conn %v, want %q %v", name, e.Name, e.Multi, wantID, wantMulti)
+		}
+	}
+	for _, name := range []string{"latest", "", "0", f.id["new"][:5]} {
+		check(name, f.id["new"], false)
+	}
+	check("daily", f.id["old"], false)
+	check(f.id["new"], f.id["new"], true)
+	check(f.id["old"], f.id["old"], true)
+
+	// A backup between two connections: latest is another revision now,
+	// and neither connection was told it could be mixed with the other.
+	id, err := pipeline(f.img["old"], repoDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("latest", id, false)
+	check(f.id["new"], f.id["new"], true)
+
+	// nbdcopy falls back to one connection for latest, and copies it right.
+	out := filepath.Join(t.TempDir(), "latest.img")
+	mustRun(t, needTool(t, "nbdcopy"), "--connections=4", s.uri("latest"), out)
+	sameFiles(t, out, f.img["old"])
+}

@@ -92,7 +92,7 @@ func (c *Catalog) List() ([]nbdserver.ExportInfo, error) {
 			continue
 		}
 		for _, p := range ps {
-			out = append(out, nbdserver.ExportInfo{Name: fmt.Sprintf("%s/p%d", rev.ID, p.Number), Description: describePartition(rev.ID, p)})
+			out = append(out, nbdserver.ExportInfo{Name: partName(rev.ID, p.Number), Description: describePartition(rev.ID, p)})
 		}
 	}
 	return out, nil

@@ -118,6 +118,9 @@ func TestListAndOpenSpecs(t *testing.T) {
 		if d := e.(nbdserver.Describer).Description(); !strings.Contains(d, "trusted") {
 			t.Errorf("Open(%q) description %q", spec, d)
 		}
+		if id, want := e.(nbdserver.Canonical).CanonicalName(), map[bool]string{true: r1.ID, false: r2.ID}[bytes.Equal(want, d1)]; id != want {
+			t.Errorf("Open(%q) canonical name %q, want %q", spec, id, want)
+		}
 		e.Close()
 	}
 

@@ -38,6 +38,7 @@ type export struct {
 var (
 	_ nbdserver.Export    = (*export)(nil)
 	_ nbdserver.Describer = (*export)(nil)
+	_ nbdserver.Canonical = (*export)(nil)
 )
 
 func newExport(c *Catalog, rev *repo.Revision, ix *repo.Index) *export {
@@ -48,7 +49,11 @@ func newExport(c *Catalog, rev *repo.Revision, ix *repo.Index) *export {
 
 func (e *export) Size() int64         { return e.ix.Size }
 func (e *export) Description() string { return e.desc }
-func (e *export) Close() error        { return nil }
+
+// CanonicalName is the revision id: the one name that always opens this
+// revision ("latest", N and tags move on when a revision is stored).
+func (e *export) CanonicalName() string { return e.rev.ID }
+func (e *export) Close() error          { return nil }
 
 // ReadAt copies verified bytes of the image into p. Zero chunks are
 // zeros without a look at the store; every other chunk comes from the cache

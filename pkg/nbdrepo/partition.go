@@ -78,11 +78,18 @@ var (
 	_ nbdserver.Export    = (*partExport)(nil)
 	_ nbdserver.Describer = (*partExport)(nil)
 	_ nbdserver.Mapper    = (*partExport)(nil)
+	_ nbdserver.Canonical = (*partExport)(nil)
 )
 
 func (x *partExport) Size() int64         { return x.p.Size }
 func (x *partExport) Description() string { return x.desc }
-func (x *partExport) Close() error        { return x.e.Close() }
+
+// CanonicalName is ID/pN, the name nbdinfo --list shows.
+func (x *partExport) CanonicalName() string { return partName(x.e.rev.ID, x.p.Number) }
+
+// partName names partition n of revision id.
+func partName(id string, n int) string { return fmt.Sprintf("%s/p%d", id, n) }
+func (x *partExport) Close() error     { return x.e.Close() }
 
 func (x *partExport) ReadAt(p []byte, off int64) (int, error) {
 	p, eof := window(p, off, x.p.Size)

@@ -41,6 +41,21 @@ type Export interface {
 	Close() error
 }
 
+// Canonical is optionally implemented by an Export that has a name which
+// always opens the same bytes (for a repository: the revision id, or ID/pN
+// for a partition), while the name the client typed may be one that moves
+// ("latest", a tag, N, an id prefix). The server sends that name back in
+// NBD_INFO_NAME and advertises multi-connection consistency
+// (NBD_FLAG_CAN_MULTI_CONN) only to a client that asked for it by exactly
+// that name: each connection resolves its name on its own, so the
+// connections of one client asking for "latest" may get different
+// revisions when one is stored between them, and a client that splits its
+// reads across them (nbdcopy, nbdfuse) would mix the two silently. An
+// Export without it never gets multi-conn.
+type Canonical interface {
+	CanonicalName() string
+}
+
 // Describer is optionally implemented by an Export to give the description
 // sent in reply to NBD_OPT_INFO and NBD_OPT_GO.
 type Describer interface {

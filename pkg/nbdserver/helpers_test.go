@@ -103,7 +103,7 @@ func (c *fileCatalog) Open(name string) (Export, error) {
 	}
 	c.open.Add(1)
 	c.opens.Add(1)
-	e := &fileExport{f: f, size: fi.Size(), desc: c.descs[id], cat: c, fault: [2]int64{-1, 0}}
+	e := &fileExport{f: f, id: id, size: fi.Size(), desc: c.descs[id], cat: c, fault: [2]int64{-1, 0}}
 	if fl, ok := c.faults[id]; ok {
 		e.fault = fl
 	}
@@ -114,6 +114,7 @@ var errInjected = errors.New("test: corrupt chunk")
 
 type fileExport struct {
 	f      *os.File
+	id     string
 	size   int64
 	desc   string
 	cat    *fileCatalog
@@ -131,8 +132,9 @@ func (e *fileExport) ReadAt(p []byte, off int64) (int, error) {
 	return e.f.ReadAt(p, off)
 }
 
-func (e *fileExport) Size() int64         { return e.size }
-func (e *fileExport) Description() string { return e.desc }
+func (e *fileExport) Size() int64           { return e.size }
+func (e *fileExport) Description() string   { return e.desc }
+func (e *fileExport) CanonicalName() string { return e.id }
 
 func (e *fileExport) Close() error {
 	if e.closed.Swap(true) {

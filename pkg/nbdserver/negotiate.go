@@ -122,9 +122,14 @@ func (c *conn) infoOrGo(id uint32, data []byte) error {
 	if d, ok := o.exp.(Describer); ok {
 		desc = d.Description()
 	}
+	canon, stable := name, false
+	if cn, ok := o.exp.(Canonical); ok {
+		canon = cn.CanonicalName()
+		stable = canon == name
+	}
 	infos := [][]byte{
-		be.AppendUint16(be.AppendUint64(be.AppendUint16(nil, infoExport), uint64(o.size)), c.flags()),
-		append(be.AppendUint16(nil, infoName), name...),
+		be.AppendUint16(be.AppendUint64(be.AppendUint16(nil, infoExport), uint64(o.size)), c.flags(stable)),
+		append(be.AppendUint16(nil, infoName), canon...),
 		append(be.AppendUint16(nil, infoDescription), desc...),
 		be.AppendUint32(be.AppendUint32(be.AppendUint32(be.AppendUint16(nil, infoBlockSize), 1), overlayBlock), maxRequest),
 	}
@@ -138,20 +143,25 @@ func (c *conn) infoOrGo(id uint32, data []byte) error {
 	}
 	if id == optGo {
 		c.serving = o
-		c.log.Info("serving export", "export", name, "size", o.size, "cow", o.ov != nil)
+		c.log.Info("serving export", "export", name, "canonical", canon, "size", o.size, "cow", o.ov != nil)
 	}
 	return nil
 }
 
-// flags are the transmission flags of every export of this server.
-func (c *conn) flags() uint16 {
+// flags are the transmission flags of an export; stable says the client
+// named it by its canonical name (Canonical), so that every connection
+// asking for that name gets the same bytes.
+func (c *conn) flags(stable bool) uint16 {
 	f := uint16(flagHasFlags)
-	if c.srv.opts.COW {
+	switch {
+	case c.srv.opts.COW:
 		// Each connection has its own overlay, so connections do not
 		// see each other's writes: no multi-conn.
 		f |= flagSendFlush
-	} else {
+	case stable:
 		f |= flagReadOnly | flagCanMultiConn
+	default:
+		f |= flagReadOnly
 	}
 	return f
 }

@@ -21,23 +21,71 @@ func protoSetup(t *testing.T, opts Options) (*fileCatalog, string, []byte) {
 	return cat, startServer(t, cat, opts), d1
 }
 
+// TestProtocolFlags: multi-conn only for a read-only export named by its
+// canonical name; NBD_INFO_NAME carries that name whatever the client typed.
 func TestProtocolFlags(t *testing.T) {
 	for _, tc := range []struct {
 		cow  bool
+		name string
 		want uint16
 	}{
-		{false, flagHasFlags | flagReadOnly | flagCanMultiConn},
-		{true, flagHasFlags | flagSendFlush},
+		{false, "aaaa1111", flagHasFlags | flagReadOnly | flagCanMultiConn},
+		{false, "aaaa", flagHasFlags | flagReadOnly},
+		{false, "latest", flagHasFlags | flagReadOnly},
+		{false, "", flagHasFlags | flagReadOnly},
+		{true, "aaaa1111", flagHasFlags | flagSendFlush},
+		{true, "aaaa", flagHasFlags | flagSendFlush},
 	} {
-		_, addr, d1 := protoSetup(t, Options{COW: tc.cow})
+		cat, addr, _ := protoSetup(t, Options{COW: tc.cow})
+		canon, err := cat.resolve(tc.name)
+		if err != nil {
+			t.Fatal(err)
+		}
 		rc := dialRaw(t, addr)
-		typ, msg, err := rc.goExport("aaaa")
+		typ, msg, err := rc.goExport(tc.name)
 		if err != nil || typ != repAck {
-			t.Fatalf("cow=%v: GO: type %#x %q %v", tc.cow, typ, msg, err)
+			t.Fatalf("cow=%v %q: GO: type %#x %q %v", tc.cow, tc.name, typ, msg, err)
 		}
-		if rc.flags != tc.want || rc.size != uint64(len(d1)) {
-			t.Errorf("cow=%v: flags %#x size %d, want %#x %d", tc.cow, rc.flags, rc.size, tc.want, len(d1))
+		if rc.flags != tc.want || rc.name != canon {
+			t.Errorf("cow=%v %q: flags %#x name %q, want %#x %q", tc.cow, tc.name, rc.flags, rc.name, tc.want, canon)
 		}
+	}
+}
+
+// TestProtocolMovingNameNoMultiConn is the review's case: two connections
+// ask for "latest" and a revision is added between them. They get
+// different images, so neither may claim multi-conn, and NBD_INFO_NAME
+// tells them apart.
+func TestProtocolMovingNameNoMultiConn(t *testing.T) {
+	cat, addr, _ := protoSetup(t, Options{})
+	a := dialRaw(t, addr)
+	if typ, msg, err := a.goExport("latest"); err != nil || typ != repAck {
+		t.Fatalf("GO A: %#x %q %v", typ, msg, err)
+	}
+	p3, _ := makeImage(t, t.TempDir(), "r3", 1<<20, 3)
+	cat.add("cccc3333", p3, "third revision")
+	b := dialRaw(t, addr)
+	if typ, msg, err := b.goExport("latest"); err != nil || typ != repAck {
+		t.Fatalf("GO B: %#x %q %v", typ, msg, err)
+	}
+	da, errno, err := a.read(0, 4096)
+	if err != nil || errno != 0 {
+		t.Fatal(errno, err)
+	}
+	db, errno, err := b.read(0, 4096)
+	if err != nil || errno != 0 {
+		t.Fatal(errno, err)
+	}
+	if bytes.Equal(da, db) {
+		t.Fatal("test setup: both connections read the same bytes")
+	}
+	for _, c := range []*rawClient{a, b} {
+		if c.flags&flagCanMultiConn != 0 {
+			t.Errorf("latest (%s) advertises multi-conn: flags %#x", c.name, c.flags)
+		}
+	}
+	if a.name != "bbbb2222" || b.name != "cccc3333" {
+		t.Errorf("NBD_INFO_NAME %q and %q, want bbbb2222 and cccc3333", a.name, b.name)
 	}
 }
 

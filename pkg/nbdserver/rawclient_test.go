@@ -17,6 +17,7 @@ type rawClient struct {
 	r      *bufio.Reader
 	flags  uint16
 	size   uint64
+	name   string // of NBD_INFO_NAME
 	handle uint64
 }
 
@@ -81,6 +82,9 @@ func (rc *rawClient) opt(id uint32, data []byte) ([]optReply, error) {
 			if r.typ == repInfo && len(r.data) >= 12 && binary.BigEndian.Uint16(r.data) == infoExport {
 				rc.size = binary.BigEndian.Uint64(r.data[2:10])
 				rc.flags = binary.BigEndian.Uint16(r.data[10:12])
+			}
+			if r.typ == repInfo && len(r.data) >= 2 && binary.BigEndian.Uint16(r.data) == infoName {
+				rc.name = string(r.data[2:])
 			}
 		}
 	}

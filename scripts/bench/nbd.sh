@@ -7,9 +7,11 @@
 # backy-nbd and the raw image with qemu-nbd (read-only, 8 shared
 # connections) and copies each with nbdcopy to null: (libnbd's default: 4
 # connections, 64 requests of 256 KiB in flight on each), and again with one
-# connection. The servers take turns within each run; every figure is the
-# median of BENCH_RUNS runs after one warm-up copy each, so both read from
-# the page cache. Also reported: the CPU seconds each server used per copy
+# connection. backy-nbd's revision is named by its id: only that name gets
+# multi-conn (a moving name such as latest makes nbdcopy use one connection
+# whatever --connections says, docs/nbd.md). The servers take turns within
+# each run; every figure is the median of BENCH_RUNS runs after one warm-up
+# copy each, so both read from the page cache. Also reported: the CPU seconds each server used per copy
 # and backy-nbd's peak RSS.
 #
 # Then random 64 KiB reads at queue depth 16 over one connection (fio's nbd
@@ -71,7 +73,7 @@ PATH=$PATH:/usr/sbin "$root/scripts/bench/mkimage.sh" "$img" "$img_size" "$data_
 # an older compression setting and measured that.
 rm -rf "$repo" "$repo-$old_commit"
 log "backing up $img into $repo"
-"$bin/backy-extract" file "$img" | "$bin/backy-store" -b "$repo" >/dev/null
+id=$("$bin/backy-extract" file "$img" | "$bin/backy-store" -b "$repo")
 # The old server reads the repository format of its time: its own tools
 # back the image up once more.
 "$bin/$old_commit/backy-extract" file "$img" | "$bin/$old_commit/backy-store" -b "$repo-$old_commit" >/dev/null
@@ -93,7 +95,7 @@ for p in "$port" "$qport" "$oport"; do
 		sleep 0.05
 	done
 done
-declare -A uri=([backy-nbd]="nbd://127.0.0.1:$port/latest" [qemu-nbd]="nbd://127.0.0.1:$qport/")
+declare -A uri=([backy-nbd]="nbd://127.0.0.1:$port/$id" [qemu-nbd]="nbd://127.0.0.1:$qport/")
 declare -A pid=([backy-nbd]=$bpid [qemu-nbd]=$qpid)
 
 # cpu PID: user+system seconds the process has used so far.
