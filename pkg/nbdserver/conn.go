@@ -2,6 +2,7 @@ package nbdserver
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,12 +16,14 @@ import (
 
 // Per connection, at most maxInFlight requests are served at once, holding
 // at most maxInFlightBytes of read and write buffers between them (a single
-// larger request runs alone). The request reader waits while either is
-// exhausted, so a client that sends faster than it reads replies is slowed
-// down by TCP, not by the server's memory.
+// request of maxRequest bytes runs alone); all connections together hold at
+// most Options.BufferBytes (Server.mem). The request reader waits while
+// any of these is exhausted, so a client that sends faster than it reads
+// replies is slowed down by TCP, not by the server's memory, and one that
+// never reads its replies pins at most maxInFlightBytes.
 const (
 	maxInFlight      = 32
-	maxInFlightBytes = 64 << 20
+	maxInFlightBytes = maxRequest
 )
 
 // opened is an export a client has asked for by name on this connection.
@@ -50,10 +53,12 @@ type stats struct {
 // each in its own goroutine; replies go out whole, one at a time, in the
 // order the requests complete.
 type conn struct {
-	srv *Server
-	nc  net.Conn
-	br  *bufio.Reader
-	log *slog.Logger
+	srv    *Server
+	nc     net.Conn
+	br     *bufio.Reader
+	log    *slog.Logger
+	ctx    context.Context // cancelled when the connection or the server ends
+	cancel context.CancelFunc
 
 	// negotiation
 	cand       *opened // resolved by the last INFO or GO
@@ -70,10 +75,44 @@ type conn struct {
 	stats   stats
 }
 
-func newConn(srv *Server, nc net.Conn, log *slog.Logger) *conn {
+func newConn(ctx context.Context, srv *Server, nc net.Conn, log *slog.Logger) *conn {
 	c := &conn{srv: srv, nc: nc, br: bufio.NewReaderSize(nc, 64<<10), log: log}
+	c.ctx, c.cancel = context.WithCancel(ctx)
 	c.budget.init(maxInFlight, maxInFlightBytes)
 	return c
+}
+
+// close closes the socket and stops a request reader waiting for buffers.
+func (c *conn) close() {
+	c.cancel()
+	c.nc.Close()
+}
+
+// acquire waits until a request of size bytes fits the connection's budget
+// and the server's; an error means the connection or the server ended.
+func (c *conn) acquire(size int64) error {
+	c.budget.acquire(size)
+	if err := c.srv.mem.Acquire(c.ctx, size); err != nil {
+		c.budget.release(size)
+		return err
+	}
+	return nil
+}
+
+func (c *conn) release(size int64) {
+	c.srv.mem.Release(size)
+	c.budget.release(size)
+}
+
+// getBuf and putBuf take request buffers from the pool and count them.
+func (c *conn) getBuf(n int) []byte {
+	c.srv.bufs.add(int64(n))
+	return getBuf(n)
+}
+
+func (c *conn) putBuf(p []byte) {
+	c.srv.bufs.add(-int64(len(p)))
+	putBuf(p)
 }
 
 // serve runs the connection to its end and releases its export.
@@ -119,7 +158,9 @@ func (c *conn) transmit() error {
 				c.fail(r, errnoEINVAL, fmt.Errorf("%w: read of %d bytes", errTooLarge, r.length))
 				continue
 			}
-			c.budget.acquire(int64(r.length))
+			if err := c.acquire(int64(r.length)); err != nil {
+				return c.stop(err)
+			}
 			c.start(func() { c.read(r) })
 		case cmdWrite:
 			if r.length > maxRequest {
@@ -127,11 +168,13 @@ func (c *conn) transmit() error {
 				// is not worth the trouble.
 				return c.stop(fmt.Errorf("%w: write of %d bytes", errTooLarge, r.length))
 			}
-			c.budget.acquire(int64(r.length))
-			p := getBuf(int(r.length))
+			if err := c.acquire(int64(r.length)); err != nil {
+				return c.stop(err)
+			}
+			p := c.getBuf(int(r.length))
 			if _, err := io.ReadFull(c.br, p); err != nil {
-				putBuf(p)
-				c.budget.release(int64(r.length))
+				c.putBuf(p)
+				c.release(int64(r.length))
 				return c.stop(err)
 			}
 			c.start(func() { c.write(r, p) })
@@ -163,7 +206,7 @@ var (
 // away or broke the protocol): the socket is closed, so replies still
 // being written fail at once, and the requests in flight are waited for.
 func (c *conn) stop(err error) error {
-	c.nc.Close()
+	c.close()
 	c.workers.Wait()
 	return err
 }
@@ -176,7 +219,7 @@ func (c *conn) start(f func()) {
 		defer func() {
 			if r := recover(); r != nil {
 				c.log.Error("request handler panicked", "panic", r)
-				c.nc.Close()
+				c.close()
 			}
 		}()
 		f()
@@ -186,14 +229,14 @@ func (c *conn) start(f func()) {
 // read serves NBD_CMD_READ. A failed read is an error reply: no byte of it
 // reaches the client.
 func (c *conn) read(r request) {
-	defer c.budget.release(int64(r.length))
+	defer c.release(int64(r.length))
 	o := c.serving
 	if r.offset > uint64(o.size) || uint64(r.length) > uint64(o.size)-r.offset {
 		c.fail(r, errnoEINVAL, fmt.Errorf("%w: read of %d bytes at %d, size %d", errOutOfRange, r.length, r.offset, o.size))
 		return
 	}
-	p := getBuf(int(r.length))
-	defer putBuf(p)
+	p := c.getBuf(int(r.length))
+	defer c.putBuf(p)
 	var err error
 	if o.ov != nil {
 		o.ovMu.RLock()
@@ -222,8 +265,8 @@ func (c *conn) read(r request) {
 
 // write serves NBD_CMD_WRITE into the COW overlay, or refuses it.
 func (c *conn) write(r request, p []byte) {
-	defer c.budget.release(int64(r.length))
-	defer putBuf(p)
+	defer c.release(int64(r.length))
+	defer c.putBuf(p)
 	o := c.serving
 	switch {
 	case o.ov == nil:
@@ -283,7 +326,7 @@ func (c *conn) send(parts ...[]byte) {
 	bufs := net.Buffers(parts)
 	if _, err := bufs.WriteTo(c.nc); err != nil {
 		c.werr = err
-		c.nc.Close() // the request reader stops too
+		c.close() // the request reader stops too
 	}
 }
 
@@ -319,10 +362,9 @@ func (b *budget) init(n int, bytes int64) {
 	b.maxN, b.maxB = n, bytes
 }
 
-// acquire waits until one more request of size bytes fits; a request
-// larger than the whole budget waits until it runs alone.
+// acquire waits until one more request of size bytes (at most the whole
+// budget) fits.
 func (b *budget) acquire(size int64) {
-	size = min(size, b.maxB)
 	b.mu.Lock()
 	for b.n >= b.maxN || b.bytes+size > b.maxB {
 		b.cond.Wait()
@@ -333,7 +375,6 @@ func (b *budget) acquire(size int64) {
 }
 
 func (b *budget) release(size int64) {
-	size = min(size, b.maxB)
 	b.mu.Lock()
 	b.n--
 	b.bytes -= size
@@ -369,4 +410,13 @@ func putBuf(p []byte) {
 	}
 	p = p[:cap(p)]
 	bufPools[c].Put(&p)
+}
+
+// gauge counts bytes in use and remembers the most ever in use.
+type gauge struct{ cur, peak atomic.Int64 }
+
+func (g *gauge) add(n int64) {
+	v := g.cur.Add(n)
+	for p := g.peak.Load(); v > p && !g.peak.CompareAndSwap(p, v); p = g.peak.Load() {
+	}
 }

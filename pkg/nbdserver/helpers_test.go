@@ -156,6 +156,13 @@ func (w testLogWriter) Write(p []byte) (int, error) {
 // that Serve stopped cleanly and every export was closed.
 func startServer(t testing.TB, cat *fileCatalog, opts Options) string {
 	t.Helper()
+	_, addr := startServerOf(t, cat, opts)
+	return addr
+}
+
+// startServerOf is startServer that also returns the Server.
+func startServerOf(t testing.TB, cat *fileCatalog, opts Options) (*Server, string) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +175,8 @@ func startServer(t testing.TB, cat *fileCatalog, opts Options) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- New(cat, opts).Serve(ctx, ln) }()
+	srv := New(cat, opts)
+	go func() { done <- srv.Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -183,7 +191,7 @@ func startServer(t testing.TB, cat *fileCatalog, opts Options) string {
 			t.Errorf("%d exports still open after Serve returned", n)
 		}
 	})
-	return ln.Addr().String()
+	return srv, ln.Addr().String()
 }
 
 // needTool returns the path of a client binary, skipping the test if it is

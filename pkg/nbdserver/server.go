@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sync/semaphore"
 )
 
 // Options configure a Server. The zero value serves read-only exports and
@@ -26,9 +28,20 @@ type Options struct {
 	// TempDir holds the COW overlays (unlinked at once); "" means
 	// os.TempDir().
 	TempDir string
+	// BufferBytes bounds the read and write buffers of the requests all
+	// connections serve at once; 0 means DefaultBufferBytes, and less
+	// than one request of the maximum size (32 MiB) is raised to that.
+	// One connection holds at most 32 MiB of them, so a client that
+	// sends reads and never reads the replies pins at most that much,
+	// and BufferBytes/32 MiB such clients make the others wait.
+	BufferBytes int64
 	// Logger receives diagnostics; nil means text on stderr.
 	Logger *slog.Logger
 }
+
+// DefaultBufferBytes is Options.BufferBytes when it is 0: 256 MiB, 16 times
+// what nbdcopy keeps in flight on one connection (64 requests of 256 KiB).
+const DefaultBufferBytes = 256 << 20
 
 // Server serves the exports of a Catalog over NBD.
 type Server struct {
@@ -36,12 +49,15 @@ type Server struct {
 	opts   Options
 	log    *slog.Logger
 	nextID atomic.Uint64
+	mem    *semaphore.Weighted // Options.BufferBytes
+	bufs   gauge               // request buffers in use, for tests
 }
 
 // New returns a Server for cat.
 func New(cat Catalog, opts Options) *Server {
 	opts.Logger = cmp.Or(opts.Logger, slog.New(slog.NewTextHandler(os.Stderr, nil)))
-	return &Server{cat: cat, opts: opts, log: opts.Logger}
+	opts.BufferBytes = max(cmp.Or(opts.BufferBytes, DefaultBufferBytes), maxRequest)
+	return &Server{cat: cat, opts: opts, log: opts.Logger, mem: semaphore.NewWeighted(opts.BufferBytes)}
 }
 
 // Serve accepts connections on ln until ctx is cancelled, then closes ln and
@@ -101,7 +117,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		mu.Unlock()
 		wg.Go(func() {
-			s.handle(c)
+			s.handle(ctx, c)
 			mu.Lock()
 			delete(conns, c)
 			mu.Unlock()
@@ -119,13 +135,14 @@ func temporary(err error) bool {
 }
 
 // handle serves one connection to its end.
-func (s *Server) handle(nc net.Conn) {
+func (s *Server) handle(ctx context.Context, nc net.Conn) {
 	remote := ""
 	if a := nc.RemoteAddr(); a != nil {
 		remote = a.String()
 	}
 	log := s.log.With("conn", s.nextID.Add(1), "remote", remote)
-	c := newConn(s, nc, log)
+	c := newConn(ctx, s, nc, log)
+	defer c.cancel()
 	start := time.Now()
 	defer func() {
 		if r := recover(); r != nil {
