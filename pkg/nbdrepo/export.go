@@ -59,7 +59,20 @@ func (e *export) Close() error          { return nil }
 // zeros without a look at the store; every other chunk comes from the cache
 // or is loaded and verified by repo.ReadChunk. On error p holds no byte of
 // the failing chunk, and the error names the chunk, revision and offset.
-func (e *export) ReadAt(p []byte, off int64) (int, error) {
+func (e *export) ReadAt(p []byte, off int64) (int, error) { return e.readAt(p, off, true) }
+
+// tableReader reads an export for the server itself (its partition table,
+// at every list and every open of SPEC/pN): it starts no read-ahead and
+// leaves the client's read position alone. Through ReadAt, a table read of
+// chunk 0 counted as the start of a sequential read and loaded 4 chunks
+// ahead, for each revision a list showed.
+type tableReader struct{ e *export }
+
+func (t tableReader) ReadAt(p []byte, off int64) (int, error) { return t.e.readAt(p, off, false) }
+
+// readAt is ReadAt; ahead says whether the read is the client's, which
+// moves the read position and may start read-ahead.
+func (e *export) readAt(p []byte, off int64, ahead bool) (int, error) {
 	p, eof := window(p, off, e.ix.Size)
 	if eof != nil && len(p) == 0 {
 		return 0, eof
@@ -72,7 +85,7 @@ func (e *export) ReadAt(p []byte, off int64) (int, error) {
 		if e.ix.Hashes[k].IsZero() {
 			clear(p[done : done+n])
 		} else {
-			if e.follows(e.last.Load(), k, pos) {
+			if ahead && e.follows(e.last.Load(), k, pos) {
 				e.prefetch(k) // before k is loaded, so both run at once
 			}
 			ent, err := e.load(k)
@@ -82,7 +95,9 @@ func (e *export) ReadAt(p []byte, off int64) (int, error) {
 			copy(p[done:done+n], ent.data[in:in+n])
 			e.c.cache.release(ent)
 		}
-		e.last.Store(k)
+		if ahead {
+			e.last.Store(k)
+		}
 		done += n
 	}
 	return len(p), eof

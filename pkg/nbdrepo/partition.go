@@ -27,10 +27,10 @@ func splitPartition(name string) (spec string, n int, ok bool) {
 }
 
 // partitions reads the partition table of an opened revision through the
-// verified chunk cache and logs what it refused to follow. An image
-// without a table has no partitions.
+// verified chunk cache, without read-ahead, and logs what it refused to
+// follow. An image without a table has no partitions.
 func (c *Catalog) partitions(e *export) ([]partition.Partition, error) {
-	t, err := partition.Read(e, e.Size())
+	t, err := partition.Read(tableReader{e}, e.Size())
 	if errors.Is(err, partition.ErrNoTable) {
 		return nil, nil
 	}
