@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"syscall"
 
@@ -31,6 +32,11 @@ type ServeOptions struct {
 // serves its revisions until ctx is cancelled, which is a clean stop (nil).
 func Serve(ctx context.Context, opt ServeOptions) error {
 	log := cmp.Or(opt.Logger, slog.New(slog.DiscardHandler))
+	if opt.COW {
+		if err := nbdserver.CheckTempDir(""); err != nil {
+			return exitcode.With(exitcode.Usage, fmt.Errorf("nbdrepo: --cow keeps its overlays in $TMPDIR (%s), which cannot hold them: %w", os.TempDir(), err))
+		}
+	}
 	r, err := repo.Open(opt.Dir, opt.Open...)
 	if err != nil {
 		return err

@@ -113,10 +113,13 @@ func (c *conn) infoOrGo(id uint32, data []byte) error {
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			c.log.Info("unknown export requested", "export", name, "err", err)
-		} else {
-			c.log.Error("opening export", "export", name, "err", err)
+			return c.optReply(id, repErrUnknown, []byte(err.Error()))
 		}
-		return c.optReply(id, repErrUnknown, []byte(err.Error()))
+		// The server cannot serve it (the catalog cannot be read, no
+		// overlay can be made): not the client's mistake, and the
+		// message says why (NBD has no error for a failing server).
+		c.log.Error("opening export", "export", name, "err", err)
+		return c.optReply(id, repErrPolicy, []byte(err.Error()))
 	}
 	desc := ""
 	if d, ok := o.exp.(Describer); ok {

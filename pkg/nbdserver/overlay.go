@@ -43,6 +43,17 @@ func newOverlay(dir string, base io.ReaderAt, size int64) (*overlay, error) {
 	}, nil
 }
 
+// CheckTempDir creates and removes one overlay file in dir (os.TempDir()
+// if empty), so that a server with COW overlays can refuse to start where
+// every client would be refused.
+func CheckTempDir(dir string) error {
+	o, err := newOverlay(dir, nil, 0)
+	if err != nil {
+		return err
+	}
+	return o.f.Close()
+}
+
 func (o *overlay) has(blk int64) bool {
 	return o.written[blk/64]&(1<<(blk%64)) != 0
 }

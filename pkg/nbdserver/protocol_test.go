@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
+	"io/fs"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -247,5 +251,41 @@ func TestServeStopsWithClients(t *testing.T) {
 	}
 	if _, err := net.Dial("tcp", ln.Addr().String()); err == nil {
 		t.Error("listener still accepting after Serve returned")
+	}
+}
+
+// TestProtocolServerErrors: an export the server cannot open (a catalog
+// error, no room for a COW overlay) is not an unknown export: the client
+// gets NBD_REP_ERR_POLICY with the reason, and the connection stays usable.
+func TestProtocolServerErrors(t *testing.T) {
+	cat, addr, _ := protoSetup(t, Options{})
+	cat.mu.Lock()
+	os.Remove(cat.files["bbbb2222"])
+	cat.mu.Unlock()
+	rc := dialRaw(t, addr)
+	if typ, msg, err := rc.goExport("bbbb2222"); err != nil || typ != repErrPolicy || !strings.Contains(msg, "no such file or directory") {
+		t.Errorf("GO of an export whose file is gone: type %#x %q %v, want NBD_REP_ERR_POLICY with the cause", typ, msg, err)
+	}
+	if typ, msg, err := rc.goExport("aaaa1111"); err != nil || typ != repAck {
+		t.Fatalf("GO after the error: %#x %q %v", typ, msg, err)
+	}
+
+	_, addr, _ = protoSetup(t, Options{COW: true, TempDir: filepath.Join(t.TempDir(), "nosuch")})
+	rc = dialRaw(t, addr)
+	if typ, msg, err := rc.goExport("aaaa1111"); err != nil || typ != repErrPolicy || !strings.Contains(msg, "cow overlay") {
+		t.Errorf("GO with no overlay: type %#x %q %v, want NBD_REP_ERR_POLICY with the cause", typ, msg, err)
+	}
+}
+
+func TestCheckTempDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := CheckTempDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := filepath.Glob(filepath.Join(dir, "*")); len(m) != 0 {
+		t.Errorf("CheckTempDir left %q", m)
+	}
+	if err := CheckTempDir(filepath.Join(dir, "nosuch")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("CheckTempDir of a missing directory: %v", err)
 	}
 }
