@@ -71,7 +71,7 @@ func (c *fileCmd) Run(env *cli.Env) error {
 		BaseFrom: c.BaseFrom, Repo: repo.Via(env.Ctx, c.Conn()), Log: logline.New(d, env.Name), Progress: pc})
 	// The reader of the stream sees its end now, not after Stop, which
 	// may wait for the reader's progress line to go.
-	if cerr := env.Stdout.Close(); err == nil && cerr != nil {
+	if cerr := env.CloseStdout(); err == nil && cerr != nil {
 		err = cerr
 	}
 	d.Stop()

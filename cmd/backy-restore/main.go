@@ -66,7 +66,7 @@ func (c *restoreCLI) Run(env *cli.Env) error {
 		written, err = c.toStream(env, r, rev, ix, env.Stdout, opt)
 		// The reader sees the end now, not after Stop (which may wait
 		// for the reader's own progress line to go).
-		if cerr := env.Stdout.Close(); err == nil && cerr != nil {
+		if cerr := env.CloseStdout(); err == nil && cerr != nil {
 			err = cerr
 		}
 	}

@@ -116,6 +116,7 @@ func Params(dir, binDir string) testscript.Params {
 			"corruptchunk": corruptchunk,
 			"flipbyte":     flipbyte,
 			"interrupt":    interrupt,
+			"stallout":     stallout,
 			"treehash":     treehash,
 			"truncatefile": truncatefile,
 			"ttyexec":      ttyexec,

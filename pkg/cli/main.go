@@ -24,10 +24,25 @@ import (
 type Env struct {
 	Ctx    context.Context
 	Stdin  *os.File // a pipe's Read returns once Ctx is done (InterruptibleStdin)
-	Stdout *os.File
+	Stdout *os.File // a pipe's Write returns once Ctx is done (InterruptibleStdout); close it with CloseStdout
 	Stderr io.Writer
 	Name   string
 	Log    *slog.Logger // logline.New(Stderr, Name)
+
+	stdout        *os.File // the process's own stdout, which CloseStdout closes
+	releaseStdout func()   // puts stdout's mode back and closes Stdout when it is a duplicate
+}
+
+// CloseStdout closes stdout, so that its reader sees the end of the output
+// at once. Stdout may be a duplicate of fd 1 (InterruptibleStdout), whose
+// Close alone would leave the pipe open until the process exits: fd 1 is
+// closed too, after the duplicate's mode was put back.
+func (e *Env) CloseStdout() error {
+	if e.releaseStdout == nil || e.stdout == nil {
+		return e.Stdout.Close()
+	}
+	e.releaseStdout()
+	return e.stdout.Close()
 }
 
 // VersionFlag prints the version and exits 0.
@@ -43,7 +58,8 @@ func (v VersionFlag) BeforeReset(app *kong.Kong, vars kong.Vars) error {
 // Run parses args into cmd (a kong grammar whose commands have
 // Run(*Env) error methods), runs the selected command under a context that
 // is cancelled by SIGINT or SIGTERM (which also ends a read of stdin that
-// waits for a hung producer: InterruptibleStdin), prints any error as
+// waits for a hung producer, InterruptibleStdin, and a write to stdout that
+// waits for a stalled reader, InterruptibleStdout), prints any error as
 // "NAME: error: ..." and returns the exit code. A bind of type
 // map[string]complete.Predictor is not bound: it names the completers of
 // the values tagged predictor:"NAME" when a shell asks for completions
@@ -80,7 +96,10 @@ func Run(name, description string, cmd any, args []string, binds ...any) int {
 	GrowPipe(os.Stdout)
 	stdin, restoreStdin := InterruptibleStdin(ctx, os.Stdin)
 	defer restoreStdin()
-	env := &Env{Ctx: ctx, Stdin: stdin, Stdout: os.Stdout, Stderr: os.Stderr, Name: name, Log: logline.New(os.Stderr, name)}
+	stdout, restoreStdout := InterruptibleStdout(ctx, os.Stdout)
+	defer restoreStdout()
+	env := &Env{Ctx: ctx, Stdin: stdin, Stdout: stdout, Stderr: os.Stderr, Name: name, Log: logline.New(os.Stderr, name),
+		stdout: os.Stdout, releaseStdout: restoreStdout}
 	stopProfile := startProfile()
 	err = kctx.Run(append([]any{env}, binds...)...)
 	stopProfile()

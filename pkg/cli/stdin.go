@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -28,10 +29,34 @@ import (
 // or stderr (a socket serving both ways: its writes would fail with EAGAIN
 // where Go does not expect non-blocking mode).
 func InterruptibleStdin(ctx context.Context, stdin *os.File) (*os.File, func()) {
+	return interruptible(ctx, stdin, []int{1, 2}, (*os.File).SetReadDeadline)
+}
+
+// InterruptibleStdout is InterruptibleStdin for writing: a Write blocked on
+// a pipe, FIFO or socket whose reader stalls (a backy-store waiting for its
+// disk, any slow reader) returns os.ErrDeadlineExceeded once ctx is done,
+// and so does every Write after that. It leaves alone what
+// InterruptibleStdin leaves alone, and a stdout that is the same file as
+// stdin or stderr (2>&1 into one pipe: os.Stderr's blocking writes would
+// fail with EAGAIN).
+//
+// The duplicate is not fd 1: closing it does not end the reader's input;
+// Env.CloseStdout does. Nor is a write to it that finds the reader gone
+// Go's death by SIGPIPE (which the runtime keeps for fds 1 and 2): it
+// fails with EPIPE, an I/O error on stdout like any other (exit 1).
+func InterruptibleStdout(ctx context.Context, stdout *os.File) (*os.File, func()) {
+	return interruptible(ctx, stdout, []int{0, 2}, (*os.File).SetWriteDeadline)
+}
+
+// interruptible hands a duplicate of std to the poller and arms deadline
+// (a read or write deadline) when ctx is done; others are the standard
+// fds that, being the same file as std, leave it alone. The returned
+// function may be called more than once.
+func interruptible(ctx context.Context, std *os.File, others []int, deadline func(*os.File, time.Time) error) (*os.File, func()) {
 	noop := func() {}
-	raw, err := stdin.SyscallConn()
+	raw, err := std.SyscallConn()
 	if err != nil {
-		return stdin, noop
+		return std, noop
 	}
 	var fd int
 	var st unix.Stat_t
@@ -45,46 +70,50 @@ func InterruptibleStdin(ctx context.Context, stdin *os.File) (*os.File, func()) 
 		flags, serr = unix.FcntlInt(u, unix.F_GETFL, 0)
 	})
 	if err != nil || serr != nil {
-		return stdin, noop
+		return std, noop
 	}
 	if t := st.Mode & unix.S_IFMT; t != unix.S_IFIFO && t != unix.S_IFSOCK {
-		return stdin, noop
+		return std, noop
 	}
-	for _, other := range []int{1, 2} {
+	for _, other := range others {
 		var ost unix.Stat_t
 		if unix.Fstat(other, &ost) == nil && ost.Dev == st.Dev && ost.Ino == st.Ino {
-			return stdin, noop
+			return std, noop
 		}
 	}
 	// A close-on-exec duplicate of our own: the poller registers it and
-	// Close takes it out again, while fd 0 stays open for the rest of the
-	// process (and for the test binaries that run commands in-process).
+	// Close takes it out again, while the standard fd stays open for the
+	// rest of the process (and for the test binaries that run commands
+	// in-process).
 	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 3)
 	if err != nil {
-		return stdin, noop
+		return std, noop
 	}
 	wasNonblock := flags&unix.O_NONBLOCK != 0
+	// The mode is put back through the duplicate, before it is closed: the
+	// standard fd may be closed by then (Env.CloseStdout) and its number
+	// taken by another file.
 	restoreMode := func() {
 		if !wasNonblock {
-			_ = syscall.SetNonblock(fd, false)
+			_ = syscall.SetNonblock(dup, false)
 		}
 	}
 	if err := syscall.SetNonblock(dup, true); err != nil {
 		unix.Close(dup)
-		return stdin, noop
+		return std, noop
 	}
-	f := os.NewFile(uintptr(dup), stdin.Name())
-	// A file the poller refused has no deadlines, and its reads would fail
-	// with EAGAIN: keep the blocking stdin then.
-	if err := f.SetReadDeadline(time.Time{}); err != nil {
-		f.Close()
+	f := os.NewFile(uintptr(dup), std.Name())
+	// A file the poller refused has no deadlines, and its reads and writes
+	// would fail with EAGAIN: keep the blocking file then.
+	if err := deadline(f, time.Time{}); err != nil {
 		restoreMode()
-		return stdin, noop
+		f.Close()
+		return std, noop
 	}
-	stop := context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Now()) })
-	return f, func() {
+	stop := context.AfterFunc(ctx, func() { _ = deadline(f, time.Now()) })
+	return f, sync.OnceFunc(func() {
 		stop()
-		f.Close()
 		restoreMode()
-	}
+		f.Close()
+	})
 }

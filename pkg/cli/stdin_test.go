@@ -118,3 +118,52 @@ func TestInterruptibleStdinRegularFile(t *testing.T) {
 		t.Fatal("a regular file was changed")
 	}
 }
+
+func TestInterruptibleStdoutCancel(t *testing.T) {
+	r, w := blockingPipe(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	out, restore := InterruptibleStdout(ctx, w)
+	if out == w {
+		t.Fatal("a pipe was not made interruptible")
+	}
+	IsTerminal(out) // Fd must not put it back in blocking mode
+	done := make(chan error, 1)
+	go func() { // fills the pipe, then waits for a reader that never reads
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := out.Write(buf); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("Write after cancel: %v, want a deadline error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a blocked Write did not return when the context was cancelled")
+	}
+	if !nonblock(t, w) {
+		t.Fatal("stdout is not in non-blocking mode while in use")
+	}
+	restore()
+	restore() // a second call does nothing
+	if nonblock(t, w) {
+		t.Fatal("restore left stdout in non-blocking mode")
+	}
+	// stdout itself stays open and usable, once the pipe has room
+	n, err := unix.IoctlGetInt(int(r.Fd()), unix.TIOCINQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(r, make([]byte, n)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("d")); err != nil {
+		t.Fatalf("Write to the old stdout: %v", err)
+	}
+}
