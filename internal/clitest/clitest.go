@@ -117,6 +117,7 @@ func Params(dir, binDir string) testscript.Params {
 			"flipbyte":     flipbyte,
 			"interrupt":    interrupt,
 			"stallout":     stallout,
+			"fifoin":       fifoin,
 			"treehash":     treehash,
 			"truncatefile": truncatefile,
 			"ttyexec":      ttyexec,

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -65,6 +66,124 @@ func stallout(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	}
 	s.signal(sig, want, "while its stdout's reader stalled")
+}
+
+// fifoin [-INT] [-write FILE] N FIFO PROG ARGS...: make the FIFO (its
+// directory must exist) and run PROG, which names it among ARGS. Without
+// -write nobody ever opens the FIFO for writing; with -write a writer opens
+// it, writes FILE's bytes (none for an empty FILE) and then stays open and
+// silent. Once PROG has the FIFO open (or InterruptWait went by: an open
+// that waits for a writer has no fd yet) and has read what was written,
+// and had 300 ms more to wait, send it SIGTERM (SIGINT with -INT) and
+// check that it exits with status N within InterruptWait. PROG's stdout
+// and stderr can be matched afterwards.
+func fifoin(ts *testscript.TestScript, neg bool, args []string) {
+	sig, args := signalFlag(args)
+	var data []byte
+	write := len(args) > 1 && args[0] == "-write"
+	if write {
+		var err error
+		data, err = os.ReadFile(ts.MkAbs(args[1]))
+		ts.Check(err)
+		args = args[2:]
+	}
+	if neg || len(args) < 3 {
+		ts.Fatalf("usage: fifoin [-INT] [-write FILE] N FIFO PROG ARGS...")
+	}
+	want := exitArg(ts, args[0])
+	fifo := ts.MkAbs(args[1])
+	ts.Check(unix.Mkfifo(fifo, 0o600))
+	cmd := exec.Command(lookPath(ts.Getenv("PATH"), args[2]), args[3:]...)
+	var stdout, stderr bytes.Buffer
+	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = ts.MkAbs("."), environ(ts), &stdout, &stderr
+	ts.Check(cmd.Start())
+	s := &signalled{ts: ts, cmd: cmd, name: args[2], stderr: &stderr, exited: make(chan error, 1)}
+	s.stdout = stdout.Bytes
+	go func() { s.exited <- cmd.Wait() }()
+	var w *os.File
+	written := make(chan error, 1)
+	if write {
+		// The open for writing waits for PROG's open for reading: a
+		// goroutine of its own, which an open of ours for reading ends
+		// should PROG never open the FIFO. The writer closes only once
+		// PROG's exit was checked.
+		opened := make(chan *os.File, 1)
+		go func() {
+			f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+			if err != nil {
+				written <- err
+				close(opened)
+				return
+			}
+			opened <- f
+			_, err = f.Write(data)
+			written <- err
+		}()
+		defer func() {
+			if f, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
+				if w := <-opened; w != nil {
+					w.Close()
+				}
+				f.Close()
+			}
+		}()
+		select {
+		case w = <-opened:
+			opened <- w
+		case err := <-s.exited:
+			s.exited <- err
+		case <-time.After(InterruptWait):
+		}
+	}
+	deadline := time.Now().Add(InterruptWait)
+	for ready := false; !ready; {
+		select {
+		case err := <-s.exited:
+			s.output()
+			ts.Fatalf("%s exited before it was interrupted: %v", args[2], err)
+		case err := <-written:
+			if err != nil {
+				s.fail("writing %s: %v", args[1], err)
+			}
+			written = nil
+		case <-time.After(10 * time.Millisecond):
+		}
+		ready = hasOpen(cmd.Process.Pid, fifo)
+		if write {
+			ready = ready && written == nil && w != nil && inPipe(ts, w) == 0
+		}
+		if !ready && time.Now().After(deadline) {
+			if write {
+				s.fail("%s did not open %s and read its %d bytes within %v", args[2], args[1], len(data), InterruptWait)
+			}
+			break // an open waiting for a writer: the old way
+		}
+	}
+	s.signal(sig, want, "while its input FIFO had no data")
+}
+
+// inPipe is how many bytes the pipe of f holds.
+func inPipe(ts *testscript.TestScript, f *os.File) int {
+	raw, err := f.SyscallConn()
+	ts.Check(err)
+	n := -1
+	ts.Check(raw.Control(func(fd uintptr) { n, err = unix.IoctlGetInt(int(fd), unix.TIOCINQ) }))
+	ts.Check(err)
+	return n
+}
+
+// hasOpen reports whether process pid has path open.
+func hasOpen(pid int, path string) bool {
+	if p, err := filepath.EvalSymlinks(path); err == nil {
+		path = p
+	}
+	fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
+	for _, fd := range fds {
+		if l, err := os.Readlink(fd); err == nil && l == path {
+			return true
+		}
+	}
+	return false
 }
 
 // signalFlag takes a leading -INT off args: SIGINT with it, else SIGTERM.

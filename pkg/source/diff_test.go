@@ -381,7 +381,7 @@ func TestBaseFromReadErrorReachesEmitter(t *testing.T) {
 	f := newDiffFixture(t, size)
 	f.write(0, int(size), 1)
 	f.backup(f.img)
-	img, err := openImage(f.img, nil, 0)
+	img, err := openImage(context.Background(), f.img, nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

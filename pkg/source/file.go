@@ -71,13 +71,17 @@ func writeBlock(w *extent.Writer, z *extent.ZeroRun, b block) error {
 // the output for a complete stream.
 func File(ctx context.Context, path string, out io.Writer, opt Options) (extent.Summary, error) {
 	started := time.Now()
-	img, err := openImage(path, opt.Stdin, opt.Size)
+	img, err := openImage(ctx, path, opt.Stdin, opt.Size)
 	if err != nil {
 		return extent.Summary{}, err
 	}
 	if path != "-" {
 		defer img.f.Close()
 	}
+	// A read of a FIFO or socket that waits for a silent writer returns
+	// once ctx is done (an interrupt); files without deadlines ignore it.
+	stopReads := context.AfterFunc(ctx, func() { _ = img.f.SetReadDeadline(time.Now()) })
+	defer stopReads()
 	opt.Progress.SetTotal(img.size)
 	hdr := extent.Header{Kind: extent.Full, Size: img.size, Source: "file:" + img.name, Snapshot: opt.Snapshot}
 	var base *fileBase

@@ -1,6 +1,7 @@
 package source
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -20,12 +21,13 @@ type image struct {
 }
 
 // openImage opens path ("-" is stdin). For a pipe on stdin, size must be
-// given; for files and devices it must be 0 or the true size.
-func openImage(path string, stdin *os.File, size int64) (*image, error) {
+// given; for files and devices it must be 0 or the true size. ctx ends the
+// wait for a FIFO's writer (openPath).
+func openImage(ctx context.Context, path string, stdin *os.File, size int64) (*image, error) {
 	f, name := stdin, "stdin"
 	if path != "-" {
 		var err error
-		if f, err = os.Open(path); err != nil {
+		if f, err = openPath(ctx, path); err != nil {
 			return nil, fmt.Errorf("source: %w", err)
 		}
 		name = path
