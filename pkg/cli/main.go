@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -104,12 +105,25 @@ func Run(name, description string, cmd any, args []string, binds ...any) int {
 	err = kctx.Run(append([]any{env}, binds...)...)
 	stopProfile()
 	if err != nil {
+		if brokenStdout(err, stdout) {
+			// The reader went away (head, a backy-store that failed): end
+			// quietly with the status a shell shows for a filter killed by
+			// SIGPIPE, 141, as a Unix filter ends.
+			return 128 + int(syscall.SIGPIPE)
+		}
 		if ctx.Err() != nil && !errors.Is(err, context.Canceled) {
 			err = fmt.Errorf("%w: %w", context.Canceled, err)
 		}
 		fmt.Fprintf(os.Stderr, "%s: error: %s\n", name, Message(err))
 	}
 	return ExitCode(err)
+}
+
+// brokenStdout reports whether err is a write to stdout that found its
+// reader gone (EPIPE).
+func brokenStdout(err error, stdout *os.File) bool {
+	var pe *fs.PathError
+	return errors.As(err, &pe) && pe.Op == "write" && pe.Path == stdout.Name() && errors.Is(pe.Err, syscall.EPIPE)
 }
 
 type exitPanic struct{}

@@ -43,7 +43,8 @@ func InterruptibleStdin(ctx context.Context, stdin *os.File) (*os.File, func()) 
 // The duplicate is not fd 1: closing it does not end the reader's input;
 // Env.CloseStdout does. Nor is a write to it that finds the reader gone
 // Go's death by SIGPIPE (which the runtime keeps for fds 1 and 2): it
-// fails with EPIPE, an I/O error on stdout like any other (exit 1).
+// fails with EPIPE, which Run turns into a quiet exit 141, the status a
+// filter killed by SIGPIPE has.
 func InterruptibleStdout(ctx context.Context, stdout *os.File) (*os.File, func()) {
 	return interruptible(ctx, stdout, []int{0, 2}, (*os.File).SetWriteDeadline)
 }
