@@ -290,9 +290,17 @@ func (c *conn) write(r request, p []byte) {
 
 // fail logs a failed request and sends its error reply: a structured error
 // chunk for a read when structured replies are on, a simple reply otherwise.
+// An I/O error is logged as an error; a request the client got wrong (a
+// write to a read-only export, a read past the end) only at debug level,
+// so that cheap bad requests cannot flood the log: the client's summary
+// line counts them.
 func (c *conn) fail(r request, errno uint32, err error) {
 	c.stats.errors.Add(1)
-	c.log.Error("request failed", "err", err)
+	lvl := slog.LevelDebug
+	if errno == errnoEIO {
+		lvl = slog.LevelError
+	}
+	c.log.Log(c.ctx, lvl, "request failed", "err", err)
 	if c.structured && r.typ == cmdRead {
 		// error, then a message length of 0 and no message
 		c.send(chunkHeader(r.handle, replyTypeError, 6), be.AppendUint16(be.AppendUint32(nil, errno), 0))

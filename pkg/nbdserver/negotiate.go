@@ -10,7 +10,7 @@ import (
 
 var (
 	errBadMagic   = errors.New("nbdserver: bad magic from client")
-	errOptionSize = errors.New("nbdserver: negotiation option too long")
+	errFlags      = errors.New("nbdserver: unknown client flags")
 	errExportName = errors.New("nbdserver: client uses NBD_OPT_EXPORT_NAME, which is not supported (needs NBD_OPT_GO)")
 	errAborted    = errors.New("nbdserver: client aborted the negotiation")
 )
@@ -29,6 +29,9 @@ func (c *conn) negotiate() error {
 	if _, err := io.ReadFull(c.br, h[:4]); err != nil { // client flags
 		return err
 	}
+	if f := be.Uint32(h[:4]); f&^clientFlagsKnown != 0 {
+		return fmt.Errorf("%w %#x", errFlags, f)
+	}
 	for c.serving == nil {
 		if _, err := io.ReadFull(c.br, h[:]); err != nil {
 			return err
@@ -38,7 +41,13 @@ func (c *conn) negotiate() error {
 		}
 		id, length := be.Uint32(h[8:12]), be.Uint32(h[12:16])
 		if length > maxOptionLen {
-			return fmt.Errorf("%w: option %d has %d bytes", errOptionSize, id, length)
+			if _, err := io.CopyN(io.Discard, c.br, int64(length)); err != nil {
+				return err
+			}
+			if err := c.optReply(id, repErrTooBig, fmt.Appendf(nil, "nbdserver: option %d has %d bytes, more than %d", id, length, maxOptionLen)); err != nil {
+				return err
+			}
+			continue
 		}
 		data := make([]byte, length)
 		if _, err := io.ReadFull(c.br, data); err != nil {
@@ -111,15 +120,7 @@ func (c *conn) infoOrGo(id uint32, data []byte) error {
 	}
 	o, err := c.resolve(name, id == optGo)
 	if err != nil {
-		if errors.Is(err, ErrNotFound) {
-			c.log.Info("unknown export requested", "export", name, "err", err)
-			return c.optReply(id, repErrUnknown, []byte(err.Error()))
-		}
-		// The server cannot serve it (the catalog cannot be read, no
-		// overlay can be made): not the client's mistake, and the
-		// message says why (NBD has no error for a failing server).
-		c.log.Error("opening export", "export", name, "err", err)
-		return c.optReply(id, repErrPolicy, []byte(err.Error()))
+		return c.refuse(id, name, err)
 	}
 	desc := ""
 	if d, ok := o.exp.(Describer); ok {
@@ -149,6 +150,19 @@ func (c *conn) infoOrGo(id uint32, data []byte) error {
 		c.log.Info("serving export", "export", name, "canonical", canon, "size", o.size, "cow", o.ov != nil)
 	}
 	return nil
+}
+
+// refuse answers an option naming an export that cannot be opened.
+func (c *conn) refuse(id uint32, name string, err error) error {
+	if errors.Is(err, ErrNotFound) {
+		c.log.Info("unknown export requested", "export", name, "err", err)
+		return c.optReply(id, repErrUnknown, []byte(err.Error()))
+	}
+	// The server cannot serve it (the catalog cannot be read, no overlay
+	// can be made): not the client's mistake, and the message says why
+	// (NBD has no error for a failing server).
+	c.log.Error("opening export", "export", name, "err", err)
+	return c.optReply(id, repErrPolicy, []byte(err.Error()))
 }
 
 // flags are the transmission flags of an export; stable says the client
@@ -217,6 +231,9 @@ func (c *conn) metaContext(id uint32, data []byte) error {
 	name, queries, ok := parseMetaQuery(data)
 	if !ok {
 		return c.optReply(id, repErrInvalid, []byte("nbdserver: malformed option"))
+	}
+	if _, err := c.resolve(name, false); err != nil { // kept for a GO of the same name
+		return c.refuse(id, name, err)
 	}
 	want := id == optListMetaContext && len(queries) == 0
 	for _, q := range queries {

@@ -28,6 +28,12 @@ const (
 	repErrPolicy   = 1<<31 | 2
 	repErrInvalid  = 1<<31 | 3
 	repErrUnknown  = protocol.NEGOTIATION_TYPE_REPLY_ERR_UNKNOWN
+	repErrTooBig   = 1<<31 | 9
+
+	// Client flags: fixed newstyle, and "no zeroes", which only changes
+	// the reply to NBD_OPT_EXPORT_NAME (not supported). Any other bit
+	// closes the connection.
+	clientFlagsKnown = 1<<0 | 1<<1
 
 	infoExport      = protocol.NEGOTIATION_TYPE_INFO_EXPORT
 	infoName        = protocol.NEGOTIATION_TYPE_INFO_NAME
@@ -77,8 +83,9 @@ const (
 	errnoEINVAL = protocol.TRANSMISSION_ERROR_EINVAL
 	errnoENOSPC = 28
 
-	// maxOptionLen bounds the data of one negotiation option. The spec
-	// limits export names to 4096 bytes.
+	// maxOptionLen bounds the data of one negotiation option: longer ones
+	// are skipped and answered NBD_REP_ERR_TOO_BIG. The spec limits export
+	// names to 4096 bytes.
 	maxOptionLen = 64 << 10
 
 	// maxRequest is the largest read or write served, advertised as the

@@ -7,10 +7,12 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -200,11 +202,15 @@ func TestProtocolHostileOption(t *testing.T) {
 	h := binary.BigEndian.AppendUint64(nil, optMagic)
 	h = binary.BigEndian.AppendUint32(h, optInfo)
 	h = binary.BigEndian.AppendUint32(h, 1<<30)
+	// The server skips the data of an option over 64 KiB without keeping
+	// it, so it waits for the 1 GiB, which never comes.
 	rc = dialRaw(t, addr)
 	rc.c.Write(h)
+	rc.c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 	if _, err := rc.r.ReadByte(); err == nil {
-		t.Fatal("server answered an option of 1 GiB")
+		t.Fatal("server answered an option of 1 GiB before its data came")
 	}
+	rc.c.Close()
 	rc = dialRaw(t, addr)
 	if typ, _, err := rc.goExport("bbbb"); err != nil || typ != repAck {
 		t.Fatalf("server unusable after hostile client: %#x %v", typ, err)
@@ -288,4 +294,87 @@ func TestCheckTempDir(t *testing.T) {
 	if err := CheckTempDir(filepath.Join(dir, "nosuch")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("CheckTempDir of a missing directory: %v", err)
 	}
+}
+
+// TestProtocolStrictness: the spec's SHOULDs a client never showed to need.
+func TestProtocolStrictness(t *testing.T) {
+	var logBuf syncBuffer
+	opts := Options{Logger: slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	_, addr, _ := protoSetup(t, opts)
+
+	t.Run("meta context of an unknown export", func(t *testing.T) {
+		rc := dialRaw(t, addr)
+		if rs, err := rc.opt(optStructuredReply, nil); err != nil || rs[0].typ != repAck {
+			t.Fatal(rs, err)
+		}
+		for _, id := range []uint32{optListMetaContext, optSetMetaContext} {
+			if rs, err := rc.opt(id, metaData("nosuch", metaAllocation)); err != nil || len(rs) != 1 || rs[0].typ != repErrUnknown {
+				t.Errorf("option %d for an unknown export: %+v %v, want NBD_REP_ERR_UNKNOWN alone", id, rs, err)
+			}
+			if rs, err := rc.opt(id, metaData("aaaa1111", metaAllocation)); err != nil || len(rs) != 2 || rs[0].typ != repMetaContext {
+				t.Errorf("option %d for aaaa1111: %+v %v, want base:allocation", id, rs, err)
+			}
+		}
+
+	})
+	t.Run("option over 64 KiB", func(t *testing.T) {
+		rc := dialRaw(t, addr)
+		if rs, err := rc.opt(optInfo, make([]byte, maxOptionLen+1)); err != nil || len(rs) != 1 || rs[0].typ != repErrTooBig {
+			t.Errorf("option of %d bytes: %+v %v, want NBD_REP_ERR_TOO_BIG", maxOptionLen+1, rs, err)
+		}
+		if typ, msg, err := rc.goExport("aaaa1111"); err != nil || typ != repAck {
+			t.Fatalf("GO after a big option: %#x %q %v", typ, msg, err)
+		}
+
+	})
+	t.Run("client mistakes at debug level", func(t *testing.T) {
+		rc := dialRaw(t, addr)
+		if typ, msg, err := rc.goExport("aaaa1111"); err != nil || typ != repAck {
+			t.Fatalf("GO: %#x %q %v", typ, msg, err)
+		}
+		if errno, err := rc.cmd(cmdWrite, 0, 1, []byte{0}); err != nil || errno != errnoEPERM {
+			t.Fatalf("write on a read-only export: errno %d %v", errno, err)
+		}
+		if _, errno, err := rc.read(1<<40, 512); err != nil || errno != errnoEINVAL {
+			t.Fatalf("read past the end: errno %d %v", errno, err)
+		}
+		if s := logBuf.String(); !strings.Contains(s, `level=DEBUG msg="request failed"`) || strings.Contains(s, "level=ERROR") {
+			t.Errorf("client mistakes must be logged at debug level, not as errors:\n%s", s)
+		}
+
+	})
+	t.Run("unknown client flags", func(t *testing.T) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadFull(c, make([]byte, 18)); err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte{0, 0, 0, 0xff})
+		c.Write(binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(nil, optMagic), optList), 0))
+		if n, err := io.ReadFull(c, make([]byte, 20)); err == nil {
+			t.Errorf("client flags 0xff: the server answered an option (%d bytes)", n)
+		}
+	})
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
