@@ -12,9 +12,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/backy/backy/internal/logtest"
 )
 
 func protoSetup(t *testing.T, opts Options) (*fileCatalog, string, []byte) {
@@ -298,7 +299,7 @@ func TestCheckTempDir(t *testing.T) {
 
 // TestProtocolStrictness: the spec's SHOULDs a client never showed to need.
 func TestProtocolStrictness(t *testing.T) {
-	var logBuf syncBuffer
+	var logBuf logtest.Lines
 	opts := Options{Logger: slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	_, addr, _ := protoSetup(t, opts)
 
@@ -359,22 +360,4 @@ func TestProtocolStrictness(t *testing.T) {
 			t.Errorf("client flags 0xff: the server answered an option (%d bytes)", n)
 		}
 	})
-}
-
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
