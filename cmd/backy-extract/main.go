@@ -51,6 +51,10 @@ type fileCmd struct {
 	consistencyFlags
 }
 
+// Streams implements cli.Streamer: the stream goes to stdout, the image
+// may come on stdin.
+func (c *fileCmd) Streams() (stdin, stdout bool) { return c.Path == "-", true }
+
 func (c *fileCmd) Run(env *cli.Env) error {
 	if err := cli.RefuseTerminal(env.Stdout); err != nil {
 		return err
@@ -83,6 +87,9 @@ type dumpCmd struct {
 	JSON   bool   `help:"Print one JSON object per line instead of text."`
 }
 
+// Streams implements cli.Streamer: the stream may come on stdin.
+func (c *dumpCmd) Streams() (stdin, stdout bool) { return c.Stream == "-", false }
+
 func (c *dumpCmd) Run(env *cli.Env) error {
 	in := env.Stdin
 	if c.Stream != "-" {
@@ -109,6 +116,9 @@ type rbdCmd struct {
 	cli.Ceph
 	consistencyFlags
 }
+
+// Streams implements cli.Streamer: the stream goes to stdout.
+func (c *rbdCmd) Streams() (stdin, stdout bool) { return false, true }
 
 func (c *rbdCmd) Run(env *cli.Env) error {
 	if err := cli.RefuseTerminal(env.Stdout); err != nil {
@@ -183,6 +193,10 @@ type rbdDiffCmd struct {
 	Diff  string `arg:"" help:"File holding an rbd export-diff stream, or - for stdin." placeholder:"FILE"`
 	Image string `help:"The image the diff was exported from, recorded as the source rbd:POOL/IMAGE." placeholder:"POOL/IMAGE"`
 }
+
+// Streams implements cli.Streamer: the stream goes to stdout, the rbd diff
+// may come on stdin.
+func (c *rbdDiffCmd) Streams() (stdin, stdout bool) { return c.Diff == "-", true }
 
 func (c *rbdDiffCmd) Run(env *cli.Env) error {
 	if err := cli.RefuseTerminal(env.Stdout); err != nil {

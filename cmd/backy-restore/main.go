@@ -27,6 +27,9 @@ type restoreCLI struct {
 	cli.Ceph
 }
 
+// Streams implements cli.Streamer: a restore to - streams to stdout.
+func (c *restoreCLI) Streams() (stdin, stdout bool) { return false, c.Target == "-" }
+
 func (c *restoreCLI) Run(env *cli.Env) error {
 	r, err := repo.Open(c.Base, repo.Via(env.Ctx, c.Conn())...)
 	if err != nil {

@@ -51,7 +51,7 @@ func TestWhoCanRead(t *testing.T) {
 	dir := t.TempDir()
 	// A path every account can traverse, as /srv is: the test directory and
 	// the commands.
-	for p := dir; p != "/" && p != os.TempDir(); p = filepath.Dir(p) {
+	for p := dir; p != "/" && p != filepath.Clean(os.TempDir()); p = filepath.Dir(p) {
 		os.Chmod(p, 0o711)
 	}
 	os.Chmod(clitest.BinDir, 0o755)

@@ -34,6 +34,9 @@ type storeCmd struct {
 	Tags []string `sep:"," help:"Tags for the new revision, comma separated."`
 }
 
+// Streams implements cli.Streamer: the extent stream comes on stdin.
+func (c *storeCmd) Streams() (stdin, stdout bool) { return true, false }
+
 func (c *storeCmd) Run(env *cli.Env, g *globals) error {
 	if cli.IsTerminal(env.Stdin) {
 		return fmt.Errorf("%w: stdin is a terminal; pipe an extent stream in (backy-extract file IMAGE | backy-store)", cli.ErrUsage)
@@ -50,7 +53,9 @@ func (c *storeCmd) Run(env *cli.Env, g *globals) error {
 		_ = r.DiscardIfEmpty() // a refused first stream leaves no repository behind
 		return err
 	}
-	fmt.Fprintln(env.Stdout, rev.ID)
+	if _, err := fmt.Fprintln(env.Stdout, rev.ID); err != nil {
+		return err
+	}
 	s := rev.Stats
 	env.Log.Info(fmt.Sprintf("revision %s: %s image, %s read, %s written, chunks %d new %d reused %d zero, %.2fs",
 		rev.ID, upkeep.HumanBytes(rev.Size), upkeep.HumanBytes(s.StreamBytes),

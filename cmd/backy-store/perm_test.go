@@ -25,7 +25,7 @@ func TestFailedCreationKeepsMode(t *testing.T) {
 		t.Skip("needs root to act as another account")
 	}
 	dir := t.TempDir()
-	for p := dir; p != "/" && p != os.TempDir(); p = filepath.Dir(p) {
+	for p := dir; p != "/" && p != filepath.Clean(os.TempDir()); p = filepath.Dir(p) {
 		os.Chmod(p, 0o711)
 	}
 	// This test binary runs as backy-store under that name (clitest.Main).

@@ -35,6 +35,9 @@ type verifyCmd struct {
 	Timeout  time.Duration `placeholder:"DURATION" help:"With --against: fail (never pass) when the comparison takes longer, e.g. 10m."`
 }
 
+// Streams implements cli.Streamer: verify --against - reads stdin.
+func (c *verifyCmd) Streams() (stdin, stdout bool) { return c.Against == "-", false }
+
 func (c *verifyCmd) Run(env *cli.Env, g *globals) error {
 	if c.Timeout != 0 && c.Against == "" {
 		return fmt.Errorf("%w: --timeout goes with --against", cli.ErrUsage)

@@ -93,12 +93,23 @@ func Run(name, description string, cmd any, args []string, binds ...any) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	GrowPipe(os.Stdin)
-	GrowPipe(os.Stdout)
-	stdin, restoreStdin := InterruptibleStdin(ctx, os.Stdin)
-	defer restoreStdin()
-	stdout, restoreStdout := InterruptibleStdout(ctx, os.Stdout)
-	defer restoreStdout()
+	stdin, restoreStdin := os.Stdin, func() {}
+	stdout, restoreStdout := os.Stdout, func() {}
+	// Only a command that streams through a pipe makes it non-blocking:
+	// O_NONBLOCK is shared with every process holding the pipe (a shell
+	// loop reading it, a script writing beside a background server).
+	if in, out := streams(kctx); in || out {
+		if in {
+			GrowPipe(os.Stdin)
+			stdin, restoreStdin = InterruptibleStdin(ctx, os.Stdin)
+			defer restoreStdin()
+		}
+		if out {
+			GrowPipe(os.Stdout)
+			stdout, restoreStdout = InterruptibleStdout(ctx, os.Stdout)
+			defer restoreStdout()
+		}
+	}
 	env := &Env{Ctx: ctx, Stdin: stdin, Stdout: stdout, Stderr: os.Stderr, Name: name, Log: logline.New(os.Stderr, name),
 		stdout: os.Stdout, releaseStdout: restoreStdout}
 	stopProfile := startProfile()
@@ -117,6 +128,28 @@ func Run(name, description string, cmd any, args []string, binds ...any) int {
 		fmt.Fprintf(os.Stderr, "%s: error: %s\n", name, Message(err))
 	}
 	return ExitCode(err)
+}
+
+// Streamer is a command that streams data through stdin or stdout (an
+// extent stream, an image): for it alone Run grows those pipes and makes
+// them interruptible (InterruptibleStdin, InterruptibleStdout); the
+// standard streams of every other command stay as they were handed over.
+type Streamer interface {
+	Streams() (stdin, stdout bool)
+}
+
+// streams asks the selected command whether it streams.
+func streams(kctx *kong.Context) (stdin, stdout bool) {
+	target := kctx.Model.Target
+	if n := kctx.Selected(); n != nil {
+		target = n.Target
+	}
+	if target.CanAddr() {
+		if s, ok := target.Addr().Interface().(Streamer); ok {
+			return s.Streams()
+		}
+	}
+	return false, false
 }
 
 // brokenStdout reports whether err is a write to stdout that found its

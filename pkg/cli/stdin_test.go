@@ -167,3 +167,47 @@ func TestInterruptibleStdoutCancel(t *testing.T) {
 		t.Fatalf("Write to the old stdout: %v", err)
 	}
 }
+
+type plainCmd struct{ nonblock *bool }
+
+func (c *plainCmd) Run(env *Env) error { *c.nonblock = nonblockFd(env.Stdin); return nil }
+
+type streamCmd struct{ plainCmd }
+
+func (c *streamCmd) Streams() (stdin, stdout bool) { return true, false }
+
+func nonblockFd(f *os.File) bool {
+	flags, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
+	return err == nil && flags&unix.O_NONBLOCK != 0
+}
+
+// TestOnlyStreamersTouchStdin: Run makes a pipe on stdin non-blocking for
+// a command that streams through it (Streamer) and for no other: the mode
+// is shared with every process holding the pipe (a shell loop reading it,
+// a script writing beside a background backy-nbd), and a SIGKILLed command
+// never puts it back.
+func TestOnlyStreamersTouchStdin(t *testing.T) {
+	r, _ := blockingPipe(t)
+	old := os.Stdin
+	os.Stdin = r
+	defer func() { os.Stdin = old }()
+	for _, c := range []struct {
+		cmd  string
+		want bool
+	}{{"plain", false}, {"stream", true}} {
+		var during bool
+		app := &struct {
+			Plain  plainCmd  `cmd:""`
+			Stream streamCmd `cmd:""`
+		}{plainCmd{&during}, streamCmd{plainCmd{&during}}}
+		if code := Run("test", "", app, []string{c.cmd}); code != 0 {
+			t.Fatalf("%s: exit %d", c.cmd, code)
+		}
+		if during != c.want {
+			t.Errorf("%s: stdin non-blocking while it ran: %v, want %v", c.cmd, during, c.want)
+		}
+		if nonblock(t, r) {
+			t.Errorf("%s: stdin left non-blocking", c.cmd)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package upkeep
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -92,9 +93,11 @@ func Expire(r *repo.Repo, s schedule.Schedule, dryRun bool, opt Options) ([]sche
 	infos := make([]schedule.RevisionInfo, 0, len(revs))
 	byID := make(map[string]*repo.Revision, len(revs))
 	for _, rev := range revs {
-		if err := r.QuickCheckIndex(rev); err != nil {
+		if err := r.QuickCheckIndex(rev); errors.Is(err, repo.ErrCorruptIndex) {
 			opt.Log.Info(fmt.Sprintf("damaged, left alone: revision %s: %v", rev.ID, err))
 			continue
+		} else if err != nil {
+			return nil, err // cannot tell: better no expiry than a wrong one
 		}
 		infos = append(infos, schedule.RevisionInfo{ID: rev.ID, Time: rev.Time, Tags: rev.Tags})
 		byID[rev.ID] = rev
