@@ -25,7 +25,6 @@ import (
 
 	"github.com/creack/pty"
 	"github.com/rogpeppe/go-internal/testscript"
-	"golang.org/x/sys/unix"
 )
 
 // BuildCommands builds every ./cmd/backy-* command except skip into a new
@@ -438,22 +437,16 @@ func lookPath(path, prog string) string {
 // interrupt [-INT] N FILE PROG ARGS...: run PROG with FILE's bytes on a
 // stdin pipe whose writer then stays open and silent, as a producer that
 // hangs (a stuck RBD read, a stalled ssh). Once PROG has read the pipe empty
-// and had 300 ms to wait in its next read, send it SIGTERM (SIGINT with
+// and had settle to wait in its next read, send it SIGTERM (SIGINT with
 // -INT) and check that it exits with status N within InterruptWait; the
 // writer closes only after that, so a command that ends only at EOF fails.
 // PROG's stdout and stderr can be matched afterwards.
 func interrupt(ts *testscript.TestScript, neg bool, args []string) {
-	sig := syscall.SIGTERM
-	if len(args) > 0 && args[0] == "-INT" {
-		sig, args = syscall.SIGINT, args[1:]
-	}
+	sig, args := signalFlag(args)
 	if neg || len(args) < 3 {
 		ts.Fatalf("usage: interrupt [-INT] N FILE PROG ARGS...")
 	}
-	var want int
-	if _, err := fmt.Sscan(args[0], &want); err != nil {
-		ts.Fatalf("bad exit status %q", args[0])
-	}
+	want := exitArg(ts, args[0])
 	data, err := os.ReadFile(ts.MkAbs(args[1]))
 	ts.Check(err)
 	pr, pw, err := os.Pipe()
@@ -465,64 +458,37 @@ func interrupt(ts *testscript.TestScript, neg bool, args []string) {
 	err = cmd.Start()
 	pr.Close()
 	ts.Check(err)
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	s := &signalled{ts: ts, cmd: cmd, name: args[2], stdout: stdout.Bytes, stderr: &stderr, exited: make(chan error, 1)}
+	go func() { s.exited <- cmd.Wait() }()
 	written := make(chan error, 1)
 	go func() { _, err := pw.Write(data); written <- err }()
-	fail := func(format string, a ...any) {
-		_ = cmd.Process.Kill()
-		<-exited
-		ts.Stdout().Write(stdout.Bytes())
-		ts.Stderr().Write(stderr.Bytes())
-		ts.Fatalf(format, a...)
-	}
 	// Wait until PROG has taken in every byte: the write returned and the
-	// pipe holds nothing (FIONREAD, TIOCINQ in x/sys, works on either end of a
-	// pipe).
+	// pipe holds nothing (FIONREAD works on either end of a pipe).
 	deadline := time.Now().Add(InterruptWait)
 	for drained := false; !drained; {
 		select {
-		case err := <-exited:
-			ts.Stdout().Write(stdout.Bytes())
-			ts.Stderr().Write(stderr.Bytes())
+		case err := <-s.exited:
+			s.output()
 			ts.Fatalf("%s exited before it was interrupted: %v", args[2], err)
 		case err := <-written:
 			if err != nil { // most likely PROG exited: say how
 				select {
-				case xerr := <-exited:
-					exited <- xerr
+				case xerr := <-s.exited:
+					s.exited <- xerr
 					continue
 				case <-time.After(InterruptWait):
 				}
-				fail("writing %s's stdin: %v", args[2], err)
+				s.fail("writing %s's stdin: %v", args[2], err)
 			}
 			written = nil
 		case <-time.After(10 * time.Millisecond):
 		}
-		if written == nil {
-			raw, err := pw.SyscallConn()
-			ts.Check(err)
-			n := -1
-			ts.Check(raw.Control(func(fd uintptr) { n, err = unix.IoctlGetInt(int(fd), unix.TIOCINQ) }))
-			ts.Check(err)
-			drained = n == 0
-		}
+		drained = written == nil && inPipe(ts, pw) == 0
 		if !drained && time.Now().After(deadline) {
-			fail("%s did not read its %d bytes of stdin within %v", args[2], len(data), InterruptWait)
+			s.fail("%s did not read its %d bytes of stdin within %v", args[2], len(data), InterruptWait)
 		}
 	}
-	time.Sleep(300 * time.Millisecond)
-	ts.Check(cmd.Process.Signal(sig))
-	sent := time.Now()
-	select {
-	case err = <-exited:
-	case <-time.After(InterruptWait):
-		fail("%s did not exit within %v of %v while its stdin's writer stayed open", args[2], InterruptWait, sig)
-	}
-	ts.Logf("%s exited %v after %v", args[2], time.Since(sent).Round(time.Millisecond), sig)
-	ts.Stdout().Write(stdout.Bytes())
-	ts.Stderr().Write(stderr.Bytes())
-	wantExit(ts, args[2], err, want)
+	s.signal(sig, want, "while its stdin's writer stayed open")
 }
 
 // InterruptWait is how long interrupt waits for a command to read its

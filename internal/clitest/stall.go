@@ -17,7 +17,7 @@ import (
 // stallout [-INT] N PROG ARGS...: run PROG with its stdout on a pipe (a
 // blocking one, as a shell's) that nobody reads but stays open, as a reader
 // that stalls (backy-store waiting for its disk). Once the pipe is full and
-// PROG has had 300 ms to wait in its next write, send it SIGTERM (SIGINT
+// PROG has had settle to wait in its next write, send it SIGTERM (SIGINT
 // with -INT) and check that it exits with status N within InterruptWait;
 // the reader goes only after that, so a command that ends only by SIGPIPE
 // fails. What PROG wrote is its stdout for the script afterwards.
@@ -74,7 +74,7 @@ func stallout(ts *testscript.TestScript, neg bool, args []string) {
 // it, writes FILE's bytes (none for an empty FILE) and then stays open and
 // silent. Once PROG has the FIFO open (or InterruptWait went by: an open
 // that waits for a writer has no fd yet) and has read what was written,
-// and had 300 ms more to wait, send it SIGTERM (SIGINT with -INT) and
+// and had settle more to wait, send it SIGTERM (SIGINT with -INT) and
 // check that it exits with status N within InterruptWait. PROG's stdout
 // and stderr can be matched afterwards.
 func fifoin(ts *testscript.TestScript, neg bool, args []string) {
@@ -226,10 +226,14 @@ func (s *signalled) fail(format string, a ...any) {
 	s.ts.Fatalf(format, a...)
 }
 
-// signal waits 300 ms, sends sig and checks that the command exits with
+// settle is how long a command gets, once its input is taken in or its
+// output pipe full, to be waiting in its next read or write.
+const settle = 300 * time.Millisecond
+
+// signal waits settle, sends sig and checks that the command exits with
 // status want within InterruptWait.
 func (s *signalled) signal(sig syscall.Signal, want int, while string) {
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(settle)
 	s.ts.Check(s.cmd.Process.Signal(sig))
 	sent := time.Now()
 	var err error
