@@ -11,6 +11,7 @@ import (
 	"github.com/backy/backy/pkg/cli"
 	"github.com/backy/backy/pkg/completion"
 	"github.com/backy/backy/pkg/progress"
+	"github.com/backy/backy/pkg/fsperm"
 	"github.com/backy/backy/pkg/repo"
 	"github.com/backy/backy/pkg/restore"
 	"github.com/backy/backy/pkg/upkeep"
@@ -93,7 +94,7 @@ func (c *restoreCLI) Run(env *cli.Env) error {
 
 func isDevice(path string) bool {
 	st, err := os.Stat(path)
-	return err == nil && restore.IsBlockDevice(st.Mode())
+	return err == nil && fsperm.IsBlockDevice(st.Mode())
 }
 
 // toStream writes to out, or to a new file at Target when out is nil, and

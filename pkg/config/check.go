@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/backy/backy/pkg/fsperm"
 )
 
 // CheckSource reports whether a file source is there: an existing regular
@@ -19,7 +21,7 @@ func (j Job) CheckSource() error {
 		return fmt.Errorf("%w: job %q: %w", ErrSourceMissing, j.Name, err)
 	}
 	mode := fi.Mode()
-	if mode.IsRegular() || mode&os.ModeDevice != 0 && mode&os.ModeCharDevice == 0 {
+	if mode.IsRegular() || fsperm.IsBlockDevice(mode) {
 		return nil
 	}
 	return fmt.Errorf("%w: job %q: %s is neither a file nor a block device", ErrSourceMissing, j.Name, j.Source.Path)

@@ -10,7 +10,8 @@
 // owner (700, 600). Nothing backy makes is ever readable by others.
 //
 // WriteFile is how backy replaces a small file (metadata, an index, the
-// status file) whole and durably, with its mode.
+// status file) whole and durably, with its mode. IsBlockDevice tells the
+// one kind of device backy reads images from and restores onto.
 package fsperm
 
 import (
@@ -233,4 +234,11 @@ func syncPath(path string) error {
 	}
 	defer f.Close()
 	return f.Sync()
+}
+
+// IsBlockDevice reports whether m is a block device's mode: ModeDevice
+// without ModeCharDevice (character devices, /dev/null, have ModeDevice
+// too).
+func IsBlockDevice(m fs.FileMode) bool {
+	return m&fs.ModeDevice != 0 && m&fs.ModeCharDevice == 0
 }

@@ -65,7 +65,7 @@ func Raw(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Index, 
 // device (written in place; it is never read).
 func ToPath(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Index, path string, opt Options) error {
 	st, err := os.Stat(path)
-	if err == nil && IsBlockDevice(st.Mode()) {
+	if err == nil && fsperm.IsBlockDevice(st.Mode()) {
 		return toDevice(ctx, r, rev, ix, path, opt)
 	}
 	if err == nil && !st.Mode().IsRegular() {
@@ -118,12 +118,6 @@ func ToPath(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Inde
 	// the rename too: after a power cut the restored file is there, not
 	// the old one or none
 	return fsperm.Sync(filepath.Dir(path))
-}
-
-// IsBlockDevice reports whether m is a block device's mode (ModeDevice
-// without ModeCharDevice: character devices have ModeDevice too).
-func IsBlockDevice(m os.FileMode) bool {
-	return m&os.ModeDevice != 0 && m&os.ModeCharDevice == 0
 }
 
 func toDevice(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Index, path string, opt Options) error {

@@ -7,6 +7,8 @@ import (
 	"os"
 	"unsafe"
 
+	"github.com/backy/backy/pkg/fsperm"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -53,7 +55,7 @@ func probe(f *os.File, name string, size int64) (*image, error) {
 		return nil, fmt.Errorf("%w: %s is a directory", ErrNotImage, name)
 	case mode.IsRegular():
 		img.size, img.seekable, img.regular = st.Size(), true, true
-	case mode&os.ModeDevice != 0 && mode&os.ModeCharDevice == 0:
+	case fsperm.IsBlockDevice(mode):
 		if img.size, err = blockDeviceSize(f); err != nil {
 			return nil, fmt.Errorf("source: %s: %w", name, err)
 		}
