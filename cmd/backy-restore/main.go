@@ -10,8 +10,8 @@ import (
 
 	"github.com/backy/backy/pkg/cli"
 	"github.com/backy/backy/pkg/completion"
-	"github.com/backy/backy/pkg/progress"
 	"github.com/backy/backy/pkg/fsperm"
+	"github.com/backy/backy/pkg/progress"
 	"github.com/backy/backy/pkg/repo"
 	"github.com/backy/backy/pkg/restore"
 	"github.com/backy/backy/pkg/upkeep"

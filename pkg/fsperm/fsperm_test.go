@@ -147,8 +147,8 @@ func TestIsBlockDevice(t *testing.T) {
 	for m, want := range map[fs.FileMode]bool{
 		fs.ModeDevice | 0o660:                     true,
 		fs.ModeDevice | fs.ModeCharDevice | 0o666: false, // /dev/null
-		0o644:                                     false,
-		fs.ModeDir | 0o755:                        false,
+		0o644:              false,
+		fs.ModeDir | 0o755: false,
 	} {
 		if got := IsBlockDevice(m); got != want {
 			t.Errorf("IsBlockDevice(%v) = %v, want %v", m, got, want)
