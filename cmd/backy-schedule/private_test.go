@@ -42,18 +42,7 @@ func as(t *testing.T, uid, gid int, name string, args ...string) (string, error)
 // still reach no repository; and that a repository an older backy left
 // open (755 directories, 444 chunks) is closed by the next backup.
 func TestWhoCanRead(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("BACKY_REQUIRE_TOOLS") == "1" {
-			t.Fatal("needs root to act as other accounts")
-		}
-		t.Skip("needs root to act as other accounts")
-	}
-	dir := t.TempDir()
-	// A path every account can traverse, as /srv is: the test directory and
-	// the commands.
-	for p := dir; p != "/" && p != filepath.Clean(os.TempDir()); p = filepath.Dir(p) {
-		os.Chmod(p, 0o711)
-	}
+	dir := clitest.OtherUsersDir(t)
 	os.Chmod(clitest.BinDir, 0o755)
 	base := filepath.Join(dir, "base")
 	os.Mkdir(base, 0o750)

@@ -18,16 +18,7 @@ import (
 // included: the repository's mode was closed before the layout was tried,
 // so the 555 directory became 500.
 func TestFailedCreationKeepsMode(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("BACKY_REQUIRE_TOOLS") == "1" {
-			t.Fatal("needs root to act as another account")
-		}
-		t.Skip("needs root to act as another account")
-	}
-	dir := t.TempDir()
-	for p := dir; p != "/" && p != filepath.Clean(os.TempDir()); p = filepath.Dir(p) {
-		os.Chmod(p, 0o711)
-	}
+	dir := clitest.OtherUsersDir(t)
 	// This test binary runs as backy-store under that name (clitest.Main).
 	bin := filepath.Join(dir, "backy-store")
 	self, err := os.ReadFile(os.Args[0])

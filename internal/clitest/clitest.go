@@ -491,6 +491,25 @@ func interrupt(ts *testscript.TestScript, neg bool, args []string) {
 	s.signal(sig, want, "while its stdin's writer stayed open")
 }
 
+// OtherUsersDir returns a new test directory that every account can
+// traverse (as /srv is), for a test that runs commands as other accounts;
+// such a test needs root, and is skipped without it unless
+// BACKY_REQUIRE_TOOLS=1 makes that a failure.
+func OtherUsersDir(t testing.TB) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("BACKY_REQUIRE_TOOLS") == "1" {
+			t.Fatal("needs root to act as other accounts")
+		}
+		t.Skip("needs root to act as other accounts")
+	}
+	dir := t.TempDir()
+	for p := dir; p != "/" && p != filepath.Clean(os.TempDir()); p = filepath.Dir(p) {
+		os.Chmod(p, 0o711)
+	}
+	return dir
+}
+
 // InterruptWait is how long interrupt waits for a command to read its
 // input, and then to exit once signalled: far longer than an interrupted
 // command needs, far shorter than a test's timeout.
