@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,14 +79,26 @@ func startHelper(what, mnt string, w io.Writer, died chan<- *helper, prog string
 	h.cmd.Stderr = io.MultiWriter(&prefixWriter{w: w, prefix: what + ": "}, h.tail)
 	h.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	closeOnExec()
-	if err := h.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("nbdmount: %s: %w", what, err)
-	}
+	started := make(chan error)
 	go func() {
+		// The parent-death signal follows the thread that forked, not
+		// the process, and Go ends a thread whose goroutine exits
+		// locked to it: start and wait on a thread of our own, which
+		// Go never ends while it is locked (as pkg/daemon's runner).
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := h.cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		h.err = h.cmd.Wait()
 		close(h.done)
 		died <- h
 	}()
+	if err := <-started; err != nil {
+		return nil, fmt.Errorf("nbdmount: %s: %w", what, err)
+	}
 	return h, nil
 }
 
