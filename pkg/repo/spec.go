@@ -12,8 +12,8 @@ import (
 //
 //	latest, last   the newest revision
 //	N              the N-th newest (0 = newest), N all digits
+//	ID             an exact id (before a tag of the same name)
 //	TAG            the newest revision carrying that tag
-//	ID             an exact id
 //	PREFIX         the one revision whose id starts with PREFIX
 func Resolve(revs []*Revision, spec string) (*Revision, error) {
 	spec = cmp.Or(spec, "latest")
@@ -30,6 +30,14 @@ func Resolve(revs []*Revision, spec string) (*Revision, error) {
 		}
 		return revs[len(revs)-1-n], nil
 	}
+	// An id before a tag: a revision tagged with another's id must not
+	// take its place (an id is what a restore, and NBD's multi-conn,
+	// trust to name one revision for good).
+	for _, r := range revs {
+		if r.ID == spec {
+			return r, nil
+		}
+	}
 	for i := len(revs) - 1; i >= 0; i-- {
 		if revs[i].HasTag(spec) {
 			return revs[i], nil
@@ -38,9 +46,6 @@ func Resolve(revs []*Revision, spec string) (*Revision, error) {
 	var found []*Revision
 	var ids []string
 	for _, r := range revs {
-		if r.ID == spec {
-			return r, nil
-		}
 		if strings.HasPrefix(r.ID, spec) {
 			found, ids = append(found, r), append(ids, r.ID)
 		}

@@ -12,7 +12,7 @@ func TestResolve(t *testing.T) {
 	revs := []*Revision{
 		{ID: "abcdef", Time: at(1), Tags: []string{"daily", "weekly"}},
 		{ID: "abczzz", Time: at(2), Tags: []string{"daily"}},
-		{ID: "qqqqqq", Time: at(3), Tags: []string{"hourly"}},
+		{ID: "qqqqqq", Time: at(3), Tags: []string{"hourly", "abcdef", "abc"}},
 	}
 	cases := []struct {
 		spec, want string
@@ -26,10 +26,15 @@ func TestResolve(t *testing.T) {
 		{"3", "", ErrNoRevision},
 		{"daily", "abczzz", nil},
 		{"weekly", "abcdef", nil},
+		// an id names its revision even when another carries it as a
+		// tag (which would make a restore, or NBD's multi-conn that
+		// trusts an id to stay put, take the tagged one); a tag still
+		// comes before an id prefix
 		{"abcdef", "abcdef", nil},
 		{"abcz", "abczzz", nil},
 		{"q", "qqqqqq", nil},
-		{"abc", "", ErrAmbiguous},
+		{"abc", "qqqqqq", nil},
+		{"abcd", "abcdef", nil},
 		{"nosuch", "", ErrNoRevision},
 	}
 	for _, c := range cases {
@@ -43,6 +48,9 @@ func TestResolve(t *testing.T) {
 		if err != nil || got.ID != c.want {
 			t.Errorf("%q: got %v, %v; want %s", c.spec, got, err, c.want)
 		}
+	}
+	if _, err := Resolve(revs[:2], "abc"); !errors.Is(err, ErrAmbiguous) {
+		t.Errorf("abc among abcdef and abczzz: %v, want ErrAmbiguous", err)
 	}
 	if _, err := Resolve(nil, "latest"); !errors.Is(err, ErrNoRevision) {
 		t.Errorf("empty repository: %v", err)
