@@ -93,7 +93,7 @@ func (c *dumpCmd) Streams() (stdin, stdout bool) { return c.Stream == "-", false
 func (c *dumpCmd) Run(env *cli.Env) error {
 	in := env.Stdin
 	if c.Stream != "-" {
-		f, err := os.Open(c.Stream)
+		f, err := source.OpenInput(env.Ctx, c.Stream)
 		if err != nil {
 			return err
 		}
@@ -215,7 +215,7 @@ func (c *rbdDiffCmd) Run(env *cli.Env) error {
 	}
 	in := env.Stdin
 	if c.Diff != "-" {
-		f, err := os.Open(c.Diff)
+		f, err := source.OpenInput(env.Ctx, c.Diff)
 		if err != nil {
 			return err
 		}

@@ -9,6 +9,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// OpenInput opens a command's input file at path (a stream to dump, an
+// rbd diff) as openPath does, and ends its reads once ctx is done: a FIFO's
+// reads then fail with os.ErrDeadlineExceeded, as a stalled stdin's do
+// (cli.InterruptibleStdin). Regular files are read as usual.
+func OpenInput(ctx context.Context, path string) (*os.File, error) {
+	f, err := openPath(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	// after Close, the deadline fails harmlessly (os.ErrClosed)
+	context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Now()) })
+	return f, nil
+}
+
 // openPath opens the image at path for reading. A FIFO is opened with
 // O_NONBLOCK: a plain open(2) of a FIFO waits for a writer for as long as
 // none comes, deaf to SIGINT and SIGTERM. Its file goes to Go's poller
