@@ -13,6 +13,7 @@ import (
 	"github.com/backy/backy/pkg/cli"
 	"github.com/backy/backy/pkg/completion"
 	"github.com/backy/backy/pkg/extent"
+	"github.com/backy/backy/pkg/fifo"
 	"github.com/backy/backy/pkg/logline"
 	"github.com/backy/backy/pkg/progress"
 	"github.com/backy/backy/pkg/quiesce"
@@ -93,7 +94,7 @@ func (c *dumpCmd) Streams() (stdin, stdout bool) { return c.Stream == "-", false
 func (c *dumpCmd) Run(env *cli.Env) error {
 	in := env.Stdin
 	if c.Stream != "-" {
-		f, err := source.OpenInput(env.Ctx, c.Stream)
+		f, err := fifo.OpenInput(env.Ctx, c.Stream)
 		if err != nil {
 			return err
 		}
@@ -215,7 +216,7 @@ func (c *rbdDiffCmd) Run(env *cli.Env) error {
 	}
 	in := env.Stdin
 	if c.Diff != "-" {
-		f, err := source.OpenInput(env.Ctx, c.Diff)
+		f, err := fifo.OpenInput(env.Ctx, c.Diff)
 		if err != nil {
 			return err
 		}

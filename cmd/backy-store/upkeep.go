@@ -2,11 +2,11 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/backy/backy/pkg/cli"
+	"github.com/backy/backy/pkg/fifo"
 	"github.com/backy/backy/pkg/logline"
 	"github.com/backy/backy/pkg/progress"
 	"github.com/backy/backy/pkg/repo"
@@ -76,7 +76,7 @@ func (c *verifyCmd) against(env *cli.Env, r *repo.Repo) error {
 			return fmt.Errorf("%w: stdin is a terminal; pipe a stream in (backy-extract file IMAGE --sample 5%% | backy-store verify --against -)", cli.ErrUsage)
 		}
 	} else {
-		f, err := os.Open(c.Against)
+		f, err := fifo.OpenInput(env.Ctx, c.Against)
 		if err != nil {
 			return err
 		}

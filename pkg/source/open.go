@@ -7,6 +7,7 @@ import (
 	"os"
 	"unsafe"
 
+	"github.com/backy/backy/pkg/fifo"
 	"github.com/backy/backy/pkg/fsperm"
 
 	"golang.org/x/sys/unix"
@@ -24,12 +25,12 @@ type image struct {
 
 // openImage opens path ("-" is stdin). For a pipe on stdin, size must be
 // given; for files and devices it must be 0 or the true size. ctx ends the
-// wait for a FIFO's writer (openPath).
+// wait for a FIFO's writer (fifo.Open).
 func openImage(ctx context.Context, path string, stdin *os.File, size int64) (*image, error) {
 	f, name := stdin, "stdin"
 	if path != "-" {
 		var err error
-		if f, err = openPath(ctx, path); err != nil {
+		if f, err = fifo.Open(ctx, path); err != nil {
 			return nil, fmt.Errorf("source: %w", err)
 		}
 		name = path

@@ -1,4 +1,8 @@
-package source
+// Package fifo opens the files a command reads (an image, a stream, an rbd
+// diff) so that SIGINT and SIGTERM still stop it when the path is a FIFO
+// whose writer never comes or falls silent; cli.InterruptibleStdin does
+// the same for stdin.
+package fifo
 
 import (
 	"context"
@@ -10,11 +14,12 @@ import (
 )
 
 // OpenInput opens a command's input file at path (a stream to dump, an
-// rbd diff) as openPath does, and ends its reads once ctx is done: a FIFO's
-// reads then fail with os.ErrDeadlineExceeded, as a stalled stdin's do
-// (cli.InterruptibleStdin). Regular files are read as usual.
+// rbd diff, a stream to verify against) as Open does, and ends its reads
+// once ctx is done: a FIFO's reads then fail with os.ErrDeadlineExceeded,
+// as a stalled stdin's do (cli.InterruptibleStdin). Regular files are read
+// as usual.
 func OpenInput(ctx context.Context, path string) (*os.File, error) {
-	f, err := openPath(ctx, path)
+	f, err := Open(ctx, path)
 	if err != nil {
 		return nil, err
 	}
@@ -23,13 +28,13 @@ func OpenInput(ctx context.Context, path string) (*os.File, error) {
 	return f, nil
 }
 
-// openPath opens the image at path for reading. A FIFO is opened with
-// O_NONBLOCK: a plain open(2) of a FIFO waits for a writer for as long as
-// none comes, deaf to SIGINT and SIGTERM. Its file goes to Go's poller
-// (reads that find it empty wait there, and File ends them when ctx is
-// done), and openPath waits for the writer there, until ctx is done. Every
+// Open opens path for reading. A FIFO is opened with O_NONBLOCK: a plain
+// open(2) of a FIFO waits for a writer for as long as none comes, deaf to
+// SIGINT and SIGTERM. Its file goes to Go's poller (reads that find it
+// empty wait there, until a read deadline, which the caller sets when ctx
+// is done), and Open waits for the writer there, until ctx is done. Every
 // other path is opened as os.Open does.
-func openPath(ctx context.Context, path string) (*os.File, error) {
+func Open(ctx context.Context, path string) (*os.File, error) {
 	if st, err := os.Stat(path); err != nil || st.Mode()&os.ModeNamedPipe == 0 {
 		return os.Open(path)
 	}
