@@ -12,6 +12,8 @@ type RevisionInfo struct {
 	ID   string
 	Time time.Time
 	Tags []string
+	// Distrusted revisions are not counted among the Keep of a tag.
+	Distrusted bool
 }
 
 // Change is what expiry does to one revision.
@@ -27,8 +29,11 @@ type Change struct {
 
 // Expire decides which revisions lose which tags under schedule s at time
 // now, and which of them are left without any tag and are to be removed.
-// Per tag, the newest Keep revisions with that tag keep it, and so does every
-// revision not older than Keep*Interval. Tags the schedule does not know are
+// Per tag, the newest Keep trusted revisions with that tag keep it, and so
+// does every revision not older than Keep*Interval; a distrusted revision
+// counts for nothing, and keeps the tag while it is newer than the Keep-th
+// trusted one (damage found in the newest revisions must not cost the older
+// ones that restore). Tags the schedule does not know are
 // kept. A revision without tags is removed too, but the newest revision of
 // the job is never removed. Revisions are ordered by Time, then ID; the
 // changes come back in that order, oldest first, and only for revisions that
@@ -55,8 +60,13 @@ func Expire(revs []RevisionInfo, s Schedule, now time.Time) []Change {
 			if !slices.Contains(revs[i].Tags, r.Tag) {
 				continue
 			}
-			kept++
-			if kept <= r.Keep || !revs[i].Time.Before(threshold) {
+			if revs[i].Distrusted {
+				// counts for nothing: kept while fewer than Keep
+				// trusted revisions with the tag are newer
+				if kept < r.Keep || !revs[i].Time.Before(threshold) {
+					continue
+				}
+			} else if kept++; kept <= r.Keep || !revs[i].Time.Before(threshold) {
 				continue
 			}
 			if untag[i] == nil {

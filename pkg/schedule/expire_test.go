@@ -13,6 +13,7 @@ func TestExpire(t *testing.T) {
 	daily := func(id string, d int, extra ...string) RevisionInfo {
 		return RevisionInfo{ID: id, Time: daysAgo(d), Tags: append([]string{"daily"}, extra...)}
 	}
+	bad := func(r RevisionInfo) RevisionInfo { r.Distrusted = true; return r }
 	for _, tc := range []struct {
 		name string
 		revs []RevisionInfo
@@ -92,6 +93,22 @@ func TestExpire(t *testing.T) {
 			daily("d9", 9), daily("d8", 8), daily("d7", 7), daily("d6", 6), daily("d5", 5),
 			daily("d4", 4), daily("d3", 3), daily("d2", 2), daily("d1", 1), daily("d0", 0)},
 		want: []Change{{ID: "dup", Untag: []string{"daily"}, Tags: []string{"x"}}},
+	}, {
+		// A disk that went bad distrusted the three newest: they do not
+		// count for keep, or the schedule would take away three of the
+		// nine revisions that restore. Older than the ninth trusted
+		// one, a distrusted revision loses the tag as any would.
+		name: "distrusted revisions count for nothing",
+		revs: []RevisionInfo{
+			bad(daily("x1", 40)), daily("t0", 31),
+			daily("t1", 30), daily("t2", 29), daily("t3", 28), daily("t4", 27), daily("t5", 26),
+			daily("t6", 25), daily("t7", 24), daily("t8", 23), daily("t9", 22),
+			bad(daily("x2", 12)), bad(daily("x3", 11)), bad(daily("x4", 10)),
+		},
+		want: []Change{
+			{ID: "x1", Untag: []string{"daily"}, Remove: true},
+			{ID: "t0", Untag: []string{"daily"}, Remove: true},
+		},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := Expire(tc.revs, s, now)

@@ -99,7 +99,7 @@ func Expire(r *repo.Repo, s schedule.Schedule, dryRun bool, opt Options) ([]sche
 		} else if err != nil {
 			return nil, err // cannot tell: better no expiry than a wrong one
 		}
-		infos = append(infos, schedule.RevisionInfo{ID: rev.ID, Time: rev.Time, Tags: rev.Tags})
+		infos = append(infos, schedule.RevisionInfo{ID: rev.ID, Time: rev.Time, Tags: rev.Tags, Distrusted: rev.IsDistrusted()})
 		byID[rev.ID] = rev
 	}
 	changes := schedule.Expire(infos, s, opt.Now())
