@@ -21,6 +21,13 @@ import (
 // with -INT) and check that it exits with status N within InterruptWait;
 // the reader goes only after that, so a command that ends only by SIGPIPE
 // fails. What PROG wrote is its stdout for the script afterwards.
+//
+// Full means no free slot: a writer's write(2) waits exactly then, and
+// poll(2) on the write end then reports no POLLOUT. (Bytes in the pipe
+// against its size say less: small writes leave pages part-filled, and
+// a pipe with no free slot may hold fewer bytes than its size.) The test
+// keeps a write end of its own for that poll, closed before it reads the
+// pipe.
 func stallout(ts *testscript.TestScript, neg bool, args []string) {
 	sig, args := signalFlag(args)
 	if neg || len(args) < 2 {
@@ -31,41 +38,43 @@ func stallout(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(unix.Pipe2(p[:], unix.O_CLOEXEC))
 	pr, pw := os.NewFile(uintptr(p[0]), "stdout-r"), os.NewFile(uintptr(p[1]), "stdout-w")
 	defer pr.Close()
+	defer pw.Close()
 	cmd := exec.Command(lookPath(ts.Getenv("PATH"), args[1]), args[2:]...)
 	var stderr bytes.Buffer
 	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = ts.MkAbs("."), environ(ts), pw, &stderr
-	err := cmd.Start()
-	pw.Close()
-	ts.Check(err)
+	ts.Check(cmd.Start())
 	s := &signalled{ts: ts, cmd: cmd, name: args[1], stderr: &stderr, exited: make(chan error, 1)}
-	s.stdout = func() []byte { b, _ := io.ReadAll(pr); return b }
+	s.stdout = func() []byte { pw.Close(); b, _ := io.ReadAll(pr); return b }
 	go func() { s.exited <- cmd.Wait() }()
 	deadline := time.Now().Add(InterruptWait)
-	for {
+	for !pipeFull(ts, pw) {
 		select {
 		case err := <-s.exited:
 			s.output()
 			ts.Fatalf("%s exited before it was interrupted: %v", args[1], err)
 		case <-time.After(10 * time.Millisecond):
 		}
-		var n, size int
-		var ierr, serr error
-		raw, err := pr.SyscallConn()
-		ts.Check(err)
-		ts.Check(raw.Control(func(fd uintptr) {
-			n, ierr = unix.IoctlGetInt(int(fd), unix.TIOCINQ)
-			size, serr = unix.FcntlInt(fd, unix.F_GETPIPE_SZ, 0)
-		}))
-		ts.Check(ierr)
-		ts.Check(serr)
-		if n >= size {
-			break
-		}
 		if time.Now().After(deadline) {
-			s.fail("%s did not fill its stdout pipe (%d of %d bytes) within %v", args[1], n, size, InterruptWait)
+			s.fail("%s did not fill its stdout pipe (%d bytes in it) within %v", args[1], inPipe(ts, pr), InterruptWait)
 		}
 	}
 	s.signal(sig, want, "while its stdout's reader stalled")
+}
+
+// pipeFull reports whether the pipe of its write end w has no free slot,
+// so that a write to it waits.
+func pipeFull(ts *testscript.TestScript, w *os.File) bool {
+	raw, err := w.SyscallConn()
+	ts.Check(err)
+	var n int
+	var perr error
+	ts.Check(raw.Control(func(fd uintptr) {
+		p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+		n, perr = unix.Poll(p, 0)
+		n = int(p[0].Revents & unix.POLLOUT)
+	}))
+	ts.Check(perr)
+	return n == 0
 }
 
 // fifoin [-INT] [-write FILE] N FIFO PROG ARGS...: make the FIFO (its
