@@ -101,6 +101,13 @@ func openOrCreateDir(dir string) (*Repo, error) {
 		return nil, fmt.Errorf("%w: %s is not empty and has no %s file", ErrNotRepository, dir, configFile)
 	}
 	if err := createDir(dir); err != nil {
+		// Part way (a full disk): take back what this creation made, so
+		// that no directory is left that is not a repository. Only empty
+		// directories go: another creator's files stay.
+		for _, sub := range layout {
+			_ = os.Remove(filepath.Join(dir, sub))
+		}
+		removeMadeDirs(dir, top)
 		return nil, err
 	}
 	r, err := openDir(dir)
@@ -361,12 +368,17 @@ func (d *dirBackend) discard() error {
 			return fmt.Errorf("repo: %w", err)
 		}
 	}
-	// The directories openOrCreateDir made on the way, each only if
-	// nothing else is in it.
-	for p := filepath.Clean(d.dir); d.createdTop != ""; p = filepath.Dir(p) {
-		if os.Remove(p) != nil || p == d.createdTop {
+	removeMadeDirs(d.dir, d.createdTop)
+	return nil
+}
+
+// removeMadeDirs removes dir and its parents up to top, the directories
+// openOrCreateDir made on the way (none when top is ""), each only if
+// nothing else is in it.
+func removeMadeDirs(dir, top string) {
+	for p := filepath.Clean(dir); top != ""; p = filepath.Dir(p) {
+		if os.Remove(p) != nil || p == top {
 			break
 		}
 	}
-	return nil
 }

@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -186,6 +187,18 @@ func diskFullInner(t *testing.T) {
 			backy(t, nil, "backy-store", "-b", dir, "purge")
 		}
 	}
+	// A first backup into a new directory of a full file system: exit 7,
+	// and none of the directories the creation made stays behind (they
+	// did: the layout without its marker, "no repository" to status).
+	leave(0)
+	fresh := filepath.Join(mnt, "new", "repo")
+	if r := backup(t, fresh, im.path, ""); r.code != exitNoSpace {
+		t.Errorf("first backup into a new directory of a full file system: want exit 7, got %v", r)
+	}
+	if _, err := os.Lstat(filepath.Join(mnt, "new")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a first backup that failed for space left %s behind (%v)", filepath.Join(mnt, "new"), err)
+	}
+	os.Remove(filler)
 	t.Logf("%d backups on a full file system: %d failed with exit 7, %d fit (%s)", len(steps), outcomes[exitNoSpace], outcomes[0], strings.Join(log, "; "))
 	if outcomes[exitNoSpace] == 0 {
 		t.Errorf("no backup ran out of space: the test did not test anything")
