@@ -50,7 +50,11 @@ func HelperMain() int {
 	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGPIPE)
 	log := logline.New(os.Stderr, fmt.Sprintf("backy quiesce helper %d", os.Getpid()))
 	var s spec
-	if err := json.Unmarshal([]byte(os.Getenv(HelperEnv)), &s); err != nil || s.Timeout <= 0 {
+	js := os.Getenv(HelperEnv)
+	// The freeze and thaw commands inherit the environment: a backy-extract
+	// they start must not take itself for a helper.
+	os.Unsetenv(HelperEnv)
+	if err := json.Unmarshal([]byte(js), &s); err != nil || s.Timeout <= 0 {
 		log.Info(fmt.Sprintf("bad spec in $%s: %v", HelperEnv, err))
 		return 2
 	}
@@ -124,6 +128,11 @@ func serve(in io.Reader, out io.Writer, s *spec, log *slog.Logger) error {
 	}
 	cancel()
 	switch {
+	case errors.Is(err, errNothingFrozen):
+		log.Info(fmt.Sprintf("freeze failed after %s: %v; no thaw", since(start), err))
+		reply("failed %s", oneLine(err.Error()))
+		reply("thawed 0")
+		return nil
 	case err != nil:
 		why = cmp.Or(why, "freeze failed")
 		log.Info(fmt.Sprintf("freeze failed after %s: %v; thawing", since(start), err))
@@ -255,7 +264,8 @@ func (h *helper) finish(asked bool) (time.Duration, error) {
 		ns, _ := strconv.ParseInt(rest, 10, 64)
 		return time.Duration(ns), nil
 	case "thaw-failed":
-		return 0, fmt.Errorf("%w: %s", ErrThaw, rest)
+		// the helper's message is thaw's error, which says THAW FAILED
+		return 0, fmt.Errorf("%w: %s", ErrThaw, strings.TrimPrefix(rest, ErrThaw.Error()+": "))
 	}
 	return 0, fmt.Errorf("%w: the helper said %q and exited: %v", ErrThaw, r, werr)
 }
@@ -283,7 +293,7 @@ func snapshotFrozen(ctx context.Context, opt *Options, s Snapshotter) (Result, e
 			return Result{}, terr
 		}
 		opt.log().Info(fmt.Sprintf("freeze failed: %s", msg))
-		return Result{Frozen: frozen}, fallbackf(ErrFreeze, "freeze failed: %s", msg)
+		return Result{Frozen: frozen}, &fallback{reason: "freeze failed: " + msg, err: fmt.Errorf("%w: %s", ErrFreeze, msg)}
 	}
 	opt.log().Info(fmt.Sprintf("guest frozen in %s", since(start)))
 	sctx, cancel := context.WithDeadline(ctx, start.Add(timeout))

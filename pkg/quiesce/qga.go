@@ -3,6 +3,7 @@ package quiesce
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -22,18 +23,38 @@ type guestAgent struct {
 	socket string
 }
 
+// errNothingFrozen marks a failed freeze that froze nothing for sure: the
+// agent was never reached (no socket, no answer to guest-sync, garbage), so
+// no freeze command was sent. The helper then does not thaw (a thaw needs
+// the same agent, and would fail as THAW FAILED about a guest that is not
+// frozen) and the fallback applies.
+var errNothingFrozen = errors.New("nothing was frozen")
+
 // Freeze synchronises with the agent, thaws whatever an earlier failure
-// may have left frozen, freezes, and checks that the status is "frozen".
+// may have left frozen, freezes, and checks that the agent froze at least
+// one file system and that the status is "frozen". qemu-ga marks itself
+// frozen before it freezes anything and skips file systems that cannot be
+// frozen: a freeze of none answers 0 and then "frozen".
 func (g guestAgent) Freeze(ctx context.Context) error {
-	return g.session(ctx, func(c *qgaConn) error {
+	reached := false
+	err := g.session(ctx, func(c *qgaConn) error {
+		reached = true
 		if err := c.call("guest-fsfreeze-thaw"); err != nil {
 			return err
 		}
-		if err := c.call("guest-fsfreeze-freeze"); err != nil {
+		var n int
+		if err := c.callResult("guest-fsfreeze-freeze", &n); err != nil {
 			return err
+		}
+		if n < 1 {
+			return fmt.Errorf("guest-fsfreeze-freeze froze %d file systems", n)
 		}
 		return c.status("frozen")
 	})
+	if err != nil && !reached {
+		return fmt.Errorf("%w (%w)", err, errNothingFrozen)
+	}
+	return err
 }
 
 // Thaw thaws and checks that the status is "thawed".

@@ -96,6 +96,9 @@ func (o *Options) Check() error {
 	switch {
 	case n > 1:
 		return fmt.Errorf("%w: choose one of freeze/thaw commands, a snapshot command or the guest agent", ErrBadOptions)
+	case n == 0 && (o.Timeout != 0 || o.Fallback == FallbackFail):
+		// accepted and ignored, they would promise what no run keeps
+		return fmt.Errorf("%w: a consistency timeout or fallback needs a way to a consistent snapshot: freeze/thaw commands, a snapshot command or the guest agent", ErrBadOptions)
 	case o.Fallback != "" && o.Fallback != FallbackCrash && o.Fallback != FallbackFail:
 		return fmt.Errorf("%w: fallback %q: want %q or %q", ErrBadOptions, o.Fallback, FallbackCrash, FallbackFail)
 	case o.Timeout < 0:
