@@ -259,8 +259,12 @@ func (c *purgeCmd) Run(env *cli.Env, g *globals) error {
 			env.Log.Info(fmt.Sprintf("purge: skipped, the pool was swept less than %s ago", c.MinInterval))
 			return nil
 		}
-		env.Log.Info(fmt.Sprintf("purge: pool of %d jobs: %s %d of %d chunks (%d in use by %d revisions, %d unused but too young), %d leftover indexes, in %.2fs",
-			res.Jobs, verb, res.Removed, res.Chunks, res.Referenced, res.Revisions, res.Young, res.Indexes, res.Duration.Seconds()))
+		if len(res.Relisted) > 0 {
+			env.Log.Warn(fmt.Sprintf("purge: jobs in the pool but missing from its list (was its %s object lost?), marked and listed again: %s",
+				"backy-repository", strings.Join(res.Relisted, ", ")))
+		}
+		env.Log.Info(fmt.Sprintf("purge: pool of %d jobs, %d stores running: %s %d of %d chunks (%d in use by %d revisions, %d unused but too young), %d leftover indexes, in %.2fs",
+			res.Jobs, res.Writers, verb, res.Removed, res.Chunks, res.Referenced, res.Revisions, res.Young, res.Indexes, res.Duration.Seconds()))
 		return nil
 	}
 	env.Log.Info(fmt.Sprintf("purge: %s %d of %d chunks (%d in use by %d revisions), %d tmp entries, %d index files without metadata, in %.2fs",

@@ -153,9 +153,12 @@ type PoolPurge struct {
 	Young           int // unreferenced chunks kept: written or reused after the cutoff
 	Indexes         int // leftover indexes removed
 	Writers         int // stores running when the purge began
-	Cutoff          time.Time
-	Skipped         bool // the last sweep was younger than MinInterval
-	LastSweep       time.Time
+	// Relisted are jobs whose object was in the pool but not in the
+	// marker's list (a lost marker made again): marked, and listed again.
+	Relisted  []string
+	Cutoff    time.Time
+	Skipped   bool // the last sweep was younger than MinInterval
+	LastSweep time.Time
 }
 
 // PoolPurgeOptions tune PurgePool.

@@ -124,6 +124,14 @@ func (b *radosBackend) open(create bool) (bool, error) {
 	}
 	_, err = b.io.Stat(b.jobObj())
 	if err == nil {
+		if create {
+			// A writer lists its job again: a lost marker object comes
+			// back empty, and purge marks only what the list holds
+			// (it also marks job objects it finds unlisted).
+			if err := b.io.SetOmap(radosMarker, map[string][]byte{omapJob + b.loc.Job: nil}); err != nil {
+				return false, fmt.Errorf("repo: %s: %w", b.loc, err)
+			}
+		}
 		return false, nil
 	}
 	if !errors.Is(err, rados.ErrNotFound) {
@@ -149,6 +157,19 @@ func (b *radosBackend) open(create bool) (bool, error) {
 	}
 	return true, nil
 }
+
+// indexSize is the size of a revision's index object (QuickCheckIndex):
+// status, backy-check and expire see a missing or short index as the
+// directory backend's do.
+func (b *radosBackend) indexSize(id string) (int64, error) {
+	st, err := b.io.Stat(b.indexObj(id))
+	if err != nil {
+		return 0, radosErr(b.indexObj(id), err)
+	}
+	return int64(st.Size), nil
+}
+
+var _ indexSizer = (*radosBackend)(nil)
 
 func (b *radosBackend) jobObj() string            { return radosJobPrefix + b.loc.Job }
 func (b *radosBackend) indexObj(id string) string { return radosIndexPrefix + b.loc.Job + "." + id }
@@ -397,8 +418,17 @@ func (b *radosBackend) Lock(name string, shared bool, timeout time.Duration) (*L
 	return l, nil
 }
 
+// hostname is os.Hostname (tests set another).
+var hostname = os.Hostname
+
+// lockCookie names a lock holder: HOST:PID:RANDOM, with the host's short
+// name. A cookie has no '.': a writer's registration (writer.JOB.COOKIE)
+// is taken apart at its last '.' by purges of every version, and a full
+// host name (backup1.example.com) made a running store look dead to them,
+// its chunks swept under it.
 func lockCookie() string {
-	host, _ := os.Hostname()
+	host, _ := hostname()
+	host, _, _ = strings.Cut(host, ".")
 	return fmt.Sprintf("%s:%d:%s", host, os.Getpid(), NewRevisionID()[:8])
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -101,12 +102,27 @@ func (b *radosBackend) PurgePool(ctx context.Context, opt PoolPurgeOptions) (*Po
 			return nil, err
 		}
 	}
-	res.Referenced = len(used)
-	garbage, walked, err := Unreferenced(ctx, b.chunks, used)
-	res.Chunks += walked
+	garbage, unlisted, err := b.walkPool(ctx, used, res)
 	if err != nil {
 		return nil, err
 	}
+	// A job object the list lacks (the marker object lost and made again
+	// empty by the next store) is marked too, and listed again: its
+	// chunks are as used as any.
+	for _, job := range unlisted {
+		if !opt.DryRun {
+			if err := b.io.SetOmap(radosMarker, map[string][]byte{omapJob + job: nil}); err != nil {
+				return nil, radosErr(radosMarker, err)
+			}
+		}
+		res.Jobs++
+		res.Relisted = append(res.Relisted, job)
+		if err := b.markJob(job, used, res, opt); err != nil {
+			return nil, err
+		}
+	}
+	garbage = slices.DeleteFunc(garbage, func(h Hash) bool { _, ok := used[h]; return ok })
+	res.Referenced = len(used)
 	if err := b.sweep(ctx, garbage, cutoff, res, opt.DryRun); err != nil {
 		return nil, err
 	}
@@ -122,6 +138,48 @@ func (b *radosBackend) PurgePool(ctx context.Context, opt PoolPurgeOptions) (*Po
 	return res, nil
 }
 
+// walkPool lists the pool once: the chunks not in used, and the jobs
+// whose object is there but which the marker's list (read into res by
+// PurgePool) does not hold.
+func (b *radosBackend) walkPool(ctx context.Context, used map[Hash]struct{}, res *PoolPurge) (garbage []Hash, unlisted []string, err error) {
+	listed, err := b.io.GetOmapValues(radosMarker, "", omapJob, 1<<20)
+	if err != nil {
+		return nil, nil, radosErr(radosMarker, err)
+	}
+	var ferr error
+	err = b.io.ListObjects(func(oid string) {
+		if ferr != nil {
+			return
+		}
+		if job, ok := strings.CutPrefix(oid, radosJobPrefix); ok {
+			if _, ok := listed[omapJob+job]; !ok && validJob(job) {
+				unlisted = append(unlisted, job)
+			}
+			return
+		}
+		name, ok := strings.CutPrefix(oid, radosChunkPrefix)
+		if !ok {
+			return
+		}
+		h, err := ParseHash(name)
+		if err != nil {
+			return // not a chunk; purge leaves foreign objects alone
+		}
+		res.Chunks++
+		if _, ok := used[h]; !ok {
+			garbage = append(garbage, h)
+		}
+		ferr = ctx.Err()
+	})
+	if ferr != nil {
+		return nil, nil, ferr
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("repo: list pool %s: %w", b.loc.Pool, err)
+	}
+	return garbage, unlisted, nil
+}
+
 // cutoff is the oldest start of a running store, or the purge's start,
 // less the grace period; registrations of stores whose lock is gone are
 // dropped.
@@ -132,21 +190,9 @@ func (b *radosBackend) cutoff(all map[string][]byte, started time.Time, res *Poo
 		if !ok {
 			continue
 		}
-		// rest is JOB.COOKIE; a cookie has no '.', a job may.
-		i := strings.LastIndexByte(rest, '.')
-		if i < 0 {
-			continue
-		}
-		job, cookie := rest[:i], rest[i+1:]
-		info, err := b.io.ListLockers(radosJobPrefix+job, LockStore)
-		if err != nil && !errors.Is(err, rados.ErrNotFound) {
-			return time.Time{}, radosErr(radosJobPrefix+job, err)
-		}
-		live := false
-		if info != nil {
-			for _, c := range info.Cookies {
-				live = live || c == cookie
-			}
+		live, err := b.writerLive(rest)
+		if err != nil {
+			return time.Time{}, err
 		}
 		if !live {
 			_ = b.io.RmOmapKeys(radosMarker, []string{k})
@@ -160,6 +206,33 @@ func (b *radosBackend) cutoff(all map[string][]byte, started time.Time, res *Poo
 	return oldest.Add(-grace()), nil
 }
 
+// writerLive reports whether the writer registered as writer.REST is
+// running: REST is JOB.COOKIE, and the job's store lock is held with that
+// cookie. Cookies have no '.' now, but a job may, and so did the cookies
+// of earlier versions on hosts with a full name (backup1.example.com): so
+// every split at a '.' before the cookie's first ':' is tried, and the
+// writer is dead only if none names a held lock.
+func (b *radosBackend) writerLive(rest string) (bool, error) {
+	colon := strings.IndexByte(rest, ':')
+	if colon < 0 {
+		colon = len(rest)
+	}
+	for i := 0; i < colon; i++ {
+		if rest[i] != '.' {
+			continue
+		}
+		job, cookie := rest[:i], rest[i+1:]
+		info, err := b.io.ListLockers(radosJobPrefix+job, LockStore)
+		if err != nil && !errors.Is(err, rados.ErrNotFound) {
+			return false, radosErr(radosJobPrefix+job, err)
+		}
+		if info != nil && slices.Contains(info.Cookies, cookie) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // markJob adds the chunks of one job's revisions to used. A job nobody
 // uses (its store and chunks locks free) first loses its leftover indexes
 // (forgotten revisions, interrupted stores); a busy job's leftover indexes
@@ -170,12 +243,25 @@ func (b *radosBackend) markJob(job string, used map[Hash]struct{}, res *PoolPurg
 	r := newRepo(jb, "")
 	idle := false
 	// The store lock through lockObj: no writer registration for a look.
+	// Held only until the leftovers are gone, not while the indexes are
+	// read (seconds for a large job): the job's stores, restores and
+	// readers would fail as busy meanwhile. A store that starts after
+	// that writes and touches its chunks after this purge began, and the
+	// sweep keeps them.
+	var held []*Lock
+	release := func() {
+		for _, l := range held {
+			l.Unlock()
+		}
+		held = nil
+	}
+	defer release()
 	if st, err := jb.lockObj(jb.jobObj(), LockStore, false, 0, jb.loc.String()); err == nil {
+		held = append(held, st)
 		if ch, err := jb.Lock(LockChunks, false, 0); err == nil {
 			idle = true
-			defer ch.Unlock()
+			held = append(held, ch)
 		}
-		defer st.Unlock()
 	}
 	meta, err := jb.Lock(LockMeta, false, max(opt.Wait, time.Minute))
 	if err != nil {
@@ -205,6 +291,10 @@ func (b *radosBackend) markJob(job string, used map[Hash]struct{}, res *PoolPurg
 		}
 		res.Indexes += len(pending)
 		pending = nil
+	}
+	release()
+	if markHook != nil {
+		markHook(job)
 	}
 	res.Revisions += len(ids)
 	for _, id := range ids {
@@ -238,8 +328,11 @@ func addHashes(used map[Hash]struct{}, ix *Index) {
 }
 
 // sweepHook, when set (tests), runs between reading a chunk's version and
-// removing it.
-var sweepHook func(Hash)
+// removing it; markHook before a job's indexes are read.
+var (
+	sweepHook func(Hash)
+	markHook  func(job string)
+)
 
 // sweep removes the unreferenced chunks touched before cutoff. Each is
 // read (touched time, object version) and removed by an operation that

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -526,5 +527,150 @@ func TestRadosBatchWriteError(t *testing.T) {
 	<-closable
 	if len(wrote) != 2 {
 		t.Fatalf("%d writes after abort, want 2", len(wrote))
+	}
+}
+
+// A store on a host with a full name (backup1.example.com) is a running
+// writer to purge: its registration was taken apart at the last '.', the
+// writer counted dead, and chunks it wrote before the purge swept under
+// it. So is a registration with a dotted cookie, as earlier versions made.
+func TestRadosPurgeFullHostName(t *testing.T) {
+	conf, pool := radosPool(t)
+	t.Setenv(GraceEnv, "0s")
+	hostname = func() (string, error) { return "backup1.example.com", nil }
+	defer func() { hostname = os.Hostname }()
+	a := radosRepo(t, conf, pool, "a")
+	b := radosRepo(t, conf, pool, "b.vm")
+	w, err := b.TryLock(LockStore, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Unlock()
+	if strings.Contains(w.cookie, ".") || !strings.HasPrefix(w.cookie, "backup1:") {
+		t.Errorf("cookie %q: want the short host name, no '.'", w.cookie)
+	}
+	mine := putChunks(t, b, 7)[0] // written by the running store, not yet in a revision
+
+	// a writer of job a registered by an earlier version, its lock held
+	ab := a.b.(*radosBackend)
+	old := "old.example.com:4242:abcdefgh"
+	if _, err := ab.io.LockExclusive(ab.jobObj(), LockStore, old, "backy", time.Minute, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer ab.io.Unlock(ab.jobObj(), LockStore, old)
+	if err := ab.registerWriter(old, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	p, err := a.b.(PoolPurger).PurgePool(t.Context(), PoolPurgeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Writers != 2 || p.Removed != 0 {
+		t.Errorf("purge: %+v; want 2 running writers, nothing removed", p)
+	}
+	if has, _ := a.Chunks.Has(mine); !has {
+		t.Error("the running store's chunk was swept")
+	}
+	keys, err := ab.io.GetOmapValues(radosMarker, "", omapWriter, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 2 {
+		t.Errorf("writer registrations after the purge: %v, want both", slices.Collect(maps.Keys(keys)))
+	}
+}
+
+// QuickCheckIndex sees a missing or short index object, as it does an
+// index file: status, backy-check and expire rely on it (expire counted a
+// revision whose index was gone among a tag's keep, and removed the
+// revisions that still restored).
+func TestRadosQuickCheckIndex(t *testing.T) {
+	conf, pool := radosPool(t)
+	r := radosRepo(t, conf, pool, "q")
+	hs := putChunks(t, r, 1, 2)
+	gone, short, good := commitRev(t, r, hs...), commitRev(t, r, hs...), commitRev(t, r, hs...)
+	if _, err := cephtest.Rados(conf, nil, "-p", pool, "rm", "index.q."+gone.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cephtest.Rados(conf, []byte("short"), "-p", pool, "put", "index.q."+short.ID, "-"); err != nil {
+		t.Fatal(err)
+	}
+	for rev, want := range map[*Revision]string{gone: "is missing", short: "has 5 bytes"} {
+		if err := r.QuickCheckIndex(rev); !errors.Is(err, ErrCorruptIndex) || !strings.Contains(err.Error(), want) {
+			t.Errorf("revision %s: %v; want ErrCorruptIndex, %q", rev.ID, err, want)
+		}
+	}
+	if err := r.QuickCheckIndex(good); err != nil {
+		t.Errorf("intact revision: %v", err)
+	}
+}
+
+// The pool's list of jobs lives in the marker object. Lost and made again
+// by the next store, it listed no job, and the next purge swept every
+// chunk of the pool. Now a store lists its job again, and purge marks the
+// jobs it finds in the pool but not in the list, and lists them.
+func TestRadosPurgeLostMarker(t *testing.T) {
+	conf, pool := radosPool(t)
+	t.Setenv(GraceEnv, "0s")
+	a := radosRepo(t, conf, pool, "a")
+	b := radosRepo(t, conf, pool, "b")
+	ha := putChunks(t, a, 1, 2)
+	hb := putChunks(t, b, 3, 4)
+	commitRev(t, a, ha...)
+	commitRev(t, b, hb...)
+	if _, err := cephtest.Rados(conf, nil, "-p", pool, "rm", radosMarker); err != nil {
+		t.Fatal(err)
+	}
+	a2 := radosRepo(t, conf, pool, "a") // the next store of a
+	time.Sleep(10 * time.Millisecond)
+	p, err := a2.b.(PoolPurger).PurgePool(t.Context(), PoolPurgeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Jobs != 2 || p.Removed != 0 || !slices.Equal(p.Relisted, []string{"b"}) {
+		t.Errorf("purge after the marker was lost: %+v; want 2 jobs, b listed again, nothing removed", p)
+	}
+	for _, h := range append(ha, hb...) {
+		if has, _ := a2.Chunks.Has(h); !has {
+			t.Errorf("chunk %s swept", h.Short())
+		}
+	}
+	p, err = a2.b.(PoolPurger).PurgePool(t.Context(), PoolPurgeOptions{})
+	if err != nil || p.Jobs != 2 || len(p.Relisted) != 0 {
+		t.Errorf("the next purge: %+v, %v; want both jobs listed", p, err)
+	}
+}
+
+// A pool purge holds a job's store and chunks locks only while it removes
+// that job's leftovers, not while it reads the job's indexes: stores and
+// restores of every job in the pool failed as busy (exit 5) while it did.
+func TestRadosPurgeReleasesJobLocks(t *testing.T) {
+	conf, pool := radosPool(t)
+	a := radosRepo(t, conf, pool, "a")
+	b := radosRepo(t, conf, pool, "b")
+	commitRev(t, b, putChunks(t, b, 1)...)
+	other := radosAgain(t, conf, b)
+	checked := false
+	markHook = func(job string) {
+		if job != "b" {
+			return
+		}
+		checked = true
+		for _, name := range []string{LockChunks, LockStore} {
+			l, err := other.TryLock(name, name == LockChunks)
+			if err != nil {
+				t.Errorf("while purge reads job b's indexes: %v", err)
+				continue
+			}
+			l.Unlock()
+		}
+	}
+	defer func() { markHook = nil }()
+	if _, err := a.b.(PoolPurger).PurgePool(t.Context(), PoolPurgeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !checked {
+		t.Fatal("purge did not mark job b")
 	}
 }

@@ -40,6 +40,10 @@ type PurgeResult struct {
 	Jobs    int  // jobs whose revisions were marked
 	Young   int  // unused chunks kept: written or reused since the oldest running store began (less the grace period)
 	Skipped bool // no sweep: the last one is younger than MinInterval
+	Writers int  // stores and copies running when the purge began
+	// Relisted are jobs found in the pool but missing from its list
+	// (repo.PoolPurge): marked, and listed again.
+	Relisted []string
 }
 
 // Purge removes chunks no revision references and what interrupted stores
@@ -198,6 +202,6 @@ func purgePool(ctx context.Context, pp repo.PoolPurger, opt PurgeOptions, starte
 	return &PurgeResult{
 		Pool: true, Jobs: p.Jobs, Revisions: p.Revisions, Chunks: p.Chunks, Referenced: p.Referenced,
 		Removed: p.Removed, Young: p.Young, Indexes: p.Indexes, Skipped: p.Skipped,
-		Duration: opt.Now().Sub(started),
+		Writers: p.Writers, Relisted: p.Relisted, Duration: opt.Now().Sub(started),
 	}, nil
 }

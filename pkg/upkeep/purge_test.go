@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -59,7 +60,7 @@ func TestPurgeRemovesUnreferencedChunksAndLeftovers(t *testing.T) {
 	}
 	want := upkeep.PurgeResult{Revisions: 2, Chunks: 8, Referenced: 6, Removed: 2, Tmp: 2, Indexes: 1}
 	res.Duration = 0
-	if *res != want {
+	if !reflect.DeepEqual(*res, want) {
 		t.Fatalf("result %+v, want %+v", *res, want)
 	}
 	if n := countChunks(t, r); n != 6 {
