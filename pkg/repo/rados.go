@@ -216,12 +216,25 @@ func (b *radosBackend) readAll(oid string, max int) ([]byte, error) {
 		return nil, fmt.Errorf("repo: %s: %d bytes, more than %d", oid, st.Size, max)
 	}
 	buf := make([]byte, st.Size)
-	n, err := b.io.Read(oid, buf, 0)
-	if err != nil {
-		return nil, radosErr(oid, err)
+	n := 0
+	for n < len(buf) {
+		m, err := b.io.Read(oid, buf[n:min(n+radosPiece, len(buf))], uint64(n))
+		if err != nil {
+			return nil, radosErr(oid, err)
+		}
+		if m == 0 {
+			break // shorter than its stat said: the caller checks the length
+		}
+		n += m
 	}
 	return buf[:n], nil
 }
+
+// radosPiece bounds one read or write of a large object (an index takes
+// 8 MiB per TiB of image): Ceph refuses a write larger than
+// osd_max_write_size (90 MB by default), so the index of an image over
+// about 11 TiB could not be written in one.
+const radosPiece = 32 << 20
 
 // omap returns the job object's omap entries under prefix.
 func (b *radosBackend) omap(prefix string) (map[string][]byte, error) {
@@ -296,8 +309,18 @@ func (b *radosBackend) WriteIndex(id string, ix []byte) error {
 	if err := b.setPending(id); err != nil {
 		return err
 	}
-	if err := b.io.WriteFull(b.indexObj(id), ix); err != nil {
-		return radosErr(b.indexObj(id), err)
+	oid := b.indexObj(id)
+	for off := 0; off == 0 || off < len(ix); off += radosPiece {
+		p := ix[off:min(off+radosPiece, len(ix))]
+		var err error
+		if off == 0 {
+			err = b.io.WriteFull(oid, p)
+		} else {
+			err = b.io.Write(oid, p, uint64(off))
+		}
+		if err != nil {
+			return radosErr(oid, err)
+		}
 	}
 	return nil
 }

@@ -674,3 +674,29 @@ func TestRadosPurgeReleasesJobLocks(t *testing.T) {
 		t.Fatal("purge did not mark job b")
 	}
 }
+
+// The index of a 12 TiB image (96 MiB) is written and read in pieces: in
+// one write Ceph refused it ("Message too long", osd_max_write_size), after
+// the whole image had been read.
+func TestRadosLargeIndex(t *testing.T) {
+	conf, pool := radosPool(t)
+	r := radosRepo(t, conf, pool, "huge")
+	hs := putChunks(t, r, 9)
+	ix := NewIndex(12 << 40)
+	ix.Hashes[1000] = hs[0]
+	ix.Hashes[len(ix.Hashes)-1] = hs[0]
+	rev := &Revision{ID: NewRevisionID(), Time: time.Now().UTC(), Kind: "full", Trust: Trusted, Size: ix.Size}
+	if err := r.Commit(rev, ix); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.QuickCheckIndex(rev); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Index(rev.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Hashes[1000] != hs[0] || got.Hashes[len(got.Hashes)-1] != hs[0] || !got.Hashes[1001].IsZero() {
+		t.Error("the index read back differs")
+	}
+}
