@@ -36,6 +36,7 @@ func (c *restoreCLI) Run(env *cli.Env) error {
 	if err != nil {
 		return err
 	}
+	defer r.Close() // librados: its connection (and admin socket) ends with the command
 	lock, err := r.TryLock(repo.LockChunks, true)
 	if err != nil {
 		return err

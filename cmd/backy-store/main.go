@@ -45,6 +45,7 @@ func (c *storeCmd) Run(env *cli.Env, g *globals) error {
 	if err != nil {
 		return err
 	}
+	defer r.Close() // librados: its connection (and admin socket) ends with the command
 	counters := new(store.Counters)
 	d := show(env, g, func() (int64, int64) { return counters.Position.Load(), counters.Size.Load() }, "")
 	rev, err := store.Store(env.Ctx, r, env.Stdin, store.Options{Tags: c.Tags, Counters: counters})
@@ -72,6 +73,7 @@ func (c *statusCmd) Run(env *cli.Env, g *globals) error {
 	if err != nil {
 		return err
 	}
+	defer r.Close() // librados: its connection (and admin socket) ends with the command
 	return upkeep.Status(env.Stdout, r, c.JSON)
 }
 

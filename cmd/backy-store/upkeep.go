@@ -49,6 +49,7 @@ func (c *verifyCmd) Run(env *cli.Env, g *globals) error {
 	if err != nil {
 		return err
 	}
+	defer r.Close() // librados: its connection (and admin socket) ends with the command
 	if c.Against != "" {
 		return c.against(env, r)
 	}
@@ -111,6 +112,7 @@ func (c *distrustCmd) Run(env *cli.Env, g *globals) error {
 	if err != nil {
 		return err
 	}
+	defer r.Close() // librados: its connection (and admin socket) ends with the command
 	changed, err := upkeep.Distrust(r, upkeep.Selection{Spec: c.Revision, From: c.From, Until: c.Until, All: c.All})
 	for _, rev := range changed {
 		env.Log.Info(fmt.Sprintf("revision %s (%s): distrusted", rev.ID, rev.Time.Local().Format(time.DateTime)))
@@ -132,6 +134,7 @@ func (c *tagsCmd) Run(env *cli.Env, g *globals) error {
 	if err != nil {
 		return err
 	}
+	defer r.Close() // librados: its connection (and admin socket) ends with the command
 	res, err := upkeep.Tags(r, c.Revision, c.Action, c.Tags)
 	if err != nil {
 		return err
@@ -172,6 +175,7 @@ func (c *forgetCmd) Run(env *cli.Env, g *globals) error {
 	if err != nil {
 		return err
 	}
+	defer r.Close() // librados: its connection (and admin socket) ends with the command
 	rev, err := upkeep.Forget(r, spec, c.Force)
 	if err != nil {
 		return err
@@ -212,6 +216,7 @@ func (c *expireCmd) Run(env *cli.Env, g *globals) error {
 	if err != nil {
 		return err
 	}
+	defer r.Close() // librados: its connection (and admin socket) ends with the command
 	changes, err := upkeep.Expire(r, s, c.DryRun, options(env))
 	if err != nil {
 		return err
@@ -244,6 +249,7 @@ func (c *purgeCmd) Run(env *cli.Env, g *globals) error {
 	if err != nil {
 		return err
 	}
+	defer r.Close() // librados: its connection (and admin socket) ends with the command
 	opt, d := watched(env, g, "chunks")
 	res, err := upkeep.Purge(env.Ctx, r, upkeep.PurgeOptions{Options: opt, Wait: c.Wait, DryRun: c.DryRun, MinInterval: c.MinInterval})
 	d.Stop()

@@ -41,6 +41,7 @@ func Serve(ctx context.Context, opt ServeOptions) error {
 	if err != nil {
 		return err
 	}
+	defer r.Close()
 	cat, err := New(r, Options{CacheChunks: opt.CacheChunks, Logger: log})
 	if err != nil {
 		return err
