@@ -279,3 +279,28 @@ source = { type = "rbd", pool = "p", image = "c" }
 		}
 	}
 }
+
+// console-socket: under base-dir's state directory by default, relative to
+// base-dir, and off with an empty string (which backy.conf(5) promises;
+// it was refused as an empty value).
+func TestConsoleSocket(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                  "/b/.backy-schedule/console.sock",
+		`""`:                "",
+		`"run/c.sock"`:      "/b/run/c.sock",
+		`"/run/backy.sock"`: "/run/backy.sock",
+	} {
+		text := "[global]\nbase-dir = \"/b\"\n"
+		if in != "" {
+			text += "console-socket = " + in + "\n"
+		}
+		c, err := Parse("test.toml", []byte(text))
+		if err != nil {
+			t.Errorf("console-socket = %s: %v", in, err)
+			continue
+		}
+		if c.Global.ConsoleSocket != want {
+			t.Errorf("console-socket = %s: %q, want %q", in, c.Global.ConsoleSocket, want)
+		}
+	}
+}

@@ -308,7 +308,9 @@ func (d *decoder) global(m map[string]any) Global {
 		g.ConsolePort = n
 	}
 	g.ConsoleSocket = filepath.Join(g.BaseDir, StateDir, "console.sock")
-	if s, ok := d.str(m, path, "console-socket"); ok {
+	// "" turns the socket off: the one key whose empty string means
+	// something, so not read with str
+	if s, ok := value[string](d, m, path, "console-socket", "a string"); ok {
 		g.ConsoleSocket = ""
 		if s != "" {
 			g.ConsoleSocket = under(g.BaseDir, s)
