@@ -22,6 +22,7 @@ import (
 	"github.com/backy/backy/internal/clitest"
 	"github.com/backy/backy/internal/freezetest"
 	"github.com/backy/backy/pkg/daemon/daemontest"
+	"github.com/backy/backy/pkg/jobstatus"
 	"github.com/backy/backy/pkg/rbd/cephtest"
 	"github.com/backy/backy/pkg/repo"
 )
@@ -304,4 +305,95 @@ func runCmd(t *testing.T, cephConf, name string, args ...string) string {
 		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, stderr.String())
 	}
 	return string(out)
+}
+
+const thawConf = `[global]
+base-dir = "%[1]s/base"
+status-interval = "1s"
+console-addresses = []
+backoff-initial = "1s"
+backoff-max = "2s"
+metrics-listen = "%[2]d"
+
+[schedules.hourly]
+hourly = { interval = "1h", keep = 2 }
+
+[jobs.stuck]
+schedule = "hourly"
+source = { type = "rbd", pool = "rbd", image = "%[3]s" }
+consistency = { freeze-command = "true", thaw-command = %[4]q, timeout = "5s" }
+`
+
+// TestThawFailed: a run whose every thaw fails (the guest may still be
+// frozen) is told apart from any other failure: backy-extract exits 8, the
+// status file's job says thaw_failed and its last_error THAW FAILED,
+// backy_job_thaw_failed is 1, and backy-check says CRITICAL although the
+// job is within its SLA; all of it until a run succeeds again (the thaw
+// fixed and the daemon reloaded). Before, it was "backy-extract exited 1",
+// one WARNING among the failed runs.
+func TestThawFailed(t *testing.T) {
+	conf := cephtest.Start(t)
+	dir := t.TempDir()
+	img := fmt.Sprintf("thaw-%d", os.Getpid())
+	src := filepath.Join(dir, "src.raw")
+	os.WriteFile(src, bytes.Repeat([]byte("thaw"), 1<<20), 0o644)
+	cephtest.Rbd(t, conf, nil, "import", "--no-progress", src, "rbd/"+img)
+	port := freePort(t)
+	cfg := filepath.Join(dir, "backy.conf")
+	write := func(thaw string) {
+		if err := os.WriteFile(cfg, []byte(fmt.Sprintf(thawConf, dir, port, img, thaw)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// a first good run, so that the job is within its SLA
+	write("true")
+	d := startRBDDaemon(t, conf, cfg, filepath.Join(dir, "daemon.log"), "5s")
+	statusFile := filepath.Join(dir, "base", "status")
+	job := func() jobstatus.Job {
+		st, err := jobstatus.Read(statusFile)
+		if err != nil {
+			return jobstatus.Job{}
+		}
+		return st.Jobs["stuck"]
+	}
+	eventually(t, time.Minute, "a first successful run", func() (bool, string) {
+		j := job()
+		return !j.LastSuccess.IsZero(), fmt.Sprintf("%+v", j)
+	})
+	write("echo cannot thaw >&2; exit 1")
+	d.Signal(syscall.SIGHUP)
+	time.Sleep(time.Second) // the reload
+	consoleCmd(t, filepath.Join(dir, "base", ".backy-schedule", "console.sock"), "run stuck")
+	eventually(t, time.Minute, "a run that ends in THAW FAILED", func() (bool, string) {
+		j := job()
+		return !j.ThawFailed.IsZero(), fmt.Sprintf("%+v", j)
+	})
+	j := job()
+	if !strings.Contains(j.LastError, "backy-extract exited 8: THAW FAILED, the guest may still be frozen") {
+		t.Errorf("last_error %q", j.LastError)
+	}
+	if v, ok := value(scrape(t, port), "backy_job_thaw_failed", "backy_job", "stuck"); !ok || v != 1 {
+		t.Errorf("backy_job_thaw_failed = %v (there: %v), want 1", v, ok)
+	}
+	code, out := backyCheck(t, cfg)
+	if code != 2 || !strings.HasPrefix(out, "CRITICAL: THAW FAILED, the guest may still be frozen: stuck; 1 jobs within SLA |") ||
+		!strings.Contains(out, " thaw_failed=1;;0;0 ") || !strings.Contains(out, "CRITICAL: stuck: THAW FAILED at ") {
+		t.Errorf("backy-check: exit %d, %s; want CRITICAL, THAW FAILED", code, out)
+	}
+
+	// thawed by hand, the thaw fixed: the next good run clears it
+	write("true")
+	d.Signal(syscall.SIGHUP)
+	time.Sleep(time.Second)
+	consoleCmd(t, filepath.Join(dir, "base", ".backy-schedule", "console.sock"), "run stuck")
+	eventually(t, time.Minute, "a good run after the fix", func() (bool, string) {
+		j := job()
+		return j.ThawFailed.IsZero() && j.LastResult == "ok", fmt.Sprintf("%+v", j)
+	})
+	if v, ok := value(scrape(t, port), "backy_job_thaw_failed", "backy_job", "stuck"); !ok || v != 0 {
+		t.Errorf("after a good run backy_job_thaw_failed = %v (there: %v), want 0", v, ok)
+	}
+	if code, out := backyCheck(t, cfg); code != 0 {
+		t.Errorf("backy-check after a good run: exit %d, %s", code, out)
+	}
 }

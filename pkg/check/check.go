@@ -62,6 +62,11 @@ type Job struct {
 	// crash-consistent; CrashRuns counts them.
 	CrashOnly bool
 	CrashRuns int
+	// ThawFailed: a run ended in THAW FAILED and none succeeded since
+	// (critical, though not outside the SLA for that); Outside: critical
+	// for the SLA (too old, no trusted revision, unreadable repository).
+	ThawFailed bool
+	Outside    bool
 }
 
 // Evaluate judges every job and the daemon.
@@ -110,6 +115,7 @@ func judge(in Input, j config.Job) Job {
 	v := Job{Name: j.Name, CrashRuns: info.CrashRuns}
 	crit := func(format string, a ...any) {
 		v.State = max(v.State, Critical)
+		v.Outside = true
 		v.Reasons = append(v.Reasons, fmt.Sprintf(format, a...))
 	}
 	warn := func(format string, a ...any) {
@@ -161,6 +167,10 @@ func judge(in Input, j config.Job) Job {
 		v.CrashOnly = true
 		warn("the newest %d revisions are only crash-consistent (consistent snapshots are configured): %s",
 			info.CrashRuns, cmp.Or(info.ConsistencyReason, "no reason recorded"))
+	}
+	if known && !st.ThawFailed.IsZero() {
+		v.State, v.ThawFailed = Critical, true
+		v.Reasons = append(v.Reasons, fmt.Sprintf("THAW FAILED at %s: the guest may still be frozen; thaw it by hand (the job log names the thaw that failed)", stamp(st.ThawFailed)))
 	}
 	switch {
 	case in.Status == nil:

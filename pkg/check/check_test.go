@@ -49,7 +49,7 @@ func output(r *Report) string {
 
 func TestAllWithinSLA(t *testing.T) {
 	r := Evaluate(world(t, "vm1", "vm2", "vm3"))
-	want := "OK: 3 jobs within SLA | jobs=3;;;0 outside_sla=0;;0;0 warnings=0;0;;0 oldest_trusted_age=3600s;;;0 crash_consistent_only=0;0;;0 max_crash_runs=0;;;0 status_age=10s;;90;0\n"
+	want := "OK: 3 jobs within SLA | jobs=3;;;0 outside_sla=0;;0;0 warnings=0;0;;0 oldest_trusted_age=3600s;;;0 crash_consistent_only=0;0;;0 max_crash_runs=0;;;0 thaw_failed=0;;0;0 status_age=10s;;90;0\n"
 	if r.State != OK || output(r) != want {
 		t.Errorf("state %d, output\n%s\nwant\n%s", r.State, output(r), want)
 	}
@@ -62,7 +62,7 @@ func TestOutsideSLA(t *testing.T) {
 	in.Repos["vm9"] = jobstatus.RepoInfo{Revisions: 1, NewestTrusted: now.Add(-35 * time.Hour), Newest: now.Add(-35 * time.Hour)}
 	r := Evaluate(in)
 	got := output(r)
-	want := "CRITICAL: 2 of 4 jobs outside SLA: vm1, vm7 | jobs=4;;;0 outside_sla=2;;0;0 warnings=0;0;;0 oldest_trusted_age=129600s;;;0 crash_consistent_only=0;0;;0 max_crash_runs=0;;;0 status_age=10s;;90;0\n" +
+	want := "CRITICAL: 2 of 4 jobs outside SLA: vm1, vm7 | jobs=4;;;0 outside_sla=2;;0;0 warnings=0;0;;0 oldest_trusted_age=129600s;;;0 crash_consistent_only=0;0;;0 max_crash_runs=0;;;0 thaw_failed=0;;0;0 status_age=10s;;90;0\n" +
 		"CRITICAL: vm1: newest trusted revision is 1d12h old, SLA 1d12h\n" +
 		"CRITICAL: vm7: never backed up\n"
 	if r.State != Critical || got != want {
@@ -222,9 +222,24 @@ func TestCrashConsistentOnly(t *testing.T) {
 	}
 	in.Repos["vm1"], in.Repos["vm2"], in.Repos["vm3"] = info(3), info(2), info(9)
 	r := Evaluate(in)
-	want := "WARNING: 3 jobs within SLA; 1 with warnings: vm1 | jobs=3;;;0 outside_sla=0;;0;0 warnings=1;0;;0 oldest_trusted_age=3600s;;;0 crash_consistent_only=1;0;;0 max_crash_runs=3;;;0 status_age=10s;;90;0\n" +
+	want := "WARNING: 3 jobs within SLA; 1 with warnings: vm1 | jobs=3;;;0 outside_sla=0;;0;0 warnings=1;0;;0 oldest_trusted_age=3600s;;;0 crash_consistent_only=1;0;;0 max_crash_runs=3;;;0 thaw_failed=0;;0;0 status_age=10s;;90;0\n" +
 		"WARNING: vm1: the newest 3 revisions are only crash-consistent (consistent snapshots are configured): no snapshot within 1m30s\n"
 	if got := output(r); r.State != Warning || got != want {
+		t.Errorf("state %d, output\n%s\nwant\n%s", r.State, got, want)
+	}
+}
+
+// A run that ended in THAW FAILED (the guest may still be frozen) is
+// CRITICAL whatever the SLA, and said so on the status line and in the
+// performance data; it is no SLA miss.
+func TestThawFailedIsCritical(t *testing.T) {
+	in := world(t, "vm1", "vm2")
+	in.Status.Jobs["vm1"] = jobstatus.Job{ThawFailed: now.Add(-time.Minute), Failures: 1, LastError: "backup: backy-extract exited 8: THAW FAILED, the guest may still be frozen"}
+	r := Evaluate(in)
+	got := output(r)
+	want := "CRITICAL: THAW FAILED, the guest may still be frozen: vm1; 2 jobs within SLA | jobs=2;;;0 outside_sla=0;;0;0 warnings=0;0;;0 oldest_trusted_age=3600s;;;0 crash_consistent_only=0;0;;0 max_crash_runs=0;;;0 thaw_failed=1;;0;0 status_age=10s;;90;0\n" +
+		"CRITICAL: vm1: THAW FAILED at 2026-03-01 11:59:00: the guest may still be frozen; thaw it by hand (the job log names the thaw that failed); 1 failed run in a row, last: backup: backy-extract exited 8: THAW FAILED, the guest may still be frozen\n"
+	if r.State != Critical || got != want {
 		t.Errorf("state %d, output\n%s\nwant\n%s", r.State, got, want)
 	}
 }

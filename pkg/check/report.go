@@ -3,6 +3,7 @@ package check
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -45,12 +46,17 @@ func Unknowable(err error) *Report {
 
 func report(in Input, jobs []Job, daemonState int, daemonMsg string) *Report {
 	crit, warn := byState(jobs, Critical), byState(jobs, Warning)
+	thaw := slices.DeleteFunc(slices.Clone(crit), func(j Job) bool { return !j.ThawFailed })
+	crit = slices.DeleteFunc(crit, func(j Job) bool { return !j.Outside })
 	r := &Report{State: daemonState}
 	for _, j := range jobs {
 		r.State = max(r.State, j.State)
 	}
 	within := fmt.Sprintf("%d jobs within SLA", len(jobs)-len(crit))
 	var parts []string
+	if len(thaw) > 0 {
+		parts = append(parts, fmt.Sprintf("THAW FAILED, the guest may still be frozen: %s", names(thaw)))
+	}
 	switch {
 	case len(crit) > 0:
 		parts = append(parts, fmt.Sprintf("%d of %d jobs outside SLA: %s", len(crit), len(jobs), names(crit)))
@@ -71,11 +77,11 @@ func report(in Input, jobs []Job, daemonState int, daemonMsg string) *Report {
 	for _, j := range sortedProblems(jobs) {
 		r.Details = append(r.Details, fmt.Sprintf("%s: %s: %s", StateName(j.State), j.Name, strings.Join(j.Reasons, "; ")))
 	}
-	r.Perf = perf(in, jobs, len(crit), len(warn))
+	r.Perf = perf(in, jobs, len(crit), len(warn), len(thaw))
 	return r
 }
 
-func perf(in Input, jobs []Job, crit, warn int) []string {
+func perf(in Input, jobs []Job, crit, warn, thaw int) []string {
 	var oldest float64
 	crashOnly, crashRuns := 0, 0
 	for _, j := range jobs {
@@ -94,6 +100,7 @@ func perf(in Input, jobs []Job, crit, warn int) []string {
 		fmt.Sprintf("oldest_trusted_age=%.0fs;;;0", oldest),
 		fmt.Sprintf("crash_consistent_only=%d;0;;0", crashOnly),
 		fmt.Sprintf("max_crash_runs=%d;;;0", crashRuns),
+		fmt.Sprintf("thaw_failed=%d;;0;0", thaw),
 	}
 	if in.Status != nil && in.Status.Fleet != nil {
 		alive := 0

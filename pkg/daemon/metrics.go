@@ -109,6 +109,8 @@ var (
 	mWritten      = jobDesc("last_run_written_bytes", "Bytes the last successful backup wrote into the repository (compressed new chunks).")
 	mRepoSize     = jobDesc("repository_size_bytes", "Disk space the job's repository takes, measured after its last run.")
 	mRunning      = jobDesc("running", "1 while a run of the job is in progress.")
+	mThawFailed   = jobDesc("thaw_failed", "1 when a run of the job ended in THAW FAILED (the guest may still be frozen) and none succeeded since.")
+	mCrashRuns    = jobDesc("crash_consistent_revisions", "How many of the job's newest revisions in a row are only crash-consistent (0 when the newest was frozen or made by an agent).")
 
 	mBusy  = prometheus.NewDesc("backy_workers_busy", "Runs in progress.", nil, nil)
 	mLimit = prometheus.NewDesc("backy_workers_limit", "worker-limit: the most runs at once.", nil, nil)
@@ -124,7 +126,7 @@ type collector struct{ d *daemon }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mLastSuccess, mLastRun, mLastDuration, mLastOK, mFailures, mSLA,
-		mRevisions, mDistrusted, mTrustedAge, mRead, mWritten, mRepoSize, mRunning, mBusy, mLimit, mQueue, mJobs, mOwner, mAlive} {
+		mRevisions, mDistrusted, mTrustedAge, mRead, mWritten, mRepoSize, mRunning, mThawFailed, mCrashRuns, mBusy, mLimit, mQueue, mJobs, mOwner, mAlive} {
 		ch <- d
 	}
 }
@@ -178,6 +180,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(mRepoSize, float64(js.RepositoryBytes), name)
 		}
 		gauge(mRunning, boolValue(js.Running), name)
+		gauge(mThawFailed, boolValue(!js.ThawFailed.IsZero()), name)
+		gauge(mCrashRuns, float64(js.CrashRuns), name)
 		if js.Owner != "" {
 			gauge(mOwner, 1, name, js.Owner)
 		}

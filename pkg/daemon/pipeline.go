@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -38,6 +39,8 @@ func (p ProcExit) String() string {
 		return fmt.Sprintf("%s: %s", p.Name, p.Err)
 	case p.Signal != "":
 		return fmt.Sprintf("%s killed by %s", p.Name, p.Signal)
+	case p.Code == exitcode.ThawFailed:
+		return fmt.Sprintf("%s exited %d: THAW FAILED, the guest may still be frozen", p.Name, p.Code)
 	}
 	return fmt.Sprintf("%s exited %d", p.Name, p.Code)
 }
@@ -51,6 +54,19 @@ func (e *StageError) Error() string {
 }
 
 func (e *StageError) Unwrap() error { return ErrStage }
+
+// thawFailed reports whether a process of the pipeline said THAW FAILED
+// (backy-extract's exit code for a guest that may still be frozen).
+func (e *StageError) thawFailed() bool {
+	return slices.ContainsFunc(e.Failed, func(p ProcExit) bool { return p.Code == exitcode.ThawFailed && p.Err == "" })
+}
+
+// ThawFailed reports whether err is a run's error in which a process said
+// THAW FAILED.
+func ThawFailed(err error) bool {
+	var se *StageError
+	return errors.As(err, &se) && se.thawFailed()
+}
 
 // onlyExit reports whether the pipeline failed only because programs named
 // name exited with code.

@@ -50,6 +50,9 @@ type jobState struct {
 	lastError    string
 	lastRevision string
 	lastSuccess  time.Time
+	// thawFailed is when a run last said THAW FAILED (the guest may still
+	// be frozen); zero again after the next successful run.
+	thawFailed time.Time
 
 	// What the last backup read and wrote (measured: known, if 0), and the
 	// repository's size after the last run (runFigures; for the metrics).
@@ -140,6 +143,7 @@ func restore(j *jobState, prev *jobstatus.Status, name string) {
 	}
 	j.lastRun, j.lastEnd, j.lastSuccess = p.LastRun, p.LastEnd, p.LastSuccess
 	j.lastResult, j.lastError, j.lastRevision = p.LastResult, p.LastError, p.LastRevision
+	j.thawFailed = p.ThawFailed
 	// An older daemon left a 0 out: one of the two known means both are.
 	if p.LastReadBytes != nil || p.LastWrittenBytes != nil {
 		j.lastRead, j.lastWritten, j.measured = deref(p.LastReadBytes), deref(p.LastWrittenBytes), true
@@ -263,6 +267,9 @@ func (s *scheduler) finish(name string, res Result, info jobstatus.RepoInfo, now
 		return fmt.Sprintf("not run: %v", res.Err)
 	}
 	j.repo = info
+	if ThawFailed(res.Err) {
+		j.thawFailed = now
+	}
 	if res.Interrupted {
 		j.lastRun, j.lastEnd, j.lastResult, j.lastError = j.started, now, "interrupted", res.Err.Error()
 		s.replan(j, now)
@@ -286,6 +293,7 @@ func (s *scheduler) finish(name string, res Result, info jobstatus.RepoInfo, now
 	} else {
 		j.retry = j.retry.Succeeded()
 		j.lastResult, j.lastError, j.lastSuccess = "ok", "", now
+		j.thawFailed = time.Time{} // its freeze and thaw went well: not frozen now
 		s.replan(j, now)
 		msg = fmt.Sprintf("run succeeded in %s: revision %s; next run %s (%s)", now.Sub(j.started).Round(time.Millisecond),
 			res.Revision, j.next.Format(logTime), strings.Join(j.nextTags, ","))

@@ -27,6 +27,7 @@ func (s *scheduler) jobStatus(j *jobState, now time.Time) jobstatus.Job {
 		LastError:         j.lastError,
 		LastRevision:      j.lastRevision,
 		LastSuccess:       j.lastSuccess,
+		ThawFailed:        j.thawFailed,
 		Failures:          j.retry.Failures,
 		LastFailure:       j.retry.LastFailure,
 		Revisions:         j.repo.Revisions,

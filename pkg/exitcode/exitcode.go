@@ -20,6 +20,7 @@ const (
 	Busy        = 5 // locked by another process
 	NotFound    = 6 // no such revision, repository, job, file
 	NoSpace     = 7 // the disk is full
+	ThawFailed  = 8 // every thaw failed: the guest may still be frozen
 	Interrupted = 130
 )
 

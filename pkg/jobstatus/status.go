@@ -79,6 +79,10 @@ type Job struct {
 	LastEnd      time.Time `json:"last_end,omitzero"`
 	LastResult   string    `json:"last_result,omitempty"` // "ok" or "failed"
 	LastError    string    `json:"last_error,omitempty"`
+	// ThawFailed is when a run last ended in THAW FAILED: the guest may
+	// still be frozen (backy-check says CRITICAL); zero after the next
+	// successful run.
+	ThawFailed   time.Time `json:"thaw_failed,omitzero"`
 	LastRevision string    `json:"last_revision,omitempty"`
 	LastSuccess  time.Time `json:"last_success,omitzero"`
 	Failures     int       `json:"failures"`

@@ -36,7 +36,8 @@ var (
 	ErrFreeze     = exitcode.New(exitcode.Failure, "quiesce: freeze failed")
 	ErrNoSnapshot = exitcode.New(exitcode.Failure, "quiesce: the agent made no snapshot")
 	// ErrThaw means the guest may still be frozen: every thaw attempt failed.
-	ErrThaw = exitcode.New(exitcode.Failure, "quiesce: THAW FAILED, THE GUEST MAY STILL BE FROZEN")
+	// It has an exit code of its own, which backy-schedule tells apart.
+	ErrThaw = exitcode.New(exitcode.ThawFailed, "quiesce: THAW FAILED, THE GUEST MAY STILL BE FROZEN")
 	// ErrTimeout is a step that took longer than the timeout.
 	ErrTimeout = exitcode.New(exitcode.Failure, "quiesce: timed out")
 )
