@@ -82,7 +82,7 @@ type storeCLI struct {
 	Version    cli.VersionFlag    `help:"Print the version and exit."`
 	Completion cli.CompletionFlag `placeholder:"SHELL" predictor:"shell" help:"Print the shell completion script (bash or zsh) and exit."`
 	Store      storeCmd           `cmd:"" default:"withargs" help:"Read an extent stream on stdin and commit it as a new revision (the default)."`
-	Status     statusCmd          `cmd:"" help:"List the revisions: date, id, size, duration, tags, trust."`
+	Status     statusCmd          `cmd:"" help:"List the revisions: date, id, size, bytes written, duration, tags, consistency, trust."`
 	Verify     verifyCmd          `cmd:"" help:"Re-read and re-hash chunks, or compare a revision with an extent stream (--against)."`
 	Distrust   distrustCmd        `cmd:"" help:"Mark revisions distrusted: no differential backup builds on them, reused chunks are re-verified."`
 	Tags       tagsCmd            `cmd:"" help:"Add, remove or set the tags of a revision."`

@@ -262,7 +262,7 @@ func (c *purgeCmd) Run(env *cli.Env, g *globals) error {
 	}
 	if res.Pool {
 		if res.Skipped {
-			env.Log.Info(fmt.Sprintf("purge: skipped, the pool was swept less than %s ago", c.MinInterval))
+			env.Log.Info(fmt.Sprintf("purge: skipped, the pool was swept less than %s ago (its last sweep began %s)", c.MinInterval, res.LastSweep.Local().Format(time.DateTime)))
 			return nil
 		}
 		if len(res.Relisted) > 0 {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/backy/backy/pkg/cephconn"
@@ -489,6 +490,10 @@ func (b *radosBackend) lockObj(oid, name string, shared bool, timeout time.Durat
 		if err == nil && ret != 0 {
 			err = fmt.Errorf("error %d", ret)
 		}
+		if err != nil && radosCode(err) == -int(syscall.ENOENT) {
+			// cls_lock's word for a lock this cookie no longer holds
+			return fmt.Errorf("%w: %s lock of %s: the lease ran out (this process was paused or cut off for longer than its %s) and the lock is gone or another's", ErrBusy, name, what, b.lease)
+		}
 		if err != nil {
 			return fmt.Errorf("%w: %s lock of %s: the lease could not be renewed: %v", ErrBusy, name, what, err)
 		}
@@ -521,7 +526,7 @@ func (b *radosBackend) holders(oid, name string) string {
 			who = append(who, "pid "+pid+" on "+host)
 		}
 	}
-	return " (by " + strings.Join(who, ", ") + ")"
+	return " (by " + strings.Join(who, ", ") + fmt.Sprintf("; a lease of %s, which ends by itself when its holder dies)", b.lease)
 }
 
 type radosLock struct {

@@ -222,7 +222,8 @@ func TestRadosLocksAndLeases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := other.TryLock(LockStore, false); !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), fmt.Sprintf("by pid %d on", os.Getpid())) {
+	if _, err := other.TryLock(LockStore, false); !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), fmt.Sprintf("by pid %d on", os.Getpid())) ||
+		!strings.Contains(err.Error(), "a lease of 3s, which ends by itself when its holder dies") {
 		t.Fatalf("second store lock: %v", err)
 	}
 	s1, err := a.TryLock(LockChunks, true)
@@ -256,8 +257,8 @@ func TestRadosLocksAndLeases(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(1500 * time.Millisecond)
-	if err := l.Held(); !errors.Is(err, ErrBusy) {
-		t.Fatalf("broken lock still held: %v", err)
+	if err := l.Held(); !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "the lease ran out (this process was paused or cut off for longer than its 3s)") {
+		t.Fatalf("broken lock still held, or not said so: %v", err)
 	}
 	l.Unlock()
 	l2, err := other.TryLock(LockStore, false)

@@ -41,6 +41,8 @@ type PurgeResult struct {
 	Young   int  // unused chunks kept: written or reused since the oldest running store began (less the grace period)
 	Skipped bool // no sweep: the last one is younger than MinInterval
 	Writers int  // stores and copies running when the purge began
+	// LastSweep is when the pool's last sweep began (zero: never)
+	LastSweep time.Time
 	// Relisted are jobs found in the pool but missing from its list
 	// (repo.PoolPurge): marked, and listed again.
 	Relisted []string
@@ -202,6 +204,6 @@ func purgePool(ctx context.Context, pp repo.PoolPurger, opt PurgeOptions, starte
 	return &PurgeResult{
 		Pool: true, Jobs: p.Jobs, Revisions: p.Revisions, Chunks: p.Chunks, Referenced: p.Referenced,
 		Removed: p.Removed, Young: p.Young, Indexes: p.Indexes, Skipped: p.Skipped,
-		Writers: p.Writers, Relisted: p.Relisted, Duration: opt.Now().Sub(started),
+		Writers: p.Writers, Relisted: p.Relisted, LastSweep: p.LastSweep, Duration: opt.Now().Sub(started),
 	}, nil
 }
