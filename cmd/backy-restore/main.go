@@ -46,7 +46,7 @@ func (c *restoreCLI) Run(env *cli.Env) error {
 	if err != nil {
 		return err
 	}
-	ix, err := r.Index(rev.ID)
+	ix, err := r.IndexOf(rev)
 	if err != nil {
 		return err
 	}

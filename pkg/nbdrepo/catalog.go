@@ -82,7 +82,7 @@ func (c *Catalog) List() ([]nbdserver.ExportInfo, error) {
 	out := make([]nbdserver.ExportInfo, 0, len(revs))
 	for _, rev := range revs {
 		out = append(out, nbdserver.ExportInfo{Name: rev.ID, Description: describe(rev)})
-		ix, err := c.r.Index(rev.ID)
+		ix, err := c.r.IndexOf(rev)
 		if err != nil {
 			continue
 		}
@@ -108,7 +108,7 @@ func (c *Catalog) Open(name string) (nbdserver.Export, error) {
 	rev, err := c.r.Find(spec)
 	if err == nil {
 		var ix *repo.Index
-		if ix, err = c.r.Index(rev.ID); err == nil {
+		if ix, err = c.r.IndexOf(rev); err == nil {
 			e := newExport(c, rev, ix)
 			if isPart {
 				return c.openPartition(e, part)

@@ -40,10 +40,20 @@ func (r *Repo) RevisionFile(id string) (*Revision, []byte, error) {
 // unchanged. The chunks the index names must already be durable here.
 // The caller holds the meta lock.
 func (r *Repo) CommitCopy(id string, meta []byte, ix *Index) error {
-	if _, err := decodeRevision(meta, r.objName(id, ".rev"), id, false); err != nil {
+	rev, err := decodeRevision(meta, r.objName(id, ".rev"), id, false)
+	if err != nil {
 		return err
 	}
-	return r.commit(id, ix, func() error { return r.b.WriteMeta(id, meta) })
+	if rev.IndexSum != "" {
+		b, err := ix.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		if indexSum(b) != rev.IndexSum {
+			return fmt.Errorf("%w: revision %s: the index to copy is not the one its metadata records", ErrCorruptIndex, id)
+		}
+	}
+	return r.commit(id, ix, func(string) error { return r.b.WriteMeta(id, meta) })
 }
 
 // SameRepository reports whether a and b are one repository: the same

@@ -1,6 +1,9 @@
 package repo
 
-import "os"
+import (
+	"bytes"
+	"os"
+)
 
 // revPath is the path of a revision's metadata (".rev") or index (".idx")
 // in a directory repository.
@@ -14,4 +17,10 @@ func readRevisionFile(path, id string, legacy bool) (*Revision, error) {
 		return nil, err
 	}
 	return decodeRevision(b, path, id, legacy)
+}
+
+// testChunk is a chunk of its own for each seed, and its hash.
+func testChunk(seed byte) ([]byte, Hash) {
+	data := bytes.Repeat([]byte{seed, seed + 1, 'x'}, ChunkSize/3+1)[:ChunkSize]
+	return data, HashChunk(data)
 }

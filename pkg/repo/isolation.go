@@ -37,7 +37,7 @@ func DamagedID(err error) string {
 // whose index is damaged are skipped; nil when none is intact.
 func (r *Repo) NewestIntact(revs []*Revision) (*Revision, *Index, error) {
 	for i := len(revs) - 1; i >= 0; i-- {
-		ix, err := r.Index(revs[i].ID)
+		ix, err := r.IndexOf(revs[i])
 		if errors.Is(err, ErrCorruptIndex) || errors.Is(err, ErrNoRevision) {
 			continue
 		}

@@ -44,7 +44,13 @@ type Revision struct {
 	Snapshot string    `json:"snapshot,omitempty"`
 	Base     string    `json:"base,omitempty"`
 	Size     int64     `json:"size"`
-	Stats    Stats     `json:"stats"`
+	// IndexSum is "blake3:" and the BLAKE3-256 of the revision's index
+	// file, set by Commit: an index that is not the revision's own (a
+	// valid index of another revision of the same size in its place) is
+	// damage, not the revision. Empty in revisions written before it was
+	// recorded, whose index is taken as it is.
+	IndexSum string `json:"index_sum,omitempty"`
+	Stats    Stats  `json:"stats"`
 	// Consistency of the snapshot the revision was read from (as the
 	// stream header said): "frozen", "agent" or "crash"; empty when not
 	// known (file sources, streams written before it was recorded).

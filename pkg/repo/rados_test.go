@@ -78,11 +78,6 @@ func radosAgain(t *testing.T, conf string, r *Repo) *Repo {
 	return o
 }
 
-func testChunk(seed byte) ([]byte, Hash) {
-	data := bytes.Repeat([]byte{seed, seed + 1, 'x'}, ChunkSize/3+1)[:ChunkSize]
-	return data, HashChunk(data)
-}
-
 func putChunks(t *testing.T, r *Repo, seeds ...byte) []Hash {
 	t.Helper()
 	b, err := r.Chunks.Begin()

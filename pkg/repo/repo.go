@@ -1,11 +1,14 @@
 package repo
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"sort"
+
+	"github.com/zeebo/blake3"
 )
 
 // configFile marks a directory as a repository and names its format (in
@@ -106,9 +109,26 @@ func (r *Repo) Revisions() ([]*Revision, error) {
 	return revs, nil
 }
 
-// Index loads and verifies the index of a revision.
+// IndexOf loads and verifies the index of rev: its format, and that it is
+// rev's own (Revision.IndexSum). Every reader of a revision's chunks uses
+// it; Index takes the index at id as it is.
+func (r *Repo) IndexOf(rev *Revision) (*Index, error) {
+	ix, sum, err := r.readIndexSum(rev.ID)
+	if err == nil && rev.IndexSum != "" && rev.IndexSum != sum {
+		err = fmt.Errorf("%w: %s is not the revision's own: its BLAKE3 is not the one its metadata records", ErrCorruptIndex, r.objName(rev.ID, ".idx"))
+	}
+	return r.checkedIndex(rev.ID, ix, err)
+}
+
+// Index loads the index at id and verifies its format.
 func (r *Repo) Index(id string) (*Index, error) {
 	ix, err := r.readIndex(id)
+	return r.checkedIndex(id, ix, err)
+}
+
+// checkedIndex is Index's and IndexOf's error: a revision forgotten since
+// it was listed is gone, not damaged.
+func (r *Repo) checkedIndex(id string, ix *Index, err error) (*Index, error) {
 	if err != nil {
 		if _, merr := r.b.ReadMeta(id); errors.Is(merr, os.ErrNotExist) {
 			// Forgotten since it was listed: gone, not damaged.
@@ -120,30 +140,46 @@ func (r *Repo) Index(id string) (*Index, error) {
 }
 
 func (r *Repo) readIndex(id string) (*Index, error) {
+	ix, _, err := r.readIndexSum(id)
+	return ix, err
+}
+
+// readIndexSum reads and parses the index at id, and returns its sum
+// (Revision.IndexSum).
+func (r *Repo) readIndexSum(id string) (*Index, string, error) {
 	b, err := r.b.ReadIndex(id)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s is missing", ErrCorruptIndex, r.objName(id, ".idx"))
+		return nil, "", fmt.Errorf("%w: %s is missing", ErrCorruptIndex, r.objName(id, ".idx"))
 	}
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	ix := new(Index)
 	if err := ix.UnmarshalBinary(b); err != nil {
-		return nil, fmt.Errorf("%w (%s)", err, r.objName(id, ".idx"))
+		return nil, "", fmt.Errorf("%w (%s)", err, r.objName(id, ".idx"))
 	}
-	return ix, nil
+	return ix, indexSum(b), nil
+}
+
+// indexSum is the Revision.IndexSum of index bytes b.
+func indexSum(b []byte) string {
+	s := blake3.Sum256(b)
+	return "blake3:" + hex.EncodeToString(s[:])
 }
 
 // Commit publishes a new revision: the index first, then the metadata,
 // each atomically. The chunks the index names must already be durable
 // (Batch.Commit).
 func (r *Repo) Commit(rev *Revision, ix *Index) error {
-	return r.commit(rev.ID, ix, func() error { return r.saveRevision(rev) })
+	return r.commit(rev.ID, ix, func(sum string) error {
+		rev.IndexSum = sum
+		return r.saveRevision(rev)
+	})
 }
 
 // commit publishes revision id: the index, then the metadata that publish
-// writes (Commit, CommitCopy).
-func (r *Repo) commit(id string, ix *Index, publish func() error) error {
+// writes (Commit, CommitCopy), given the index's sum.
+func (r *Repo) commit(id string, ix *Index, publish func(sum string) error) error {
 	if err := r.seal(); err != nil {
 		return err
 	}
@@ -154,7 +190,7 @@ func (r *Repo) commit(id string, ix *Index, publish func() error) error {
 	if err := r.b.WriteIndex(id, b); err != nil {
 		return err
 	}
-	return publish()
+	return publish(indexSum(b))
 }
 
 // SaveRevision writes revision metadata atomically. Callers changing an

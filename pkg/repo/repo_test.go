@@ -450,3 +450,79 @@ func TestReadChunkAllocates(t *testing.T) {
 		t.Errorf("8 chunk reads allocated %.1f MiB, more than one read buffer", float64(got)/(1<<20))
 	}
 }
+
+// An index in the place of another revision's of the same size (a file
+// copied over it by hand, a mixed-up restore of a backup of the
+// repository) is valid as an index and named nothing wrong: its chunks
+// verified, and a restore gave the other revision's bytes under this id.
+// The metadata records the index's BLAKE3 (index_sum), and IndexOf refuses
+// an index that is not the revision's own; so does a copy.
+func TestIndexBelongsToItsRevision(t *testing.T) {
+	r, err := OpenOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(seed byte) *Revision {
+		data, h := testChunk(seed)
+		b, err := r.Chunks.Begin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Put(h, Compress(nil, data)); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		ix := NewIndex(ChunkSize)
+		ix.Hashes[0] = h
+		rev := &Revision{ID: NewRevisionID(), Time: time.Now().UTC(), Kind: "full", Trust: Trusted, Size: ChunkSize}
+		if err := r.Commit(rev, ix); err != nil {
+			t.Fatal(err)
+		}
+		return rev
+	}
+	a, b := mk(1), mk(2)
+	if !strings.HasPrefix(b.IndexSum, "blake3:") {
+		t.Fatalf("index_sum %q", b.IndexSum)
+	}
+	saved, err := r.LoadRevision(b.ID)
+	if err != nil || saved.IndexSum != b.IndexSum {
+		t.Fatalf("index_sum on disk %q, %v; want %q", saved.IndexSum, err, b.IndexSum)
+	}
+	if _, err := r.IndexOf(saved); err != nil {
+		t.Fatalf("own index: %v", err)
+	}
+	ia, err := os.ReadFile(filepath.Join(r.Dir, "revisions", a.ID+".idx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(r.Dir, "revisions", b.ID+".idx"), ia, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.IndexOf(saved); !errors.Is(err, ErrCorruptIndex) || !strings.Contains(err.Error(), "is not the revision's own") {
+		t.Fatalf("another revision's index: %v, want ErrCorruptIndex, not its own", err)
+	}
+	if err := r.QuickCheckIndex(saved); err != nil {
+		t.Fatalf("the size check cannot tell: %v", err)
+	}
+	// a copy of b's metadata with a's index is refused before anything is written
+	_, meta, err := r.RevisionFile(b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := r.Index(a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := OpenOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.CommitCopy(b.ID, meta, ix); !errors.Is(err, ErrCorruptIndex) {
+		t.Fatalf("copy with another revision's index: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dst.Dir, "revisions", b.ID+".idx")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the refused copy wrote the index: %v", err)
+	}
+}

@@ -52,7 +52,7 @@ func chooseFileBase(dir string, open []repo.Option, size int64, log *slog.Logger
 		log.Info(fmt.Sprintf("newest revision %s has %d bytes, the image %d: full stream", rev.ID, rev.Size, size))
 		return nil, nil
 	}
-	ix, err := r.Index(rev.ID)
+	ix, err := r.IndexOf(rev)
 	if err != nil {
 		log.Info(fmt.Sprintf("cannot read the index of revision %s (%v): full stream", rev.ID, err))
 		return nil, nil

@@ -152,7 +152,7 @@ func plan(r *repo.Repo, hdr extent.Header, revs []*repo.Revision) (*pipeline, *r
 		if parent != nil {
 			// A full stream needs no base; an unreadable parent index
 			// only means every reused chunk's directory is synced.
-			if ix, err := r.Index(parent.ID); err == nil {
+			if ix, err := r.IndexOf(parent); err == nil {
 				p.durable = sortedHashes(ix)
 			}
 		}

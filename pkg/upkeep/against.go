@@ -68,7 +68,7 @@ func VerifyAgainst(ctx context.Context, r *repo.Repo, in io.Reader, opt AgainstO
 	}
 	rev := chosen[0]
 	res := &AgainstResult{Revision: rev.ID}
-	ix, err := r.Index(rev.ID)
+	ix, err := r.IndexOf(rev)
 	if errors.Is(err, repo.ErrCorruptIndex) {
 		if merr := markRevision(r, rev.ID, []string{"index: " + err.Error()}); merr != nil {
 			return nil, merr

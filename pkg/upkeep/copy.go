@@ -200,8 +200,8 @@ func copyPlan(src, dst *repo.Repo, chosen []*repo.Revision, res *CopyResult, log
 			continue
 		}
 		if why, err := differs(src, dst, rev, old); err != nil || why != "" {
-			if err != nil {
-				return nil, false, fmt.Errorf("%w: revision %s: %w", ErrCopyConflict, rev.ID, err)
+			if err != nil { // the error names the revision
+				return nil, false, fmt.Errorf("%w: %w", ErrCopyConflict, err)
 			}
 			return nil, false, fmt.Errorf("%w: revision %s: %s", ErrCopyConflict, rev.ID, why)
 		}
@@ -225,11 +225,11 @@ func differs(src, dst *repo.Repo, a, b *repo.Revision) (string, error) {
 	if !reflect.DeepEqual(x, y) {
 		return "the target's metadata differs", nil
 	}
-	ia, err := src.Index(a.ID)
+	ia, err := src.IndexOf(a)
 	if err != nil {
 		return "", err
 	}
-	ib, err := dst.Index(b.ID)
+	ib, err := dst.IndexOf(b)
 	if err != nil {
 		return "", err
 	}
@@ -259,7 +259,7 @@ func (c *copier) revision(ctx context.Context, rev *repo.Revision) (copyCounts, 
 	if err != nil {
 		return n, err
 	}
-	ix, err := c.src.Index(rev.ID)
+	ix, err := c.src.IndexOf(rev)
 	if err != nil {
 		return n, err
 	}

@@ -117,7 +117,7 @@ func referenced(ctx context.Context, r *repo.Repo, res *PurgeResult) (map[repo.H
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		ix, err := r.Index(rev.ID)
+		ix, err := r.IndexOf(rev)
 		if errors.Is(err, repo.ErrCorruptIndex) {
 			return nil, purgeRefused(rev.ID, err)
 		}

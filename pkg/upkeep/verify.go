@@ -136,7 +136,7 @@ func collectHashes(r *repo.Repo, revs []*repo.Revision, res *VerifyResult, damag
 	var hs []repo.Hash
 	compacted := 0
 	for _, rev := range revs {
-		ix, err := r.Index(rev.ID)
+		ix, err := r.IndexOf(rev)
 		if errors.Is(err, repo.ErrNoRevision) {
 			continue // forgotten while we looked: nothing to check
 		}
@@ -237,7 +237,7 @@ func locateDamage(r *repo.Repo, bad map[repo.Hash]error, damage map[string][]str
 	}
 	uses := map[repo.Hash][]use{}
 	for _, rev := range revs {
-		ix, err := r.Index(rev.ID)
+		ix, err := r.IndexOf(rev)
 		if err != nil {
 			continue // reported if selected; otherwise not asked about
 		}
