@@ -684,21 +684,26 @@ func (s *radosStore) readChunk(dst []byte, h Hash) ([]byte, error) {
 	return Decompress(dst, h, stored)
 }
 
+// chunkOf returns the chunk the object oid stores, if it is one; purge
+// leaves foreign objects alone.
+func chunkOf(oid string) (Hash, bool) {
+	name, ok := strings.CutPrefix(oid, radosChunkPrefix)
+	if !ok {
+		return Hash{}, false
+	}
+	h, err := ParseHash(name)
+	return h, err == nil
+}
+
 func (s *radosStore) Walk(fn func(Hash) error) error {
 	var ferr error
 	err := s.b.io.ListObjects(func(oid string) {
 		if ferr != nil {
 			return
 		}
-		name, ok := strings.CutPrefix(oid, radosChunkPrefix)
-		if !ok {
-			return
+		if h, ok := chunkOf(oid); ok {
+			ferr = fn(h)
 		}
-		h, err := ParseHash(name)
-		if err != nil {
-			return // not a chunk; purge leaves foreign objects alone
-		}
-		ferr = fn(h)
 	})
 	if ferr != nil {
 		return ferr

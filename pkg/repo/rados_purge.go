@@ -157,13 +157,9 @@ func (b *radosBackend) walkPool(ctx context.Context, used map[Hash]struct{}, res
 			}
 			return
 		}
-		name, ok := strings.CutPrefix(oid, radosChunkPrefix)
+		h, ok := chunkOf(oid)
 		if !ok {
 			return
-		}
-		h, err := ParseHash(name)
-		if err != nil {
-			return // not a chunk; purge leaves foreign objects alone
 		}
 		res.Chunks++
 		if _, ok := used[h]; !ok {
