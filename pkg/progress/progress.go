@@ -189,7 +189,8 @@ func (d *Display) show() {
 		_, _ = io.WriteString(d.w, line)
 	}
 	d.held = nil
-	d.p = mpb.New(mpb.WithOutput(d.w), mpb.WithRefreshRate(Refresh), mpb.WithWidth(100))
+	// (auto refresh: mpb draws a plain io.Writer only when asked to)
+	d.p = mpb.New(mpb.WithOutput(sized(d.w)), mpb.WithRefreshRate(Refresh), mpb.WithWidth(100), mpb.WithAutoRefresh())
 	_, total := d.f()
 	// The average speed and time left count from Start, not from when
 	// this command got the terminal.
@@ -198,6 +199,22 @@ func (d *Display) show() {
 		mpb.PrependDecorators(decor.Name(d.label+" "), decor.NewPercentage("%d", decor.WCSyncSpace)),
 		mpb.AppendDecorators(counts, speed, decor.Name(" left "), decor.AverageETA(decor.ET_STYLE_MMSS)))
 	_ = d.bar.DecoratorAverageAdjust(d.start)
+}
+
+// sized is w, or, when w is a terminal that says it has no columns or rows
+// (script(1) without a terminal of its own, some serial consoles), w
+// behind a plain io.Writer: mpb then draws the width it was given instead
+// of nothing.
+func sized(w io.Writer) io.Writer {
+	f, ok := w.(*os.File)
+	if !ok {
+		return w
+	}
+	ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ)
+	if err == nil && (ws.Col == 0 || ws.Row == 0) {
+		return struct{ io.Writer }{w}
+	}
+	return w
 }
 
 // Printf writes one line to stderr: above the progress line while it is

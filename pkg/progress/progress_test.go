@@ -15,12 +15,16 @@ import (
 // terminal opens a pseudo-terminal of 40x120 and collects what reaches it;
 // done closes the terminal's side and returns the bytes.
 func terminal(t *testing.T) (tty *os.File, done func() string) {
+	return terminalOf(t, 40, 120)
+}
+
+func terminalOf(t *testing.T, rows, cols uint16) (tty *os.File, done func() string) {
 	t.Helper()
 	master, slave, err := pty.Open()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pty.Setsize(master, &pty.Winsize{Rows: 40, Cols: 120}); err != nil {
+	if err := pty.Setsize(master, &pty.Winsize{Rows: rows, Cols: cols}); err != nil {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
@@ -78,6 +82,26 @@ func TestDisplayOnTerminal(t *testing.T) {
 	}
 	if strings.Contains(out, "\x1b[3") || strings.Contains(out, "\x1b[0m") {
 		t.Errorf("colour codes on the terminal:\n%q", out)
+	}
+}
+
+// A terminal that says it is 0x0 (script(1) without a terminal of its
+// own, some serial consoles and ssh sessions) gets the line all the same,
+// 100 columns wide: it got none.
+func TestDisplayOnTerminalOfNoSize(t *testing.T) {
+	t.Setenv("TERM", "xterm")
+	tty, done := terminalOf(t, 0, 0)
+	var c Counter
+	c.SetTotal(4 << 20)
+	d := Start(tty, "work", c.Load, Options{})
+	for range 20 {
+		c.Add(100 << 10)
+		time.Sleep(30 * time.Millisecond)
+	}
+	time.Sleep(2 * Refresh)
+	d.Stop()
+	if out := done(); len(frame.FindAllString(out, -1)) < 1 {
+		t.Fatalf("no progress frame on a 0x0 terminal:\n%q", out)
 	}
 }
 
