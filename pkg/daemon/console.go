@@ -208,7 +208,7 @@ func (c *console) command(args []string) (reply []byte, quit bool) {
 			}
 		}
 		ok = d.call(func() {
-			if d.s.writeJobs(&b, re, time.Now()) == 0 {
+			if writeJobs(&b, d.fleetView(time.Now()).Jobs, re) == 0 {
 				b.Reset()
 				b.WriteString("no jobs match\n")
 			}
@@ -266,11 +266,17 @@ func (d *daemon) runNow(b *bytes.Buffer, name string) {
 	fmt.Fprintf(b, "%s: %s\n", name, what)
 }
 
-// runAll triggers every job.
+// runAll triggers every job this daemon runs (in a fleet, those it owns;
+// the others' are for their owners' consoles).
 func (d *daemon) runAll(b *bytes.Buffer) {
 	now := time.Now()
 	counts := map[string]int{}
+	others := 0
 	for _, name := range d.cfg.JobNames() {
+		if j, ok := d.s.jobs[name]; ok && !d.s.mine(j) {
+			others++
+			continue
+		}
 		what, err := d.s.trigger(name, now)
 		if err != nil {
 			fmt.Fprintf(b, "error: %v\n", err)
@@ -288,7 +294,11 @@ func (d *daemon) runAll(b *bytes.Buffer) {
 			queued++
 		}
 	}
-	fmt.Fprintf(b, "runall: %d started, %d queued, %d already running\n", started, queued, counts["already running"])
+	fmt.Fprintf(b, "runall: %d started, %d queued, %d already running", started, queued, counts["already running"])
+	if others > 0 {
+		fmt.Fprintf(b, ", %d left to other members of the fleet", others)
+	}
+	b.WriteString("\n")
 }
 
 // summary is the console's status command.
@@ -296,15 +306,17 @@ func (d *daemon) summary(b *bytes.Buffer, now time.Time) {
 	g := d.cfg.Global
 	var failing, running, queued int
 	sla := map[string]int{}
-	for _, j := range d.s.jobs { // a removed job's run too, as the workers count it
-		sla[jobstatus.SLAState(j.repo.NewestTrusted, j.job.Schedule, now)]++
+	// a removed job's run too, as the workers count it; in a fleet, the
+	// fleet's view (another member's job as it published it)
+	for _, js := range d.fleetView(now).Jobs {
+		sla[js.SLA]++
 		switch {
-		case j.running:
+		case js.Running:
 			running++
-		case d.s.waiting(j, now):
+		case js.Queued:
 			queued++
 		}
-		if j.retry.Failures > 0 {
+		if js.Failures > 0 {
 			failing++
 		}
 	}

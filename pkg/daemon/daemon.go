@@ -192,11 +192,6 @@ func (d *daemon) loop(ctx context.Context) error {
 // startDue starts the runs that are due, as far as workers are free.
 func (d *daemon) startDue(now time.Time) {
 	for _, l := range d.s.due(now) {
-		how := ""
-		if l.manual {
-			how = " by hand"
-		}
-		d.log.Info(fmt.Sprintf("%s: run started%s with tags %s", l.job.Name, how, cmp.Or(strings.Join(l.tags, ","), "(none)")))
 		go d.execute(l)
 	}
 }
@@ -207,6 +202,13 @@ func (d *daemon) execute(l launch) {
 		d.done <- finished{name: l.job.Name, res: Result{Err: err, NotRun: &NotRun{RetryIn: d.fleet.retryIn(err)}}}
 		return
 	}
+	// logged once the run has its fleet run slot: a job waiting for one
+	// did not start
+	how := ""
+	if l.manual {
+		how = " by hand"
+	}
+	d.log.Info(fmt.Sprintf("%s: run started%s with tags %s", l.job.Name, how, cmp.Or(strings.Join(l.tags, ","), "(none)")))
 	ctx, unwatch := d.fleet.watch(d.runCtx, l.job.Name)
 	// settle decides, once, whether the run was the job's own failure:
 	// the runner calls it before it writes the outcome into the job log,
@@ -236,7 +238,9 @@ func (d *daemon) execute(l launch) {
 }
 
 func (d *daemon) finish(f finished) {
-	d.log.Info(fmt.Sprintf("%s: %s", f.name, d.s.finish(f.name, f.res, f.info, time.Now())))
+	if msg := d.s.finish(f.name, f.res, f.info, time.Now()); msg != "" {
+		d.log.Info(fmt.Sprintf("%s: %s", f.name, msg))
+	}
 	if j, ok := d.s.jobs[f.name]; ok {
 		f.figures.apply(j)
 	}

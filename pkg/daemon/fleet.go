@@ -80,12 +80,16 @@ func joinFleet(d *daemon, g config.Global) (*fleetState, error) {
 // fleetUnchanged refuses a reload that would change the fleet settings: a
 // daemon that left one fleet for another, or changed its name, while its
 // leases are held would confuse the others; restart it instead.
+// In a fleet the cluster its leases live in is fixed too (rados-pool and
+// the global ceph-conf and ceph-user): runs in another cluster than the
+// leases that cover them would not be covered.
 func fleetUnchanged(old, c config.Global) error {
 	if old.Fleet == c.Fleet && old.FleetMember == c.FleetMember && old.FleetLease == c.FleetLease &&
-		old.FleetRunLimit == c.FleetRunLimit && (old.Fleet == "" || old.RadosPool == c.RadosPool) {
+		old.FleetRunLimit == c.FleetRunLimit &&
+		(old.Fleet == "" || old.RadosPool == c.RadosPool && old.Ceph.Conf == c.Ceph.Conf && old.Ceph.User == c.Ceph.User) {
 		return nil
 	}
-	return fmt.Errorf("%w (fleet, fleet-member, fleet-lease, fleet-run-limit, rados-pool); restart backy-schedule", ErrFleetChange)
+	return fmt.Errorf("%w (fleet, fleet-member, fleet-lease, fleet-run-limit, rados-pool, ceph-conf, ceph-user); restart backy-schedule", ErrFleetChange)
 }
 
 func (f *fleetState) changed() <-chan struct{} {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backy/backy/pkg/cephconn"
+	"github.com/backy/backy/pkg/config"
 	"github.com/backy/backy/pkg/fleet"
 )
 
@@ -104,5 +106,32 @@ func TestPipelineNotStartedWhenStopped(t *testing.T) {
 	}
 	if _, err := os.Stat(mark); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a process ran: %v", err)
+	}
+}
+
+// A reload may not move a fleet member's runs to another cluster than its
+// leases: the global ceph-conf and ceph-user are fleet settings (a change
+// was accepted, and the member's runs went to the new cluster while its
+// leases stayed in the old one).
+func TestFleetUnchangedCluster(t *testing.T) {
+	base := config.Global{Fleet: "f", FleetMember: "a", RadosPool: "backy", Ceph: cephconn.Options{Conf: "/etc/ceph/a.conf", User: "backy"}}
+	for what, change := range map[string]func(*config.Global){
+		"ceph-conf":  func(g *config.Global) { g.Ceph.Conf = "/etc/ceph/b.conf" },
+		"ceph-user":  func(g *config.Global) { g.Ceph.User = "other" },
+		"rados-pool": func(g *config.Global) { g.RadosPool = "p2" },
+	} {
+		c := base
+		change(&c)
+		if err := fleetUnchanged(base, c); !errors.Is(err, ErrFleetChange) {
+			t.Errorf("%s changed in a fleet: %v, want ErrFleetChange", what, err)
+		}
+		old, c2 := base, c
+		old.Fleet, c2.Fleet = "", ""
+		if err := fleetUnchanged(old, c2); err != nil {
+			t.Errorf("%s changed outside a fleet: %v", what, err)
+		}
+	}
+	if err := fleetUnchanged(base, base); err != nil {
+		t.Errorf("no change: %v", err)
 	}
 }

@@ -53,6 +53,9 @@ type jobState struct {
 	// thawFailed is when a run last said THAW FAILED (the guest may still
 	// be frozen); zero again after the next successful run.
 	thawFailed time.Time
+	// notRun is what the last "not run" said, until a run happens: the
+	// same is not logged again.
+	notRun string
 
 	// What the last backup read and wrote (measured: known, if 0), and the
 	// repository's size after the last run (runFigures; for the metrics).
@@ -174,10 +177,11 @@ func (j *jobState) ready(now time.Time) bool {
 	return !j.running && !j.removed && (j.manual || !j.next.IsZero() && !j.next.After(now))
 }
 
-// waiting reports whether a job waits for a worker: never once the daemon
-// stops, when nothing starts any more.
+// waiting reports whether a job waits for a worker of this daemon: never
+// once the daemon stops, when nothing starts any more, nor a job another
+// member of its fleet runs.
 func (s *scheduler) waiting(j *jobState, now time.Time) bool {
-	return !s.stopping && j.ready(now)
+	return !s.stopping && j.ready(now) && s.mine(j)
 }
 
 // due returns the runs to start at now, at most as many as there are free
@@ -259,13 +263,21 @@ func (s *scheduler) finish(name string, res Result, info jobstatus.RepoInfo, now
 	}
 	if res.NotRun != nil {
 		// Not this daemon's run after all (its lease is gone) or no fleet
-		// run slot free: nothing happened to the job.
+		// run slot free: nothing happened to the job. Said once, not at
+		// every retry (a job waiting for a run slot retries every quarter
+		// lease).
 		s.replan(j, now)
 		if d := res.NotRun.RetryIn; d > 0 && j.next.Before(now.Add(d)) {
 			j.next = now.Add(d)
 		}
-		return fmt.Sprintf("not run: %v", res.Err)
+		msg := fmt.Sprintf("not run: %v", res.Err)
+		if msg == j.notRun {
+			return ""
+		}
+		j.notRun = msg
+		return msg
 	}
+	j.notRun = ""
 	j.repo = info
 	if ThawFailed(res.Err) {
 		j.thawFailed = now

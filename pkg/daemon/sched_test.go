@@ -249,7 +249,7 @@ func TestReloadKeepsStateAndLetsRemovedRunsEnd(t *testing.T) {
 	}
 	// Until its run ends, b is listed as running (status file, console).
 	var table strings.Builder
-	if js, ok := s.jobStatuses(t0)["b"]; !ok || !js.Running || s.writeJobs(&table, nil, t0) != 3 || !strings.Contains(table.String(), "\nb ") {
+	if js, ok := s.jobStatuses(t0)["b"]; !ok || !js.Running || writeJobs(&table, s.jobStatuses(t0), nil) != 3 || !strings.Contains(table.String(), "\nb ") {
 		t.Errorf("removed job b while its run goes on: %+v, listed %v\n%s", js, ok, table.String())
 	}
 	s.finish("b", Result{Revision: "r"}, jobstatus.RepoInfo{}, t0.Add(2*time.Second))

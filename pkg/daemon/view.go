@@ -80,11 +80,12 @@ func state(js jobstatus.Job) string {
 	return "idle"
 }
 
-// writeJobs writes the console's job table for jobs whose name matches re
-// (nil: all), a removed job's while its run goes on.
-func (s *scheduler) writeJobs(w io.Writer, re *regexp.Regexp, now time.Time) int {
-	names := make([]string, 0, len(s.jobs))
-	for name := range s.jobs {
+// writeJobs writes the console's job table of jobs (jobStatuses, or in a
+// fleet the fleet's view: another member's job as its owner last
+// published it) whose name matches re (nil: all).
+func writeJobs(w io.Writer, jobs map[string]jobstatus.Job, re *regexp.Regexp) int {
+	names := make([]string, 0, len(jobs))
+	for name := range jobs {
 		if re == nil || re.MatchString(name) {
 			names = append(names, name)
 		}
@@ -93,7 +94,7 @@ func (s *scheduler) writeJobs(w io.Writer, re *regexp.Regexp, now time.Time) int
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "JOB\tSTATE\tSLA\tLAST RUN\tRESULT\tLAST SUCCESS\tNEXT\tTAGS\tFAILURES\tNEWEST TRUSTED\tCONSISTENCY")
 	for _, name := range names {
-		js := s.jobStatus(s.jobs[name], now)
+		js := jobs[name]
 		next := when(js.NextDue)
 		if js.Running {
 			next = "since " + when(js.RunningSince)
