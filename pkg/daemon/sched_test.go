@@ -343,3 +343,26 @@ func TestStoppedDaemonQueuesNothing(t *testing.T) {
 		t.Error("b is still queued in the status of a stopping daemon")
 	}
 }
+
+// In a fleet a due job another member owns is not queued here (the console
+// and this member's view showed every other member's due job as queued),
+// and a "not run" reason is logged once, not at every retry.
+func TestFleetQueuedOnlyOnOwner(t *testing.T) {
+	s := newTestScheduler(t, testConfig(t, "worker-limit = 1", "a", "b"), nil)
+	s.owns = func(name string) bool { return name == "a" }
+	st := s.jobStatuses(t0)
+	if !st["a"].Queued || st["b"].Queued {
+		t.Errorf("queued: a %v (owned, due), b %v (another member's)", st["a"].Queued, st["b"].Queued)
+	}
+	if got := names(s.due(t0)); strings.Join(got, " ") != "a:daily,weekly" {
+		t.Fatalf("started %v, want a only", got)
+	}
+	slot := Result{Err: errors.New("fleet: run limit reached"), NotRun: &NotRun{RetryIn: time.Second}}
+	if msg := s.finish("a", slot, jobstatus.RepoInfo{}, t0); !strings.Contains(msg, "not run: fleet: run limit reached") {
+		t.Errorf("first not run: %q", msg)
+	}
+	s.due(t0.Add(2 * time.Second))
+	if msg := s.finish("a", slot, jobstatus.RepoInfo{}, t0.Add(2*time.Second)); msg != "" {
+		t.Errorf("the same not run again: %q, want nothing logged", msg)
+	}
+}
