@@ -579,6 +579,44 @@ func TestFleet(t *testing.T) {
 	})
 	time.Sleep(2 * fleetLease)
 
+	// A daemon whose loop hangs lets its jobs go: a reload that reads a
+	// repository in a cluster whose monitor does not answer holds the
+	// loop for the client's mount time-out (8 s here, 300 s by default).
+	// Its member renewed the job leases all the while, so that its jobs
+	// ran nowhere; now the others own them until the loop comes round.
+	// (Not the member under faketime: its librados waits by a clock two
+	// hours ahead.)
+	hung, keeper := other, paused
+	if hung == fakedMember {
+		hung, keeper = paused, other
+	}
+	hungConf, _ := os.ReadFile(r.conf(hung))
+	dead := filepath.Join(r.dir, "dead.conf")
+	os.WriteFile(dead, []byte("[global]\nmon_host = 127.0.0.1:1\nauth_cluster_required = none\nauth_service_required = none\nauth_client_required = none\nclient_mount_timeout = 8\n"), 0o644)
+	os.WriteFile(r.conf(hung), append(slices.Clone(hungConf), fmt.Sprintf("[jobs.dead]\nschedule = \"fast\"\nrepository = \"rados:nopool/dead\"\nceph-conf = %q\nsource = { type = \"file\", path = %q }\n", dead, filepath.Join(r.dir, "img"))...), 0o644)
+	r.daemons[hung].Signal(syscall.SIGHUP)
+	hungAt := time.Now()
+	took = waitFor(t, 8*time.Second, hung+"'s jobs owned by "+keeper+" while "+hung+"'s loop hangs", func() (bool, string) {
+		s, err := r.status(keeper)
+		if err != nil {
+			return false, err.Error()
+		}
+		o := owners(s)
+		return o[hung] == 0 && o[keeper] == fleetJobs, fmt.Sprint(o) + "\n" + r.diag()
+	})
+	t.Logf("%s's loop hung by a reload: %s owned every job %s later", hung, keeper, took.Round(time.Millisecond))
+	os.WriteFile(r.conf(hung), hungConf, 0o644)
+	time.Sleep(time.Until(hungAt.Add(9 * time.Second)))
+	r.daemons[hung].Signal(syscall.SIGHUP)
+	eventually(t, 6*fleetLease+20*time.Second, hung+" back in the fleet after its loop came round", func() (bool, string) {
+		s, err := r.status(keeper)
+		if err != nil {
+			return false, err.Error()
+		}
+		o := owners(s)
+		return o[hung] > 0 && o[keeper] > 0 && o[""] == 0, fmt.Sprint(o) + "\n" + r.diag()
+	})
+
 	if os.Getenv("BACKY_FAULTS_LONG") != "" {
 		// The killed daemon comes back and takes its share again; then
 		// kill -9 of another one, whichever owns fewest jobs this time.

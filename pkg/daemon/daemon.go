@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -46,7 +47,8 @@ type daemon struct {
 	lock       *flock.Lock
 	console    *console
 	metrics    *metricsServer
-	fleet      *fleetState // nil: not in a fleet
+	fleet      *fleetState  // nil: not in a fleet
+	beat       atomic.Int64 // when the loop last came round (Unix ns): fleet member's Stalled
 	done       chan finished
 	requests   chan request
 	exited     chan struct{}
@@ -158,6 +160,7 @@ func (d *daemon) loop(ctx context.Context) error {
 	defer timer.Stop()
 	for {
 		now := time.Now()
+		d.beat.Store(now.UnixNano())
 		d.startDue(now)
 		if !now.Before(d.nextStatus) {
 			d.writeStatus(now, false)
@@ -166,6 +169,11 @@ func (d *daemon) loop(ctx context.Context) error {
 		wait := d.nextStatus
 		if w := d.s.wake(); !w.IsZero() && w.Before(wait) {
 			wait = w
+		}
+		if d.fleet != nil {
+			if b := now.Add(d.fleet.lease / 4); b.Before(wait) {
+				wait = b // the loop's beat for the member (stalled)
+			}
 		}
 		timer.Reset(max(time.Millisecond, time.Until(wait)))
 		select {

@@ -62,9 +62,11 @@ type memberView struct {
 func joinFleet(d *daemon, g config.Global) (*fleetState, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	d.beat.Store(time.Now().UnixNano())
 	m, err := fleet.Join(ctx, fleet.Options{
 		Ceph: g.Ceph, Pool: g.RadosPool, Fleet: g.Fleet, Member: g.FleetMember,
 		Lease: g.FleetLease, RunLimit: g.FleetRunLimit, Log: d.log.Logger,
+		Stalled: func() bool { return d.stalled(g.FleetLease) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("daemon: joining fleet %s in pool %s: %w", g.Fleet, g.RadosPool, err)
@@ -75,6 +77,14 @@ func joinFleet(d *daemon, g config.Global) (*fleetState, error) {
 	d.log.Info(fmt.Sprintf("fleet %s: member %s, lease %s, run limit %d", g.Fleet, g.FleetMember, g.FleetLease, g.FleetRunLimit))
 	go f.exchange()
 	return f, nil
+}
+
+// stalled reports that the daemon's loop has not come round for half a
+// lease (it comes round at least every quarter lease in a fleet): a
+// reload waiting for a repository that does not answer, say. Its
+// member then lets its leases run out, and the others run its jobs.
+func (d *daemon) stalled(lease time.Duration) bool {
+	return time.Since(time.Unix(0, d.beat.Load())) > lease/2
 }
 
 // fleetUnchanged refuses a reload that would change the fleet settings: a

@@ -58,6 +58,7 @@ type Member struct {
 	ticked          time.Time       // start of the last tick that reached the cluster
 	joined          bool
 	lastError       error
+	stalled         bool   // Options.Stalled said so at the last tick
 	ops             uint64 // lease operations sent (renewals, takes, lists)
 }
 
@@ -409,6 +410,22 @@ func (m *Member) run() {
 // suspect (renewHeld); suspects are renewed apart, off the tick
 // (renewSuspects); takes get half a lease of their own.
 func (m *Member) tick() {
+	if m.opt.Stalled != nil {
+		stalled := m.opt.Stalled()
+		m.mu.Lock()
+		was := m.stalled
+		m.stalled = stalled
+		m.mu.Unlock()
+		switch {
+		case stalled && !was:
+			m.opt.log().Info("fleet: the daemon has stopped working (its loop does not come round): renewing nothing, so that the other members take its jobs")
+		case !stalled && was:
+			m.opt.log().Info("fleet: the daemon works again")
+		}
+		if stalled {
+			return
+		}
+	}
 	start := time.Now()
 	err := m.renewMembership()
 	var members []string

@@ -515,3 +515,40 @@ func TestConfirmTimesOut(t *testing.T) {
 		t.Errorf("Confirm succeeded again only %s after a timed-out one (lease %s)", took, lease)
 	}
 }
+
+// A member whose daemon stopped working (Options.Stalled: its loop does
+// not come round, a reload waiting for a cluster that does not answer)
+// renews nothing: its leases run out and the other member runs its jobs.
+// Its own goroutine renewed them all the while, so that its jobs ran
+// nowhere. Once the daemon works again it gets its share back.
+func TestStalledMemberLetsGo(t *testing.T) {
+	r := newRig(t)
+	lease := 2 * time.Second
+	jobs := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
+	var stalled atomic.Bool
+	m1, err := Join(context.Background(), Options{Ceph: cephconn.Options{Conf: r.conf}, Pool: r.pool, Fleet: r.fleet,
+		Member: "m1", Lease: lease, Log: logtest.T(t, "m1"), Stalled: stalled.Load})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m1.Leave()
+	m1.SetJobs(jobs)
+	m2 := r.join("m2", lease, 0, jobs)
+	defer m2.Leave()
+	waitUntil(t, 10*lease, "m1 and m2 share the jobs", func() bool {
+		return len(m1.Owned()) > 0 && len(m2.Owned()) > 0 && len(m1.Owned())+len(m2.Owned()) == len(jobs)
+	})
+	held := m1.Owned()
+	stalled.Store(true)
+	took := waitUntil(t, 4*lease, "m2 owning every job", func() bool { return len(m2.Owned()) == len(jobs) })
+	t.Logf("m1 stalled: m2 owned all %d jobs %s later (lease %s)", len(jobs), took, lease)
+	for _, j := range held {
+		if m1.Owns(j) {
+			t.Errorf("the stalled member still owns %s", j)
+		}
+	}
+	stalled.Store(false)
+	waitUntil(t, 10*lease, "m1 back with its share", func() bool {
+		return len(m1.Owned()) > 0 && len(m1.Owned())+len(m2.Owned()) == len(jobs)
+	})
+}

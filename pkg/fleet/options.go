@@ -36,6 +36,11 @@ type Options struct {
 	Lease    time.Duration // every lease of the fleet
 	RunLimit int           // run slots of the fleet; 0: no limit
 	Log      *slog.Logger  // nil: nothing is logged
+	// Stalled, if set, reports that the daemon this member works for has
+	// stopped working (its loop has not come round for a while): the
+	// member then renews nothing, as if paused, so that its leases run out
+	// and the others take its jobs, instead of holding jobs nobody runs.
+	Stalled func() bool
 }
 
 func (o Options) check() error {
