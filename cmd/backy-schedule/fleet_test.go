@@ -744,6 +744,17 @@ func TestFleet(t *testing.T) {
 	if len(stores) < fleetJobs+len(victimJobs) {
 		t.Errorf("only %d stores", len(stores))
 	}
+	// A member stopped cleanly (SIGTERM above) says so in its last status,
+	// and does not count itself among the live members (it did).
+	for _, m := range rest {
+		st, err := r.status(m)
+		if err != nil {
+			t.Fatalf("%s's last status: %v", m, err)
+		}
+		if st.Stopped.IsZero() || st.Fleet == nil || slices.Contains(alive(st), m) {
+			t.Errorf("%s's last status after SIGTERM: stopped %v, alive %v; want stopped and not alive", m, st.Stopped, alive(st))
+		}
+	}
 }
 
 // The store record's judge: overlapping stores of one job that both

@@ -138,7 +138,7 @@ func TestRadosEndToEnd(t *testing.T) {
 		check := exec.Command(filepath.Join(clitest.BinDir, "backy-check"), "-c", cfg)
 		check.Env = configuredEnv()
 		out, err := check.Output()
-		return err == nil && strings.HasPrefix(string(out), "OK: 1 jobs within SLA"), fmt.Sprint(err, "\n", string(out))
+		return err == nil && strings.HasPrefix(string(out), "OK: 1 job within SLA"), fmt.Sprint(err, "\n", string(out))
 	})
 	d.Signal(syscall.SIGTERM)
 	if code := d.Exit(time.Minute); code != 0 {

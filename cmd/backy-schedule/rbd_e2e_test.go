@@ -376,7 +376,7 @@ func TestThawFailed(t *testing.T) {
 		t.Errorf("backy_job_thaw_failed = %v (there: %v), want 1", v, ok)
 	}
 	code, out := backyCheck(t, cfg)
-	if code != 2 || !strings.HasPrefix(out, "CRITICAL: THAW FAILED, the guest may still be frozen: stuck; 1 jobs within SLA |") ||
+	if code != 2 || !strings.HasPrefix(out, "CRITICAL: THAW FAILED, the guest may still be frozen: stuck; 1 job within SLA |") ||
 		!strings.Contains(out, " thaw_failed=1;;0;0 ") || !strings.Contains(out, "CRITICAL: stuck: THAW FAILED at ") {
 		t.Errorf("backy-check: exit %d, %s; want CRITICAL, THAW FAILED", code, out)
 	}

@@ -95,7 +95,7 @@ func judgeFleet(in Input) (int, string) {
 	selfAlive := false
 	for _, m := range f.Members {
 		if m.Alive {
-			alive = append(alive, fmt.Sprintf("%s (%d jobs)", m.Name, m.Jobs))
+			alive = append(alive, fmt.Sprintf("%s (%d %s)", m.Name, m.Jobs, plural(m.Jobs, "job", "jobs")))
 			selfAlive = selfAlive || m.Name == f.Member
 		}
 	}

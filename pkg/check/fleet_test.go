@@ -17,7 +17,7 @@ func fleetWorld(t *testing.T) Input {
 // The daemons alive and the jobs each owns, on the status line.
 func TestFleetMembers(t *testing.T) {
 	r := Evaluate(fleetWorld(t))
-	want := "OK: 3 jobs within SLA; fleet site1: 2 daemons alive: b1 (2 jobs), b2 (1 jobs) | jobs=3;;;0 outside_sla=0;;0;0 warnings=0;0;;0 oldest_trusted_age=3600s;;;0 crash_consistent_only=0;0;;0 max_crash_runs=0;;;0 thaw_failed=0;;0;0 fleet_daemons_alive=2;;;0 status_age=10s;;90;0\n"
+	want := "OK: 3 jobs within SLA; fleet site1: 2 daemons alive: b1 (2 jobs), b2 (1 job) | jobs=3;;;0 outside_sla=0;;0;0 warnings=0;0;;0 oldest_trusted_age=3600s;;;0 crash_consistent_only=0;0;;0 max_crash_runs=0;;;0 thaw_failed=0;;0;0 fleet_daemons_alive=2;;;0 status_age=10s;;90;0\n"
 	if r.State != OK || output(r) != want {
 		t.Errorf("state %d, output\n%s\nwant\n%s", r.State, output(r), want)
 	}
@@ -29,13 +29,13 @@ func TestFleetCutOff(t *testing.T) {
 	in := fleetWorld(t)
 	in.Status.Fleet.Error = "fleet: reading the fleet view: rados: ret=-110"
 	r := Evaluate(in)
-	want := "WARNING: fleet site1: 2 daemons alive: b1 (2 jobs), b2 (1 jobs); b1 cannot reach the cluster: fleet: reading the fleet view: rados: ret=-110; 3 jobs within SLA"
+	want := "WARNING: fleet site1: 2 daemons alive: b1 (2 jobs), b2 (1 job); b1 cannot reach the cluster: fleet: reading the fleet view: rados: ret=-110; 3 jobs within SLA"
 	if r.State != Warning || r.Line != want {
 		t.Errorf("state %d, line\n%s\nwant\n%s", r.State, r.Line, want)
 	}
 	in = fleetWorld(t)
 	in.Status.Fleet.Members[0].Alive = false
-	if r := Evaluate(in); r.State != Warning || r.Line != "WARNING: fleet site1: 1 daemon alive: b2 (1 jobs); b1 holds no membership lease; 3 jobs within SLA" {
+	if r := Evaluate(in); r.State != Warning || r.Line != "WARNING: fleet site1: 1 daemon alive: b2 (1 job); b1 holds no membership lease; 3 jobs within SLA" {
 		t.Errorf("state %d, line %s", r.State, r.Line)
 	}
 }

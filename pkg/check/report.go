@@ -52,7 +52,8 @@ func report(in Input, jobs []Job, daemonState int, daemonMsg string) *Report {
 	for _, j := range jobs {
 		r.State = max(r.State, j.State)
 	}
-	within := fmt.Sprintf("%d jobs within SLA", len(jobs)-len(crit))
+	n := len(jobs) - len(crit)
+	within := fmt.Sprintf("%d %s within SLA", n, plural(n, "job", "jobs"))
 	var parts []string
 	if len(thaw) > 0 {
 		parts = append(parts, fmt.Sprintf("THAW FAILED, the guest may still be frozen: %s", names(thaw)))

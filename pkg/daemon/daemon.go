@@ -278,6 +278,14 @@ func (d *daemon) writeStatus(now time.Time, stopped bool) {
 	}
 	if d.fleet != nil {
 		d.fleetStatus(st)
+		if stopped && st.Fleet != nil {
+			// it has left the fleet: its last word must not count it alive
+			for i := range st.Fleet.Members {
+				if st.Fleet.Members[i].Name == st.Fleet.Member {
+					st.Fleet.Members[i].Alive = false
+				}
+			}
+		}
 	}
 	if err := jobstatus.Write(g.StatusFile, st); err != nil {
 		d.log.Info(fmt.Sprintf("%v", err))
