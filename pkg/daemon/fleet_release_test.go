@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -42,7 +43,11 @@ func TestFleetRunReleasesBeforeItEnds(t *testing.T) {
 		}
 	}
 	runner := &fakeRunner{t: t, hold: map[string]chan error{}, started: make(chan string, 1)}
-	d := &daemon{runner: runner, fleet: &fleetState{m: m, lease: lease}, done: make(chan finished), runCtx: context.Background()}
+	log, err := OpenLog("", io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{runner: runner, log: log, fleet: &fleetState{m: m, lease: lease}, done: make(chan finished), runCtx: context.Background()}
 	go d.execute(launch{job: config.Job{Name: "a", Directory: t.TempDir()}, stage: new(atomic.Value)})
 	<-runner.started
 	// The run of a ends at once; its end is not taken yet.
