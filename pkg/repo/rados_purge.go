@@ -102,7 +102,7 @@ func (b *radosBackend) PurgePool(ctx context.Context, opt PoolPurgeOptions) (*Po
 			return nil, err
 		}
 	}
-	garbage, unlisted, err := b.walkPool(ctx, used, res)
+	garbage, unlisted, err := b.walkPool(ctx, all, used, res)
 	if err != nil {
 		return nil, err
 	}
@@ -139,13 +139,11 @@ func (b *radosBackend) PurgePool(ctx context.Context, opt PoolPurgeOptions) (*Po
 }
 
 // walkPool lists the pool once: the chunks not in used, and the jobs
-// whose object is there but which the marker's list (read into res by
-// PurgePool) does not hold.
-func (b *radosBackend) walkPool(ctx context.Context, used map[Hash]struct{}, res *PoolPurge) (garbage []Hash, unlisted []string, err error) {
-	listed, err := b.io.GetOmapValues(radosMarker, "", omapJob, 1<<20)
-	if err != nil {
-		return nil, nil, radosErr(radosMarker, err)
-	}
+// whose object is there but which the marker's omap (listed, as PurgePool
+// read it) does not hold. A job made since (its store lists it before it
+// makes its object) is told apart by reading the list again, only when
+// the walk found any.
+func (b *radosBackend) walkPool(ctx context.Context, listed map[string][]byte, used map[Hash]struct{}, res *PoolPurge) (garbage []Hash, unlisted []string, err error) {
 	var ferr error
 	err = b.io.ListObjects(func(oid string) {
 		if ferr != nil {
@@ -172,6 +170,13 @@ func (b *radosBackend) walkPool(ctx context.Context, used map[Hash]struct{}, res
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("repo: list pool %s: %w", b.loc.Pool, err)
+	}
+	if len(unlisted) > 0 {
+		now, err := b.io.GetAllOmapValues(radosMarker, "", omapJob, 1000)
+		if err != nil {
+			return nil, nil, radosErr(radosMarker, err)
+		}
+		unlisted = slices.DeleteFunc(unlisted, func(job string) bool { _, ok := now[omapJob+job]; return ok })
 	}
 	return garbage, unlisted, nil
 }
