@@ -171,20 +171,26 @@ func indexSum(b []byte) string {
 // each atomically. The chunks the index names must already be durable
 // (Batch.Commit).
 func (r *Repo) Commit(rev *Revision, ix *Index) error {
-	return r.commit(rev.ID, ix, func(sum string) error {
+	return r.commit(rev.ID, ix, nil, func(sum string) error {
 		rev.IndexSum = sum
 		return r.saveRevision(rev)
 	})
 }
 
 // commit publishes revision id: the index, then the metadata that publish
-// writes (Commit, CommitCopy), given the index's sum.
-func (r *Repo) commit(id string, ix *Index, publish func(sum string) error) error {
-	if err := r.seal(); err != nil {
-		return err
-	}
+// writes (Commit, CommitCopy), given the index's sum; check (if set) may
+// refuse that sum before anything is written.
+func (r *Repo) commit(id string, ix *Index, check, publish func(sum string) error) error {
 	b, err := ix.MarshalBinary()
 	if err != nil {
+		return err
+	}
+	if check != nil {
+		if err := check(indexSum(b)); err != nil {
+			return err
+		}
+	}
+	if err := r.seal(); err != nil {
 		return err
 	}
 	if err := r.b.WriteIndex(id, b); err != nil {
