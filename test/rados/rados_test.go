@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -158,10 +159,13 @@ func (r *rig) restoreSum(job, id string) string {
 
 // TestKills stores into three jobs of one pool at once, with a purge of
 // the pool and a copy running beside them, and kills each with SIGKILL at
-// a random moment, round after round, until at least 30 processes died
-// mid-work. The copy of a round is one of: job a to a directory, that
-// directory to job f (directory to RADOS), job b to job e (RADOS to
-// RADOS). Then, after the leases ran out, a purge and a verify of every
+// a random moment of its expected run time (at first 2.5 s; then twice
+// the longest of the last eight runs of its kind that ended on their own),
+// round after round, until at least 30 processes died mid-work. A fixed
+// window made the kill count depend on the machine's load: with runs much
+// shorter than it, one round in five killed anything. The copy of a round
+// is one of: job a to a directory, that directory to job f (directory to
+// RADOS), job b to job e (RADOS to RADOS). Then, after the leases ran out, a purge and a verify of every
 // job and of the directory pass and every revision of each restores bit
 // for bit.
 func TestKills(t *testing.T) {
@@ -193,6 +197,13 @@ func TestKills(t *testing.T) {
 	}
 	kills, rounds := 0, 0
 	outcomes := map[string]int{}
+	ran := map[string][]time.Duration{} // kind -> its last runs that ended on their own
+	window := func(kind string) time.Duration {
+		if len(ran[kind]) == 0 {
+			return 2500 * time.Millisecond
+		}
+		return max(2*slices.Max(ran[kind]), 100*time.Millisecond)
+	}
 	for kills < want && rounds < 4*want {
 		rounds++
 		var procs []*exec.Cmd
@@ -209,23 +220,25 @@ func TestKills(t *testing.T) {
 			procs = append(procs, r.cmd(nil, "backy-store", c...))
 			names = append(names, "copy")
 		}
-		// each is killed at a random moment of the next 2.5 s, unless it
-		// is done by then
+		// each is killed at a random moment of its window, unless it is
+		// done by then
 		start := time.Now()
 		done := make(chan struct{})
 		codes := make([]int, len(procs))
+		took := make([]time.Duration, len(procs))
 		stderrs := make([]bytes.Buffer, len(procs))
 		for i, p := range procs {
 			p.Stderr = &stderrs[i]
 			if err := p.Start(); err != nil {
 				t.Fatal(err)
 			}
-			at := time.Duration(rng.IntN(2500)) * time.Millisecond
+			at := time.Duration(rng.Int64N(int64(window(names[i]))))
 			go func() {
 				exited := make(chan int, 1)
 				go func() { exited <- clitest.ExitCode(t, p.Wait()) }()
 				select {
 				case codes[i] = <-exited:
+					took[i] = time.Since(start)
 				case <-time.After(at - time.Since(start)):
 					p.Process.Signal(syscall.SIGKILL)
 					codes[i] = <-exited
@@ -243,13 +256,20 @@ func TestKills(t *testing.T) {
 				outcomes[names[i]+" killed"]++
 			case 0, 5:
 				outcomes[fmt.Sprintf("%s exit %d", names[i], rc)]++
+				if rc == 0 {
+					ran[names[i]] = append(ran[names[i]], took[i])
+					if len(ran[names[i]]) > 8 {
+						ran[names[i]] = ran[names[i]][1:]
+					}
+				}
 			default:
 				t.Fatalf("round %d: %s %s: exit %d (neither success, busy nor killed): %s; so far %v",
 					rounds, names[i], strings.Join(procs[i].Args[1:], " "), rc, stderrs[i].String(), outcomes)
 			}
 		}
 	}
-	t.Logf("%d rounds, %d kills: %v", rounds, kills, outcomes)
+	t.Logf("%d rounds, %d kills: %v; last windows: store %v, purge %v, copy %v", rounds, kills, outcomes,
+		window("store"), window("purge"), window("copy"))
 	if kills < want {
 		t.Fatalf("only %d kills in %d rounds", kills, rounds)
 	}
