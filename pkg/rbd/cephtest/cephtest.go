@@ -13,7 +13,10 @@
 //	}
 //
 // Main stops the cluster when the tests are done. Without Main, Start gives
-// each test a cluster of its own, stopped when the test ends.
+// each test a cluster of its own, stopped when the test ends. A test process
+// that ends any other way (a panic, go test's -timeout, SIGKILL) takes its
+// clusters with it all the same: each has a reaper, a small process that
+// stops it once the test process is gone.
 //
 // When the Ceph binaries are missing, Start skips the test - unless the
 // environment variable BACKY_REQUIRE_CEPH is set (to anything but ""), in
@@ -51,10 +54,16 @@ const startTimeout = 3 * time.Minute
 
 var shared struct {
 	sync.Mutex
-	inMain bool
-	dir    string
-	conf   string
-	err    error
+	inMain  bool
+	cluster *cluster
+	err     error
+}
+
+// cluster is a running cluster and its reaper.
+type cluster struct {
+	dir, conf string
+	reaper    *exec.Cmd
+	lifeline  *os.File // the reaper's stdin; it stops the cluster at EOF
 }
 
 // TestingM is what Main runs: a *testing.M, or a wrapper around one such
@@ -98,11 +107,11 @@ func Main(m TestingM) int {
 func stopShared() error {
 	shared.Lock()
 	defer shared.Unlock()
-	if shared.dir == "" {
+	if shared.cluster == nil {
 		return nil
 	}
-	err := stop(shared.dir)
-	shared.dir, shared.conf = "", ""
+	err := shared.cluster.stop()
+	shared.cluster = nil
 	return err
 }
 
@@ -120,24 +129,22 @@ func Start(t testing.TB) string {
 	shared.Lock()
 	defer shared.Unlock()
 	if !shared.inMain {
-		dir, conf, err := start()
+		c, err := start()
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() {
-			if err := stop(dir); err != nil {
+			if err := c.stop(); err != nil {
 				t.Error(err)
 			}
 		})
-		return conf
+		return c.conf
 	}
-	if shared.conf == "" && shared.err == nil {
-		shared.dir, shared.conf, shared.err = start()
+	conf, err := startShared()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if shared.err != nil {
-		t.Fatal(shared.err)
-	}
-	return shared.conf
+	return conf
 }
 
 // Shared returns the path of the ceph.conf of the shared cluster, starting
@@ -150,10 +157,19 @@ func Shared() (string, error) {
 	if !shared.inMain {
 		return "", errors.New("cephtest: Shared needs the tests to run through cephtest.Main")
 	}
-	if shared.conf == "" && shared.err == nil {
-		shared.dir, shared.conf, shared.err = start()
+	return startShared()
+}
+
+// startShared starts the shared cluster unless it runs (or failed to
+// start); shared is locked.
+func startShared() (string, error) {
+	if shared.cluster == nil && shared.err == nil {
+		shared.cluster, shared.err = start()
 	}
-	return shared.conf, shared.err
+	if shared.err != nil {
+		return "", shared.err
+	}
+	return shared.cluster.conf, nil
 }
 
 // Missing returns the names of the Binaries not found in $PATH.
@@ -209,35 +225,64 @@ func Script() (string, error) {
 	}
 }
 
-func start() (dir, conf string, err error) {
+func start() (*cluster, error) {
 	script, err := Script()
 	if err != nil {
-		return "", "", err
+		return nil, err
 	}
-	dir, err = os.MkdirTemp("", "backy-ceph-")
+	dir, err := os.MkdirTemp("", "backy-ceph-")
 	if err != nil {
-		return "", "", fmt.Errorf("cephtest: %w", err)
+		return nil, fmt.Errorf("cephtest: %w", err)
 	}
+	c := &cluster{dir: dir, conf: filepath.Join(dir, "ceph.conf")}
+	// The reaper comes first: a test process killed during the start
+	// leaves no daemon behind either.
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("cephtest: %w", err)
+	}
+	c.reaper = exec.Command("bash", "-c", `read -r _; exec bash "$0" stop "$1"`, script, dir)
+	c.reaper.Stdin = r
+	// its own session: a Ctrl-C of the tests must not end it before it
+	// has done its work
+	c.reaper.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = c.reaper.Start()
+	r.Close()
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("cephtest: starting the cluster's reaper: %w", err)
+	}
+	c.lifeline = w
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	if _, err := run(ctx, script, "start", dir); err != nil {
-		// Keep the logs of a failed start; stop would remove them.
-		return "", "", fmt.Errorf("cephtest: starting cluster (logs in %s): %w", filepath.Join(dir, "log"), err)
+		// Keep the logs of a failed start (stop would remove them); the
+		// script killed the daemons it had started.
+		c.reaper.Process.Kill()
+		c.reaper.Wait()
+		w.Close()
+		return nil, fmt.Errorf("cephtest: starting cluster (logs in %s): %w", filepath.Join(dir, "log"), err)
 	}
-	return dir, filepath.Join(dir, "ceph.conf"), nil
+	return c, nil
 }
 
-func stop(dir string) error {
+// stop stops the cluster and ends its reaper; should the stop fail, the
+// reaper tries once more.
+func (c *cluster) stop() error {
 	script, err := Script()
-	if err != nil {
-		return err
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err = run(ctx, script, "stop", c.dir); err != nil {
+			err = fmt.Errorf("cephtest: stopping cluster: %w", err)
+		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := run(ctx, script, "stop", dir); err != nil {
-		return fmt.Errorf("cephtest: stopping cluster: %w", err)
+	if err == nil {
+		c.reaper.Process.Kill()
 	}
-	return nil
+	c.lifeline.Close()
+	c.reaper.Wait()
+	return err
 }
 
 func run(ctx context.Context, script string, args ...string) ([]byte, error) {

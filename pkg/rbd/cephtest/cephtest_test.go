@@ -3,6 +3,8 @@ package cephtest
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -62,4 +64,77 @@ func TestMonAdmin(t *testing.T) {
 	if d := time.Since(start); d < 200*time.Millisecond {
 		t.Fatalf("WaitMonQuiet returned after %v, before the quiet time", d)
 	}
+}
+
+// TestPanicStopsCluster runs a test that starts a cluster and panics (so
+// neither Main nor a Cleanup stops it) in a process of its own: the
+// cluster's reaper stops its daemons and removes its directory once that
+// process is gone.
+func TestPanicStopsCluster(t *testing.T) {
+	if Missing() != nil {
+		Start(t) // skips or fails, as every test here
+	}
+	confFile := filepath.Join(t.TempDir(), "conf")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPanickingHelper$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "BACKY_CEPHTEST_PANIC="+confFile)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "panic: on purpose") {
+		t.Fatalf("the helper test did not panic: %v\n%s", err, out)
+	}
+	conf, err := os.ReadFile(confFile)
+	if err != nil {
+		t.Fatalf("the helper test started no cluster: %v\n%s", err, out)
+	}
+	dir := filepath.Dir(string(conf))
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_, err := os.Stat(dir)
+		daemons := daemonsOf(t, string(conf))
+		if os.IsNotExist(err) && len(daemons) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a minute after the test process panicked, %s exists (%v) and daemons %v run", dir, err, daemons)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestPanickingHelper(t *testing.T) {
+	confFile := os.Getenv("BACKY_CEPHTEST_PANIC")
+	if confFile == "" {
+		t.Skip("run by TestPanicStopsCluster")
+	}
+	conf := Start(t)
+	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(conf); err != nil {
+		t.Fatal(err)
+	}
+	if d := daemonsOf(t, conf); len(d) != 2 {
+		t.Fatalf("daemons of the started cluster: %v, want a monitor and an OSD", d)
+	}
+	panic("on purpose")
+}
+
+// daemonsOf returns the pids of the processes started with conf.
+func daemonsOf(t *testing.T, conf string) []string {
+	t.Helper()
+	procs, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []string
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		args := strings.Split(string(b), "\x00")
+		if len(args) > 0 && strings.HasPrefix(filepath.Base(args[0]), "ceph-") && slices.Contains(args, conf) {
+			pids = append(pids, filepath.Base(filepath.Dir(p)))
+		}
+	}
+	return pids
 }
