@@ -54,6 +54,10 @@ type dirStore struct {
 	dir string // the repository directory
 }
 
+// minStoredChunk is the size of the smallest zstd frame: a 4-byte magic
+// number, a frame header of at least 2 bytes, a block header of 3.
+const minStoredChunk = 9
+
 func newDirStore(dir string) *dirStore { return &dirStore{dir: dir} }
 
 func (s *dirStore) path(h Hash) string {
@@ -61,10 +65,15 @@ func (s *dirStore) path(h Hash) string {
 	return filepath.Join(s.dir, "chunks", name[:2], name)
 }
 
+// Has reports whether chunk h is stored. A file too short to be a zstd
+// frame (emptied by a crash of a file system that does not journal data,
+// or by hand) counts as missing, so that a store holding the bytes writes
+// it again; any other damage is found only by reading the chunk (verify,
+// or a store while a revision is distrusted).
 func (s *dirStore) Has(h Hash) (bool, error) {
-	_, err := os.Stat(s.path(h))
+	st, err := os.Stat(s.path(h))
 	if err == nil {
-		return true, nil
+		return st.Size() >= minStoredChunk, nil
 	}
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil

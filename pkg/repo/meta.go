@@ -16,7 +16,7 @@ import (
 
 // Trust states of a revision.
 const (
-	Trusted    = "trusted"    // stored and every chunk verified on the way in
+	Trusted    = "trusted"    // stored: new chunks hashed on the way in, reused ones found present
 	Verified   = "verified"   // trusted, and later checked again (verify, or against the source)
 	Distrusted = "distrusted" // damage was found or a person said so: not a base for differential backups
 )

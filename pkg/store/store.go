@@ -12,6 +12,7 @@ import (
 	"github.com/backy/backy/pkg/extent"
 	"github.com/backy/backy/pkg/repo"
 	"github.com/backy/backy/pkg/schedule"
+	"golang.org/x/sync/errgroup"
 )
 
 // Options tune Store.
@@ -92,6 +93,9 @@ func storeLocked(ctx context.Context, r *repo.Repo, in io.Reader, opt Options, s
 		return nil, err
 	}
 	committed = true
+	if err := checkCarried(ctx, r, p.base, p.index, workers); err != nil {
+		return nil, distrustParent(r, parent, err)
+	}
 	rev := newRevision(hdr, parent, opt, started, p, sr)
 	meta, err := r.WaitLock(repo.LockMeta, false, time.Minute)
 	if err != nil {
@@ -167,6 +171,68 @@ func plan(r *repo.Repo, hdr extent.Header, revs []*repo.Revision) (*pipeline, *r
 		p.index.Resize(hdr.Size)
 	}
 	return p, parent, nil
+}
+
+// checkCarried makes sure every chunk the new revision carries over from
+// its parent's index is still stored. The stream does not hold those bytes,
+// so a chunk lost since the parent was stored would make the new revision
+// unrestorable, and every differential one after it (docs/repository.md,
+// "Chunks"). Chunks the stream touched were checked on their way in; the
+// check is one Has per distinct chunk, several at once (a RADOS round trip
+// each).
+func checkCarried(ctx context.Context, r *repo.Repo, base, ix *repo.Index, workers int) error {
+	if base == nil {
+		return nil
+	}
+	seen := map[repo.Hash]bool{}
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(workers, carriedChecks))
+	for n, h := range ix.Hashes[:min(len(ix.Hashes), len(base.Hashes))] {
+		if h.IsZero() || h != base.Hashes[n] || seen[h] {
+			continue
+		}
+		seen[h] = true
+		g.Go(func() error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			has, err := r.Chunks.Has(h)
+			if err == nil && !has {
+				err = fmt.Errorf("%w %s (chunk %d at offset %d, carried over from the parent: the stream does not hold it)",
+					repo.ErrMissingChunk, h, n, int64(n)*repo.ChunkSize)
+			}
+			return err
+		})
+	}
+	return g.Wait()
+}
+
+// carriedChecks is how many chunks checkCarried asks about at once at
+// least.
+const carriedChecks = 16
+
+// distrustParent records a chunk the parent lacks (err, from checkCarried)
+// as the parent's damage and distrusts it, so that the next backup is a
+// full one, which stores the chunk again if the image still holds it.
+func distrustParent(r *repo.Repo, parent *repo.Revision, err error) error {
+	if !errors.Is(err, repo.ErrMissingChunk) {
+		return err
+	}
+	meta, lerr := r.WaitLock(repo.LockMeta, false, time.Minute)
+	if lerr != nil {
+		return fmt.Errorf("%w (revision %s; distrusting it failed: %v)", err, parent.ID, lerr)
+	}
+	defer meta.Unlock()
+	rev, lerr := r.LoadRevision(parent.ID)
+	if lerr == nil {
+		rev.Trust = repo.Distrusted
+		rev.Damage = append(rev.Damage, strings.TrimPrefix(err.Error(), "repo: "))
+		lerr = r.SaveRevision(rev)
+	}
+	if lerr != nil {
+		return fmt.Errorf("%w (revision %s; distrusting it failed: %v)", err, parent.ID, lerr)
+	}
+	return fmt.Errorf("%w; revision %s lacks it and is distrusted now: the next backup must be a full one", err, parent.ID)
 }
 
 func checkBase(hdr extent.Header, parent *repo.Revision) error {

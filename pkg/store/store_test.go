@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -426,5 +427,99 @@ func TestFullBackupAllocates(t *testing.T) {
 	t.Logf("allocated %.1f MiB (bound %d MiB)", float64(got)/MiB, want/MiB)
 	if got > want {
 		t.Errorf("a full backup of 12 new chunks allocated %.1f MiB, more than %d MiB", float64(got)/MiB, want/MiB)
+	}
+}
+
+// TestLostCarriedChunkRefusesDifferential loses a chunk the newest revision
+// alone holds and stores a differential stream that does not touch it: the
+// store refuses (the stream cannot give the bytes back) naming the chunk,
+// publishes nothing and distrusts the parent, so the next backup is a full
+// one, which repairs it. A stream that rewrites the lost chunk's whole
+// range does not need it and stores.
+func TestLostCarriedChunkRefusesDifferential(t *testing.T) {
+	base := randomBytes(12*MiB, 5)
+	r := newRepo(t)
+	parent, err := storeStream(t, r, fullWithSnapshot(t, base, "s1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := r.Index(parent.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := ix.Hashes[2]
+	chunk := filepath.Join(r.Dir, "chunks", lost.String()[:2], lost.String())
+	if err := os.Remove(chunk); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshotRepo(t, r.Dir)
+	_, err = storeStream(t, r, diffStream(t, int64(len(base)), "s1", "s2", func(w *extent.Writer) {
+		w.WriteData(100, []byte("changed"))
+	}))
+	if !errors.Is(err, repo.ErrMissingChunk) || !strings.Contains(err.Error(), lost.String()) ||
+		!strings.Contains(err.Error(), "offset 8388608") || !strings.Contains(err.Error(), parent.ID+" lacks it") {
+		t.Fatalf("differential store over a lost carried-over chunk: %v, want a missing chunk %s at offset 8388608 of %s", err, lost, parent.ID)
+	}
+	revs, err := r.Revisions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(revs) != 1 || !revs[0].IsDistrusted() || len(revs[0].Damage) != 1 || !strings.Contains(revs[0].Damage[0], lost.String()) {
+		t.Fatalf("revisions after the refusal: %+v, want the parent alone, distrusted, its damage naming %s", revs, lost)
+	}
+	// what changed: the parent's metadata, and the stray chunk of the
+	// refused stream
+	revs[0].Trust, revs[0].Damage = repo.Trusted, nil
+	if err := r.SaveRevision(revs[0]); err != nil {
+		t.Fatal(err)
+	}
+	strays, _ := filepath.Glob(filepath.Join(r.Dir, "chunks", "*", "*"))
+	for _, p := range strays {
+		if !slices.ContainsFunc(ix.Hashes, func(h repo.Hash) bool { return h.String() == filepath.Base(p) }) {
+			os.Remove(p)
+			os.Remove(filepath.Dir(p)) // if empty
+		}
+	}
+	if after := snapshotRepo(t, r.Dir); after != before {
+		t.Fatalf("the refused store changed more than the parent's trust and a stray chunk:\n%s\n%s", before, after)
+	}
+	// a stream that rewrites the lost chunk whole stores, and restores
+	patch := randomBytes(4*MiB, 6)
+	rev, err := storeStream(t, r, diffStream(t, int64(len(base)), "s1", "s2", func(w *extent.Writer) {
+		w.WriteData(8*MiB, patch)
+	}))
+	if err != nil {
+		t.Fatalf("a stream rewriting the lost chunk: %v", err)
+	}
+	want := slices.Clone(base)
+	copy(want[8*MiB:], patch)
+	if !bytes.Equal(restored(t, r, rev), want) {
+		t.Fatal("restore differs")
+	}
+}
+
+// TestEmptiedChunkIsStoredAgain empties a chunk file (what a crash of a
+// file system without data journalling can leave): a store holding those
+// bytes writes the chunk again instead of reusing the empty file.
+func TestEmptiedChunkIsStoredAgain(t *testing.T) {
+	img := image(t, 12*MiB, [2]int64{0, 12 * MiB})
+	want, _ := os.ReadFile(img)
+	r := newRepo(t)
+	if _, err := storeStream(t, r, extract(t, img)); err != nil {
+		t.Fatal(err)
+	}
+	chunks, _ := filepath.Glob(filepath.Join(r.Dir, "chunks", "*", "*"))
+	if err := os.Truncate(chunks[1], 0); err != nil {
+		t.Fatal(err)
+	}
+	rev, err := storeStream(t, r, extract(t, img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rev.Stats.ChunksNew != 1 {
+		t.Fatalf("chunks new %d, want 1", rev.Stats.ChunksNew)
+	}
+	if !bytes.Equal(restored(t, r, rev), want) {
+		t.Fatal("restore differs")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -287,6 +288,39 @@ func TestBackupAfterDamage(t *testing.T) {
 		if sum, rr := restoreSum(t, dir, id); rr.code != 0 || sum != c.sums[c.ids[1]] {
 			t.Fatalf("backy-store exits 0 for revision %s, which does not restore (%v): chunk %s of the parent's index was reused although it is gone",
 				id, rr, c.onlyNew.Short())
+		}
+	})
+	t.Run("differential-lost-untouched-chunk", func(t *testing.T) {
+		// backy-extract --base-from sends only what differs from the
+		// newest revision's index: a chunk lost from the repository
+		// never comes again. The store must refuse rather than carry the
+		// lost chunk into a revision that does not restore, and distrust
+		// the parent so that the next run is full and repairs it.
+		dir := filepath.Join(c.tmp, "difflost")
+		copyTree(t, c.clean, dir)
+		os.Remove(chunkPath(dir, c.onlyNew))
+		diff := func() result {
+			ext := backy(t, nil, "backy-extract", "file", "--base-from", dir, c.img)
+			if ext.code != 0 {
+				t.Fatalf("backy-extract --base-from: %v", ext)
+			}
+			return storeStream(t, dir, []byte(ext.stdout), "v3")
+		}
+		r := diff()
+		if r.code != exitDamaged || !strings.Contains(r.stderr, c.onlyNew.String()) || !strings.Contains(r.stderr, c.ids[1]+" lacks it") {
+			t.Fatalf("a differential backup over a lost chunk: %v, want exit %d naming chunk %s and revision %s", r, exitDamaged, c.onlyNew.Short(), c.ids[1])
+		}
+		if st := backy(t, nil, "backy-store", "-b", dir, "status"); !regexp.MustCompile(c.ids[1] + `.*distrusted`).MatchString(st.stdout) {
+			t.Fatalf("status after the refusal: %v, want %s distrusted", st, c.ids[1])
+		}
+		r = diff() // full now: the newest revision is distrusted
+		if r.code != 0 {
+			t.Fatalf("the backup after the refusal: %v", r)
+		}
+		for _, id := range []string{strings.TrimSpace(r.stdout), c.ids[1]} {
+			if sum, rr := restoreSum(t, dir, id); rr.code != 0 || sum != c.sums[c.ids[1]] {
+				t.Fatalf("revision %s after the repairing backup: %v", id, rr)
+			}
 		}
 	})
 	t.Run("differential-over-damaged-base", func(t *testing.T) {
