@@ -66,7 +66,11 @@ func (c *restoreCLI) Run(env *cli.Env) error {
 		err = restore.ToPath(env.Ctx, r, rev, ix, c.Target, opt)
 		written = data
 	case c.Target != "-":
-		written, err = c.toStream(env, r, rev, ix, nil, opt)
+		// like raw's: beside a file and renamed over it when complete
+		err = restore.StreamToPath(c.Target, func(w io.Writer) (werr error) {
+			written, werr = c.toStream(env, r, rev, ix, w, opt)
+			return werr
+		})
 	default:
 		written, err = c.toStream(env, r, rev, ix, env.Stdout, opt)
 		// The reader sees the end now, not after Stop (which may wait
@@ -98,17 +102,9 @@ func isDevice(path string) bool {
 	return err == nil && fsperm.IsBlockDevice(st.Mode())
 }
 
-// toStream writes to out, or to a new file at Target when out is nil, and
-// returns the bytes written.
-func (c *restoreCLI) toStream(env *cli.Env, r *repo.Repo, rev *repo.Revision, ix *repo.Index, out *os.File, opt restore.Options) (int64, error) {
-	if out == nil {
-		f, err := os.Create(c.Target)
-		if err != nil {
-			return 0, err
-		}
-		defer f.Close()
-		out = f
-	}
+// toStream writes the revision in c.Format to out and returns the bytes
+// written.
+func (c *restoreCLI) toStream(env *cli.Env, r *repo.Repo, rev *repo.Revision, ix *repo.Index, out io.Writer, opt restore.Options) (int64, error) {
 	cw := &countingWriter{w: out}
 	var err error
 	switch c.Format {

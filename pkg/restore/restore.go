@@ -73,6 +73,53 @@ func ToPath(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Inde
 		// /dev/tty is a terminal (restore to - for a read-through test)
 		return fmt.Errorf("%w: %s is neither a regular file nor a block device", ErrBadTarget, path)
 	}
+	return replaceFile(path, func(f *os.File) error {
+		if err := f.Truncate(ix.Size); err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
+		fw := newTargetWriter(f)
+		// Zero chunks are left as holes: eachData skips them.
+		err := eachData(ctx, r, rev, ix, opt.Workers, func(off int64, data []byte) error {
+			defer opt.done(data)
+			return fw.writeChunk(data, off)
+		})
+		if cerr := fw.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("restore: %w", cerr)
+		}
+		return err
+	})
+}
+
+// StreamToPath writes a stream (Extents, RBDDiff) with write into the file
+// at path. A regular file, or none yet, is written like ToPath's: a new
+// file beside it, mode 0600, renamed over it only when write succeeded and
+// the file is synced, so a failed restore leaves an old file as it was. Any
+// other file (a block or character device, a FIFO) is written in place; a
+// directory is refused.
+func StreamToPath(path string, write func(w io.Writer) error) error {
+	st, err := os.Stat(path)
+	switch {
+	case err == nil && st.IsDir():
+		return fmt.Errorf("%w: %s is a directory", ErrBadTarget, path)
+	case err == nil && !st.Mode().IsRegular():
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
+		err = write(f)
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("restore: %w", cerr)
+		}
+		return err
+	}
+	return replaceFile(path, func(f *os.File) error { return write(f) })
+}
+
+// replaceFile is how a restore writes a file: write fills a new file made
+// beside path (mode 0600: a restored image is the disk's content), which
+// is synced and renamed over path only when write succeeded. On any error
+// path is left as it was and the new file removed.
+func replaceFile(path string, write func(f *os.File) error) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".backy-*")
 	if err != nil {
 		// name the target and its directory, not the temporary file
@@ -90,19 +137,7 @@ func ToPath(ctx context.Context, r *repo.Repo, rev *repo.Revision, ix *repo.Inde
 			os.Remove(f.Name())
 		}
 	}()
-	if err := f.Truncate(ix.Size); err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
-	fw := newTargetWriter(f)
-	// Zero chunks are left as holes: eachData skips them.
-	err = eachData(ctx, r, rev, ix, opt.Workers, func(off int64, data []byte) error {
-		defer opt.done(data)
-		return fw.writeChunk(data, off)
-	})
-	if cerr := fw.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("restore: %w", cerr)
-	}
-	if err != nil {
+	if err := write(f); err != nil {
 		return err
 	}
 	if err := f.Sync(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -107,5 +108,107 @@ func TestToPathCorruptChunkLeavesTargetAlone(t *testing.T) {
 	leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(out), ".out.img.backy-*"))
 	if len(leftovers) != 0 {
 		t.Errorf("temporary files left: %v", leftovers)
+	}
+}
+
+// extentsTo is the write of StreamToPath for an extent stream.
+func extentsTo(r *repo.Repo, rev *repo.Revision, ix *repo.Index) func(io.Writer) error {
+	return func(w io.Writer) error {
+		return restore.Extents(context.Background(), r, rev, ix, w, restore.Options{})
+	}
+}
+
+// A stream written to a file is private (0600 under umask 022, also over
+// an old 0644 file) and is the stream Extents writes elsewhere.
+func TestStreamToPathMode(t *testing.T) {
+	old := unix.Umask(0o022)
+	defer unix.Umask(old)
+	r, rev, ix := storeImage(t, pagedImage(5000))
+	var want bytes.Buffer
+	if err := extentsTo(r, rev, ix)(&want); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	fresh, over := filepath.Join(dir, "new.ext"), filepath.Join(dir, "old.ext")
+	if err := os.WriteFile(over, []byte("old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{fresh, over} {
+		if err := restore.StreamToPath(out, extentsTo(r, rev, ix)); err != nil {
+			t.Fatal(err)
+		}
+		st, err := os.Stat(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode() != 0o600 {
+			t.Errorf("%s has mode %v, want -rw-------", filepath.Base(out), st.Mode())
+		}
+		if got, _ := os.ReadFile(out); !bytes.Equal(got, want.Bytes()) {
+			t.Errorf("%s holds %d bytes, not the %d-byte stream", filepath.Base(out), len(got), want.Len())
+		}
+	}
+	if leftovers, _ := filepath.Glob(filepath.Join(dir, ".*.backy-*")); len(leftovers) != 0 {
+		t.Errorf("temporary files left: %v", leftovers)
+	}
+}
+
+// A stream that fails half-way (a corrupt chunk) leaves an old file as it
+// was and no temporary file.
+func TestStreamToPathCorruptChunkLeavesTargetAlone(t *testing.T) {
+	r, rev, ix := storeImage(t, pagedImage(5000))
+	files, _ := filepath.Glob(filepath.Join(r.Dir, "chunks", "*", "*"))
+	if len(files) != 3 {
+		t.Fatalf("%d chunk files, want 3", len(files))
+	}
+	for _, f := range files {
+		flipByte(t, f)
+	}
+	out := filepath.Join(t.TempDir(), "out.ext")
+	before := []byte("the old stream\n")
+	if err := os.WriteFile(out, before, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := restore.StreamToPath(out, extentsTo(r, rev, ix))
+	if !errors.Is(err, repo.ErrCorruptChunk) {
+		t.Fatalf("error %v, want a corrupt chunk", err)
+	}
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, before) {
+		t.Errorf("the target changed to %d bytes", len(got))
+	}
+	if leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(out), ".out.ext.backy-*")); len(leftovers) != 0 {
+		t.Errorf("temporary files left: %v", leftovers)
+	}
+}
+
+// A FIFO is written in place: it stays a FIFO and its reader gets the
+// stream. A directory is refused.
+func TestStreamToPathInPlace(t *testing.T) {
+	r, rev, ix := storeImage(t, pagedImage(5000))
+	var want bytes.Buffer
+	if err := extentsTo(r, rev, ix)(&want); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []byte)
+	go func() {
+		b, _ := os.ReadFile(fifo)
+		got <- b
+	}()
+	if err := restore.StreamToPath(fifo, extentsTo(r, rev, ix)); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; !bytes.Equal(b, want.Bytes()) {
+		t.Errorf("the FIFO's reader got %d bytes, not the %d-byte stream", len(b), want.Len())
+	}
+	if st, err := os.Lstat(fifo); err != nil || st.Mode().Type() != os.ModeNamedPipe {
+		t.Errorf("the FIFO is gone or replaced: %v %v", st, err)
+	}
+	if err := restore.StreamToPath(dir, extentsTo(r, rev, ix)); !errors.Is(err, restore.ErrBadTarget) {
+		t.Errorf("a directory target: error %v, want a bad target", err)
 	}
 }
