@@ -70,7 +70,12 @@ func pipeFull(ts *testscript.TestScript, w *os.File) bool {
 	var perr error
 	ts.Check(raw.Control(func(fd uintptr) {
 		p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-		n, perr = unix.Poll(p, 0)
+		for {
+			// the Go runtime's preemption signal (SIGURG) interrupts it
+			if _, perr = unix.Poll(p, 0); perr != unix.EINTR {
+				break
+			}
+		}
 		n = int(p[0].Revents & unix.POLLOUT)
 	}))
 	ts.Check(perr)
