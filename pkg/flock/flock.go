@@ -70,14 +70,16 @@ func Take(path string, shared bool, timeout time.Duration) (*Lock, int, error) {
 	return &Lock{f: f, shared: shared}, 0, nil
 }
 
+// open opens the lock file, never through a symbolic link: whoever could
+// put one there would have the exclusive holder truncate what it names.
 func open(path string, shared bool) (*os.File, error) {
 	if shared {
-		f, err := os.Open(path)
+		f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 		if !errors.Is(err, os.ErrNotExist) {
 			return f, err
 		}
 	}
-	return os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	return os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
 }
 
 // Unlock releases the lock. An exclusive holder first forgets its pid, so

@@ -160,6 +160,9 @@ func (m Mode) Restrict(path string) error {
 	if err != nil {
 		return fmt.Errorf("fsperm: %w", err)
 	}
+	if !st.Mode().IsDir() && !st.Mode().IsRegular() {
+		return nil // a symbolic link is never followed: chmod would change its target
+	}
 	limit := m.File() | 0o100
 	if st.IsDir() {
 		limit = m.Dir()

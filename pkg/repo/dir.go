@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -27,6 +28,9 @@ type dirBackend struct {
 	// shared with the directory's group when that is 750. Chunks and
 	// indexes are always private to the owner.
 	perm fsperm.Mode
+	// owned checks once, before the first exclusive lock, that the
+	// repository is this user's own (checkOwned).
+	owned func() error
 	// restricted is set once this process closed the directories of a
 	// repository an older backy made open to everyone.
 	restricted bool
@@ -74,6 +78,7 @@ func openDir(dir string) (*Repo, error) {
 	}
 	perm := fsperm.Of(dir)
 	d := &dirBackend{dir: dir, chunks: newDirStore(dir), perm: perm}
+	d.owned = sync.OnceValue(d.checkOwned)
 	r := newRepo(d, dir)
 	r.format = format
 	return r, nil

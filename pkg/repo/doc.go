@@ -38,4 +38,5 @@ var (
 	ErrCorruptIndex  = exitcode.New(exitcode.Damaged, "repo: corrupt index")
 	ErrCorruptMeta   = exitcode.New(exitcode.Damaged, "repo: corrupt metadata")
 	ErrBadLocation   = exitcode.New(exitcode.Usage, "repo: bad repository location")
+	ErrNotOwned      = exitcode.New(exitcode.Failure, "repo: not this user's own repository")
 )

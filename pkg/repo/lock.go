@@ -69,6 +69,11 @@ func (r *Repo) WaitLock(name string, shared bool, timeout time.Duration) (*Lock,
 // flock takes an flock on the file name under the directory backend's
 // locks/.
 func (d *dirBackend) flock(name string, shared bool, timeout time.Duration) (*Lock, error) {
+	if !shared {
+		if err := d.owned(); err != nil {
+			return nil, err
+		}
+	}
 	l, pid, err := flock.Take(filepath.Join(d.dir, "locks", name), shared, timeout)
 	if errors.Is(err, flock.ErrHeld) {
 		holder := ""

@@ -39,6 +39,11 @@ func (r *Repo) ScanRevisions() ([]*Revision, []error, error) {
 		if errors.Is(err, os.ErrNotExist) {
 			continue // removed since it was listed
 		}
+		if errors.Is(err, os.ErrPermission) {
+			// not damage: the file is someone else's (root's, say),
+			// and forgetting it would lose an intact revision
+			return nil, nil, err
+		}
 		var rev *Revision
 		if err == nil {
 			rev, err = r.decodeMeta(id, b)
