@@ -26,7 +26,8 @@ type ChunkStore interface {
 	// Get returns a chunk's stored (compressed) bytes; ErrMissingChunk if
 	// there is none. The caller verifies the content against h.
 	Get(h Hash) ([]byte, error)
-	// Begin starts a batch of new chunks, invisible until committed.
+	// Begin starts a batch of new chunks, invisible until committed. Its
+	// caller holds the store lock, exclusive: no other batch is running.
 	Begin() (Batch, error)
 	// Walk calls fn for every stored chunk, in no particular order.
 	Walk(fn func(Hash) error) error
@@ -182,7 +183,21 @@ func (s *dirStore) Remove(hs []Hash) error {
 	return nil
 }
 
+// Begin first removes the batches of stores and copies that died: only
+// they make batches, under the store lock this one's caller holds, so
+// every batch found is dead (a killed store leaves up to the whole image's
+// new chunks there, which would otherwise take the room of the next store
+// until a purge).
 func (s *dirStore) Begin() (Batch, error) {
+	dead, err := filepath.Glob(filepath.Join(s.dir, "tmp", "batch-*"))
+	if err != nil {
+		return nil, fmt.Errorf("repo: %w", err)
+	}
+	for _, d := range dead {
+		if err := os.RemoveAll(d); err != nil {
+			return nil, fmt.Errorf("repo: removing a dead store's batch: %w", err)
+		}
+	}
 	tmp, err := os.MkdirTemp(filepath.Join(s.dir, "tmp"), "batch-*")
 	if err != nil {
 		return nil, fmt.Errorf("repo: %w", err)

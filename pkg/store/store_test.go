@@ -523,3 +523,38 @@ func TestEmptiedChunkIsStoredAgain(t *testing.T) {
 		t.Fatal("restore differs")
 	}
 }
+
+// TestStoreRemovesDeadBatches: the batch directory a killed store left in
+// tmp/ (its new chunks, up to the whole image) goes at the next store,
+// which holds the store lock, so no batch found can be alive; other files
+// in tmp/ stay (a metadata change's temporary file is another lock's).
+func TestStoreRemovesDeadBatches(t *testing.T) {
+	img := image(t, 8*MiB, [2]int64{0, 8 * MiB})
+	r := newRepo(t)
+	if _, err := storeStream(t, r, extract(t, img)); err != nil {
+		t.Fatal(err)
+	}
+	dead := filepath.Join(r.Dir, "tmp", "batch-1234")
+	if err := os.MkdirAll(dead, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dead, "chunk"), randomBytes(MiB, 9), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(r.Dir, "tmp", ".other")
+	if err := os.WriteFile(other, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := storeStream(t, r, extract(t, img)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dead); !os.IsNotExist(err) {
+		t.Fatalf("the dead batch is still there: %v", err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Fatalf("another file in tmp/ went: %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(r.Dir, "tmp", "batch-*")); len(left) != 0 {
+		t.Fatalf("batches left after a store: %v", left)
+	}
+}
