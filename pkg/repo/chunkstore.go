@@ -51,6 +51,23 @@ type Batch interface {
 	Abort()
 }
 
+// HasChunk reports whether chunk h is stored, as ChunkStore.Has does, but
+// without announcing a reuse to purge where the store would (RADOS: a
+// read instead of a write): for a chunk a published index names, which
+// keeps it from purge as long as it exists (docs/repository.md, "Purge on
+// a shared pool").
+func (r *Repo) HasChunk(h Hash) (bool, error) {
+	if e, ok := r.Chunks.(chunkExister); ok {
+		return e.exists(h)
+	}
+	return r.Chunks.Has(h)
+}
+
+// chunkExister is a chunk store whose Has does more than look.
+type chunkExister interface {
+	exists(h Hash) (bool, error)
+}
+
 type dirStore struct {
 	dir string // the repository directory
 }

@@ -178,8 +178,8 @@ func plan(r *repo.Repo, hdr extent.Header, revs []*repo.Revision) (*pipeline, *r
 // so a chunk lost since the parent was stored would make the new revision
 // unrestorable, and every differential one after it (docs/repository.md,
 // "Chunks"). Chunks the stream touched were checked on their way in; the
-// check is one Has per distinct chunk, several at once (a RADOS round trip
-// each).
+// check is one HasChunk per distinct chunk, several at once (a RADOS round
+// trip each, a read: the parent's index keeps them from purge).
 func checkCarried(ctx context.Context, r *repo.Repo, base, ix *repo.Index, workers int) error {
 	if base == nil {
 		return nil
@@ -196,7 +196,7 @@ func checkCarried(ctx context.Context, r *repo.Repo, base, ix *repo.Index, worke
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			has, err := r.Chunks.Has(h)
+			has, err := r.HasChunk(h)
 			if err == nil && !has {
 				err = fmt.Errorf("%w %s (chunk %d at offset %d, carried over from the parent: the stream does not hold it)",
 					repo.ErrMissingChunk, h, n, int64(n)*repo.ChunkSize)
