@@ -34,11 +34,25 @@ type decoder struct {
 	root     map[string]any
 	md       toml.MetaData
 	problems []problem
+	// included maps "jobs.NAME" and "schedules.NAME" of an included file
+	// to that file, where their problems are reported
+	included map[string]*document
+}
+
+// document is a parsed configuration file: where a problem's line is
+// looked up.
+type document struct {
+	file string
+	doc  string
+	root map[string]any
+	md   toml.MetaData
 }
 
 type problem struct {
 	err *Error
 	key []string
+	// in is the file the key is defined in (nil: the decoder's own)
+	in *document
 	// foreign: in an included file, positioned already or not at all
 	foreign bool
 }
@@ -58,10 +72,16 @@ func decode(file string, data []byte) (*Config, error) {
 }
 
 func (d *decoder) fail(kind error, key []string, format string, args ...any) {
-	d.problems = append(d.problems, problem{
+	p := problem{
 		err: &Error{File: d.file, Key: toml.Key(key).String(), Kind: kind, Msg: fmt.Sprintf(format, args...)},
 		key: slices.Clone(key),
-	})
+	}
+	if len(key) >= 2 {
+		if in := d.included[key[0]+"."+key[1]]; in != nil {
+			p.in, p.err.File = in, in.file
+		}
+	}
+	d.problems = append(d.problems, p)
 }
 
 // badDirectory says what is wrong with a job's repository directory, given
@@ -114,7 +134,8 @@ func (d *decoder) list() List {
 	l := make(List, len(d.problems))
 	for i, p := range d.problems {
 		if i < maxPositioned && !p.foreign {
-			p.err.Line = lineOf(d.doc, d.root, d.md, p.key)
+			in := cmp.Or(p.in, &document{doc: d.doc, root: d.root, md: d.md})
+			p.err.Line = lineOf(in.doc, in.root, in.md, p.key)
 		}
 		l[i] = p.err
 	}
@@ -239,11 +260,13 @@ func (d *decoder) include() {
 			continue
 		}
 		var m map[string]any
-		if _, err := toml.Decode(string(data), &m); err != nil {
+		md, err := toml.Decode(string(data), &m)
+		if err != nil {
 			sub := &decoder{file: f, doc: string(data)}
 			d.problems = append(d.problems, problem{err: sub.syntaxError(err), foreign: true})
 			continue
 		}
+		src := &document{file: f, doc: string(data), root: m, md: md}
 		for k, t := range m {
 			tm, ok := t.(map[string]any)
 			if k != "schedules" && k != "jobs" || !ok {
@@ -263,6 +286,10 @@ func (d *decoder) include() {
 					continue
 				}
 				dst[name] = def
+				if d.included == nil {
+					d.included = map[string]*document{}
+				}
+				d.included[k+"."+name] = src
 			}
 		}
 	}

@@ -76,6 +76,13 @@ func TestIncludeAndFleetErrors(t *testing.T) {
 			`key "global.fleet": a fleet needs rados-pool`},
 		{"fleet with a directory job", "include = \"inc.conf\"\n[global]\nfleet = \"f\"\nrados-pool = \"p\"\n[jobs.vm3]\nschedule = \"fast\"\ndirectory = \"/srv/vm3\"\nsource = { type = \"file\", path = \"/dev/null\" }\n",
 			sharedJobs, ErrBadValue, `job "vm3": the jobs of a fleet need RADOS repositories; /srv/vm3 is a directory`},
+		{"unknown key in an included job", `include = "inc.conf"`, sharedJobs + "sorce = 1\n", ErrUnknownKey,
+			`inc.conf:9: unknown key "jobs.vm2.sorce"`},
+		{"bad value in an included schedule", `include = "inc.conf"`, strings.Replace(sharedJobs, `"1h"`, `"1 hour"`, 1), ErrBadValue,
+			`inc.conf:2: key "schedules.fast.fast.interval"`},
+		{"directory job of a fleet in an included file", "include = \"inc.conf\"\n[global]\nfleet = \"f\"\nrados-pool = \"p\"\n",
+			sharedJobs + "[jobs.vm3]\nschedule = \"fast\"\ndirectory = \"/srv/vm3\"\nsource = { type = \"file\", path = \"/dev/null\" }\n",
+			ErrBadValue, `inc.conf:9: job "vm3": the jobs of a fleet need RADOS repositories; /srv/vm3 is a directory`},
 		{"bad member name", "[global]\nfleet = \"f\"\nrados-pool = \"p\"\nfleet-member = \"a b\"\n", "", ErrBadValue, `key "global.fleet-member": member name "a b" must be`},
 		{"short lease", "[global]\nfleet-lease = \"1s\"\n", "", ErrBadValue, `fleet-lease`},
 	} {
