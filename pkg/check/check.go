@@ -172,6 +172,11 @@ func judge(in Input, j config.Job) Job {
 		v.State, v.ThawFailed = Critical, true
 		v.Reasons = append(v.Reasons, fmt.Sprintf("THAW FAILED at %s: the guest may still be frozen; thaw it by hand (the job log names the thaw that failed)", stamp(st.ThawFailed)))
 	}
+	if known && v.Outside && in.Status.Fleet != nil && st.Owner == "" && !st.Running {
+		// a member whose job list lacks the job leaves it unowned, as
+		// does a move in progress; the state stays what the SLA says
+		v.Reasons = append(v.Reasons, fmt.Sprintf("no daemon of fleet %s runs it now (has every member reloaded the job list?)", in.Status.Fleet.Name))
+	}
 	switch {
 	case in.Status == nil:
 	case !known:

@@ -1,6 +1,7 @@
 package check
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/backy/backy/pkg/jobstatus"
@@ -37,5 +38,25 @@ func TestFleetCutOff(t *testing.T) {
 	in.Status.Fleet.Members[0].Alive = false
 	if r := Evaluate(in); r.State != Warning || r.Line != "WARNING: fleet site1: 1 daemon alive: b2 (1 job); b1 holds no membership lease; 3 jobs within SLA" {
 		t.Errorf("state %d, line %s", r.State, r.Line)
+	}
+}
+
+// A job outside its SLA that no member owns (a member that did not reload
+// the job list the others did is its hash owner) says so, as a hint; the
+// state stays the SLA's, and an owned job gets no hint.
+func TestFleetUnownedJob(t *testing.T) {
+	in := fleetWorld(t)
+	in.Repos["vm2"] = jobstatus.RepoInfo{}
+	in.Repos["vm3"] = jobstatus.RepoInfo{}
+	in.Status.Jobs["vm3"] = jobstatus.Job{Owner: "b2"}
+	r := Evaluate(in)
+	out := output(r)
+	for _, want := range []string{
+		"CRITICAL: vm2: never backed up; no daemon of fleet site1 runs it now (has every member reloaded the job list?)\n",
+		"CRITICAL: vm3: never backed up\n",
+	} {
+		if r.State != Critical || !strings.Contains(out, want) {
+			t.Errorf("state %d, output\n%s\nwant a line %q", r.State, out, want)
+		}
 	}
 }
